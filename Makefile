@@ -1,0 +1,107 @@
+# saserve - build, test, bench.
+#
+#   make deps      install the missing Debian packages (needs root or sudo)
+#   make           build/saserve, the engine library, test and tool binaries
+#   make run       build and serve the default model
+#   make test      build and run every test
+#   make bench     speed figures (MODEL=path.gguf, default: generated 110M shape)
+#   make fuzz      libFuzzer targets (clang)
+#   SANITIZE=address,undefined | SANITIZE=thread   sanitizer builds (own build dir)
+#   NATIVE=0       portable x86-64-v3 baseline instead of -march=native
+
+SHELL    := /bin/bash
+CC       ?= cc
+SHARED   ?= ../shared
+PKGS     := openblas jansson libmicrohttpd libuv libpcre2-8 libpng
+DEB_PKGS := build-essential pkg-config libopenblas-dev libjansson-dev libmicrohttpd-dev \
+            libuv1-dev libpcre2-dev libpng-dev python3 curl
+
+ifeq ($(NATIVE),0)
+ARCH_FLAGS := -march=x86-64-v3
+else
+ARCH_FLAGS := -march=native
+endif
+
+WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+        -Wpointer-arith -Wcast-qual -Wno-overlength-strings
+ifdef CI
+WARN += -Werror
+endif
+
+BUILD := build
+ifdef SANITIZE
+BUILD := build/san-$(subst $(comma),-,$(SANITIZE))
+SAN_FLAGS := -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
+OPT := -O1
+else
+OPT := -O2
+endif
+comma := ,
+
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS   += -std=c11 -D_POSIX_C_SOURCE=200809L -g -fno-omit-frame-pointer $(OPT) $(ARCH_FLAGS) \
+            $(WARN) $(SAN_FLAGS) -I. $(PKG_CFLAGS) -MMD -MP
+LDFLAGS  += $(SAN_FLAGS)
+LDLIBS   += $(PKG_LIBS) -lpthread -lm
+
+ENGINE_SRC := $(wildcard engine/*.c)
+ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
+ENGINE_LIB := $(BUILD)/libsaserve_engine.a
+SERVER_SRC := $(wildcard server/*.c) $(wildcard config/*.c)
+SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+TOOL_SRC   := $(wildcard tests/tools/*.c)
+TOOL_BIN   := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
+
+.PHONY: all deps run test test-unit test-golden bench fuzz clean check-model-tests
+.DEFAULT_GOAL := all
+
+all: $(BUILD)/saserve $(UNIT_BIN) $(TOOL_BIN)
+
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	else echo "make deps: all Debian packages present"; fi
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(ENGINE_LIB): $(ENGINE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/saserve: $(SERVER_OBJ) $(ENGINE_LIB)
+	$(CC) $(LDFLAGS) -o $@ $(SERVER_OBJ) $(ENGINE_LIB) $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(ENGINE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(ENGINE_LIB) $(LDLIBS)
+
+$(BUILD)/tools/%: $(BUILD)/tests/tools/%.o $(ENGINE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(ENGINE_LIB) $(LDLIBS)
+
+MODEL ?= $(SHARED)/models/stories260K/stories260K.gguf
+
+run: deps all
+	$(BUILD)/saserve generate -m $(MODEL) -p "Once upon a time" -n 200 --temp 0.8 --seed 42
+
+test: deps
+	$(MAKE) all
+	SHARED=$(SHARED) BUILD=$(BUILD) bash tests/run_tests.sh
+
+bench: deps all
+	SHARED=$(SHARED) BUILD=$(BUILD) MODEL="$(BENCH_MODEL)" bash tests/bench/run_bench.sh
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,61 @@
+#include "attention.h"
+
+#include "ops.h"
+#include "workers.h"
+
+#include <math.h>
+#include <string.h>
+
+static void head_scores(const struct attn_args *a, uint32_t h, uint32_t t, float *p, size_t n_pos)
+{
+    uint32_t kvh = h / (a->n_head / a->n_head_kv);
+    const float *q = a->q + (size_t)t * a->n_head * a->head_dim + (size_t)h * a->head_dim;
+    const float *k = a->k + (size_t)kvh * a->head_dim;
+    const float scale = 1.0f / sqrtf((float)a->head_dim);
+    if (a->reference) {
+        for (size_t j = 0; j < n_pos; j++) {
+            double s = 0;
+            const float *kj = k + j * a->kv_stride;
+            for (uint32_t d = 0; d < a->head_dim; d++) s += (double)q[d] * kj[d];
+            p[j] = (float)(s / sqrt((double)a->head_dim));
+        }
+        double max = p[0], sum = 0;
+        for (size_t j = 1; j < n_pos; j++) max = p[j] > max ? p[j] : max;
+        for (size_t j = 0; j < n_pos; j++) sum += exp((double)p[j] - max);
+        for (size_t j = 0; j < n_pos; j++) p[j] = (float)(exp((double)p[j] - max) / sum);
+        return;
+    }
+    for (size_t j = 0; j < n_pos; j++) p[j] = ops_dot_f32(q, k + j * a->kv_stride, a->head_dim) * scale;
+    ops_softmax(p, n_pos);
+}
+
+static void head_apply(const struct attn_args *a, uint32_t h, uint32_t t, const float *p, size_t n_pos)
+{
+    uint32_t kvh = h / (a->n_head / a->n_head_kv);
+    float *o = a->out + (size_t)t * a->n_head * a->head_dim + (size_t)h * a->head_dim;
+    const float *v = a->v + (size_t)kvh * a->head_dim;
+    if (a->reference) {
+        for (uint32_t d = 0; d < a->head_dim; d++) {
+            double s = 0;
+            for (size_t j = 0; j < n_pos; j++) s += (double)p[j] * v[j * a->kv_stride + d];
+            o[d] = (float)s;
+        }
+        return;
+    }
+    memset(o, 0, a->head_dim * sizeof(float));
+    for (size_t j = 0; j < n_pos; j++) ops_axpy(o, p[j], v + j * a->kv_stride, a->head_dim);
+}
+
+void attn_compute(void *args, int ith, int nth)
+{
+    const struct attn_args *a = args;
+    long lo, hi;
+    workers_split(a->n_head, ith, nth, &lo, &hi);
+    for (uint32_t h = (uint32_t)lo; h < (uint32_t)hi; h++)
+        for (uint32_t t = 0; t < a->T; t++) {
+            size_t n_pos = (size_t)a->pos0 + t + 1;
+            float *p = a->probs + ((size_t)h * a->T + t) * a->probs_stride;
+            head_scores(a, h, t, p, n_pos);
+            head_apply(a, h, t, p, n_pos);
+        }
+}

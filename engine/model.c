@@ -1,0 +1,285 @@
+#define _DEFAULT_SOURCE
+#include "model.h"
+
+#include "errors.h"
+#include "gguf.h"
+#include "log.h"
+#include "tokenizer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+__attribute__((format(printf, 3, 4))) static int fail(char *msg, size_t msg_len, const char *fmt, ...)
+{
+    if (msg && msg_len) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, msg_len, fmt, ap);
+        va_end(ap);
+    }
+    return SA_ERR_BAD_MODEL;
+}
+
+/* Read a required/optional u32 hyper-parameter "<arch>.<suffix>". */
+static int hp_u32(const struct gguf *g, const char *arch, const char *suffix, bool required, uint32_t def,
+                  uint32_t lo, uint32_t hi, uint32_t *out, char *msg, size_t msg_len)
+{
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    int rc = gguf_get_u32(g, key, out);
+    if (rc == SA_ERR_NOT_FOUND) {
+        if (required) return fail(msg, msg_len, "%s: required key is missing", key);
+        *out = def;
+        return 0;
+    }
+    if (rc == SA_ERR_TYPE) return fail(msg, msg_len, "%s: must be an integer", key);
+    if (rc) return fail(msg, msg_len, "%s: value out of range", key);
+    if (*out < lo || *out > hi) return fail(msg, msg_len, "%s: %u not in %u..%u", key, *out, lo, hi);
+    return 0;
+}
+
+static int hp_f32(const struct gguf *g, const char *arch, const char *suffix, float def, float lo, float hi,
+                  float *out, char *msg, size_t msg_len)
+{
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    int rc = gguf_get_f32(g, key, out);
+    if (rc == SA_ERR_NOT_FOUND) {
+        *out = def;
+        return 0;
+    }
+    if (rc) return fail(msg, msg_len, "%s: must be a float", key);
+    if (!(*out >= lo && *out <= hi)) return fail(msg, msg_len, "%s: %g not in %g..%g", key, *out, lo, hi);
+    return 0;
+}
+
+/* Look up a 2-D weight and check its shape [n_in, n_out]. */
+static int get_weight(const struct gguf *g, const char *name, uint32_t n_in, uint32_t n_out,
+                      struct model_weight *w, char *msg, size_t msg_len)
+{
+    const struct gguf_tensor *t = gguf_find_tensor(g, name);
+    if (!t) return fail(msg, msg_len, "%s: required tensor is missing", name);
+    if (t->n_dims != 2 || t->ne[0] != n_in || t->ne[1] != n_out)
+        return fail(msg, msg_len, "%s: shape [%lld, %lld, %lld, %lld] does not match the expected [%u, %u]", name,
+                    (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3], n_in,
+                    n_out);
+    w->type = (enum quant_type)t->type;
+    w->n_in = n_in;
+    w->n_out = n_out;
+    w->row_bytes = quant_row_bytes(w->type, n_in);
+    w->data = t->data;
+    return 0;
+}
+
+/* Convert a 1-D norm vector of length n into dst (F32). */
+static int get_norm(const struct gguf *g, const char *name, uint32_t n, float *dst, char *msg, size_t msg_len)
+{
+    const struct gguf_tensor *t = gguf_find_tensor(g, name);
+    if (!t) return fail(msg, msg_len, "%s: required tensor is missing", name);
+    if (t->n_elements != n || t->ne[0] != n)
+        return fail(msg, msg_len, "%s: %llu elements, expected %u", name, (unsigned long long)t->n_elements, n);
+    quant_dequantize_row((enum quant_type)t->type, t->data, dst, n);
+    return 0;
+}
+
+static int read_whole_file(const char *path, void **buf, size_t *len, char *msg, size_t msg_len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(msg, msg_len, "%s: %s", path, strerror(errno));
+        return errno == ENOENT ? SA_ERR_NOT_FOUND : SA_ERR_IO;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(msg, msg_len, "%s: not a regular file", path);
+        close(fd);
+        return SA_ERR_IO;
+    }
+    size_t n = (size_t)st.st_size, align = 2u << 20;
+    size_t cap = (n + align - 1) / align * align;
+    void *p = cap ? aligned_alloc(align, cap) : NULL;
+    if (!p) {
+        close(fd);
+        snprintf(msg, msg_len, "%s: cannot allocate %zu bytes for --no-mmap", path, n);
+        return SA_ERR_NOMEM;
+    }
+#ifdef MADV_HUGEPAGE
+    madvise(p, cap, MADV_HUGEPAGE); /* fewer TLB misses when streaming weights */
+#endif
+    size_t off = 0;
+    while (off < n) {
+        ssize_t r = read(fd, (char *)p + off, n - off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            snprintf(msg, msg_len, "%s: read: %s", path, r < 0 ? strerror(errno) : "unexpected end of file");
+            free(p);
+            close(fd);
+            return SA_ERR_IO;
+        }
+        off += (size_t)r;
+    }
+    close(fd);
+    *buf = p;
+    *len = n;
+    return 0;
+}
+
+int model_load(const char *path, const struct model_load_opts *opts, struct model **out, char *msg,
+               size_t msg_len)
+{
+    struct model_load_opts def = {.use_mmap = true};
+    if (!opts) opts = &def;
+    *out = NULL;
+    if (msg && msg_len) msg[0] = 0;
+    struct model *m = calloc(1, sizeof *m);
+    if (!m) return SA_ERR_NOMEM;
+    int rc;
+    if (opts->use_mmap) {
+        rc = gguf_open_file(path, &m->gguf, msg, msg_len);
+    } else {
+        rc = read_whole_file(path, &m->file_copy, &m->file_copy_len, msg, msg_len);
+        if (!rc) rc = gguf_open_memory(m->file_copy, m->file_copy_len, &m->gguf, msg, msg_len);
+    }
+    if (rc) goto err;
+    const struct gguf *g = m->gguf;
+
+    char arch[64];
+    rc = gguf_get_cstr(g, "general.architecture", arch, sizeof arch);
+    if (rc) {
+        rc = fail(msg, msg_len, "general.architecture: %s", rc == SA_ERR_NOT_FOUND ? "missing" : "must be a string");
+        goto err;
+    }
+    if (strcmp(arch, "llama") != 0) {
+        rc = fail(msg, msg_len, "general.architecture: '%s' is not supported (llama is)", arch);
+        rc = SA_ERR_UNSUPPORTED;
+        goto err;
+    }
+    if (gguf_get_cstr(g, "general.name", m->name, sizeof m->name)) snprintf(m->name, sizeof m->name, "llama");
+
+    struct model_hparams *hp = &m->hp;
+    if ((rc = hp_u32(g, arch, "embedding_length", true, 0, 1, 65536, &hp->dim, msg, msg_len)) ||
+        (rc = hp_u32(g, arch, "block_count", true, 0, 1, 1024, &hp->n_layer, msg, msg_len)) ||
+        (rc = hp_u32(g, arch, "feed_forward_length", true, 0, 1, 1u << 20, &hp->ffn, msg, msg_len)) ||
+        (rc = hp_u32(g, arch, "attention.head_count", true, 0, 1, 1024, &hp->n_head, msg, msg_len)) ||
+        (rc = hp_u32(g, arch, "attention.head_count_kv", false, hp->n_head, 1, 1024, &hp->n_head_kv, msg,
+                     msg_len)) ||
+        (rc = hp_u32(g, arch, "context_length", false, 2048, 1, 1u << 20, &hp->n_ctx_train, msg, msg_len)))
+        goto err;
+    if (hp->dim % hp->n_head) {
+        rc = fail(msg, msg_len, "%s.attention.head_count: %u does not divide embedding_length %u", arch, hp->n_head,
+                  hp->dim);
+        goto err;
+    }
+    if (hp->n_head % hp->n_head_kv) {
+        rc = fail(msg, msg_len, "%s.attention.head_count_kv: %u does not divide head_count %u", arch,
+                  hp->n_head_kv, hp->n_head);
+        goto err;
+    }
+    hp->head_dim = hp->dim / hp->n_head;
+    if ((rc = hp_u32(g, arch, "rope.dimension_count", false, hp->head_dim, 2, hp->head_dim, &hp->n_rot, msg,
+                     msg_len)))
+        goto err;
+    if (hp->n_rot % 2) {
+        rc = fail(msg, msg_len, "%s.rope.dimension_count: %u must be even", arch, hp->n_rot);
+        goto err;
+    }
+    if ((rc = hp_f32(g, arch, "attention.layer_norm_rms_epsilon", 1e-5f, 0.0f, 1.0f, &hp->rms_eps, msg, msg_len)) ||
+        (rc = hp_f32(g, arch, "rope.freq_base", 10000.0f, 1.0f, 1e9f, &hp->rope_base, msg, msg_len)))
+        goto err;
+    hp->rope = ROPE_NORMAL; /* llama in GGUF: Q/K rows already permuted for adjacent-pair rotation */
+
+    const struct gguf_tensor *te = gguf_find_tensor(g, "token_embd.weight");
+    if (!te) {
+        rc = fail(msg, msg_len, "token_embd.weight: required tensor is missing");
+        goto err;
+    }
+    if (te->n_dims != 2 || te->ne[0] != hp->dim || te->ne[1] < 1 || te->ne[1] > (1 << 22)) {
+        rc = fail(msg, msg_len, "token_embd.weight: shape [%lld, %lld] does not match embedding_length %u",
+                  (long long)te->ne[0], (long long)te->ne[1], hp->dim);
+        goto err;
+    }
+    hp->n_vocab = (uint32_t)te->ne[1];
+    uint32_t dim = hp->dim, qdim = hp->n_head * hp->head_dim, kvdim = hp->n_head_kv * hp->head_dim;
+    if ((rc = get_weight(g, "token_embd.weight", dim, hp->n_vocab, &m->token_embd, msg, msg_len))) goto err;
+    if (gguf_find_tensor(g, "output.weight")) {
+        if ((rc = get_weight(g, "output.weight", dim, hp->n_vocab, &m->output, msg, msg_len))) goto err;
+    } else {
+        m->output = m->token_embd;
+        m->tied_output = true;
+    }
+    m->norms = malloc(((size_t)hp->n_layer * 2 + 1) * dim * sizeof(float));
+    m->layers = calloc(hp->n_layer, sizeof *m->layers);
+    if (!m->norms || !m->layers) {
+        rc = SA_ERR_NOMEM;
+        goto err;
+    }
+    if ((rc = get_norm(g, "output_norm.weight", dim, m->norms, msg, msg_len))) goto err;
+    m->output_norm = m->norms;
+    for (uint32_t l = 0; l < hp->n_layer; l++) {
+        struct model_layer *L = &m->layers[l];
+        char name[96];
+        float *an = m->norms + (size_t)(1 + 2 * l) * dim, *fn = an + dim;
+#define W(field, suffix, nin, nout)                                                       \
+    snprintf(name, sizeof name, "blk.%u." suffix ".weight", l);                          \
+    if ((rc = get_weight(g, name, nin, nout, &L->field, msg, msg_len))) goto err;
+        W(wq, "attn_q", dim, qdim)
+        W(wk, "attn_k", dim, kvdim)
+        W(wv, "attn_v", dim, kvdim)
+        W(wo, "attn_output", qdim, dim)
+        W(w_gate, "ffn_gate", dim, hp->ffn)
+        W(w_up, "ffn_up", dim, hp->ffn)
+        W(w_down, "ffn_down", hp->ffn, dim)
+#undef W
+        snprintf(name, sizeof name, "blk.%u.attn_norm.weight", l);
+        if ((rc = get_norm(g, name, dim, an, msg, msg_len))) goto err;
+        snprintf(name, sizeof name, "blk.%u.ffn_norm.weight", l);
+        if ((rc = get_norm(g, name, dim, fn, msg, msg_len))) goto err;
+        L->attn_norm = an;
+        L->ffn_norm = fn;
+    }
+    for (uint64_t i = 0; i < gguf_n_tensors(g); i++) m->weight_bytes += gguf_tensor(g, i)->n_bytes;
+
+    if (!opts->no_tokenizer) {
+        rc = tok_create(g, &m->tok, msg, msg_len);
+        if (rc) goto err;
+        if (tok_n_vocab(m->tok) > (int32_t)hp->n_vocab) {
+            rc = fail(msg, msg_len, "tokenizer.ggml.tokens: %d tokens but token_embd.weight has %u rows",
+                      tok_n_vocab(m->tok), hp->n_vocab);
+            goto err;
+        }
+    }
+    *out = m;
+    return 0;
+err:
+    model_free(m);
+    return rc ? rc : SA_ERR_BAD_MODEL;
+}
+
+void model_free(struct model *m)
+{
+    if (!m) return;
+    tok_destroy(m->tok);
+    gguf_close(m->gguf);
+    free(m->file_copy);
+    free(m->norms);
+    free(m->layers);
+    free(m);
+}
+
+uint64_t model_n_params(const struct model *m)
+{
+    const struct model_hparams *hp = &m->hp;
+    uint64_t qdim = (uint64_t)hp->n_head * hp->head_dim, kvdim = (uint64_t)hp->n_head_kv * hp->head_dim;
+    uint64_t per_layer = (uint64_t)hp->dim * (qdim + 2 * kvdim) + qdim * hp->dim + 3ull * hp->dim * hp->ffn +
+                         2ull * hp->dim;
+    uint64_t n = per_layer * hp->n_layer + (uint64_t)hp->n_vocab * hp->dim + hp->dim;
+    if (!m->tied_output) n += (uint64_t)hp->n_vocab * hp->dim;
+    return n;
+}

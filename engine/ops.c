@@ -1,0 +1,239 @@
+#include "ops.h"
+
+#include "quant.h"
+#include "workers.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int ops_init(struct ops *o, struct workers *pool, size_t max_tokens, size_t max_in, bool reference)
+{
+    memset(o, 0, sizeof *o);
+    o->pool = pool;
+    o->reference = reference;
+    o->max_tokens = max_tokens;
+    o->max_in = max_in;
+    /* Q8_0 rows are smaller than F32 rows, so F32 size bounds both */
+    o->qbuf = aligned_alloc(64, (max_tokens * max_in * sizeof(float) + 63) / 64 * 64);
+    o->deq = aligned_alloc(64, OPS_DEQ_ROWS * max_in * sizeof(float));
+    if (!o->qbuf || !o->deq) {
+        ops_cleanup(o);
+        return -1;
+    }
+    return 0;
+}
+
+void ops_cleanup(struct ops *o)
+{
+    free(o->qbuf);
+    free(o->deq);
+    o->qbuf = NULL;
+    o->deq = NULL;
+}
+
+/* ---- matrix-vector path ---- */
+
+struct matvec_task {
+    const struct model_weight *w;
+    const void *xq;   /* converted activations */
+    size_t xq_stride; /* bytes per activation row */
+    size_t T;
+    float *y;
+};
+
+static void matvec_worker(void *p, int ith, int nth)
+{
+    const struct matvec_task *t = p;
+    const struct model_weight *w = t->w;
+    long lo, hi;
+    workers_split(w->n_out, ith, nth, &lo, &hi);
+    const char *base = w->data;
+    for (long r = lo; r < hi; r++) {
+        const void *row = base + (size_t)r * w->row_bytes;
+        for (size_t tk = 0; tk < t->T; tk++)
+            t->y[tk * w->n_out + (size_t)r] =
+                quant_dot(w->type, row, (const char *)t->xq + tk * t->xq_stride, w->n_in);
+    }
+}
+
+struct prep_task {
+    enum quant_type type;
+    const float *x;
+    size_t n_in, T, stride;
+    void *out;
+};
+
+static void prep_worker(void *p, int ith, int nth)
+{
+    const struct prep_task *t = p;
+    long lo, hi;
+    workers_split((long)t->T, ith, nth, &lo, &hi);
+    for (long i = lo; i < hi; i++)
+        quant_prepare_vec(t->type, t->x + (size_t)i * t->n_in, (char *)t->out + (size_t)i * t->stride, t->n_in);
+}
+
+static void matmul_vec(struct ops *o, const struct model_weight *w, const float *x, size_t T, float *y)
+{
+    struct matvec_task task = {.w = w, .T = T, .y = y};
+    if (quant_vec_dot_type(w->type) == QUANT_F32) {
+        task.xq = x;
+        task.xq_stride = w->n_in * sizeof(float);
+    } else {
+        struct prep_task pt = {.type = w->type, .x = x, .n_in = w->n_in, .T = T,
+                               .stride = quant_vec_bytes(w->type, w->n_in), .out = o->qbuf};
+        if (T > 1)
+            workers_run(o->pool, prep_worker, &pt);
+        else
+            prep_worker(&pt, 0, 1);
+        task.xq = o->qbuf;
+        task.xq_stride = pt.stride;
+    }
+    workers_run(o->pool, matvec_worker, &task);
+}
+
+/* ---- sgemm path ---- */
+
+struct deq_task {
+    const struct model_weight *w;
+    size_t r0, nr;
+    float *out;
+};
+
+static void deq_worker(void *p, int ith, int nth)
+{
+    const struct deq_task *t = p;
+    long lo, hi;
+    workers_split((long)t->nr, ith, nth, &lo, &hi);
+    for (long r = lo; r < hi; r++)
+        quant_dequantize_row(t->w->type, (const char *)t->w->data + (t->r0 + (size_t)r) * t->w->row_bytes,
+                             t->out + (size_t)r * t->w->n_in, t->w->n_in);
+}
+
+static void matmul_gemm(struct ops *o, const struct model_weight *w, const float *x, size_t T, float *y)
+{
+    const int n_in = (int)w->n_in, n_out = (int)w->n_out;
+    if (w->type == QUANT_F32) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, n_out, n_in, 1.0f, x, n_in, w->data, n_in,
+                    0.0f, y, n_out);
+        return;
+    }
+    for (size_t r0 = 0; r0 < w->n_out; r0 += OPS_DEQ_ROWS) {
+        size_t nr = w->n_out - r0 < OPS_DEQ_ROWS ? w->n_out - r0 : OPS_DEQ_ROWS;
+        struct deq_task dt = {.w = w, .r0 = r0, .nr = nr, .out = o->deq};
+        workers_run(o->pool, deq_worker, &dt);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)nr, n_in, 1.0f, x, n_in, o->deq, n_in,
+                    0.0f, y + r0, n_out);
+    }
+}
+
+/* ---- reference path ---- */
+
+static void matmul_ref(struct ops *o, const struct model_weight *w, const float *x, size_t T, float *y)
+{
+    float *row = o->deq;
+    for (size_t r = 0; r < w->n_out; r++) {
+        quant_dequantize_row(w->type, (const char *)w->data + r * w->row_bytes, row, w->n_in);
+        for (size_t t = 0; t < T; t++) {
+            double s = 0;
+            const float *xt = x + t * w->n_in;
+            for (size_t i = 0; i < w->n_in; i++) s += (double)row[i] * xt[i];
+            y[t * w->n_out + r] = (float)s;
+        }
+    }
+}
+
+void ops_matmul(struct ops *o, const struct model_weight *w, const float *x, size_t T, float *y)
+{
+    if (o->reference)
+        matmul_ref(o, w, x, T, y);
+    else if (T < OPS_GEMM_MIN_TOKENS)
+        matmul_vec(o, w, x, T, y);
+    else
+        matmul_gemm(o, w, x, T, y);
+}
+
+/* ---- element-wise ---- */
+
+void ops_rmsnorm(float *out, const float *x, const float *weight, size_t n, float eps, bool reference)
+{
+    double ss = 0;
+    if (reference) {
+        for (size_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    } else {
+        float s = ops_dot_f32(x, x, n);
+        ss = s;
+    }
+    float scale = (float)(1.0 / sqrt(ss / (double)n + eps));
+    for (size_t i = 0; i < n; i++) out[i] = x[i] * scale * weight[i];
+}
+
+void ops_softmax(float *x, size_t n)
+{
+    float max = x[0];
+    for (size_t i = 1; i < n; i++) max = x[i] > max ? x[i] : max;
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - max);
+        sum += x[i];
+    }
+    float inv = (float)(1.0 / sum);
+    for (size_t i = 0; i < n; i++) x[i] *= inv;
+}
+
+void ops_silu_mul(float *a, const float *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) a[i] = a[i] / (1.0f + expf(-a[i])) * b[i];
+}
+
+void ops_rope(float *x, size_t n_heads, size_t head_dim, size_t n_rot, const float *cos_t, const float *sin_t,
+              enum rope_mode mode)
+{
+    size_t half = n_rot / 2;
+    for (size_t h = 0; h < n_heads; h++) {
+        float *v = x + h * head_dim;
+        for (size_t i = 0; i < half; i++) {
+            size_t a = mode == ROPE_NEOX ? i : 2 * i, b = mode == ROPE_NEOX ? i + half : 2 * i + 1;
+            float x0 = v[a], x1 = v[b];
+            v[a] = x0 * cos_t[i] - x1 * sin_t[i];
+            v[b] = x0 * sin_t[i] + x1 * cos_t[i];
+        }
+    }
+}
+
+void ops_axpy(float *y, float a, const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+float ops_dot_f32(const float *a, const float *b, size_t n)
+{
+    return quant_dot(QUANT_F32, a, b, n);
+}
+
+double ops_sgemm_gflops(int m, int n, int k, int reps)
+{
+    float *a = malloc((size_t)m * k * sizeof(float)), *b = malloc((size_t)n * k * sizeof(float)),
+          *c = malloc((size_t)m * n * sizeof(float));
+    if (!a || !b || !c) {
+        free(a);
+        free(b);
+        free(c);
+        return 0;
+    }
+    for (size_t i = 0; i < (size_t)m * k; i++) a[i] = (float)(i % 7) * 0.01f;
+    for (size_t i = 0; i < (size_t)n * k; i++) b[i] = (float)(i % 5) * 0.01f;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, k, b, k, 0.0f, c, n); /* warm-up */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int r = 0; r < reps; r++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, k, b, k, 0.0f, c, n);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    free(a);
+    free(b);
+    free(c);
+    return 2.0 * m * n * (double)k * reps / s * 1e-9;
+}

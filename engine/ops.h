@@ -1,0 +1,64 @@
+/*
+ * ops.h - compute kernels of the forward pass.
+ *
+ * ops_matmul is the one place weights are multiplied (and the only user of
+ * OpenBLAS): y[t][o] = sum_i W[o][i] * x[t][i] for a batch of T activation
+ * rows. Three paths, chosen by T and the weight type:
+ *   - T < OPS_GEMM_MIN_TOKENS: a threaded matrix-vector product over weight
+ *     rows with the type's SIMD dot kernel (quant_dot); the activations are
+ *     converted once (to Q8_0 for quantised weights). Memory-bound: each
+ *     weight byte is read once for all T rows.
+ *   - otherwise, F32 weights: one cblas_sgemm straight on the mapped weights.
+ *   - otherwise, other types: blocks of rows are dequantised to F32 in
+ *     parallel, then multiplied with cblas_sgemm.
+ * With reference = true every path is replaced by a plain double-precision
+ * loop over dequantised rows: no BLAS, no SIMD. The numerics tests compare the
+ * two on the real models.
+ *
+ * A struct ops is owned by one forward-pass context and used by its thread;
+ * all scratch is allocated in ops_init, nothing in the calls.
+ */
+#ifndef SA_OPS_H
+#define SA_OPS_H
+
+#include "model.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct workers;
+
+#define OPS_GEMM_MIN_TOKENS 8
+#define OPS_DEQ_ROWS 256 /* rows dequantised per sgemm block */
+
+struct ops {
+    struct workers *pool; /* borrowed */
+    bool reference;
+    size_t max_tokens, max_in;
+    void *qbuf;   /* [max_tokens][quant_vec_bytes(Q8_0/F32, max_in)] converted activations */
+    float *deq;   /* [OPS_DEQ_ROWS][max_in] dequantised weight rows */
+};
+
+int ops_init(struct ops *o, struct workers *pool, size_t max_tokens, size_t max_in, bool reference);
+void ops_cleanup(struct ops *o);
+
+/* y [T][w->n_out] = x [T][w->n_in] . W^T. T <= max_tokens, w->n_in <= max_in. */
+void ops_matmul(struct ops *o, const struct model_weight *w, const float *x, size_t T, float *y);
+
+/* out = x / rms(x) * weight (n elements). out may equal x. */
+void ops_rmsnorm(float *out, const float *x, const float *weight, size_t n, float eps, bool reference);
+/* In-place softmax over n elements. */
+void ops_softmax(float *x, size_t n);
+/* a[i] = silu(a[i]) * b[i] */
+void ops_silu_mul(float *a, const float *b, size_t n);
+/* Rotate n_heads heads of head_dim in x for one position; cos/sin hold n_rot/2 values. */
+void ops_rope(float *x, size_t n_heads, size_t head_dim, size_t n_rot, const float *cos_t, const float *sin_t,
+              enum rope_mode mode);
+/* y += a * x */
+void ops_axpy(float *y, float a, const float *x, size_t n);
+float ops_dot_f32(const float *a, const float *b, size_t n);
+
+/* Machine ceilings for the benchmark: cblas_sgemm GFLOP/s for an m x n x k product. */
+double ops_sgemm_gflops(int m, int n, int k, int reps);
+
+#endif

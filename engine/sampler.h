@@ -1,0 +1,66 @@
+/*
+ * sampler.h - choose the next token from logits.
+ *
+ * Pipeline for each token (llama.cpp order):
+ *   1. penalties over the accepted history: repetition (logit/pen if > 0,
+ *      logit*pen otherwise, last repeat_last_n tokens), frequency
+ *      (- count*freq) and presence (- [count>0]*presence);
+ *   2. temperature < SAMPLER_GREEDY_TEMP: argmax (ties: lowest id), done;
+ *   3. top-k (k > 0), then top-p (nucleus, p < 1), then min-p (keep tokens
+ *      with prob >= min_p * max prob), over the temperature-scaled softmax;
+ *   4. draw from what remains with the sampler's own xoshiro256** generator
+ *      seeded by `seed`, so the same seed and logits give the same tokens.
+ * Log-probabilities reported in sampler_result are those of the model's own
+ * distribution (log-softmax of the raw logits, before penalties and
+ * temperature), as the OpenAI API reports them.
+ *
+ * A sampler belongs to one sequence; all memory is allocated at creation.
+ */
+#ifndef SA_SAMPLER_H
+#define SA_SAMPLER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define SAMPLER_MAX_LOGPROBS 20
+#define SAMPLER_GREEDY_TEMP 1e-3f
+
+struct sampler_params {
+    float temperature;       /* 0 = greedy */
+    int32_t top_k;           /* 0 = off */
+    float top_p;             /* 1 = off */
+    float min_p;             /* 0 = off */
+    float repeat_penalty;    /* 1 = off */
+    int32_t repeat_last_n;   /* history window for repeat_penalty; 0 = all accepted */
+    float frequency_penalty; /* 0 = off */
+    float presence_penalty;  /* 0 = off */
+    uint64_t seed;
+    int32_t n_logprobs;      /* top alternatives to report, 0..SAMPLER_MAX_LOGPROBS */
+};
+
+struct sampler_logprob {
+    int32_t id;
+    float logprob;
+};
+
+struct sampler_result {
+    int32_t token;
+    float logprob; /* of the chosen token */
+    int32_t n_top;
+    struct sampler_logprob top[SAMPLER_MAX_LOGPROBS]; /* most likely first */
+};
+
+struct sampler;
+
+/* Defaults: greedy, no filters, no penalties. */
+struct sampler_params sampler_default_params(void);
+/* Validates ranges (SA_ERR_RANGE naming nothing: callers validate fields). */
+int sampler_create(const struct sampler_params *p, int32_t n_vocab, struct sampler **out);
+void sampler_destroy(struct sampler *s); /* accepts NULL */
+void sampler_reset(struct sampler *s);   /* forget history, reseed */
+/* Record a token in the history the penalties use. */
+void sampler_accept(struct sampler *s, int32_t token);
+/* Pick a token from logits [n_vocab] (not modified). res may be NULL. */
+int32_t sampler_sample(struct sampler *s, const float *logits, struct sampler_result *res);
+
+#endif

@@ -1,0 +1,102 @@
+/*
+ * tokenizer.h - tokenizers built from GGUF metadata.
+ *
+ *   tokenizer.ggml.model = "llama"  SentencePiece-style BPE: pieces merged by
+ *                                   score, spaces as U+2581, optional leading
+ *                                   space, byte fallback to <0xXX> pieces.
+ *   tokenizer.ggml.model = "gpt2"   byte-level BPE: pre-tokenizer regexes chosen
+ *                                   by tokenizer.ggml.pre (gpt-2, llama3,
+ *                                   deepseek-llm, deepseek-coder, falcon, mpt,
+ *                                   qwen2, ...) run with PCRE2 (UTF + UCP), the
+ *                                   GPT-2 byte<->unicode map, merges by rank.
+ *
+ * Special/control tokens are matched in the text only when parse_special is
+ * set. add_bos follows tokenizer.ggml.add_bos_token (default: true for llama,
+ * false for gpt2).
+ *
+ * Thread-safety: a struct tokenizer is immutable after creation and may be
+ * used from any number of threads at once. A struct tok_stream (the streaming
+ * detokenizer) belongs to one sequence and one thread at a time.
+ */
+#ifndef SA_TOKENIZER_H
+#define SA_TOKENIZER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct gguf;
+struct tokenizer;
+
+enum tok_kind { TOK_KIND_SPM = 1, TOK_KIND_BPE = 2 };
+
+/* Token attributes (GGUF tokenizer.ggml.token_type values). */
+enum tok_type {
+    TOK_TYPE_UNDEFINED = 0,
+    TOK_TYPE_NORMAL = 1,
+    TOK_TYPE_UNKNOWN = 2,
+    TOK_TYPE_CONTROL = 3,
+    TOK_TYPE_USER_DEFINED = 4,
+    TOK_TYPE_UNUSED = 5,
+    TOK_TYPE_BYTE = 6,
+};
+
+/* Build from a GGUF's metadata. The tokenizer copies what it needs; the gguf
+ * may be closed afterwards. Errors: SA_ERR_BAD_MODEL / SA_ERR_UNSUPPORTED with
+ * msg naming the key (e.g. "tokenizer.ggml.bos_token_id: 600 >= n_vocab 512"). */
+int tok_create(const struct gguf *g, struct tokenizer **out, char *msg, size_t msg_len);
+void tok_destroy(struct tokenizer *t); /* accepts NULL */
+
+enum tok_kind tok_kind(const struct tokenizer *t);
+int32_t tok_n_vocab(const struct tokenizer *t);
+int32_t tok_bos(const struct tokenizer *t); /* -1 if none */
+int32_t tok_eos(const struct tokenizer *t); /* -1 if none */
+bool tok_add_bos(const struct tokenizer *t);
+/* true for end-of-generation tokens (eos, eot, <|im_end|>, ...). */
+bool tok_is_eog(const struct tokenizer *t, int32_t id);
+/* Token text as stored in the vocab (NUL-terminated), NULL if out of range. */
+const char *tok_piece(const struct tokenizer *t, int32_t id);
+enum tok_type tok_token_type(const struct tokenizer *t, int32_t id);
+/* Token id of an exact piece text, or -1. */
+int32_t tok_find(const struct tokenizer *t, const char *piece);
+
+/* Encode len bytes of text. Writes at most cap ids to out and sets *n_out to
+ * the number the text needs (so a caller can size out and retry). add_special
+ * adds BOS (and EOS if the model asks for it); parse_special recognises
+ * control/user-defined token texts inside the text.
+ * Returns 0, or SA_ERR_RANGE if cap was too small (out holds the first cap),
+ * SA_ERR_NOMEM. Invalid UTF-8 in the input is encoded byte-wise, never an error. */
+int tok_encode(const struct tokenizer *t, const char *text, size_t len, bool add_special,
+               bool parse_special, int32_t *out, size_t cap, size_t *n_out);
+
+/* Bytes a single token renders to (after U+2581 -> space, <0xXX> -> byte,
+ * byte-level unicode -> bytes). Control tokens render empty unless
+ * render_special. Returns the byte count; writes at most cap bytes. */
+size_t tok_token_to_bytes(const struct tokenizer *t, int32_t id, bool render_special, char *buf,
+                          size_t cap);
+
+/* Non-streaming decode of a whole sequence into a malloc'd NUL-terminated
+ * string (caller frees). Invalid UTF-8 is replaced with U+FFFD.
+ * skip_leading_space removes the space SPM adds before the first word. */
+char *tok_decode(const struct tokenizer *t, const int32_t *ids, size_t n, bool skip_leading_space);
+
+/* Streaming detokenizer: feed ids one by one; it returns only complete UTF-8
+ * sequences, holding back a split multi-byte character until its last byte
+ * arrives. Concatenating every push and the final flush equals tok_decode()
+ * of the same ids. */
+struct tok_stream {
+    const struct tokenizer *tok;
+    bool first;          /* no text emitted yet (for the leading-space rule) */
+    bool skip_leading_space;
+    unsigned char carry[8]; /* bytes of an incomplete UTF-8 character */
+    size_t n_carry;
+};
+void tok_stream_init(struct tok_stream *s, const struct tokenizer *t, bool skip_leading_space);
+/* Append the text for id to out (cap bytes, NUL-terminated); returns bytes written
+ * (excluding the NUL). cap >= 64 is always enough for one token's text plus
+ * carry, except for very long pieces, which are cut at cap-1. */
+size_t tok_stream_push(struct tok_stream *s, int32_t id, char *out, size_t cap);
+/* End of stream: an incomplete tail becomes U+FFFD. Returns bytes written. */
+size_t tok_stream_flush(struct tok_stream *s, char *out, size_t cap);
+
+#endif
