@@ -28,6 +28,7 @@ ifdef CI
 WARN += -Werror
 endif
 
+comma := ,
 BUILD := build
 ifdef SANITIZE
 BUILD := build/san-$(subst $(comma),-,$(SANITIZE))
@@ -36,7 +37,6 @@ OPT := -O1
 else
 OPT := -O2
 endif
-comma := ,
 
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -55,10 +55,19 @@ UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_SRC   := $(wildcard tests/tools/*.c)
 TOOL_BIN   := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 
+# Fuzz targets: libFuzzer builds (make fuzz) and plain replay drivers (make all)
+FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_NAMES:= $(FUZZ_SRC:tests/fuzz/%.c=%)
+REPLAY_BIN:= $(FUZZ_NAMES:%=$(BUILD)/replay/%)
+FUZZ_CC   ?= clang
+FUZZ_DIR  := build/fuzz
+FUZZ_FLAGS:= -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 $(ARCH_FLAGS) -I. $(PKG_CFLAGS) \
+             -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+
 .PHONY: all deps run test test-unit test-golden bench fuzz clean check-model-tests
 .DEFAULT_GOAL := all
 
-all: $(BUILD)/saserve $(UNIT_BIN) $(TOOL_BIN)
+all: $(BUILD)/saserve $(UNIT_BIN) $(TOOL_BIN) $(BUILD)/bench $(REPLAY_BIN)
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -89,6 +98,21 @@ $(BUILD)/tools/%: $(BUILD)/tests/tools/%.o $(ENGINE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(ENGINE_LIB) $(LDLIBS)
 
+$(BUILD)/bench: $(BUILD)/tests/bench/bench.o $(ENGINE_LIB)
+	$(CC) $(LDFLAGS) -o $@ $< $(ENGINE_LIB) $(LDLIBS)
+
+$(BUILD)/replay/%: $(BUILD)/tests/fuzz/%.o $(BUILD)/tests/fuzz/replay.o $(ENGINE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+fuzz: deps
+	@mkdir -p $(FUZZ_DIR)
+	@for f in $(FUZZ_NAMES); do \
+	  echo "clang $$f"; \
+	  $(FUZZ_CC) $(FUZZ_FLAGS) -o $(FUZZ_DIR)/$$f tests/fuzz/$$f.c $(ENGINE_SRC) $(PKG_LIBS) -lpthread -lm || exit 1; \
+	done
+	@echo "fuzzers in $(FUZZ_DIR)/ (run e.g. $(FUZZ_DIR)/fuzz_gguf -max_total_time=60 tests/fuzz/corpus/gguf)"
+
 MODEL ?= $(SHARED)/models/stories260K/stories260K.gguf
 
 run: deps all
@@ -99,7 +123,7 @@ test: deps
 	SHARED=$(SHARED) BUILD=$(BUILD) bash tests/run_tests.sh
 
 bench: deps all
-	SHARED=$(SHARED) BUILD=$(BUILD) MODEL="$(BENCH_MODEL)" bash tests/bench/run_bench.sh
+	SHARED=$(SHARED) BUILD=$(BUILD) bash tests/bench/run_bench.sh $(if $(filter command line environment,$(origin MODEL)),$(MODEL),110M)
 
 clean:
 	rm -rf build

@@ -1,6 +1,7 @@
 #include "attention.h"
 
 #include "ops.h"
+#include "rebalance.h"
 #include "workers.h"
 
 #include <math.h>
@@ -29,21 +30,34 @@ static void head_scores(const struct attn_args *a, uint32_t h, uint32_t t, float
     ops_softmax(p, n_pos);
 }
 
-static void head_apply(const struct attn_args *a, uint32_t h, uint32_t t, const float *p, size_t n_pos)
+static void head_apply(const struct attn_args *a, uint32_t h, uint32_t t, const float *p, const uint8_t *m,
+                       size_t n_pos)
 {
     uint32_t kvh = h / (a->n_head / a->n_head_kv);
     float *o = a->out + (size_t)t * a->n_head * a->head_dim + (size_t)h * a->head_dim;
     const float *v = a->v + (size_t)kvh * a->head_dim;
+    double norm = 1;
+    if (m && a->renormalize) {
+        double s = 0;
+        for (size_t j = 0; j < n_pos; j++) s += (double)p[j] * (m[j] ? a->boost : 1.0f);
+        norm = s;
+    }
     if (a->reference) {
         for (uint32_t d = 0; d < a->head_dim; d++) {
             double s = 0;
-            for (size_t j = 0; j < n_pos; j++) s += (double)p[j] * v[j * a->kv_stride + d];
-            o[d] = (float)s;
+            for (size_t j = 0; j < n_pos; j++)
+                s += (double)p[j] * (m && m[j] ? a->boost : 1.0) * v[j * a->kv_stride + d];
+            o[d] = (float)(s / norm);
         }
         return;
     }
     memset(o, 0, a->head_dim * sizeof(float));
-    for (size_t j = 0; j < n_pos; j++) ops_axpy(o, p[j], v + j * a->kv_stride, a->head_dim);
+    float inv = (float)(1.0 / norm);
+    if (m) {
+        for (size_t j = 0; j < n_pos; j++) ops_axpy(o, p[j] * (m[j] ? a->boost : 1.0f) * inv, v + j * a->kv_stride, a->head_dim);
+    } else {
+        for (size_t j = 0; j < n_pos; j++) ops_axpy(o, p[j], v + j * a->kv_stride, a->head_dim);
+    }
 }
 
 void attn_compute(void *args, int ith, int nth)
@@ -53,9 +67,10 @@ void attn_compute(void *args, int ith, int nth)
     workers_split(a->n_head, ith, nth, &lo, &hi);
     for (uint32_t h = (uint32_t)lo; h < (uint32_t)hi; h++)
         for (uint32_t t = 0; t < a->T; t++) {
-            size_t n_pos = (size_t)a->pos0 + t + 1;
-            float *p = a->probs + ((size_t)h * a->T + t) * a->probs_stride;
-            head_scores(a, h, t, p, n_pos);
-            head_apply(a, h, t, p, n_pos);
+            size_t n_pos = (size_t)a->pos0 + t + 1, row = ((size_t)h * a->T + t) * a->probs_stride;
+            float *p = a->probs + row;
+            if (a->compute_scores) head_scores(a, h, t, p, n_pos);
+            if (a->mask_out) rebalance_mask_row(p, n_pos, n_pos - 1, a->mask_tau, a->mask_out + row);
+            head_apply(a, h, t, p, a->mask ? a->mask + row : NULL, n_pos);
         }
 }

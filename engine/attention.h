@@ -5,12 +5,15 @@
  * positions j = 0 .. pos0 + t:
  *
  *   P[h][t][j] = softmax_j( q[t][h] . k[j][kvh(h)] / sqrt(head_dim) )
- *   out[t][h]  = sum_j P[h][t][j] * v[j][kvh(h)]
+ *   out[t][h]  = sum_j w[h][t][j] * v[j][kvh(h)]
+ *   w          = P, times `boost` where mask[h][t][j] (re-balancer, see
+ *                rebalance.h), divided by sum_j w when renormalize is set
  *
  * with the GQA mapping kvh(h) = h / (n_head / n_head_kv). P is written to
- * the caller's probs buffer ([n_head][T][probs_stride]) and kept there after
- * the call, so a later layer can reuse it (Shared Attention) or read it
- * (re-balancer mask, similarity calibration).
+ * the caller's probs buffer ([n_head][T][probs_stride]), unboosted, and kept
+ * there after the call. A Shared Attention layer sets compute_scores = false:
+ * then q and k are not read and P is taken as it is in probs (its source
+ * layer's weights, see share.h); only its own v is used.
  *
  * attn_compute is a workers_fn: heads are split among the threads. With
  * reference = true the dot products and sums are plain double loops.
@@ -23,16 +26,23 @@
 #include <stdint.h>
 
 struct attn_args {
-    const float *q;       /* [T][n_head * head_dim] (rotated) */
-    const float *k;       /* [pos0 + T][kv_stride] this layer's K cache (rotated) */
+    const float *q;       /* [T][n_head * head_dim] (rotated); unused when !compute_scores */
+    const float *k;       /* [pos0 + T][kv_stride] this layer's K cache; unused when !compute_scores */
     const float *v;       /* [pos0 + T][kv_stride] this layer's V cache */
     float *out;           /* [T][n_head * head_dim] */
-    float *probs;         /* [n_head][T][probs_stride] */
+    float *probs;         /* [n_head][T][probs_stride] written (compute_scores) or read */
     size_t probs_stride;  /* >= pos0 + T */
     uint32_t T, pos0;
     uint32_t n_head, n_head_kv, head_dim;
     size_t kv_stride;     /* floats between consecutive positions (n_head_kv * head_dim) */
+    bool compute_scores;
     bool reference;
+    /* re-balancer */
+    uint8_t *mask_out;    /* layer 0: write the mask here ([n_head][T][probs_stride]) or NULL */
+    float mask_tau;
+    const uint8_t *mask;  /* layers >= 1: boost where set, or NULL for no boost */
+    float boost;
+    bool renormalize;
 };
 
 void attn_compute(void *args, int ith, int nth);

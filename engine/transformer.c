@@ -26,9 +26,16 @@ struct tf_ctx {
     float *hb2;    /* [B][ffn] */
     float *probs;  /* [n_head][B][n_ctx] attention probabilities */
     float *logits; /* [B or 1][n_vocab] */
-    /* KV cache */
-    float *k_cache; /* [n_layer][n_ctx][kvdim] */
-    float *v_cache; /* [n_layer][n_ctx][kvdim] */
+    /* KV cache: one buffer per layer; k[l] is NULL for a sharing layer */
+    float **k_cache; /* [n_layer] -> [n_ctx][kvdim] */
+    float **v_cache; /* [n_layer] -> [n_ctx][kvdim] */
+    size_t k_alloc, v_alloc; /* bytes allocated, counted where allocated */
+    uint8_t *mask;   /* [n_head][B][n_ctx] re-balancer mask of the current chunk */
+    struct share_plan plan;
+    struct rebalance_params rb;
+    uint64_t flops_saved;
+    tf_attention_hook hook;
+    void *hook_user;
     /* RoPE tables */
     float *rope_cos; /* [n_ctx][n_rot/2] */
     float *rope_sin;
@@ -55,8 +62,7 @@ int tf_create(const struct model *m, const struct tf_opts *opts, struct tf_ctx *
     c->n_batch = o.n_batch;
     c->reference = o.reference;
     c->all_logits = o.all_logits;
-    size_t B = o.n_batch, dim = hp->dim, qdim = (size_t)hp->n_head * hp->head_dim,
-           kvdim = (size_t)hp->n_head_kv * hp->head_dim;
+    size_t B = o.n_batch, dim = hp->dim, qdim = (size_t)hp->n_head * hp->head_dim;
     size_t max_in = dim > qdim ? dim : qdim;
     if (hp->ffn > max_in) max_in = hp->ffn;
     c->pool = workers_create(o.n_threads);
@@ -69,15 +75,23 @@ int tf_create(const struct model *m, const struct tf_opts *opts, struct tf_ctx *
     c->hb2 = falloc(B * hp->ffn);
     c->probs = falloc((size_t)hp->n_head * B * o.n_ctx);
     c->logits = falloc((o.all_logits ? B : 1) * hp->n_vocab);
-    c->k_cache = falloc((size_t)hp->n_layer * o.n_ctx * kvdim);
-    c->v_cache = falloc((size_t)hp->n_layer * o.n_ctx * kvdim);
+    c->k_cache = calloc(hp->n_layer, sizeof *c->k_cache);
+    c->v_cache = calloc(hp->n_layer, sizeof *c->v_cache);
+    c->mask = malloc((size_t)hp->n_head * B * o.n_ctx);
     c->rope_cos = falloc((size_t)o.n_ctx * (hp->n_rot / 2));
     c->rope_sin = falloc((size_t)o.n_ctx * (hp->n_rot / 2));
     if (!c->pool || !c->x || !c->xb || !c->q || !c->att || !c->hb || !c->hb2 || !c->probs || !c->logits ||
-        !c->k_cache || !c->v_cache || !c->rope_cos || !c->rope_sin ||
+        !c->k_cache || !c->v_cache || !c->mask || !c->rope_cos || !c->rope_sin ||
         ops_init(&c->ops, c->pool, B, max_in, o.reference) != 0) {
         tf_destroy(c);
         return SA_ERR_NOMEM;
+    }
+    share_plan_init(&c->plan, hp->n_layer);
+    c->rb = rebalance_default_params();
+    int rc = tf_reset(c, o.plan, &o.rebalance);
+    if (rc) {
+        tf_destroy(c);
+        return rc;
     }
     size_t half = hp->n_rot / 2;
     for (size_t i = 0; i < half; i++) {
@@ -104,8 +118,11 @@ void tf_destroy(struct tf_ctx *c)
     free(c->hb2);
     free(c->probs);
     free(c->logits);
+    for (uint32_t l = 0; c->k_cache && l < c->m->hp.n_layer; l++) free(c->k_cache[l]);
+    for (uint32_t l = 0; c->v_cache && l < c->m->hp.n_layer; l++) free(c->v_cache[l]);
     free(c->k_cache);
     free(c->v_cache);
+    free(c->mask);
     free(c->rope_cos);
     free(c->rope_sin);
     free(c);
@@ -114,10 +131,67 @@ void tf_destroy(struct tf_ctx *c)
 uint32_t tf_n_ctx(const struct tf_ctx *c) { return c->n_ctx; }
 uint32_t tf_n_batch(const struct tf_ctx *c) { return c->n_batch; }
 
-size_t tf_kv_bytes(const struct tf_ctx *c, uint32_t n_tokens)
+int tf_reset(struct tf_ctx *c, const struct share_plan *plan, const struct rebalance_params *rb)
 {
     const struct model_hparams *hp = &c->m->hp;
-    return (size_t)2 * hp->n_layer * n_tokens * hp->n_head_kv * hp->head_dim * sizeof(float);
+    if (plan && plan->n_layer != hp->n_layer) return SA_ERR_INVALID_ARG;
+    if (rb && rb->on && !(isfinite(rb->alpha) && rb->tau >= 0 && rb->tau <= 1)) return SA_ERR_RANGE;
+    if (plan)
+        c->plan = *plan;
+    else
+        share_plan_init(&c->plan, hp->n_layer);
+    c->rb = rb ? *rb : rebalance_default_params();
+    c->flops_saved = 0;
+    size_t layer_bytes = (size_t)c->n_ctx * hp->n_head_kv * hp->head_dim * sizeof(float);
+    for (uint32_t l = 0; l < hp->n_layer; l++) {
+        bool need_k = !share_plan_is_sharing(&c->plan, l);
+        if (need_k && !c->k_cache[l]) {
+            if (!(c->k_cache[l] = falloc(layer_bytes / sizeof(float)))) return SA_ERR_NOMEM;
+            c->k_alloc += layer_bytes;
+        } else if (!need_k && c->k_cache[l]) {
+            free(c->k_cache[l]);
+            c->k_cache[l] = NULL;
+            c->k_alloc -= layer_bytes;
+        }
+        if (!c->v_cache[l]) {
+            if (!(c->v_cache[l] = falloc(layer_bytes / sizeof(float)))) return SA_ERR_NOMEM;
+            c->v_alloc += layer_bytes;
+        }
+    }
+    return 0;
+}
+
+void tf_kv_allocated(const struct tf_ctx *c, size_t *k_bytes, size_t *v_bytes)
+{
+    *k_bytes = c->k_alloc;
+    *v_bytes = c->v_alloc;
+}
+
+const struct share_plan *tf_plan(const struct tf_ctx *c) { return &c->plan; }
+
+void tf_set_attention_hook(struct tf_ctx *c, tf_attention_hook fn, void *user)
+{
+    c->hook = fn;
+    c->hook_user = user;
+}
+
+void tf_cache_stats(const struct tf_ctx *c, uint32_t tokens, struct tf_cache_stats *out)
+{
+    const struct model_hparams *hp = &c->m->hp;
+    uint64_t per_layer = (uint64_t)tokens * hp->n_head_kv * hp->head_dim * sizeof(float);
+    memset(out, 0, sizeof *out);
+    out->layers = hp->n_layer;
+    out->tokens = tokens;
+    out->sharing_layers = share_plan_n_sharing(&c->plan);
+    out->k_bytes = per_layer * (hp->n_layer - out->sharing_layers);
+    out->v_bytes = per_layer * hp->n_layer;
+    out->kv_bytes = out->k_bytes + out->v_bytes;
+    out->kv_bytes_without_sharing = 2 * per_layer * hp->n_layer;
+    out->kv_bytes_saved = out->kv_bytes_without_sharing - out->kv_bytes;
+    out->kv_saved_ratio = out->kv_bytes_without_sharing
+                              ? (double)out->kv_bytes_saved / (double)out->kv_bytes_without_sharing
+                              : 0;
+    out->attention_flops_saved = c->flops_saved;
 }
 
 /* One chunk of T <= n_batch tokens. */
@@ -135,25 +209,45 @@ static void forward_chunk(struct tf_ctx *c, const int32_t *tokens, uint32_t T, u
 
     for (uint32_t l = 0; l < hp->n_layer; l++) {
         const struct model_layer *L = &m->layers[l];
-        float *kc = c->k_cache + (size_t)l * c->n_ctx * kvdim, *vc = c->v_cache + (size_t)l * c->n_ctx * kvdim;
+        const bool sharing = share_plan_is_sharing(&c->plan, l);
+        float *kc = c->k_cache[l], *vc = c->v_cache[l];
         for (uint32_t t = 0; t < T; t++) ops_rmsnorm(c->xb + t * dim, c->x + t * dim, L->attn_norm, dim, hp->rms_eps, ref);
-        ops_matmul(&c->ops, &L->wq, c->xb, T, c->q);
-        ops_matmul(&c->ops, &L->wk, c->xb, T, kc + (size_t)pos0 * kvdim);
+        if (!sharing) {
+            ops_matmul(&c->ops, &L->wq, c->xb, T, c->q);
+            ops_matmul(&c->ops, &L->wk, c->xb, T, kc + (size_t)pos0 * kvdim);
+        }
         ops_matmul(&c->ops, &L->wv, c->xb, T, vc + (size_t)pos0 * kvdim);
-        for (uint32_t t = 0; t < T; t++) {
-            const float *cs = c->rope_cos + (size_t)(pos0 + t) * half, *sn = c->rope_sin + (size_t)(pos0 + t) * half;
-            ops_rope(c->q + t * qdim, hp->n_head, hp->head_dim, hp->n_rot, cs, sn, hp->rope);
-            ops_rope(kc + (size_t)(pos0 + t) * kvdim, hp->n_head_kv, hp->head_dim, hp->n_rot, cs, sn, hp->rope);
+        if (!sharing) {
+            for (uint32_t t = 0; t < T; t++) {
+                const float *cs = c->rope_cos + (size_t)(pos0 + t) * half, *sn = c->rope_sin + (size_t)(pos0 + t) * half;
+                ops_rope(c->q + t * qdim, hp->n_head, hp->head_dim, hp->n_rot, cs, sn, hp->rope);
+                ops_rope(kc + (size_t)(pos0 + t) * kvdim, hp->n_head_kv, hp->head_dim, hp->n_rot, cs, sn, hp->rope);
+            }
+        } else {
+            /* the source's probabilities are still in c->probs: no layer in between computes */
+            for (uint32_t t = 0; t < T; t++)
+                c->flops_saved += 2ull * dim * (qdim + kvdim) + (uint64_t)hp->n_head * (pos0 + t + 1) * (2ull * hp->head_dim + 5);
         }
         struct attn_args aa = {
             .q = c->q, .k = kc, .v = vc, .out = c->att, .probs = c->probs, .probs_stride = c->n_ctx,
             .T = T, .pos0 = pos0, .n_head = hp->n_head, .n_head_kv = hp->n_head_kv,
-            .head_dim = hp->head_dim, .kv_stride = kvdim, .reference = ref,
+            .head_dim = hp->head_dim, .kv_stride = kvdim, .compute_scores = !sharing, .reference = ref,
         };
+        if (c->rb.on) {
+            if (l == 0) {
+                aa.mask_out = c->mask;
+                aa.mask_tau = c->rb.tau;
+            } else {
+                aa.mask = c->mask;
+                aa.boost = rebalance_factor(&c->rb, l, hp->n_layer);
+                aa.renormalize = c->rb.renormalize;
+            }
+        }
         if (ref)
             attn_compute(&aa, 0, 1);
         else
             workers_run(c->pool, attn_compute, &aa);
+        if (c->hook) c->hook(c->hook_user, l, c->probs, T, pos0, c->n_ctx);
         ops_matmul(&c->ops, &L->wo, c->att, T, c->xb);
         for (size_t i = 0; i < T * dim; i++) c->x[i] += c->xb[i];
 

@@ -15,12 +15,20 @@
  * n_batch tokens, which bounds every scratch buffer (the attention
  * probabilities are n_head x n_batch x n_ctx floats).
  *
- * Everything is allocated in tf_create; tf_forward allocates nothing.
+ * Shared Attention (share.h): a layer inside a span of the context's plan
+ * computes only v = h Wv^T and reuses its source layer's probabilities; it has
+ * no K cache at all (its K buffer is never allocated). The re-balancer
+ * (rebalance.h) takes its mask from layer 0 and boosts layers >= 1.
+ *
+ * Everything is allocated in tf_create / tf_reset; tf_forward allocates nothing.
  * A context is used by one thread at a time (its worker pool does the
  * splitting).
  */
 #ifndef SA_TRANSFORMER_H
 #define SA_TRANSFORMER_H
+
+#include "rebalance.h"
+#include "share.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -36,6 +44,22 @@ struct tf_opts {
     int n_threads;     /* 0 = 1 */
     bool reference;    /* naive double-precision path (tests) */
     bool all_logits;   /* keep logits for every token of a forward call (perplexity) */
+    const struct share_plan *plan;     /* NULL = no sharing; copied */
+    struct rebalance_params rebalance; /* .on = false: off */
+};
+
+/* Exact cache figures of one sequence of `tokens` cached tokens (token-exact:
+ * bytes = tokens x per-token bytes; this context stores F32). */
+struct tf_cache_stats {
+    uint32_t layers, sharing_layers, tokens;
+    uint64_t k_bytes, v_bytes, kv_bytes;
+    uint64_t kv_bytes_without_sharing, kv_bytes_saved;
+    double kv_saved_ratio;
+    /* FLOPs this context skipped in sharing layers so far: per token and
+     * sharing layer, 2*dim*(q_dim + kv_dim) for the Q and K projections plus
+     * n_head*(pos+1)*(2*head_dim + 5) for QK^T and the softmax (5 operations
+     * per score: max, subtract, exp, sum, scale). */
+    uint64_t attention_flops_saved;
 };
 
 int tf_create(const struct model *m, const struct tf_opts *opts, struct tf_ctx **out);
@@ -49,9 +73,22 @@ void tf_destroy(struct tf_ctx *c); /* accepts NULL */
  * token id out of range or an all_logits call longer than n_batch. */
 int tf_forward(struct tf_ctx *c, const int32_t *tokens, uint32_t n, uint32_t pos0, const float **logits);
 
+/* Start a new sequence with another plan / re-balancer setting: (re)allocates
+ * the K buffers the plan needs, frees those it does not, clears counters. */
+int tf_reset(struct tf_ctx *c, const struct share_plan *plan, const struct rebalance_params *rb);
+
+void tf_cache_stats(const struct tf_ctx *c, uint32_t tokens, struct tf_cache_stats *out);
+/* Bytes actually allocated for the K and V caches (counted at allocation). */
+void tf_kv_allocated(const struct tf_ctx *c, size_t *k_bytes, size_t *v_bytes);
+const struct share_plan *tf_plan(const struct tf_ctx *c);
+
+/* Called after each layer's attention with that layer's (unboosted)
+ * probabilities [n_head][T][stride] for the chunk; used for calibration. */
+typedef void (*tf_attention_hook)(void *user, uint32_t layer, const float *probs, uint32_t T, uint32_t pos0,
+                                  size_t stride);
+void tf_set_attention_hook(struct tf_ctx *c, tf_attention_hook fn, void *user);
+
 uint32_t tf_n_ctx(const struct tf_ctx *c);
 uint32_t tf_n_batch(const struct tf_ctx *c);
-/* KV cache bytes currently held for the cached tokens. */
-size_t tf_kv_bytes(const struct tf_ctx *c, uint32_t n_tokens);
 
 #endif

@@ -1,2 +1,36 @@
+/*
+ * main.c - the saserve binary: dispatch to a sub-command.
+ *
+ *   saserve generate ...      text generation on the command line (cli.c)
+ *   saserve check-model FILE  validate a GGUF model (exit 2 naming the bad field)
+ */
+#include "cli.h"
+
 #include <stdio.h>
-int main(void) { puts("saserve"); return 0; }
+#include <string.h>
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: saserve COMMAND [options]\n"
+            "  generate -m MODEL -p PROMPT   generate text (see saserve generate --help)\n"
+            "  check-model FILE              validate a GGUF model file\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage();
+        return 1;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "generate") == 0) return cli_generate(argc - 1, argv + 1);
+    if (strcmp(cmd, "check-model") == 0 || strcmp(cmd, "--check-model") == 0) return cli_check_model(argc - 1, argv + 1);
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0) {
+        usage();
+        return 0;
+    }
+    fprintf(stderr, "saserve: unknown command '%s'\n", cmd);
+    usage();
+    return 1;
+}

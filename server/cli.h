@@ -1,0 +1,13 @@
+/*
+ * cli.h - the engine's command-line front ends (no HTTP): text generation and
+ * model checking. Each returns a process exit status.
+ */
+#ifndef SA_CLI_H
+#define SA_CLI_H
+
+/* saserve generate -m MODEL -p PROMPT [-n N] [--temp T] ... ; exit 0 / 1 (usage) / 2 (model) */
+int cli_generate(int argc, char **argv);
+/* saserve check-model FILE: exit 0 if it loads, 2 with one line on stderr naming the field. */
+int cli_check_model(int argc, char **argv);
+
+#endif

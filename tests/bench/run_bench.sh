@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# make bench [MODEL=110M|1.1B|path.gguf]
+# A shape name benches F32, F16, Q8_0 and Q4_0 files of that shape (generated
+# with random weights on first use under models/gen/, which git ignores; speed
+# does not depend on weight values). A path benches that one file.
+# Writes build/bench/<name>.json and build/bench/<name>.md.
+set -euo pipefail
+BUILD=${BUILD:-build}
+SHARED=${SHARED:-../shared}
+target=${1:-110M}
+out=$BUILD/bench
+mkdir -p "$out" models/gen
+vocab="$SHARED/tokenizer-vectors/ggml-vocab-llama-spm.gguf"
+files=()
+case "$target" in
+  *.gguf) files=("$target"); name=$(basename "$target" .gguf) ;;
+  *)
+    name="llama-$target"
+    for t in F32 F16 Q8_0 Q4_0; do
+      f="models/gen/llama-$target-$t.gguf"
+      if [ ! -s "$f" ]; then
+        echo "bench: generating $f (random weights)" >&2
+        "$BUILD/tools/gguf_random" -o "$f" --shape "$target" --type "$t" --vocab-from "$vocab" >&2
+      fi
+      files+=("$f")
+    done ;;
+esac
+md="$out/$name.md"
+{
+  echo "# make bench: $target ($(date -u +%Y-%m-%d), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
+  echo
+  echo '```'
+} > "$md"
+jsons=()
+for f in "${files[@]}"; do
+  j="$out/$(basename "$f" .gguf).json"
+  echo "== $f" | tee -a "$md"
+  "$BUILD/bench" -m "$f" --json "$j" | tee -a "$md"
+  jsons+=("$j")
+done
+echo '```' >> "$md"
+python3 - "$out/$name.json" "${jsons[@]}" <<'PY'
+import json, sys
+out, parts = sys.argv[1], sys.argv[2:]
+json.dump([json.load(open(p)) for p in parts], open(out, "w"), indent=1)
+PY
+echo "bench: wrote $md and $out/$name.json"

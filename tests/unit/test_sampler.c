@@ -1,0 +1,198 @@
+/* test_sampler.c - sampling pipeline against closed-form expectations. */
+#include "../test.h"
+
+#include "engine/errors.h"
+#include "engine/sampler.h"
+
+static struct sampler *make(struct sampler_params p, int32_t n)
+{
+    struct sampler *s = NULL;
+    int rc = sampler_create(&p, n, &s);
+    if (rc) TEST_FAIL_("sampler_create: %d", rc);
+    return s;
+}
+
+static void test_greedy_argmax_and_ties(void)
+{
+    struct sampler *s = make(sampler_default_params(), 5);
+    float l1[5] = {0.1f, 3.0f, -1.0f, 2.9f, 0.0f};
+    ASSERT_EQ(sampler_sample(s, l1, NULL), 1);
+    float l2[5] = {1.0f, 2.0f, 2.0f, 0.0f, 2.0f};
+    ASSERT_EQ(sampler_sample(s, l2, NULL), 1); /* lowest id among equal maxima */
+    sampler_destroy(s);
+}
+
+static void test_seed_reproducible(void)
+{
+    struct sampler_params p = sampler_default_params();
+    p.temperature = 1.0f;
+    p.seed = 42;
+    float logits[16];
+    for (int i = 0; i < 16; i++) logits[i] = (float)(i % 5) * 0.3f;
+    int32_t a[64], b[64], c[64];
+    struct sampler *s1 = make(p, 16), *s2 = make(p, 16);
+    p.seed = 43;
+    struct sampler *s3 = make(p, 16);
+    int diff = 0;
+    for (int i = 0; i < 64; i++) {
+        a[i] = sampler_sample(s1, logits, NULL);
+        b[i] = sampler_sample(s2, logits, NULL);
+        c[i] = sampler_sample(s3, logits, NULL);
+        ASSERT_EQ(a[i], b[i]);
+        diff += a[i] != c[i];
+    }
+    ASSERT_TRUE(diff > 0);
+    /* reset restarts the same stream */
+    sampler_reset(s1);
+    for (int i = 0; i < 64; i++) ASSERT_EQ(sampler_sample(s1, logits, NULL), a[i]);
+    sampler_destroy(s1);
+    sampler_destroy(s2);
+    sampler_destroy(s3);
+}
+
+/* Draw N times and compare frequencies with the expected probabilities. */
+static void check_distribution(struct sampler_params p, const float *logits, int n, const double *expect)
+{
+    struct sampler *s = make(p, n);
+    int counts[16] = {0};
+    const int N = 200000;
+    for (int i = 0; i < N; i++) counts[sampler_sample(s, logits, NULL)]++;
+    for (int i = 0; i < n; i++) {
+        double f = (double)counts[i] / N;
+        /* 5 sigma of a binomial proportion, plus a floor */
+        double tol = 5 * sqrt(expect[i] * (1 - expect[i]) / N) + 1e-4;
+        ASSERT_NEAR(f, expect[i], tol);
+    }
+    sampler_destroy(s);
+}
+
+static void test_temperature_matches_softmax(void)
+{
+    float logits[4] = {1.0f, 0.5f, 0.0f, -1.0f};
+    for (int k = 0; k < 2; k++) {
+        double T = k ? 0.5 : 1.0, z = 0, e[4];
+        for (int i = 0; i < 4; i++) z += exp(logits[i] / T);
+        for (int i = 0; i < 4; i++) e[i] = exp(logits[i] / T) / z;
+        struct sampler_params p = sampler_default_params();
+        p.temperature = (float)T;
+        p.seed = 7 + (uint64_t)k;
+        check_distribution(p, logits, 4, e);
+    }
+}
+
+static void test_top_k_top_p_min_p(void)
+{
+    /* probabilities 0.5, 0.3, 0.15, 0.05 at temperature 1 */
+    float logits[4] = {logf(0.5f), logf(0.3f), logf(0.15f), logf(0.05f)};
+    struct sampler_params p = sampler_default_params();
+    p.temperature = 1.0f;
+    p.seed = 3;
+    p.top_k = 2;
+    double e_k[4] = {0.5 / 0.8, 0.3 / 0.8, 0, 0};
+    check_distribution(p, logits, 4, e_k);
+    p.top_k = 0;
+    p.top_p = 0.75f; /* smallest prefix with mass >= 0.75: {0, 1} */
+    check_distribution(p, logits, 4, e_k);
+    p.top_p = 0.85f; /* {0, 1, 2} */
+    double e_p[4] = {0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95, 0};
+    check_distribution(p, logits, 4, e_p);
+    p.top_p = 1.0f;
+    p.min_p = 0.5f; /* keep p >= 0.25 */
+    check_distribution(p, logits, 4, e_k);
+    p.top_k = 1; /* top-k 1 is greedy at any temperature */
+    p.min_p = 0;
+    p.temperature = 5.0f;
+    double e_1[4] = {1, 0, 0, 0};
+    check_distribution(p, logits, 4, e_1);
+}
+
+static void test_penalties(void)
+{
+    struct sampler_params p = sampler_default_params();
+    p.repeat_penalty = 2.0f;
+    struct sampler *s = make(p, 3);
+    float l[3] = {2.0f, 1.5f, -1.0f};
+    ASSERT_EQ(sampler_sample(s, l, NULL), 0);
+    sampler_accept(s, 0); /* 2.0 / 2 = 1.0 < 1.5 */
+    ASSERT_EQ(sampler_sample(s, l, NULL), 1);
+    sampler_destroy(s);
+
+    p = sampler_default_params();
+    p.frequency_penalty = 0.1f;
+    s = make(p, 3);
+    float f[3] = {1.0f, 0.85f, 0.0f};
+    sampler_accept(s, 0);
+    ASSERT_EQ(sampler_sample(s, f, NULL), 0); /* 0.9 > 0.85 */
+    sampler_accept(s, 0);
+    ASSERT_EQ(sampler_sample(s, f, NULL), 1); /* 0.8 < 0.85 */
+    sampler_destroy(s);
+
+    p = sampler_default_params();
+    p.presence_penalty = 0.2f;
+    s = make(p, 3);
+    sampler_accept(s, 0);
+    ASSERT_EQ(sampler_sample(s, f, NULL), 1); /* 0.8 < 0.85 after one occurrence */
+    sampler_destroy(s);
+
+    /* the window forgets: last_n = 1 */
+    p = sampler_default_params();
+    p.repeat_penalty = 2.0f;
+    p.repeat_last_n = 1;
+    s = make(p, 3);
+    sampler_accept(s, 0);
+    sampler_accept(s, 2);
+    ASSERT_EQ(sampler_sample(s, l, NULL), 0); /* token 0 left the window */
+    sampler_destroy(s);
+}
+
+static void test_logprobs(void)
+{
+    struct sampler_params p = sampler_default_params();
+    p.n_logprobs = 5;
+    struct sampler *s = make(p, 6);
+    float l[6] = {0.3f, 2.0f, -1.0f, 1.0f, 0.0f, 1.5f};
+    struct sampler_result r;
+    ASSERT_EQ(sampler_sample(s, l, &r), 1);
+    double z = 0;
+    for (int i = 0; i < 6; i++) z += exp((double)l[i]);
+    ASSERT_NEAR(r.logprob, 2.0 - log(z), 1e-5);
+    ASSERT_EQ(r.n_top, 5);
+    int order[5] = {1, 5, 3, 0, 4};
+    for (int i = 0; i < 5; i++) {
+        ASSERT_EQ(r.top[i].id, order[i]);
+        ASSERT_NEAR(r.top[i].logprob, l[order[i]] - log(z), 1e-5);
+    }
+    sampler_destroy(s);
+}
+
+static void test_rejects_bad_params(void)
+{
+    struct sampler *s;
+    struct sampler_params p = sampler_default_params();
+    p.temperature = NAN;
+    ASSERT_EQ(sampler_create(&p, 10, &s), SA_ERR_RANGE);
+    p = sampler_default_params();
+    p.top_p = 0;
+    ASSERT_EQ(sampler_create(&p, 10, &s), SA_ERR_RANGE);
+    p = sampler_default_params();
+    p.min_p = 1.5f;
+    ASSERT_EQ(sampler_create(&p, 10, &s), SA_ERR_RANGE);
+    p = sampler_default_params();
+    p.n_logprobs = SAMPLER_MAX_LOGPROBS + 1;
+    ASSERT_EQ(sampler_create(&p, 10, &s), SA_ERR_RANGE);
+    p = sampler_default_params();
+    p.top_k = -1;
+    ASSERT_EQ(sampler_create(&p, 10, &s), SA_ERR_RANGE);
+}
+
+int main(void)
+{
+    TEST_RUN(test_greedy_argmax_and_ties);
+    TEST_RUN(test_seed_reproducible);
+    TEST_RUN(test_temperature_matches_softmax);
+    TEST_RUN(test_top_k_top_p_min_p);
+    TEST_RUN(test_penalties);
+    TEST_RUN(test_logprobs);
+    TEST_RUN(test_rejects_bad_params);
+    TEST_DONE();
+}
