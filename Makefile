@@ -64,7 +64,7 @@ FUZZ_DIR  := build/fuzz
 FUZZ_FLAGS:= -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 $(ARCH_FLAGS) -I. $(PKG_CFLAGS) \
              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 
-.PHONY: all deps run test test-unit test-golden bench fuzz clean check-model-tests
+.PHONY: all deps run test bench eval fuzz clean
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/saserve $(UNIT_BIN) $(TOOL_BIN) $(BUILD)/bench $(REPLAY_BIN)
@@ -118,12 +118,19 @@ MODEL ?= $(SHARED)/models/stories260K/stories260K.gguf
 run: deps all
 	$(BUILD)/saserve generate -m $(MODEL) -p "Once upon a time" -n 200 --temp 0.8 --seed 42
 
+# make test: the normal build and an ASan+UBSan build of the same tests
+SAN_BUILD := build/san-address-undefined
 test: deps
 	$(MAKE) all
-	SHARED=$(SHARED) BUILD=$(BUILD) bash tests/run_tests.sh
+	$(MAKE) SANITIZE=address,undefined all
+	SHARED=$(SHARED) BUILD=$(BUILD) SAN_BUILD=$(SAN_BUILD) bash tests/run_tests.sh
 
 bench: deps all
 	SHARED=$(SHARED) BUILD=$(BUILD) bash tests/bench/run_bench.sh $(if $(filter command line environment,$(origin MODEL)),$(MODEL),110M)
+
+# Quality of Shared Attention / re-balancer on the real models; rewrites the README table
+eval: deps all
+	SHARED=$(SHARED) BUILD=$(BUILD) python3 tests/eval/quality.py
 
 clean:
 	rm -rf build

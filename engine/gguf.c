@@ -581,6 +581,7 @@ int gguf_get_cstr(const struct gguf *g, const char *key, char *buf, size_t cap)
     struct gguf_str s;
     int rc = gguf_get_str(g, key, &s);
     if (rc) return rc;
+    if (cap == 0) return SA_ERR_INVALID_ARG; /* cap - 1 below would wrap */
     size_t n = s.len < cap - 1 ? (size_t)s.len : cap - 1;
     memcpy(buf, s.data, n);
     buf[n] = 0;

@@ -10,9 +10,22 @@
  *                                   qwen2, ...) run with PCRE2 (UTF + UCP), the
  *                                   GPT-2 byte<->unicode map, merges by rank.
  *
- * Special/control tokens are matched in the text only when parse_special is
- * set. add_bos follows tokenizer.ggml.add_bos_token (default: true for llama,
- * false for gpt2).
+ * Special tokens in the text: USER_DEFINED token texts are always cut out
+ * and emitted as their id (llama.cpp and HF tokenizers do the same, and the
+ * conformance vectors rely on it: deepseek's "\u00fc", mpt's runs of spaces);
+ * CONTROL and UNKNOWN token texts only when parse_special is set. Longer
+ * special texts are matched first. add_bos follows
+ * tokenizer.ggml.add_bos_token (default: true for llama and llama3-style
+ * pre-tokenizers, false for gpt2); add_eos follows tokenizer.ggml.add_eos_token
+ * (default false); the SPM leading space follows
+ * tokenizer.ggml.add_space_prefix (default true for llama).
+ *
+ * Load-time validation (RELIABILITY.md A5): special ids must be < n_vocab or
+ * the unset value (-1 / 0xFFFFFFFF); scores must be an F32 array and
+ * token_type an INT32 array of n_vocab entries; BYTE tokens must read exactly
+ * <0xXX> (uppercase hex); merges must name two known tokens; an unknown
+ * tokenizer.ggml.pre is SA_ERR_UNSUPPORTED. A vocabulary without some byte
+ * token loads; encoding text that needs it uses <unk> instead.
  *
  * Thread-safety: a struct tokenizer is immutable after creation and may be
  * used from any number of threads at once. A struct tok_stream (the streaming
@@ -59,13 +72,20 @@ const char *tok_piece(const struct tokenizer *t, int32_t id);
 enum tok_type tok_token_type(const struct tokenizer *t, int32_t id);
 /* Token id of an exact piece text, or -1. */
 int32_t tok_find(const struct tokenizer *t, const char *piece);
+/* Longest token text in bytes. A token renders to at most this many bytes, so
+ * a tok_stream_push buffer of 3 * (tok_max_piece_len + 3) + 1 bytes is never
+ * cut (worst case: every byte replaced by U+FFFD). */
+size_t tok_max_piece_len(const struct tokenizer *t);
 
 /* Encode len bytes of text. Writes at most cap ids to out and sets *n_out to
  * the number the text needs (so a caller can size out and retry). add_special
- * adds BOS (and EOS if the model asks for it); parse_special recognises
- * control/user-defined token texts inside the text.
+ * adds BOS (and EOS if the model asks for it); parse_special also recognises
+ * control and unknown token texts inside the text (user-defined ones always
+ * are, see above).
  * Returns 0, or SA_ERR_RANGE if cap was too small (out holds the first cap),
- * SA_ERR_NOMEM. Invalid UTF-8 in the input is encoded byte-wise, never an error. */
+ * SA_ERR_NOMEM, SA_ERR_TOO_LARGE (len > 256 MiB), SA_ERR_TOKENIZER (SPM: a
+ * byte the vocabulary has neither a byte token nor <unk> for). Invalid UTF-8
+ * in the input is encoded byte-wise, never an error. Any thread. */
 int tok_encode(const struct tokenizer *t, const char *text, size_t len, bool add_special,
                bool parse_special, int32_t *out, size_t cap, size_t *n_out);
 
@@ -77,7 +97,10 @@ size_t tok_token_to_bytes(const struct tokenizer *t, int32_t id, bool render_spe
 
 /* Non-streaming decode of a whole sequence into a malloc'd NUL-terminated
  * string (caller frees). Invalid UTF-8 is replaced with U+FFFD.
- * skip_leading_space removes the space SPM adds before the first word. */
+ * skip_leading_space removes the space SPM adds before the first word: one
+ * ' ' at the start of the first token that renders any text (SPM with
+ * add_space_prefix only; ignored for BPE). Control tokens render empty.
+ * Returns NULL on out of memory. Equal to tok_stream pushes + flush. */
 char *tok_decode(const struct tokenizer *t, const int32_t *ids, size_t n, bool skip_leading_space);
 
 /* Streaming detokenizer: feed ids one by one; it returns only complete UTF-8
@@ -94,7 +117,9 @@ struct tok_stream {
 void tok_stream_init(struct tok_stream *s, const struct tokenizer *t, bool skip_leading_space);
 /* Append the text for id to out (cap bytes, NUL-terminated); returns bytes written
  * (excluding the NUL). cap >= 64 is always enough for one token's text plus
- * carry, except for very long pieces, which are cut at cap-1. */
+ * carry, except for very long pieces, which are cut at cap-1 (before the first
+ * character that does not fit, so the output stays valid UTF-8; see
+ * tok_max_piece_len for a size that is never cut). */
 size_t tok_stream_push(struct tok_stream *s, int32_t id, char *out, size_t cap);
 /* End of stream: an incomplete tail becomes U+FFFD. Returns bytes written. */
 size_t tok_stream_flush(struct tok_stream *s, char *out, size_t cap);

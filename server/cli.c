@@ -1,13 +1,19 @@
 #include "cli.h"
 
+#include "heatmap.h"
+
+#include "engine/calibrate.h"
 #include "engine/errors.h"
 #include "engine/model.h"
+#include "engine/rebalance.h"
+#include "engine/share.h"
 #include "engine/sampler.h"
 #include "engine/tokenizer.h"
 #include "engine/transformer.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +40,78 @@ static int parse_double(const char *opt, const char *s, double lo, double hi, do
     return 0;
 }
 
+/* --share/--rebalance options shared by generate and perplexity. */
+struct attn_opts {
+    const char *share; /* NULL/"off", "auto" or spans */
+    float threshold;
+    struct rebalance_params rb;
+};
+
+#define ATTN_OPTS_HELP                                                                          \
+    "      --share SPANS       Shared Attention plan: 'a-b,c-d', 'auto' or 'off' (default off)\n" \
+    "      --share-threshold T similarity threshold of the auto plan (default 0.9)\n"            \
+    "      --rebalance         attention re-balancer on  --alpha A (0.2)  --tau T (0.01)\n"       \
+    "      --renormalize       renormalise re-balanced attention rows\n"
+
+enum { O_SHARE = 512, O_SHARE_TH, O_REBAL, O_ALPHA, O_TAU, O_RENORM };
+#define ATTN_LONG_OPTS                                                                          \
+    {"share", required_argument, 0, O_SHARE}, {"share-threshold", required_argument, 0, O_SHARE_TH}, \
+        {"rebalance", no_argument, 0, O_REBAL}, {"alpha", required_argument, 0, O_ALPHA},         \
+        {"tau", required_argument, 0, O_TAU}, {"renormalize", no_argument, 0, O_RENORM}
+
+static void attn_opts_init(struct attn_opts *a)
+{
+    a->share = NULL;
+    a->threshold = CALIB_DEFAULT_THRESHOLD;
+    a->rb = rebalance_default_params();
+}
+
+/* 1 if c was an attention option (0 if not, -1 on a bad value). */
+static int attn_opts_parse(struct attn_opts *a, int c, const char *arg)
+{
+    double v;
+    switch (c) {
+    case O_SHARE: a->share = arg; return 1;
+    case O_SHARE_TH: if (parse_double("--share-threshold", arg, -1, 1, &v)) return -1; a->threshold = (float)v; return 1;
+    case O_REBAL: a->rb.on = true; return 1;
+    case O_ALPHA: if (parse_double("--alpha", arg, -10, 10, &v)) return -1; a->rb.alpha = (float)v; return 1;
+    case O_TAU: if (parse_double("--tau", arg, 0, 1, &v)) return -1; a->rb.tau = (float)v; return 1;
+    case O_RENORM: a->rb.renormalize = true; return 1;
+    default: return 0;
+    }
+}
+
+/* Resolve the plan for model m (auto runs the built-in calibration). */
+static int attn_opts_plan(const struct attn_opts *a, const struct model *m, int threads, struct share_plan *plan)
+{
+    char msg[256];
+    if (a->share && !strcmp(a->share, "auto")) {
+        int rc = calib_auto_plan(m, NULL, threads, a->threshold, plan, NULL);
+        if (rc) fprintf(stderr, "saserve: --share auto: %s\n", sa_err_str(rc));
+        return rc;
+    }
+    if (share_plan_parse(plan, a->share, m->hp.n_layer, msg, sizeof msg)) {
+        fprintf(stderr, "saserve: --share: %s\n", msg);
+        return SA_ERR_INVALID_ARG;
+    }
+    return 0;
+}
+
+static void print_cache_stats(FILE *f, const struct tf_cache_stats *st, const struct share_plan *plan,
+                              const struct rebalance_params *rb)
+{
+    char spans[256];
+    share_plan_format(plan, spans, sizeof spans);
+    fprintf(f,
+            "cache: shared_attention=%s spans=%s rebalance=%s layers=%u sharing_layers=%u tokens=%u\n"
+            "       k_bytes=%llu v_bytes=%llu kv_bytes=%llu kv_bytes_without_sharing=%llu kv_bytes_saved=%llu "
+            "kv_saved_ratio=%.4f attention_flops_saved=%llu\n",
+            plan->n_spans ? "on" : "off", spans, rb->on ? "on" : "off", st->layers, st->sharing_layers, st->tokens,
+            (unsigned long long)st->k_bytes, (unsigned long long)st->v_bytes, (unsigned long long)st->kv_bytes,
+            (unsigned long long)st->kv_bytes_without_sharing, (unsigned long long)st->kv_bytes_saved,
+            st->kv_saved_ratio, (unsigned long long)st->attention_flops_saved);
+}
+
 static void generate_usage(void)
 {
     fprintf(stderr,
@@ -51,7 +129,7 @@ static void generate_usage(void)
             "      --logprobs N        print the top-N alternatives of each token\n"
             "      --ids               print generated token ids to stderr\n"
             "      --no-mmap           read the weights into memory instead of mapping them\n"
-            "      --no-eos            keep going past end-of-sequence tokens\n");
+            "      --no-eos            keep going past end-of-sequence tokens\n" ATTN_OPTS_HELP);
 }
 
 int cli_generate(int argc, char **argv)
@@ -67,8 +145,10 @@ int cli_generate(int argc, char **argv)
         {"frequency-penalty", required_argument, 0, O_FP}, {"presence-penalty", required_argument, 0, O_PP},
         {"logprobs", required_argument, 0, O_LP}, {"ids", no_argument, 0, O_IDS},
         {"no-mmap", no_argument, 0, O_NOMMAP}, {"no-eos", no_argument, 0, O_NOEOS},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'}, ATTN_LONG_OPTS, {0, 0, 0, 0}};
     const char *model_path = NULL, *prompt = "";
+    struct attn_opts ao;
+    attn_opts_init(&ao);
     double n_predict = 64, threads = 2, n_ctx = 0, v;
     struct sampler_params sp = sampler_default_params();
     sp.temperature = 0.8f;
@@ -104,7 +184,13 @@ int cli_generate(int argc, char **argv)
         case O_NOMMAP: lo.use_mmap = false; break;
         case O_NOEOS: no_eos = true; break;
         case 'h': generate_usage(); return 0;
-        default: generate_usage(); return 1;
+        default:
+            bad = attn_opts_parse(&ao, c, name);
+            if (bad == 0) {
+                generate_usage();
+                return 1;
+            }
+            bad = bad < 0;
         }
         if (bad) return 1;
     }
@@ -132,7 +218,13 @@ int cli_generate(int argc, char **argv)
         model_free(m);
         return 1;
     }
-    struct tf_opts to = {.n_ctx = (uint32_t)n_ctx, .n_threads = (int)threads};
+    struct share_plan plan;
+    if (attn_opts_plan(&ao, m, (int)threads, &plan)) {
+        free(ids);
+        model_free(m);
+        return 1;
+    }
+    struct tf_opts to = {.n_ctx = (uint32_t)n_ctx, .n_threads = (int)threads, .plan = &plan, .rebalance = ao.rb};
     if (!to.n_ctx) to.n_ctx = m->hp.n_ctx_train;
     if (n_prompt + (size_t)n_predict > to.n_ctx) n_predict = (double)(to.n_ctx > n_prompt ? to.n_ctx - n_prompt : 0);
     struct tf_ctx *ctx = NULL;
@@ -156,6 +248,7 @@ int cli_generate(int argc, char **argv)
     rc = tf_forward(ctx, ids, (uint32_t)n_prompt, 0, &logits);
     double t_prompt = now_s() - t1;
     int n_gen = 0;
+    uint32_t n_cached = (uint32_t)n_prompt;
     double t2 = now_s();
     char piece[512];
     struct sampler_result res;
@@ -175,6 +268,7 @@ int cli_generate(int argc, char **argv)
         }
         if (n_gen == (int)n_predict) break;
         rc = tf_forward(ctx, &id, 1, pos, &logits);
+        if (!rc) n_cached++;
     }
     size_t len = tok_stream_flush(&ts, piece, sizeof piece);
     fwrite(piece, 1, len, stdout);
@@ -184,6 +278,9 @@ int cli_generate(int argc, char **argv)
     fprintf(stderr, "saserve: load %.3f s | prompt %zu tok, %.1f tok/s | generated %d tok, %.1f tok/s\n", t_load,
             n_prompt, (double)n_prompt / (t_prompt > 0 ? t_prompt : 1e-9), n_gen,
             (double)n_gen / (t_gen > 0 ? t_gen : 1e-9));
+    struct tf_cache_stats st;
+    tf_cache_stats(ctx, n_cached, &st);
+    print_cache_stats(stderr, &st, &plan, &ao.rb);
     if (rc) fprintf(stderr, "saserve: %s\n", sa_err_str(rc));
     sampler_destroy(smp);
     tf_destroy(ctx);
@@ -210,4 +307,295 @@ int cli_check_model(int argc, char **argv)
            (unsigned long long)model_n_params(m));
     model_free(m);
     return 0;
+}
+
+static char *read_text_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    size_t r;
+    while (buf && (r = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += r;
+        if (n == cap) {
+            char *nb = realloc(buf, cap * 2 + 1);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    if (buf) buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+/* Tokenize a file (or the built-in text) with BOS; caller frees. */
+static int32_t *tokenize_text(const struct model *m, const char *path, size_t max_tokens, size_t *n_out,
+                              size_t *n_bytes)
+{
+    size_t len;
+    char *text = path ? read_text_file(path, &len) : NULL;
+    if (path && !text) {
+        fprintf(stderr, "saserve: %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    const char *src = text ? text : calib_builtin_text;
+    if (!text) len = strlen(src);
+    size_t cap = len + 2, n = 0;
+    int32_t *ids = malloc(cap * sizeof *ids);
+    if (!ids || tok_encode(m->tok, src, len, true, false, ids, cap, &n) != 0) {
+        fprintf(stderr, "saserve: cannot tokenize %s\n", path ? path : "the built-in text");
+        free(ids);
+        free(text);
+        return NULL;
+    }
+    if (max_tokens && n > max_tokens) n = max_tokens;
+    /* bytes covered by the kept tokens, for bits per byte */
+    size_t bytes = 0;
+    char piece[256];
+    for (size_t i = 0; i < n; i++) bytes += tok_token_to_bytes(m->tok, ids[i], false, piece, sizeof piece);
+    *n_bytes = bytes;
+    free(text);
+    *n_out = n;
+    return ids;
+}
+
+static void similarity_usage(void)
+{
+    fprintf(stderr,
+            "usage: saserve similarity -m MODEL [-f TEXT] [options]\n"
+            "  L x L mean cosine similarity of the layers' attention rows (over heads and positions)\n"
+            "  -f, --file PATH      calibration text (default: built-in story)\n"
+            "  -c, --ctx N          tokens of the text to use (default 512)\n"
+            "  -t, --threads N      (default 2)\n"
+            "      --json PATH      write {matrix, spans, threshold} as JSON\n"
+            "      --png PATH       draw the matrix as a heatmap\n"
+            "      --threshold T    similarity threshold for the proposed spans (default 0.9)\n");
+}
+
+int cli_similarity(int argc, char **argv)
+{
+    static const struct option opts[] = {{"model", required_argument, 0, 'm'}, {"file", required_argument, 0, 'f'},
+                                         {"ctx", required_argument, 0, 'c'},   {"threads", required_argument, 0, 't'},
+                                         {"json", required_argument, 0, 'j'},  {"png", required_argument, 0, 'g'},
+                                         {"threshold", required_argument, 0, 'T'}, {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    const char *model_path = NULL, *file = NULL, *json = NULL, *png = NULL;
+    double n_ctx = 512, threads = 2, threshold = CALIB_DEFAULT_THRESHOLD;
+    optind = 1;
+    int c, bad = 0;
+    while ((c = getopt_long(argc, argv, "m:f:c:t:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model_path = optarg; break;
+        case 'f': file = optarg; break;
+        case 'c': bad = parse_double("--ctx", optarg, 2, 1 << 16, &n_ctx); break;
+        case 't': bad = parse_double("--threads", optarg, 1, 256, &threads); break;
+        case 'j': json = optarg; break;
+        case 'g': png = optarg; break;
+        case 'T': bad = parse_double("--threshold", optarg, -1, 1, &threshold); break;
+        case 'h': similarity_usage(); return 0;
+        default: similarity_usage(); return 1;
+        }
+        if (bad) return 1;
+    }
+    if (!model_path || optind != argc) {
+        similarity_usage();
+        return 1;
+    }
+    char msg[512];
+    struct model *m;
+    int rc = model_load(model_path, NULL, &m, msg, sizeof msg);
+    if (rc) {
+        fprintf(stderr, "saserve: %s: %s\n", model_path, msg[0] ? msg : sa_err_str(rc));
+        return 2;
+    }
+    size_t n, nbytes;
+    int32_t *ids = tokenize_text(m, file, (size_t)n_ctx, &n, &nbytes);
+    uint32_t L = m->hp.n_layer;
+    float *sim = malloc((size_t)L * L * sizeof *sim);
+    if (!ids || !sim) {
+        free(ids);
+        free(sim);
+        model_free(m);
+        return 1;
+    }
+    rc = calib_similarity(m, ids, n, (uint32_t)n, (int)threads, sim);
+    if (rc) {
+        fprintf(stderr, "saserve: similarity: %s\n", sa_err_str(rc));
+    } else {
+        struct share_plan plan;
+        share_plan_auto(&plan, sim, L, (float)threshold);
+        char spans[256];
+        share_plan_format(&plan, spans, sizeof spans);
+        printf("attention similarity, %s, %zu tokens (mean cosine over %u heads and all query positions)\n      ",
+               m->name, n, m->hp.n_head);
+        for (uint32_t b = 0; b < L; b++) printf(" %5u", b);
+        printf("\n");
+        for (uint32_t a = 0; a < L; a++) {
+            printf("%5u ", a);
+            for (uint32_t b = 0; b < L; b++) printf(" %5.3f", (double)sim[a * L + b]);
+            printf("\n");
+        }
+        printf("auto spans at threshold %.2f: %s\n", threshold, spans);
+        if (json) {
+            FILE *f = fopen(json, "w");
+            if (!f) {
+                fprintf(stderr, "saserve: %s: %s\n", json, strerror(errno));
+                rc = SA_ERR_IO;
+            } else {
+                fprintf(f, "{\"model\": \"%s\", \"tokens\": %zu, \"layers\": %u, \"threshold\": %.4f, \"spans\": \"%s\", \"matrix\": [",
+                        m->name, n, L, threshold, spans);
+                for (uint32_t a = 0; a < L; a++) {
+                    fprintf(f, "%s[", a ? ", " : "");
+                    for (uint32_t b = 0; b < L; b++) fprintf(f, "%s%.6f", b ? ", " : "", (double)sim[a * L + b]);
+                    fprintf(f, "]");
+                }
+                fprintf(f, "]}\n");
+                fclose(f);
+            }
+        }
+        if (png && heatmap_write_png(png, sim, (int)L, 0.0f) != 0) {
+            fprintf(stderr, "saserve: %s: cannot write the heatmap\n", png);
+            rc = SA_ERR_IO;
+        }
+    }
+    free(ids);
+    free(sim);
+    model_free(m);
+    return rc ? 1 : 0;
+}
+
+static void perplexity_usage(void)
+{
+    fprintf(stderr,
+            "usage: saserve perplexity -m MODEL -f TEXT [options]\n"
+            "  Splits the tokenized text into windows of --ctx tokens (each starting with BOS)\n"
+            "  and scores every next-token prediction in each window.\n"
+            "  -c, --ctx N          window (default 256)\n"
+            "  -n, --max-tokens N   use at most N tokens of the text (default: all)\n"
+            "  -t, --threads N      (default 2)\n"
+            "      --json           print one JSON line instead of text\n" ATTN_OPTS_HELP);
+}
+
+int cli_perplexity(int argc, char **argv)
+{
+    static const struct option opts[] = {{"model", required_argument, 0, 'm'}, {"file", required_argument, 0, 'f'},
+                                         {"ctx", required_argument, 0, 'c'}, {"max-tokens", required_argument, 0, 'n'},
+                                         {"threads", required_argument, 0, 't'}, {"json", no_argument, 0, 'j'},
+                                         {"help", no_argument, 0, 'h'}, ATTN_LONG_OPTS, {0, 0, 0, 0}};
+    const char *model_path = NULL, *file = NULL;
+    double n_ctx = 256, max_tokens = 0, threads = 2;
+    bool as_json = false;
+    struct attn_opts ao;
+    attn_opts_init(&ao);
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "m:f:c:n:t:h", opts, NULL)) != -1) {
+        int bad = 0;
+        switch (c) {
+        case 'm': model_path = optarg; break;
+        case 'f': file = optarg; break;
+        case 'c': bad = parse_double("--ctx", optarg, 2, 1 << 16, &n_ctx); break;
+        case 'n': bad = parse_double("--max-tokens", optarg, 0, 1e9, &max_tokens); break;
+        case 't': bad = parse_double("--threads", optarg, 1, 256, &threads); break;
+        case 'j': as_json = true; break;
+        case 'h': perplexity_usage(); return 0;
+        default:
+            bad = attn_opts_parse(&ao, c, optarg);
+            if (bad == 0) {
+                perplexity_usage();
+                return 1;
+            }
+            bad = bad < 0;
+        }
+        if (bad) return 1;
+    }
+    if (!model_path || !file || optind != argc) {
+        perplexity_usage();
+        return 1;
+    }
+    char msg[512];
+    struct model *m;
+    int rc = model_load(model_path, NULL, &m, msg, sizeof msg);
+    if (rc) {
+        fprintf(stderr, "saserve: %s: %s\n", model_path, msg[0] ? msg : sa_err_str(rc));
+        return 2;
+    }
+    struct share_plan plan;
+    size_t n = 0, nbytes = 0;
+    int32_t *ids = NULL;
+    if (attn_opts_plan(&ao, m, (int)threads, &plan) || !(ids = tokenize_text(m, file, (size_t)max_tokens, &n, &nbytes))) {
+        model_free(m);
+        return 1;
+    }
+    uint32_t W = (uint32_t)n_ctx, V = m->hp.n_vocab;
+    struct tf_opts to = {.n_ctx = W, .n_batch = W < 128 ? W : 128, .n_threads = (int)threads, .all_logits = true,
+                         .plan = &plan, .rebalance = ao.rb};
+    struct tf_ctx *ctx;
+    if ((rc = tf_create(m, &to, &ctx))) {
+        fprintf(stderr, "saserve: %s\n", sa_err_str(rc));
+        free(ids);
+        model_free(m);
+        return 1;
+    }
+    int32_t *win = malloc((size_t)W * sizeof *win);
+    double nll = 0, t0 = now_s();
+    uint64_t scored = 0, scored_bytes = 0;
+    char piece[256];
+    /* windows: BOS + the next W-1 text tokens (ids[0] is the text's own BOS) */
+    for (size_t start = 1; start + 1 < n && !rc; start += W - 1) {
+        uint32_t len = (uint32_t)((n - start < W - 1) ? n - start : W - 1) + 1;
+        win[0] = tok_bos(m->tok) >= 0 ? tok_bos(m->tok) : ids[0];
+        memcpy(win + 1, ids + start, (len - 1) * sizeof *win);
+        for (uint32_t p = 0; p < len && !rc; p += tf_n_batch(ctx)) {
+            uint32_t cnt = len - p < tf_n_batch(ctx) ? len - p : tf_n_batch(ctx);
+            const float *lg;
+            rc = tf_forward(ctx, win + p, cnt, p, &lg);
+            for (uint32_t t = 0; t < cnt && !rc; t++) {
+                if (p + t + 1 >= len) break; /* the last token predicts nothing in this window */
+                const float *row = lg + (size_t)t * V;
+                float mx = row[0];
+                for (uint32_t v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
+                double z = 0;
+                for (uint32_t v = 0; v < V; v++) z += exp((double)row[v] - mx);
+                int32_t next = win[p + t + 1];
+                nll -= (double)row[next] - mx - log(z);
+                scored++;
+                scored_bytes += tok_token_to_bytes(m->tok, next, false, piece, sizeof piece);
+            }
+        }
+    }
+    double secs = now_s() - t0;
+    if (!rc && scored) {
+        struct tf_cache_stats st;
+        tf_cache_stats(ctx, 1, &st);
+        char spans[256];
+        share_plan_format(&plan, spans, sizeof spans);
+        double ppl = exp(nll / (double)scored), bpb = nll / log(2.0) / (double)(scored_bytes ? scored_bytes : 1);
+        if (as_json)
+            printf("{\"model\": \"%s\", \"spans\": \"%s\", \"rebalance\": %s, \"alpha\": %.4f, \"tau\": %.4f, "
+                   "\"tokens_scored\": %llu, \"perplexity\": %.6f, \"bits_per_byte\": %.6f, \"kv_bytes_per_token\": %llu, "
+                   "\"kv_bytes_per_token_without_sharing\": %llu, \"seconds\": %.2f}\n",
+                   m->name, spans, ao.rb.on ? "true" : "false", (double)ao.rb.alpha, (double)ao.rb.tau,
+                   (unsigned long long)scored, ppl, bpb, (unsigned long long)st.kv_bytes,
+                   (unsigned long long)st.kv_bytes_without_sharing, secs);
+        else
+            printf("%s: spans %s, rebalance %s: perplexity %.4f, %.4f bits/byte over %llu tokens; KV %llu of %llu "
+                   "bytes/token (%.1f s)\n",
+                   m->name, spans, ao.rb.on ? "on" : "off", ppl, bpb, (unsigned long long)scored,
+                   (unsigned long long)st.kv_bytes, (unsigned long long)st.kv_bytes_without_sharing, secs);
+    } else if (rc) {
+        fprintf(stderr, "saserve: perplexity: %s\n", sa_err_str(rc));
+    }
+    free(win);
+    free(ids);
+    tf_destroy(ctx);
+    model_free(m);
+    return rc ? 1 : 0;
 }

@@ -10,4 +10,9 @@ int cli_generate(int argc, char **argv);
 /* saserve check-model FILE: exit 0 if it loads, 2 with one line on stderr naming the field. */
 int cli_check_model(int argc, char **argv);
 
+/* saserve similarity -m MODEL [-f TEXT] [--json F] [--png F]: layer attention similarity + auto spans. */
+int cli_similarity(int argc, char **argv);
+/* saserve perplexity -m MODEL -f TEXT [--share SPANS] [--rebalance]: quality with and without sharing. */
+int cli_perplexity(int argc, char **argv);
+
 #endif

@@ -3,6 +3,8 @@
  *
  *   saserve generate ...      text generation on the command line (cli.c)
  *   saserve check-model FILE  validate a GGUF model (exit 2 naming the bad field)
+ *   saserve similarity ...    layer-to-layer attention similarity, auto spans, heatmap
+ *   saserve perplexity ...    perplexity with and without Shared Attention / re-balancing
  */
 #include "cli.h"
 
@@ -14,7 +16,9 @@ static void usage(void)
     fprintf(stderr,
             "usage: saserve COMMAND [options]\n"
             "  generate -m MODEL -p PROMPT   generate text (see saserve generate --help)\n"
-            "  check-model FILE              validate a GGUF model file\n");
+            "  check-model FILE              validate a GGUF model file\n"
+            "  similarity -m MODEL [-f TEXT] attention similarity between layers (which layers to share)\n"
+            "  perplexity -m MODEL -f TEXT   perplexity, with --share SPANS / --rebalance\n");
 }
 
 int main(int argc, char **argv)
@@ -26,6 +30,8 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "generate") == 0) return cli_generate(argc - 1, argv + 1);
     if (strcmp(cmd, "check-model") == 0 || strcmp(cmd, "--check-model") == 0) return cli_check_model(argc - 1, argv + 1);
+    if (strcmp(cmd, "similarity") == 0) return cli_similarity(argc - 1, argv + 1);
+    if (strcmp(cmd, "perplexity") == 0) return cli_perplexity(argc - 1, argv + 1);
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0) {
         usage();
         return 0;

@@ -23,6 +23,15 @@ for t in "$BUILD"/tests/test_*; do
     [ -x "$t" ] || continue
     run_one "$(basename "$t")" "$t"
 done
+# the same unit tests under AddressSanitizer + UndefinedBehaviorSanitizer
+if [ -n "${SAN_BUILD:-}" ] && [ -d "$SAN_BUILD/tests" ]; then
+    export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+    export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+    for t in "$SAN_BUILD"/tests/test_*; do
+        [ -x "$t" ] || continue
+        run_one "$(basename "$t"):asan" "$t"
+    done
+fi
 for s in tests/scripts/test_*.sh; do
     [ -f "$s" ] || continue
     run_one "$(basename "$s" .sh)" bash "$s"

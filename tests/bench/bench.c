@@ -2,6 +2,7 @@
  * bench.c - speed of the forward pass next to the machine's own ceilings.
  *
  *   build/bench -m MODEL.gguf [-t 1,2] [--prompt 128] [--gen 64] [--mmap both|on|off] [--json FILE]
+ *               [--share SPANS]
  *
  * Measures, in one run:
  *   - read bandwidth: the best of 5 passes summing a 1 GiB buffer (far larger
@@ -14,12 +15,19 @@
  * except the embedding table, of which one row is read; the output head
  * counts even when tied); prefill = sgemm rate / (2 x parameters) FLOPs per
  * token. Every figure is printed as a fraction of its ceiling.
+ *
+ * With --share SPANS every run is repeated with that Shared Attention plan,
+ * and the speed-up is printed next to the one predicted from the work
+ * removed: decode (memory-bound) = weight bytes per token off / on, since a
+ * sharing layer never reads its Wq and Wk; prefill (compute-bound) =
+ * FLOPs per token off / on (projections plus attention scores).
  */
 #define _DEFAULT_SOURCE
 #include "engine/errors.h"
 #include "engine/model.h"
 #include "engine/ops.h"
 #include "engine/quant.h"
+#include "engine/share.h"
 #include "engine/transformer.h"
 
 #include <cblas.h>
@@ -110,10 +118,24 @@ struct run_result {
     double prefill_tps, decode_tps;
 };
 
-static int run_model(const struct model *m, int threads, int n_prompt, int n_gen, struct run_result *r)
+/* Weight bytes and FLOPs per token that a plan removes (Wq, Wk, scores at mid context). */
+static void plan_savings(const struct model *m, const struct share_plan *p, int ctx, double *bytes, double *flops)
+{
+    *bytes = *flops = 0;
+    for (uint32_t l = 0; l < m->hp.n_layer; l++) {
+        if (!share_plan_is_sharing(p, l)) continue;
+        const struct model_layer *L = &m->layers[l];
+        *bytes += (double)L->wq.row_bytes * L->wq.n_out + (double)L->wk.row_bytes * L->wk.n_out;
+        *flops += 2.0 * m->hp.dim * (L->wq.n_out + L->wk.n_out) + (double)m->hp.n_head * ctx * (2.0 * m->hp.head_dim + 5);
+    }
+}
+
+static int run_model(const struct model *m, const struct share_plan *plan, int threads, int n_prompt, int n_gen,
+                     struct run_result *r)
 {
     struct tf_ctx *c;
-    struct tf_opts o = {.n_ctx = (uint32_t)(n_prompt + n_gen + 8), .n_batch = (uint32_t)n_prompt, .n_threads = threads};
+    struct tf_opts o = {.n_ctx = (uint32_t)(n_prompt + n_gen + 8), .n_batch = (uint32_t)n_prompt, .n_threads = threads,
+                        .plan = plan};
     int rc = tf_create(m, &o, &c);
     if (rc) return rc;
     int32_t *toks = malloc((size_t)n_prompt * sizeof *toks);
@@ -143,12 +165,13 @@ static int run_model(const struct model *m, int threads, int n_prompt, int n_gen
 
 int main(int argc, char **argv)
 {
-    const char *model_path = NULL, *json_path = NULL, *mmap_mode = "both";
+    const char *model_path = NULL, *json_path = NULL, *mmap_mode = "both", *share = NULL;
     int n_prompt = 128, n_gen = 64, thread_list[4] = {1, 2}, n_thread_list = 2;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-m") && i + 1 < argc) model_path = argv[++i];
         else if (!strcmp(argv[i], "--json") && i + 1 < argc) json_path = argv[++i];
         else if (!strcmp(argv[i], "--mmap") && i + 1 < argc) mmap_mode = argv[++i];
+        else if (!strcmp(argv[i], "--share") && i + 1 < argc) share = argv[++i];
         else if (!strcmp(argv[i], "--prompt") && i + 1 < argc) n_prompt = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--gen") && i + 1 < argc) n_gen = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-t") && i + 1 < argc) {
@@ -156,7 +179,7 @@ int main(int argc, char **argv)
             for (char *s = strtok(argv[++i], ","); s && n_thread_list < 4; s = strtok(NULL, ","))
                 thread_list[n_thread_list++] = atoi(s);
         } else {
-            fprintf(stderr, "usage: bench -m MODEL [-t 1,2] [--prompt N] [--gen N] [--mmap both|on|off] [--json FILE]\n");
+            fprintf(stderr, "usage: bench -m MODEL [-t 1,2] [--prompt N] [--gen N] [--mmap both|on|off] [--json FILE] [--share SPANS]\n");
             return 1;
         }
     }
@@ -194,28 +217,46 @@ int main(int argc, char **argv)
         tl = now_s() - tl;
         double bpt = bytes_per_token(m), fpt = 2.0 * (double)model_n_params(m);
         enum quant_type wt = m->layers[0].wq.type;
+        struct share_plan plan;
+        char pmsg[256];
+        if (share && share_plan_parse(&plan, share, m->hp.n_layer, pmsg, sizeof pmsg)) {
+            fprintf(stderr, "bench: --share: %s\n", pmsg);
+            return 1;
+        }
+        double saved_b = 0, saved_f = 0;
+        if (share) plan_savings(m, &plan, n_prompt + n_gen / 2, &saved_b, &saved_f);
         if (first)
-            printf("%-5s %-6s %3s | %9s %6s | %9s %6s | %8s %8s\n", "type", "load", "thr", "prefill/s", "of max", "decode/s",
-                   "of max", "GB/s", "GFLOP/s");
+            printf("%-5s %-6s %3s | %9s %6s | %9s %6s | %8s %8s%s\n", "type", "load", "thr", "prefill/s", "of max", "decode/s",
+                   "of max", "GB/s", "GFLOP/s",
+                   share ? " | share: prefill/s decode/s  speed-up (predicted) prefill, decode" : "");
         for (int i = 0; i < n_thread_list; i++) {
-            struct run_result r;
-            rc = run_model(m, thread_list[i], n_prompt, n_gen, &r);
+            struct run_result r, rs = {0};
+            rc = run_model(m, NULL, thread_list[i], n_prompt, n_gen, &r);
+            if (!rc && share) rc = run_model(m, &plan, thread_list[i], n_prompt, n_gen, &rs);
             if (rc) {
                 fprintf(stderr, "bench: %s\n", sa_err_str(rc));
                 return 1;
             }
             double dec_ceiling = bw[i] * 1e9 / bpt, pre_ceiling = gf[i] * 1e9 / fpt;
-            printf("%-5s %-6s %3d | %9.1f %5.0f%% | %9.2f %5.0f%% | %8.1f %8.1f\n", quant_type_name(wt),
+            printf("%-5s %-6s %3d | %9.1f %5.0f%% | %9.2f %5.0f%% | %8.1f %8.1f", quant_type_name(wt),
                    use_mmap ? "mmap" : "memory", thread_list[i], r.prefill_tps, 100 * r.prefill_tps / pre_ceiling,
                    r.decode_tps, 100 * r.decode_tps / dec_ceiling, bw[i], gf[i]);
+            if (share)
+                printf(" | %8.1f %8.2f   %.2fx (%.2fx), %.2fx (%.2fx)", rs.prefill_tps, rs.decode_tps,
+                       rs.prefill_tps / r.prefill_tps, fpt / (fpt - saved_f), rs.decode_tps / r.decode_tps,
+                       bpt / (bpt - saved_b));
+            printf("\n");
             fflush(stdout);
             if (js)
                 fprintf(js,
                         "%s{\"type\": \"%s\", \"load\": \"%s\", \"load_s\": %.3f, \"threads\": %d, \"prefill_tps\": %.2f, "
                         "\"prefill_ceiling_tps\": %.2f, \"decode_tps\": %.3f, \"decode_ceiling_tps\": %.3f, "
-                        "\"bytes_per_token\": %.0f, \"flops_per_token\": %.0f}",
+                        "\"bytes_per_token\": %.0f, \"flops_per_token\": %.0f, \"share\": \"%s\", "
+                        "\"share_prefill_tps\": %.2f, \"share_decode_tps\": %.3f, \"share_bytes_per_token\": %.0f, "
+                        "\"share_flops_per_token\": %.0f}",
                         first ? "" : ", ", quant_type_name(wt), use_mmap ? "mmap" : "memory", tl, thread_list[i],
-                        r.prefill_tps, pre_ceiling, r.decode_tps, dec_ceiling, bpt, fpt);
+                        r.prefill_tps, pre_ceiling, r.decode_tps, dec_ceiling, bpt, fpt, share ? share : "",
+                        rs.prefill_tps, rs.decode_tps, bpt - saved_b, fpt - saved_f);
             first = 0;
         }
         model_free(m);

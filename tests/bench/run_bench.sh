@@ -8,6 +8,13 @@ set -euo pipefail
 BUILD=${BUILD:-build}
 SHARED=${SHARED:-../shared}
 target=${1:-110M}
+# Shared Attention plan benched next to sharing off (SHARE= to override, SHARE=off to skip)
+case "$target" in
+  1.1B) share=${SHARE:-13-16,18-20} ;;
+  110M) share=${SHARE:-7-8,10-11} ;;
+  *)    share=${SHARE:-off} ;;
+esac
+share_args=(); [ "$share" = off ] || share_args=(--share "$share")
 out=$BUILD/bench
 mkdir -p "$out" models/gen
 vocab="$SHARED/tokenizer-vectors/ggml-vocab-llama-spm.gguf"
@@ -17,7 +24,7 @@ case "$target" in
   *)
     name="llama-$target"
     for t in F32 F16 Q8_0 Q4_0; do
-      f="models/gen/llama-$target-$t.gguf"
+      f="models/gen/llama-${target,,}-${t,,}.gguf"
       if [ ! -s "$f" ]; then
         echo "bench: generating $f (random weights)" >&2
         "$BUILD/tools/gguf_random" -o "$f" --shape "$target" --type "$t" --vocab-from "$vocab" >&2
@@ -35,7 +42,7 @@ jsons=()
 for f in "${files[@]}"; do
   j="$out/$(basename "$f" .gguf).json"
   echo "== $f" | tee -a "$md"
-  "$BUILD/bench" -m "$f" --json "$j" | tee -a "$md"
+  "$BUILD/bench" -m "$f" --json "$j" "${share_args[@]}" | tee -a "$md"
   jsons+=("$j")
 done
 echo '```' >> "$md"
