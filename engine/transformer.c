@@ -16,6 +16,7 @@ struct tf_ctx {
     uint32_t n_ctx, n_batch;
     bool reference, all_logits;
     struct workers *pool;
+    bool own_pool;
     struct ops ops;
     /* activations, shapes for one chunk of B = n_batch tokens */
     float *x;      /* [B][dim] residual stream */
@@ -65,8 +66,13 @@ int tf_create(const struct model *m, const struct tf_opts *opts, struct tf_ctx *
     size_t B = o.n_batch, dim = hp->dim, qdim = (size_t)hp->n_head * hp->head_dim;
     size_t max_in = dim > qdim ? dim : qdim;
     if (hp->ffn > max_in) max_in = hp->ffn;
-    c->pool = workers_create(o.n_threads);
-    openblas_set_num_threads(o.n_threads);
+    if (o.pool) {
+        c->pool = o.pool;
+    } else {
+        c->pool = workers_create(o.n_threads);
+        c->own_pool = true;
+    }
+    openblas_set_num_threads(workers_count(c->pool));
     c->x = falloc(B * dim);
     c->xb = falloc(B * dim);
     c->q = falloc(B * qdim);
@@ -109,7 +115,7 @@ void tf_destroy(struct tf_ctx *c)
 {
     if (!c) return;
     ops_cleanup(&c->ops);
-    workers_destroy(c->pool);
+    if (c->own_pool) workers_destroy(c->pool);
     free(c->x);
     free(c->xb);
     free(c->q);

@@ -41,7 +41,8 @@ struct tf_ctx;
 struct tf_opts {
     uint32_t n_ctx;    /* positions the KV cache holds; 0 = model's training context */
     uint32_t n_batch;  /* max tokens per chunk; 0 = 128 */
-    int n_threads;     /* 0 = 1 */
+    int n_threads;     /* 0 = 1; ignored when pool is given */
+    struct workers *pool; /* borrowed shared pool (contexts used from one thread), or NULL to own one */
     bool reference;    /* naive double-precision path (tests) */
     bool all_logits;   /* keep logits for every token of a forward call (perplexity) */
     const struct share_plan *plan;     /* NULL = no sharing; copied */

@@ -1,12 +1,14 @@
 /*
  * main.c - the saserve binary: dispatch to a sub-command.
  *
+ *   saserve serve ...         the HTTP service (serve.c); also the default with only options
  *   saserve generate ...      text generation on the command line (cli.c)
  *   saserve check-model FILE  validate a GGUF model (exit 2 naming the bad field)
  *   saserve similarity ...    layer-to-layer attention similarity, auto spans, heatmap
  *   saserve perplexity ...    perplexity with and without Shared Attention / re-balancing
  */
 #include "cli.h"
+#include "serve.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +17,7 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: saserve COMMAND [options]\n"
+            "  serve [--config FILE] [-m MODEL] [--port N] ...   the HTTP service (saserve serve --help)\n"
             "  generate -m MODEL -p PROMPT   generate text (see saserve generate --help)\n"
             "  check-model FILE              validate a GGUF model file\n"
             "  similarity -m MODEL [-f TEXT] attention similarity between layers (which layers to share)\n"
@@ -28,6 +31,8 @@ int main(int argc, char **argv)
         return 1;
     }
     const char *cmd = argv[1];
+    if (strcmp(cmd, "serve") == 0) return serve_main(argc - 2, argv + 2);
+    if (cmd[0] == '-' && strcmp(cmd, "-h") != 0 && strcmp(cmd, "--help") != 0) return serve_main(argc - 1, argv + 1);
     if (strcmp(cmd, "generate") == 0) return cli_generate(argc - 1, argv + 1);
     if (strcmp(cmd, "check-model") == 0 || strcmp(cmd, "--check-model") == 0) return cli_check_model(argc - 1, argv + 1);
     if (strcmp(cmd, "similarity") == 0) return cli_similarity(argc - 1, argv + 1);

@@ -3,7 +3,7 @@
 # A shape name benches F32, F16, Q8_0 and Q4_0 files of that shape (generated
 # with random weights on first use under models/gen/, which git ignores; speed
 # does not depend on weight values). A path benches that one file.
-# Writes build/bench/<name>.json and build/bench/<name>.md.
+# Writes build/bench-results/<name>.json and .md.
 set -euo pipefail
 BUILD=${BUILD:-build}
 SHARED=${SHARED:-../shared}
@@ -15,7 +15,7 @@ case "$target" in
   *)    share=${SHARE:-off} ;;
 esac
 share_args=(); [ "$share" = off ] || share_args=(--share "$share")
-out=$BUILD/bench
+out=$BUILD/bench-results
 mkdir -p "$out" models/gen
 vocab="$SHARED/tokenizer-vectors/ggml-vocab-llama-spm.gguf"
 files=()

@@ -1,0 +1,634 @@
+/*
+ * engine.c - request queue, sequence slots and the step thread.
+ *
+ * Threading: engine_submit/engine_cancel/engine_get_metrics run on any thread
+ * and touch only the queue, the cancel flags and the counters, under e->mu.
+ * Everything else (slots, transformer contexts, samplers, detokenizers) is
+ * owned by the step thread. The step thread takes e->mu only to admit queued
+ * requests, to publish counters and to retire finished sequences; it never
+ * holds the lock while computing or while calling a request's callback.
+ */
+#include "engine.h"
+
+#include "calibrate.h"
+#include "gguf.h"
+#include "log.h"
+#include "model.h"
+#include "tokenizer.h"
+#include "transformer.h"
+#include "workers.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct seq {
+    uint64_t id;
+    struct seq *next; /* queue link */
+    int32_t *prompt;
+    size_t n_prompt;
+    uint32_t max_tokens;
+    struct sampler *smp;
+    struct sampler_params sampling;
+    bool share;
+    struct share_plan plan;
+    struct rebalance_params rb;
+    char *stop[ENGINE_MAX_STOP];
+    size_t n_stop, max_stop_len;
+    void (*cb)(void *user, const struct engine_event *ev);
+    void *user;
+    atomic_bool cancelled;
+    /* progress (step thread) */
+    uint32_t n_past, n_gen;
+    int32_t last;
+    struct tok_stream ts;
+    char *held;      /* generated text not yet emitted: it could start a stop string */
+    size_t n_held, cap_held;
+    double t_submit, t_start, t_prompt_done;
+};
+
+struct slot {
+    struct tf_ctx *ctx;
+    struct seq *seq;
+};
+
+struct engine {
+    struct engine_config cfg;
+    struct model *m;
+    struct engine_model_info info;
+    struct share_plan default_plan;
+    struct workers *pool;
+    struct slot *slots;
+    uint32_t n_ctx;
+    char chat_template[16384];
+    char *piece;      /* scratch for detokenized text (step thread) */
+    size_t piece_cap;
+    pthread_t thread;
+    bool thread_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    /* under mu */
+    struct seq *q_head, *q_tail;
+    uint32_t q_len;
+    bool stopping;
+    uint64_t next_id;
+    struct engine_metrics stats;
+};
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+struct engine_config engine_default_config(void)
+{
+    return (struct engine_config){
+        .n_threads = 2,
+        .n_slots = 4,
+        .queue_max = 64,
+        .prefill_chunk = 128,
+        .use_mmap = true,
+        .share_spans = "auto",
+        .share_threshold = CALIB_DEFAULT_THRESHOLD,
+        .rebalance = rebalance_default_params(),
+    };
+}
+
+const char *engine_finish_name(enum engine_finish f)
+{
+    switch (f) {
+    case ENGINE_FINISH_STOP: return "stop";
+    case ENGINE_FINISH_LENGTH: return "length";
+    case ENGINE_FINISH_CANCELLED: return "cancelled";
+    default: return "none";
+    }
+}
+
+static void seq_free(struct seq *s)
+{
+    if (!s) return;
+    sampler_destroy(s->smp);
+    free(s->prompt);
+    for (size_t i = 0; i < s->n_stop; i++) free(s->stop[i]);
+    free(s->held);
+    free(s);
+}
+
+/* ---- step thread ---- */
+
+/* Publish the cache figures of the active sequences (step thread, under mu). */
+static void publish_kv(struct engine *e)
+{
+    uint64_t k = 0, v = 0, saved_k = 0;
+    for (uint32_t i = 0; i < e->cfg.n_slots; i++) {
+        const struct slot *sl = &e->slots[i];
+        if (!sl->seq || !sl->seq->n_past) continue;
+        struct tf_cache_stats st;
+        tf_cache_stats(sl->ctx, sl->seq->n_past, &st);
+        k += st.k_bytes;
+        v += st.v_bytes;
+        saved_k += st.kv_bytes_saved;
+    }
+    e->stats.kv_k_bytes_used = k;
+    e->stats.kv_v_bytes_used = v;
+    e->stats.kv_bytes_used = k + v;
+    e->stats.kv_bytes_saved = saved_k;
+    e->stats.kv_k_bytes_saved = saved_k; /* sharing saves K only */
+}
+
+/* Free a finished sequence's slot. The slot pointer changes under the lock
+ * because engine_cancel reads it from other threads. */
+static void retire(struct engine *e, struct slot *sl)
+{
+    struct seq *s = sl->seq;
+    pthread_mutex_lock(&e->mu);
+    e->stats.active_sequences--;
+    sl->seq = NULL;
+    publish_kv(e);
+    pthread_mutex_unlock(&e->mu);
+    seq_free(s);
+}
+
+
+static void emit_done(struct engine *e, struct slot *sl, enum engine_finish finish)
+{
+    struct seq *s = sl->seq;
+    struct engine_event ev = {.type = ENGINE_EV_DONE, .id = s->id, .finish = finish,
+                              .prompt_tokens = (uint32_t)s->n_prompt, .completion_tokens = s->n_gen};
+    struct tf_cache_stats st;
+    tf_cache_stats(sl->ctx, s->n_past, &st);
+    struct engine_cache_stats *c = &ev.cache;
+    c->shared_attention = s->share;
+    c->rebalance = s->rb.on;
+    if (s->plan.n_spans)
+        share_plan_format(&s->plan, c->spans, sizeof c->spans);
+    else
+        c->spans[0] = 0;
+    c->layers = st.layers;
+    c->sharing_layers = st.sharing_layers;
+    c->tokens = st.tokens;
+    c->k_bytes = st.k_bytes;
+    c->v_bytes = st.v_bytes;
+    c->kv_bytes = st.kv_bytes;
+    c->kv_bytes_without_sharing = st.kv_bytes_without_sharing;
+    c->kv_bytes_saved = st.kv_bytes_saved;
+    c->kv_saved_ratio = st.kv_saved_ratio;
+    c->attention_flops_saved = st.attention_flops_saved;
+    size_t kb, vb;
+    tf_kv_allocated(sl->ctx, &kb, &vb);
+    c->k_bytes_allocated = kb;
+    c->v_bytes_allocated = vb;
+    double t_end = now_ms(), t_start = s->t_start ? s->t_start : t_end;
+    double t_pd = s->t_prompt_done ? s->t_prompt_done : t_end;
+    ev.timings.queued_ms = t_start - s->t_submit;
+    ev.timings.prompt_ms = t_pd - t_start;
+    ev.timings.generation_ms = t_end - t_pd;
+    ev.timings.prompt_per_second = ev.timings.prompt_ms > 0 ? (double)s->n_prompt * 1e3 / ev.timings.prompt_ms : 0;
+    ev.timings.generation_per_second =
+        ev.timings.generation_ms > 0 && s->n_gen ? (double)s->n_gen * 1e3 / ev.timings.generation_ms : 0;
+    /* release first, so a client that sees DONE also sees the cache freed in the metrics */
+    void (*cb)(void *, const struct engine_event *) = s->cb;
+    void *user = s->user;
+    retire(e, sl);
+    cb(user, &ev);
+}
+
+static void emit_text(struct seq *s, int32_t token, const char *text, size_t len, const struct sampler_result *lp)
+{
+    struct engine_event ev = {.type = ENGINE_EV_TOKEN, .id = s->id, .token = token, .text = text, .text_len = len};
+    if (lp) ev.logprobs = *lp;
+    s->cb(s->user, &ev);
+}
+
+static bool held_append(struct seq *s, const char *p, size_t n)
+{
+    if (s->n_held + n + 1 > s->cap_held) {
+        size_t cap = (s->n_held + n + 1) * 2;
+        char *h = realloc(s->held, cap);
+        if (!h) return false;
+        s->held = h;
+        s->cap_held = cap;
+    }
+    memcpy(s->held + s->n_held, p, n);
+    s->n_held += n;
+    s->held[s->n_held] = 0;
+    return true;
+}
+
+/* Longest suffix of held that is a proper prefix of some stop string. */
+static size_t stop_prefix_tail(const struct seq *s)
+{
+    size_t best = 0;
+    for (size_t k = 0; k < s->n_stop; k++) {
+        size_t sl = strlen(s->stop[k]);
+        for (size_t n = sl - 1; n > best; n--)
+            if (n <= s->n_held && memcmp(s->held + s->n_held - n, s->stop[k], n) == 0) {
+                best = n;
+                break;
+            }
+    }
+    return best;
+}
+
+/* Handle one sampled token. Returns the finish reason, or NONE to continue. */
+static enum engine_finish accept_token(struct engine *e, struct seq *s, int32_t tok, const struct sampler_result *lp)
+{
+    sampler_accept(s->smp, tok);
+    s->n_gen++;
+    s->last = tok;
+    if (tok_is_eog(e->m->tok, tok)) return ENGINE_FINISH_STOP;
+    size_t n = tok_stream_push(&s->ts, tok, e->piece, e->piece_cap);
+    if (!s->n_stop) {
+        emit_text(s, tok, e->piece, n, lp);
+    } else {
+        held_append(s, e->piece, n);
+        for (size_t k = 0; k < s->n_stop; k++) {
+            char *hit = strstr(s->held, s->stop[k]);
+            if (hit) {
+                emit_text(s, tok, s->held, (size_t)(hit - s->held), lp);
+                s->n_held = 0;
+                return ENGINE_FINISH_STOP;
+            }
+        }
+        size_t keep = stop_prefix_tail(s), out = s->n_held - keep;
+        emit_text(s, tok, s->held, out, lp);
+        memmove(s->held, s->held + out, keep);
+        s->n_held = keep;
+    }
+    if (s->n_gen >= s->max_tokens || s->n_past + 1 > e->n_ctx) return ENGINE_FINISH_LENGTH;
+    return ENGINE_FINISH_NONE;
+}
+
+static void finish(struct engine *e, struct slot *sl, enum engine_finish f)
+{
+    struct seq *s = sl->seq;
+    if (f != ENGINE_FINISH_CANCELLED) {
+        /* release text held back for stop strings and any split character */
+        size_t n = tok_stream_flush(&s->ts, e->piece, e->piece_cap);
+        if (s->n_held || n) {
+            if (n) held_append(s, e->piece, n);
+            if (s->n_held) emit_text(s, -1, s->held, s->n_held, NULL);
+        }
+    }
+    emit_done(e, sl, f);
+}
+
+static void fail_seq(struct engine *e, struct slot *sl, int err)
+{
+    struct seq *s = sl->seq;
+    struct engine_event ev = {.type = ENGINE_EV_ERROR, .id = s->id, .error = err};
+    void (*cb)(void *, const struct engine_event *) = s->cb;
+    void *user = s->user;
+    retire(e, sl);
+    cb(user, &ev);
+}
+
+/* One step of one sequence: a prefill chunk or one decoded token. */
+static void step_seq(struct engine *e, struct slot *sl)
+{
+    struct seq *s = sl->seq;
+    if (atomic_load(&s->cancelled)) {
+        finish(e, sl, ENGINE_FINISH_CANCELLED);
+        return;
+    }
+    const float *logits;
+    int rc;
+    uint32_t did = 0;
+    bool prefill = s->n_past < s->n_prompt;
+    if (prefill) {
+        uint32_t n = (uint32_t)(s->n_prompt - s->n_past);
+        if (n > e->cfg.prefill_chunk) n = e->cfg.prefill_chunk;
+        rc = tf_forward(sl->ctx, s->prompt + s->n_past, n, s->n_past, &logits);
+        did = n;
+    } else {
+        rc = tf_forward(sl->ctx, &s->last, 1, s->n_past, &logits);
+        did = 1;
+    }
+    if (rc) {
+        fail_seq(e, sl, rc);
+        return;
+    }
+    s->n_past += did;
+    pthread_mutex_lock(&e->mu);
+    if (prefill)
+        e->stats.prompt_tokens_total += did;
+    else
+        e->stats.generated_tokens_total++;
+    pthread_mutex_unlock(&e->mu);
+    if (s->n_past < s->n_prompt) return; /* more prompt to go */
+    if (prefill) s->t_prompt_done = now_ms();
+    struct sampler_result res;
+    int32_t tok = sampler_sample(s->smp, logits, s->sampling.n_logprobs ? &res : NULL);
+    enum engine_finish f = accept_token(e, s, tok, s->sampling.n_logprobs ? &res : NULL);
+    if (f != ENGINE_FINISH_NONE) finish(e, sl, f);
+}
+
+static void admit(struct engine *e, struct slot *sl, struct seq *s)
+{
+    sl->seq = s;
+    s->t_start = now_ms();
+    int rc = tf_reset(sl->ctx, s->share ? &s->plan : NULL, &s->rb);
+    if (rc) {
+        fail_seq(e, sl, rc);
+        return;
+    }
+    if (!s->share) share_plan_init(&s->plan, e->info.n_layer);
+    /* a generation from BOS alone starts with the word's SPM space: drop it, as the CLI does */
+    tok_stream_init(&s->ts, e->m->tok, s->n_prompt == 1 && s->prompt[0] == e->info.bos);
+}
+
+static void *step_main(void *arg)
+{
+    struct engine *e = arg;
+    for (;;) {
+        pthread_mutex_lock(&e->mu);
+        for (;;) {
+            bool any_active = false;
+            for (uint32_t i = 0; i < e->cfg.n_slots; i++) any_active |= e->slots[i].seq != NULL;
+            if (any_active || e->q_head || e->stopping) break;
+            pthread_cond_wait(&e->cv, &e->mu);
+        }
+        bool stopping = e->stopping;
+        /* admit FIFO into free slots */
+        struct seq *admitted[256];
+        uint32_t n_adm = 0;
+        for (uint32_t i = 0; i < e->cfg.n_slots && e->q_head && !stopping; i++) {
+            if (e->slots[i].seq) continue;
+            struct seq *s = e->q_head;
+            e->q_head = s->next;
+            if (!e->q_head) e->q_tail = NULL;
+            e->q_len--;
+            e->stats.queue_depth = e->q_len;
+            e->stats.active_sequences++;
+            e->slots[i].seq = s; /* reserve */
+            admitted[n_adm++] = s;
+        }
+        pthread_mutex_unlock(&e->mu);
+        for (uint32_t i = 0; i < e->cfg.n_slots; i++)
+            for (uint32_t k = 0; k < n_adm; k++)
+                if (e->slots[i].seq == admitted[k]) admit(e, &e->slots[i], admitted[k]);
+        for (uint32_t i = 0; i < e->cfg.n_slots; i++) {
+            struct slot *sl = &e->slots[i];
+            if (!sl->seq) continue;
+            if (stopping) atomic_store(&sl->seq->cancelled, true);
+            step_seq(e, sl);
+        }
+        pthread_mutex_lock(&e->mu);
+        e->stats.steps++;
+        publish_kv(e);
+        bool done = e->stopping && !e->q_head;
+        for (uint32_t i = 0; i < e->cfg.n_slots; i++) done = done && !e->slots[i].seq;
+        pthread_mutex_unlock(&e->mu);
+        if (done) break;
+    }
+    return NULL;
+}
+
+/* ---- public ---- */
+
+int engine_create(const struct engine_config *cfg_in, struct engine **out, char *msg, size_t msg_len)
+{
+    *out = NULL;
+    struct engine *e = calloc(1, sizeof *e);
+    if (!e) return SA_ERR_NOMEM;
+    e->cfg = cfg_in ? *cfg_in : engine_default_config();
+    struct engine_config *cfg = &e->cfg;
+    if (cfg->n_threads < 1) cfg->n_threads = 1;
+    if (cfg->n_slots < 1) cfg->n_slots = 1;
+    if (cfg->n_slots > 256) cfg->n_slots = 256;
+    if (cfg->prefill_chunk < 1) cfg->prefill_chunk = 128;
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+    e->next_id = 1;
+    struct model_load_opts lo = {.use_mmap = cfg->use_mmap};
+    int rc = model_load(cfg->model_path, &lo, &e->m, msg, msg_len);
+    if (rc) goto fail;
+    const struct model_hparams *hp = &e->m->hp;
+    e->n_ctx = cfg->n_ctx ? cfg->n_ctx : hp->n_ctx_train;
+    struct engine_model_info *info = &e->info;
+    info->name = e->m->name;
+    info->n_layer = hp->n_layer;
+    info->n_vocab = hp->n_vocab;
+    info->n_ctx = e->n_ctx;
+    info->n_ctx_train = hp->n_ctx_train;
+    info->dim = hp->dim;
+    info->n_head = hp->n_head;
+    info->n_head_kv = hp->n_head_kv;
+    info->n_params = model_n_params(e->m);
+    info->bos = tok_bos(e->m->tok);
+    info->eos = tok_eos(e->m->tok);
+    info->share_default = cfg->share_default;
+    info->rebalance_default = cfg->rebalance;
+    info->chat_template = gguf_get_cstr(e->m->gguf, "tokenizer.chat_template", e->chat_template,
+                                        sizeof e->chat_template) == 0 ? e->chat_template : NULL;
+    e->pool = workers_create(cfg->n_threads);
+    e->slots = calloc(cfg->n_slots, sizeof *e->slots);
+    e->piece_cap = 3 * (tok_max_piece_len(e->m->tok) + 3) + 64;
+    e->piece = malloc(e->piece_cap);
+    if (!e->pool || !e->slots || !e->piece) {
+        rc = SA_ERR_NOMEM;
+        goto fail;
+    }
+    /* the default plan: "auto" is calibrated once, here */
+    const char *spans = cfg->share_spans ? cfg->share_spans : "auto";
+    if (!strcmp(spans, "auto")) {
+        rc = calib_auto_plan(e->m, NULL, cfg->n_threads, cfg->share_threshold, &e->default_plan, NULL);
+        if (rc) {
+            snprintf(msg, msg_len, "share_spans: auto calibration failed: %s", sa_err_str(rc));
+            goto fail;
+        }
+    } else if ((rc = share_plan_parse(&e->default_plan, spans, hp->n_layer, msg, msg_len))) {
+        goto fail;
+    }
+    share_plan_format(&e->default_plan, info->default_spans, sizeof info->default_spans);
+    for (uint32_t i = 0; i < cfg->n_slots; i++) {
+        struct tf_opts to = {.n_ctx = e->n_ctx, .n_batch = cfg->prefill_chunk, .pool = e->pool};
+        if ((rc = tf_create(e->m, &to, &e->slots[i].ctx))) {
+            snprintf(msg, msg_len, "cannot allocate %u sequence slots of %u tokens: %s", cfg->n_slots, e->n_ctx,
+                     sa_err_str(rc));
+            goto fail;
+        }
+    }
+    e->stats.n_slots = cfg->n_slots;
+    e->stats.queue_max = cfg->queue_max;
+    e->stats.kv_bytes_capacity =
+        (uint64_t)cfg->n_slots * e->n_ctx * 2ull * hp->n_layer * hp->n_head_kv * hp->head_dim * sizeof(float);
+    if (pthread_create(&e->thread, NULL, step_main, e) != 0) {
+        rc = SA_ERR_NOMEM;
+        goto fail;
+    }
+    e->thread_started = true;
+    *out = e;
+    return 0;
+fail:
+    engine_destroy(e);
+    return rc ? rc : SA_ERR_INTERNAL;
+}
+
+void engine_destroy(struct engine *e)
+{
+    if (!e) return;
+    if (e->thread_started) {
+        pthread_mutex_lock(&e->mu);
+        e->stopping = true;
+        /* queued requests end now: they never started */
+        struct seq *q = e->q_head;
+        e->q_head = e->q_tail = NULL;
+        e->q_len = 0;
+        pthread_cond_broadcast(&e->cv);
+        pthread_mutex_unlock(&e->mu);
+        while (q) {
+            struct seq *n = q->next;
+            struct engine_event ev = {.type = ENGINE_EV_DONE, .id = q->id, .finish = ENGINE_FINISH_CANCELLED,
+                                      .prompt_tokens = (uint32_t)q->n_prompt};
+            q->cb(q->user, &ev);
+            seq_free(q);
+            q = n;
+        }
+        pthread_join(e->thread, NULL);
+    }
+    if (e->slots)
+        for (uint32_t i = 0; i < e->cfg.n_slots; i++) tf_destroy(e->slots[i].ctx);
+    free(e->slots);
+    free(e->piece);
+    workers_destroy(e->pool);
+    model_free(e->m);
+    pthread_cond_destroy(&e->cv);
+    pthread_mutex_destroy(&e->mu);
+    free(e);
+}
+
+const struct engine_model_info *engine_info(const struct engine *e) { return &e->info; }
+
+int engine_tokenize(const struct engine *e, const char *text, size_t len, bool add_bos, bool parse_special,
+                    int32_t **ids, size_t *n)
+{
+    size_t cap = len + 4;
+    int32_t *buf = malloc(cap * sizeof *buf);
+    if (!buf) return SA_ERR_NOMEM;
+    int rc = tok_encode(e->m->tok, text, len, add_bos, parse_special, buf, cap, n);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    *ids = buf;
+    return 0;
+}
+
+char *engine_detokenize(const struct engine *e, const int32_t *ids, size_t n)
+{
+    return tok_decode(e->m->tok, ids, n, false);
+}
+
+int engine_parse_plan(const struct engine *e, const char *text, struct share_plan *plan, char *msg, size_t msg_len)
+{
+    if (text && !strcmp(text, "auto")) {
+        *plan = e->default_plan; /* the calibrated plan when the default is auto */
+        if (e->cfg.share_spans && strcmp(e->cfg.share_spans, "auto") != 0)
+            return calib_auto_plan(e->m, NULL, e->cfg.n_threads, e->cfg.share_threshold, plan, NULL);
+        return 0;
+    }
+    return share_plan_parse(plan, text, e->info.n_layer, msg, msg_len);
+}
+
+int engine_submit(struct engine *e, const struct engine_request *req, uint64_t *id)
+{
+    if (!req->cb || req->n_prompt == 0) return SA_ERR_INVALID_ARG;
+    if (req->n_prompt >= e->n_ctx) return SA_ERR_CONTEXT_FULL;
+    for (size_t i = 0; i < req->n_prompt; i++)
+        if (req->prompt[i] < 0 || (uint32_t)req->prompt[i] >= e->info.n_vocab) return SA_ERR_INVALID_ARG;
+    if (req->share && req->plan.n_layer != e->info.n_layer) return SA_ERR_INVALID_ARG;
+    if (req->n_stop > ENGINE_MAX_STOP) return SA_ERR_RANGE;
+    if (req->rebalance.on && !(req->rebalance.tau >= 0 && req->rebalance.tau <= 1)) return SA_ERR_RANGE;
+    struct seq *s = calloc(1, sizeof *s);
+    if (!s) return SA_ERR_NOMEM;
+    int rc = sampler_create(&req->sampling, (int32_t)e->info.n_vocab, &s->smp);
+    if (rc) {
+        free(s);
+        return rc;
+    }
+    s->prompt = malloc(req->n_prompt * sizeof *s->prompt);
+    if (!s->prompt) {
+        seq_free(s);
+        return SA_ERR_NOMEM;
+    }
+    memcpy(s->prompt, req->prompt, req->n_prompt * sizeof *s->prompt);
+    s->n_prompt = req->n_prompt;
+    uint32_t room = e->n_ctx - (uint32_t)req->n_prompt;
+    s->max_tokens = req->max_tokens && req->max_tokens < room ? req->max_tokens : room;
+    s->sampling = req->sampling;
+    s->share = req->share;
+    s->plan = req->plan;
+    s->rb = req->rebalance;
+    for (size_t i = 0; i < req->n_stop; i++) {
+        size_t len = strlen(req->stop[i]);
+        if (len == 0 || len > ENGINE_MAX_STOP_LEN || !(s->stop[i] = strdup(req->stop[i]))) {
+            s->n_stop = i;
+            seq_free(s);
+            return len ? SA_ERR_NOMEM : SA_ERR_RANGE;
+        }
+        s->n_stop = i + 1;
+    }
+    s->cb = req->cb;
+    s->user = req->user;
+    s->t_submit = now_ms();
+    pthread_mutex_lock(&e->mu);
+    if (e->stopping || e->q_len >= e->cfg.queue_max) {
+        pthread_mutex_unlock(&e->mu);
+        seq_free(s);
+        return SA_ERR_BUSY;
+    }
+    s->id = e->next_id++;
+    if (e->q_tail)
+        e->q_tail->next = s;
+    else
+        e->q_head = s;
+    e->q_tail = s;
+    e->q_len++;
+    e->stats.queue_depth = e->q_len;
+    *id = s->id;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    return 0;
+}
+
+void engine_cancel(struct engine *e, uint64_t id)
+{
+    pthread_mutex_lock(&e->mu);
+    /* queued: unlink and finish now (it never touched a slot) */
+    struct seq **pp = &e->q_head, *prev = NULL, *found = NULL;
+    while (*pp) {
+        if ((*pp)->id == id) {
+            found = *pp;
+            *pp = found->next;
+            if (e->q_tail == found) e->q_tail = prev;
+            e->q_len--;
+            e->stats.queue_depth = e->q_len;
+            break;
+        }
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (!found)
+        for (uint32_t i = 0; i < e->cfg.n_slots; i++)
+            if (e->slots[i].seq && e->slots[i].seq->id == id) atomic_store(&e->slots[i].seq->cancelled, true);
+    pthread_mutex_unlock(&e->mu);
+    if (found) {
+        struct engine_event ev = {.type = ENGINE_EV_DONE, .id = found->id, .finish = ENGINE_FINISH_CANCELLED,
+                                  .prompt_tokens = (uint32_t)found->n_prompt};
+        found->cb(found->user, &ev);
+        seq_free(found);
+    }
+}
+
+void engine_get_metrics(struct engine *e, struct engine_metrics *m)
+{
+    pthread_mutex_lock(&e->mu);
+    *m = e->stats;
+    pthread_mutex_unlock(&e->mu);
+}

@@ -1,0 +1,159 @@
+/*
+ * engine.h - the inference engine's public API: the only engine header the
+ * server includes. No HTTP and no JSON here.
+ *
+ * An engine owns one model and one step thread. Requests are submitted from
+ * any thread; they wait in a bounded FIFO queue (full: SA_ERR_BUSY) until a
+ * sequence slot is free, then the step thread advances every active sequence
+ * by one step at a time (a prefill chunk of at most prefill_chunk tokens, or
+ * one decoded token), round-robin, so a long prompt never stalls the others
+ * for more than one chunk. Each sequence has its own Shared Attention plan,
+ * re-balancer setting and sampler.
+ *
+ * Events (tokens, completion, errors) are delivered by calling the request's
+ * callback ON THE STEP THREAD; the callback must not block and must not call
+ * back into the engine except engine_cancel. The server copies the event and
+ * wakes its own loop (see server/loop.c). After a DONE or ERROR event the
+ * callback is never called again for that request, and the engine holds no
+ * pointer to the request's user data.
+ *
+ * Cancellation (engine_cancel) is a flag the step thread checks at every step
+ * boundary and between prefill chunks; the sequence's cache is released at
+ * that boundary and a DONE event with finish reason "cancelled" follows.
+ */
+#ifndef SA_ENGINE_H
+#define SA_ENGINE_H
+
+#include "errors.h"
+#include "rebalance.h"
+#include "sampler.h"
+#include "share.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct engine;
+struct engine_event;
+
+struct engine_config {
+    const char *model_path;
+    int n_threads;           /* compute threads (>= 1) */
+    uint32_t n_ctx;          /* tokens per sequence (prompt + generated); 0 = model's */
+    uint32_t n_slots;        /* sequences computed concurrently */
+    uint32_t queue_max;      /* waiting requests before SA_ERR_BUSY */
+    uint32_t prefill_chunk;  /* max prompt tokens per step */
+    bool use_mmap;
+    const char *share_spans; /* default plan: "auto", "off" or spans */
+    bool share_default;      /* sharing on by default (requests may override) */
+    float share_threshold;   /* for "auto" */
+    struct rebalance_params rebalance; /* defaults; .on = default toggle */
+};
+
+/* Defaults: 2 threads, model context, 4 slots, queue 64, chunk 128, mmap, auto plan, sharing off. */
+struct engine_config engine_default_config(void);
+
+/* Loads the model (and computes the auto plan). On error msg names the field. */
+int engine_create(const struct engine_config *cfg, struct engine **out, char *msg, size_t msg_len);
+/* Cancels everything still running or queued (their callbacks get DONE/cancelled), joins the thread. */
+void engine_destroy(struct engine *e);
+
+struct engine_model_info {
+    const char *name;
+    uint32_t n_layer, n_vocab, n_ctx, n_ctx_train, dim, n_head, n_head_kv;
+    uint64_t n_params;
+    const char *chat_template; /* tokenizer.chat_template or NULL */
+    char default_spans[256];   /* resolved default plan ("off" if none) */
+    bool share_default;
+    struct rebalance_params rebalance_default;
+    int32_t bos, eos;
+};
+const struct engine_model_info *engine_info(const struct engine *e);
+
+/* ---- tokens and text (thread-safe) ---- */
+/* Encode text; *ids is malloc'd (caller frees). */
+int engine_tokenize(const struct engine *e, const char *text, size_t len, bool add_bos, bool parse_special,
+                    int32_t **ids, size_t *n);
+/* Decode ids to a malloc'd string (caller frees); NULL on failure. */
+char *engine_detokenize(const struct engine *e, const int32_t *ids, size_t n);
+/* Resolve a plan text for this model ("auto" -> the engine's calibrated plan). */
+int engine_parse_plan(const struct engine *e, const char *text, struct share_plan *plan, char *msg, size_t msg_len);
+
+/* ---- requests ---- */
+
+enum engine_finish {
+    ENGINE_FINISH_NONE = 0,
+    ENGINE_FINISH_STOP,      /* end-of-generation token or a stop string */
+    ENGINE_FINISH_LENGTH,    /* max_tokens or the context is full */
+    ENGINE_FINISH_CANCELLED, /* engine_cancel or engine shutdown */
+};
+const char *engine_finish_name(enum engine_finish f); /* "stop", "length", "cancelled" */
+
+enum engine_event_type { ENGINE_EV_TOKEN = 1, ENGINE_EV_DONE, ENGINE_EV_ERROR };
+
+#define ENGINE_MAX_STOP 16
+#define ENGINE_MAX_STOP_LEN 256
+
+struct engine_request {
+    const int32_t *prompt; /* copied at submit */
+    size_t n_prompt;
+    uint32_t max_tokens;   /* clamped to the context left after the prompt */
+    struct sampler_params sampling;
+    bool share;                     /* use `plan` */
+    struct share_plan plan;
+    struct rebalance_params rebalance;
+    const char *stop[ENGINE_MAX_STOP]; /* copied at submit */
+    size_t n_stop;
+    void (*cb)(void *user, const struct engine_event *ev);
+    void *user;
+};
+
+struct engine_cache_stats {
+    bool shared_attention, rebalance;
+    char spans[256];
+    uint32_t layers, sharing_layers, tokens;
+    uint64_t k_bytes, v_bytes, kv_bytes, kv_bytes_without_sharing, kv_bytes_saved;
+    double kv_saved_ratio;
+    uint64_t attention_flops_saved;
+    uint64_t k_bytes_allocated, v_bytes_allocated; /* buffers actually held by the sequence's slot */
+};
+
+struct engine_timings {
+    double queued_ms, prompt_ms, generation_ms;
+    double prompt_per_second, generation_per_second;
+};
+
+struct engine_event {
+    enum engine_event_type type;
+    uint64_t id;
+    /* TOKEN */
+    int32_t token;
+    const char *text; /* complete UTF-8 of this token (may be empty while a character is split) */
+    size_t text_len;
+    struct sampler_result logprobs; /* valid when sampling.n_logprobs > 0 */
+    /* DONE */
+    enum engine_finish finish;
+    uint32_t prompt_tokens, completion_tokens;
+    struct engine_cache_stats cache;
+    struct engine_timings timings;
+    /* ERROR */
+    int error; /* SA_ERR_* */
+};
+
+/* Queue a request. Returns 0 and *id, or SA_ERR_BUSY (queue full / shutting
+ * down), SA_ERR_CONTEXT_FULL (prompt longer than the context),
+ * SA_ERR_INVALID_ARG (token id out of range, empty prompt, bad plan),
+ * SA_ERR_RANGE (sampling parameters). On error the callback is never called. */
+int engine_submit(struct engine *e, const struct engine_request *req, uint64_t *id);
+/* Thread-safe; unknown or finished ids are ignored. */
+void engine_cancel(struct engine *e, uint64_t id);
+
+struct engine_metrics {
+    uint32_t queue_depth, active_sequences, n_slots, queue_max;
+    uint64_t kv_bytes_used, kv_k_bytes_used, kv_v_bytes_used, kv_bytes_capacity;
+    uint64_t kv_bytes_saved, kv_k_bytes_saved;
+    uint64_t steps, prompt_tokens_total, generated_tokens_total;
+};
+void engine_get_metrics(struct engine *e, struct engine_metrics *m);
+
+#endif

@@ -1,0 +1,81 @@
+/*
+ * http.h - libmicrohttpd driven from a libuv loop (RELIABILITY.md section 5).
+ *
+ * MHD runs in external-loop epoll mode: its epoll fd is a uv_poll handle and
+ * its timeout a uv_timer, so every MHD call, and every callback into the
+ * application, happens on the one loop thread. No lock guards HTTP state.
+ *
+ * Per request the application sees one struct http_request: on_request is
+ * called once the headers and the whole body (capped at max_body: 413) have
+ * arrived. The application answers right away or later (from the loop thread)
+ * with http_respond, or streams with http_stream_begin/write/end; until then
+ * the connection is suspended. on_closed is the last call that mentions a
+ * request: after it returns the request is freed and the application must
+ * drop every pointer to it. It reports whether the client went away before
+ * the answer was complete (disconnect -> cancel the work).
+ *
+ * While a connection is suspended MHD cannot notice a disconnect, so a
+ * heartbeat timer (every heartbeat_ms) writes an SSE comment to idle streams
+ * and probes waiting non-streaming sockets with recv(MSG_PEEK); a closed peer
+ * makes on_closed fire with client_gone = true.
+ */
+#ifndef SA_HTTP_H
+#define SA_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct uv_loop_s;
+struct http_server;
+struct http_request;
+
+struct http_handlers {
+    void (*on_request)(void *app, struct http_request *r);
+    void (*on_closed)(void *app, struct http_request *r, bool client_gone);
+};
+
+struct http_options {
+    const char *host;      /* numeric IPv4/IPv6 address */
+    uint16_t port;         /* 0 = pick a free port (see http_port) */
+    size_t max_body;       /* bytes; larger bodies get 413 */
+    unsigned max_connections, per_ip_connections;
+    unsigned idle_timeout_s;    /* MHD inactivity timeout */
+    unsigned request_timeout_s; /* headers + body deadline (408) */
+    unsigned heartbeat_ms;
+};
+
+/* Starts listening. msg names the problem (bad host, port in use). */
+int http_start(struct uv_loop_s *loop, const struct http_options *o, const struct http_handlers *h, void *app,
+               struct http_server **out, char *msg, size_t msg_len);
+uint16_t http_port(const struct http_server *s);
+/* Stop accepting new connections (SIGTERM). In-flight requests continue. */
+void http_quiesce(struct http_server *s);
+/* Number of requests not yet closed. */
+unsigned http_open_requests(const struct http_server *s);
+/* Stops the daemon (all requests must have been answered) and closes the
+ * uv handles; the server is freed in their close callbacks. */
+void http_stop(struct http_server *s);
+
+/* ---- the request ---- */
+const char *http_method(const struct http_request *r);
+const char *http_path(const struct http_request *r);
+const char *http_body(const struct http_request *r, size_t *len);
+const char *http_header(const struct http_request *r, const char *name); /* NULL if absent */
+/* Calls fn for every query argument in order; stops at the first non-zero return. */
+int http_query_each(struct http_request *r, int (*fn)(void *ctx, const char *key, const char *value), void *ctx);
+void http_set_user(struct http_request *r, void *user);
+void *http_user(const struct http_request *r);
+double http_age_s(const struct http_request *r); /* seconds since the request started */
+
+/* Complete answer; body is copied. extra_headers: NULL or "Name: value" strings, NULL-terminated. */
+void http_respond(struct http_request *r, int status, const char *content_type, const char *body, size_t len,
+                  const char *const *extra_headers);
+/* Server-sent events: headers now, then chunks, then end. */
+void http_stream_begin(struct http_request *r, int status);
+void http_stream_write(struct http_request *r, const char *data, size_t len);
+void http_stream_end(struct http_request *r);
+/* Bytes written to a stream but not yet taken by the client. */
+size_t http_stream_pending(const struct http_request *r);
+
+#endif

@@ -1,0 +1,75 @@
+/*
+ * metrics.h - Prometheus text exposition (format 0.0.4) for GET /metrics.
+ *
+ * Every family is prefixed "saserve_" and has # HELP and # TYPE lines.
+ * Labels come only from fixed sets (RELIABILITY.md D8): endpoint from enum
+ * metrics_endpoint, status from a fixed list (anything else is "other"),
+ * kind k|v, mode on|off; the one free-form value, the model name in
+ * saserve_model_info, is escaped (\\, \", \n) and made valid UTF-8. Nothing
+ * from a request (path, query, user, model field) ever becomes a label.
+ *
+ * Families:
+ *   saserve_up                                 gauge     1
+ *   saserve_model_info{model}                  gauge     1
+ *   saserve_requests_total{endpoint,status}    counter   status: 200 400 401 404 405 408 413 429 500 503 other
+ *   saserve_request_duration_seconds{endpoint} histogram
+ *   saserve_time_to_first_token_seconds        histogram
+ *      buckets .005 .01 .025 .05 .1 .25 .5 1 2.5 5 10 30 60 +Inf
+ *   saserve_prompt_tokens_total                counter   (metrics_tokens)
+ *   saserve_generated_tokens_total             counter   (metrics_tokens)
+ *   saserve_requests_shared_attention_total{mode="on|off"}  counter
+ *   saserve_requests_rebalance_total{mode="on|off"}         counter
+ *   from struct engine_metrics at render time (omitted when em is NULL):
+ *   saserve_queue_depth, saserve_queue_capacity, saserve_active_sequences,
+ *   saserve_slots                                           gauges
+ *   saserve_kv_bytes_used{kind="k|v"}, saserve_kv_bytes_capacity,
+ *   saserve_kv_bytes_saved{kind="k|v"}                      gauges
+ *   saserve_engine_steps_total                              counter
+ *
+ * Threads: every update and the rendering run on the single HTTP loop
+ * thread, so the counters are plain integers with no locking. Calling from
+ * another thread is a bug.
+ */
+#ifndef SA_METRICS_H
+#define SA_METRICS_H
+
+#include "engine/engine.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum metrics_endpoint {
+    METRICS_EP_COMPLETIONS = 0, /* "completions" */
+    METRICS_EP_CHAT,            /* "chat_completions" */
+    METRICS_EP_MODELS,          /* "models" */
+    METRICS_EP_HEALTH,          /* "health" */
+    METRICS_EP_METRICS,         /* "metrics" */
+    METRICS_EP_OTHER,           /* "other": unknown paths and anything else */
+    METRICS_EP_COUNT
+};
+
+struct metrics;
+
+/* NULL on out of memory. metrics_destroy accepts NULL. */
+struct metrics *metrics_create(void);
+void metrics_destroy(struct metrics *m);
+
+/* One finished request: endpoint (out-of-range values count as "other"),
+ * HTTP status, seconds from arrival to the last byte queued (negative or
+ * non-finite values count as 0). */
+void metrics_request_done(struct metrics *m, enum metrics_endpoint ep, int status, double seconds);
+/* Time from arrival to the first generated token of a request. */
+void metrics_first_token(struct metrics *m, double seconds);
+/* Tokens of a finished request. */
+void metrics_tokens(struct metrics *m, uint64_t prompt, uint64_t generated);
+/* Settings a generation request ran with. */
+void metrics_sharing(struct metrics *m, bool share_on, bool rebalance_on);
+
+/* The exposition text; malloc'd, caller frees; *len (if len) = strlen.
+ * em may be NULL (engine gauges omitted); model_name may be NULL (""). NULL
+ * on out of memory. */
+char *metrics_render(const struct metrics *m, const struct engine_metrics *em, const char *model_name,
+                     size_t *len);
+
+#endif

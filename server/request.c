@@ -1,0 +1,695 @@
+/*
+ * request.c - JSON request bodies and query toggles -> struct api_request.
+ * Contract and the table of accepted parameters: request.h.
+ */
+#include "request.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define REQ_TYPE "invalid_request_error"
+
+void request_error(struct api_error *err, const char *param, const char *fmt, ...)
+{
+    if (!err) return;
+    err->status = 400;
+    err->type = REQ_TYPE;
+    err->code = "invalid_value";
+    snprintf(err->param, sizeof err->param, "%s", param ? param : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+}
+
+/* Same, with the OpenAI-style code for a value of the wrong JSON type. */
+static void req_type_error(struct api_error *err, const char *param, const char *what)
+{
+    request_error(err, param, "'%s' must be %s", param, what);
+    err->code = "invalid_type";
+}
+
+void request_init(struct api_request *r)
+{
+    memset(r, 0, sizeof *r);
+    r->kind = REQUEST_COMPLETION;
+    r->max_tokens = REQUEST_DEFAULT_MAX_TOKENS;
+    r->temperature = 1.0f;
+    r->top_p = 1.0f;
+    r->min_p = 0.0f;
+    r->presence_penalty = 0.0f;
+    r->frequency_penalty = 0.0f;
+    r->repeat_penalty = 1.0f;
+    r->top_k = 0;
+    r->logprobs = -1;
+    r->n = 1;
+    r->share_query = -1;
+    r->rebalance_query = -1;
+}
+
+void request_free(struct api_request *r)
+{
+    if (!r) return;
+    if (r->prompts) {
+        for (size_t i = 0; i < r->n_prompts; i++) free(r->prompts[i]);
+        free(r->prompts);
+    }
+    if (r->prompt_ids) {
+        for (size_t i = 0; i < r->n_prompts; i++) free(r->prompt_ids[i]);
+        free(r->prompt_ids);
+    }
+    free(r->prompt_id_lens);
+    if (r->messages) {
+        for (size_t i = 0; i < r->n_messages; i++) {
+            free(r->messages[i].role);
+            free(r->messages[i].content);
+        }
+        free(r->messages);
+    }
+    free(r->model);
+    for (size_t i = 0; i < r->n_stop && i < REQUEST_MAX_STOP; i++) free(r->stop[i]);
+    free(r->share_spans);
+    free(r->user);
+    request_init(r);
+}
+
+/* ---- small helpers ---- */
+
+static char *req_strndup(const char *s, size_t n)
+{
+    char *p = malloc(n + 1);
+    if (!p) return NULL;
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+static int req_nomem(struct api_error *err)
+{
+    /* Not a client mistake, but request_parse has one failure shape; the
+     * server may map status 503 through response.c. */
+    request_error(err, NULL, "out of memory while reading the request");
+    err->status = 503;
+    err->type = "server_error";
+    err->code = "out_of_memory";
+    return -1;
+}
+
+/* Optional field: NULL when absent or JSON null. */
+static json_t *req_field(json_t *root, const char *name)
+{
+    json_t *v = json_object_get(root, name);
+    return (v && !json_is_null(v)) ? v : NULL;
+}
+
+/* Integer field in [lo, hi]: 1 read into *out, 0 absent/null, -1 error. */
+static int req_int(json_t *root, const char *name, json_int_t lo, json_int_t hi, json_int_t *out,
+                   struct api_error *err)
+{
+    json_t *v = req_field(root, name);
+    if (!v) return 0;
+    if (!json_is_integer(v)) {
+        req_type_error(err, name, "an integer");
+        return -1;
+    }
+    json_int_t x = json_integer_value(v);
+    if (x < lo || x > hi) {
+        request_error(err, name, "'%s' must be an integer between %lld and %lld", name, (long long)lo,
+                      (long long)hi);
+        return -1;
+    }
+    *out = x;
+    return 1;
+}
+
+/* Number field; lo_open / hi_open make the interval open at that end. The
+ * test is written so NaN fails. */
+static int req_num(json_t *root, const char *name, double lo, bool lo_open, double hi, bool hi_open,
+                   float *out, struct api_error *err)
+{
+    json_t *v = req_field(root, name);
+    if (!v) return 0;
+    if (!json_is_number(v)) {
+        req_type_error(err, name, "a number");
+        return -1;
+    }
+    double x = json_number_value(v);
+    bool ok = isfinite(x) && (lo_open ? x > lo : x >= lo) && (hi_open ? x < hi : x <= hi);
+    /* and again after narrowing: 1e-320 is > 0 but becomes 0.0f */
+    float f = ok ? (float)x : 0.0f;
+    ok = ok && (lo_open ? f > lo : f >= lo) && (hi_open ? f < hi : f <= hi);
+    if (!ok) {
+        request_error(err, name, "'%s' must be a number in %c%g, %g%c", name, lo_open ? '(' : '[', lo, hi,
+                      hi_open ? ')' : ']');
+        return -1;
+    }
+    *out = f;
+    return 1;
+}
+
+static int req_bool(json_t *root, const char *name, bool *out, struct api_error *err)
+{
+    json_t *v = req_field(root, name);
+    if (!v) return 0;
+    if (!json_is_boolean(v)) {
+        req_type_error(err, name, "a boolean");
+        return -1;
+    }
+    *out = json_is_true(v);
+    return 1;
+}
+
+/* String field of at most max bytes, copied into *out. */
+static int req_str(json_t *root, const char *name, size_t max, char **out, struct api_error *err)
+{
+    json_t *v = req_field(root, name);
+    if (!v) return 0;
+    if (!json_is_string(v)) {
+        req_type_error(err, name, "a string");
+        return -1;
+    }
+    size_t n = json_string_length(v);
+    if (n > max) {
+        request_error(err, name, "'%s' is longer than %zu bytes", name, max);
+        return -1;
+    }
+    /* jansson rejects "\u0000" at parse time (no JSON_ALLOW_NUL), so the value
+     * has no interior NUL. */
+    *out = req_strndup(json_string_value(v), n);
+    return *out ? 1 : req_nomem(err);
+}
+
+/* ---- prompt ---- */
+
+static int req_id_array(json_t *arr, const struct request_limits *lim, int32_t **ids_out, size_t *n_out,
+                        struct api_error *err)
+{
+    size_t n = json_array_size(arr);
+    if (n == 0) {
+        request_error(err, "prompt", "'prompt' token arrays must not be empty");
+        return -1;
+    }
+    if (n > lim->n_ctx) {
+        request_error(err, "prompt", "'prompt' holds more than %u tokens (the context length)", lim->n_ctx);
+        err->code = "context_length_exceeded";
+        return -1;
+    }
+    int32_t *ids = malloc(n * sizeof *ids);
+    if (!ids) return req_nomem(err);
+    for (size_t i = 0; i < n; i++) {
+        json_t *t = json_array_get(arr, i);
+        if (!json_is_integer(t)) {
+            free(ids);
+            req_type_error(err, "prompt", "a string, an array of strings, or an array of integer token ids");
+            return -1;
+        }
+        json_int_t id = json_integer_value(t);
+        if (id < 0 || id >= (json_int_t)lim->n_vocab) {
+            free(ids);
+            request_error(err, "prompt", "'prompt' token ids must be between 0 and %lld",
+                          (long long)lim->n_vocab - 1);
+            return -1;
+        }
+        ids[i] = (int32_t)id;
+    }
+    *ids_out = ids;
+    *n_out = n;
+    return 0;
+}
+
+static int req_prompt(json_t *root, const struct request_limits *lim, struct api_request *r,
+                      struct api_error *err)
+{
+    static const char what[] = "a string, an array of strings, or an array of integer token ids";
+    json_t *p = req_field(root, "prompt");
+    if (!p) {
+        request_error(err, "prompt", "'prompt' is required");
+        err->code = "missing_required_parameter";
+        return -1;
+    }
+    if (json_is_string(p)) {
+        size_t n = json_string_length(p);
+        if (n > lim->max_prompt_bytes) {
+            request_error(err, "prompt", "'prompt' is longer than %zu bytes", lim->max_prompt_bytes);
+            return -1;
+        }
+        r->prompts = calloc(1, sizeof *r->prompts);
+        if (!r->prompts) return req_nomem(err);
+        r->prompts[0] = req_strndup(json_string_value(p), n);
+        if (!r->prompts[0]) return req_nomem(err);
+        r->n_prompts = 1;
+        return 0;
+    }
+    if (!json_is_array(p)) {
+        req_type_error(err, "prompt", what);
+        return -1;
+    }
+    size_t n = json_array_size(p);
+    if (n == 0) {
+        request_error(err, "prompt", "'prompt' must not be an empty array");
+        return -1;
+    }
+    json_t *first = json_array_get(p, 0);
+    if (json_is_integer(first)) { /* one token-id prompt */
+        r->prompt_ids = calloc(1, sizeof *r->prompt_ids);
+        r->prompt_id_lens = calloc(1, sizeof *r->prompt_id_lens);
+        if (!r->prompt_ids || !r->prompt_id_lens) return req_nomem(err);
+        r->n_prompts = 1;
+        return req_id_array(p, lim, &r->prompt_ids[0], &r->prompt_id_lens[0], err);
+    }
+    if (n > lim->max_n) {
+        request_error(err, "prompt", "'prompt' holds more than %u prompts", lim->max_n);
+        return -1;
+    }
+    if (json_is_string(first)) { /* several text prompts */
+        r->prompts = calloc(n, sizeof *r->prompts);
+        if (!r->prompts) return req_nomem(err);
+        for (size_t i = 0; i < n; i++) {
+            json_t *s = json_array_get(p, i);
+            if (!json_is_string(s)) {
+                req_type_error(err, "prompt", what);
+                return -1;
+            }
+            size_t len = json_string_length(s);
+            if (len > lim->max_prompt_bytes) {
+                request_error(err, "prompt", "'prompt'[%zu] is longer than %zu bytes", i, lim->max_prompt_bytes);
+                return -1;
+            }
+            r->prompts[i] = req_strndup(json_string_value(s), len);
+            if (!r->prompts[i]) return req_nomem(err);
+            r->n_prompts = i + 1;
+        }
+        return 0;
+    }
+    if (json_is_array(first)) { /* several token-id prompts */
+        r->prompt_ids = calloc(n, sizeof *r->prompt_ids);
+        r->prompt_id_lens = calloc(n, sizeof *r->prompt_id_lens);
+        if (!r->prompt_ids || !r->prompt_id_lens) return req_nomem(err);
+        r->n_prompts = n; /* entries stay NULL until filled: request_free copes */
+        for (size_t i = 0; i < n; i++) {
+            json_t *a = json_array_get(p, i);
+            if (!json_is_array(a)) {
+                req_type_error(err, "prompt", what);
+                return -1;
+            }
+            if (req_id_array(a, lim, &r->prompt_ids[i], &r->prompt_id_lens[i], err) != 0) return -1;
+        }
+        return 0;
+    }
+    req_type_error(err, "prompt", what);
+    return -1;
+}
+
+/* ---- chat messages ---- */
+
+static int req_messages(json_t *root, const struct request_limits *lim, struct api_request *r,
+                        struct api_error *err)
+{
+    char param[64];
+    json_t *m = req_field(root, "messages");
+    if (!m) {
+        request_error(err, "messages", "'messages' is required");
+        err->code = "missing_required_parameter";
+        return -1;
+    }
+    if (!json_is_array(m)) {
+        req_type_error(err, "messages", "an array of messages");
+        return -1;
+    }
+    size_t n = json_array_size(m);
+    if (n == 0) {
+        request_error(err, "messages", "'messages' must not be empty");
+        return -1;
+    }
+    r->messages = calloc(n, sizeof *r->messages);
+    if (!r->messages) return req_nomem(err);
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *msg = json_array_get(m, i);
+        snprintf(param, sizeof param, "messages[%zu]", i);
+        if (!json_is_object(msg)) {
+            req_type_error(err, param, "an object with 'role' and 'content'");
+            return -1;
+        }
+        r->n_messages = i + 1;
+        struct api_message *out = &r->messages[i];
+
+        json_t *role = json_object_get(msg, "role");
+        snprintf(param, sizeof param, "messages[%zu].role", i);
+        const char *rs = json_is_string(role) ? json_string_value(role) : NULL;
+        const char *canon = NULL;
+        if (rs && strcmp(rs, "system") == 0) canon = "system";
+        else if (rs && strcmp(rs, "developer") == 0) canon = "system";
+        else if (rs && strcmp(rs, "user") == 0) canon = "user";
+        else if (rs && strcmp(rs, "assistant") == 0) canon = "assistant";
+        if (!canon) {
+            request_error(err, param, "'%s' must be one of \"system\", \"user\", \"assistant\"", param);
+            return -1;
+        }
+        out->role = req_strndup(canon, strlen(canon));
+        if (!out->role) return req_nomem(err);
+
+        json_t *content = json_object_get(msg, "content");
+        snprintf(param, sizeof param, "messages[%zu].content", i);
+        if (json_is_string(content)) {
+            size_t len = json_string_length(content);
+            if (len > lim->max_prompt_bytes || total + len > lim->max_prompt_bytes) {
+                request_error(err, "messages", "the messages hold more than %zu bytes of content",
+                              lim->max_prompt_bytes);
+                return -1;
+            }
+            total += len;
+            out->content = req_strndup(json_string_value(content), len);
+            if (!out->content) return req_nomem(err);
+        } else if (json_is_array(content)) {
+            /* text parts, concatenated; sizes checked before allocating */
+            size_t np = json_array_size(content), len = 0;
+            for (size_t k = 0; k < np; k++) {
+                json_t *part = json_array_get(content, k);
+                json_t *type = json_is_object(part) ? json_object_get(part, "type") : NULL;
+                json_t *text = json_is_object(part) ? json_object_get(part, "text") : NULL;
+                if (!json_is_string(type) || strcmp(json_string_value(type), "text") != 0 ||
+                    !json_is_string(text)) {
+                    snprintf(param, sizeof param, "messages[%zu].content[%zu]", i, k);
+                    request_error(err, param, "'%s' must be {\"type\": \"text\", \"text\": string}", param);
+                    return -1;
+                }
+                size_t tl = json_string_length(text);
+                if (tl > lim->max_prompt_bytes || len + tl > lim->max_prompt_bytes ||
+                    total + len + tl > lim->max_prompt_bytes) {
+                    request_error(err, "messages", "the messages hold more than %zu bytes of content",
+                                  lim->max_prompt_bytes);
+                    return -1;
+                }
+                len += tl;
+            }
+            out->content = malloc(len + 1);
+            if (!out->content) return req_nomem(err);
+            size_t off = 0;
+            for (size_t k = 0; k < np; k++) {
+                json_t *text = json_object_get(json_array_get(content, k), "text");
+                size_t tl = json_string_length(text);
+                memcpy(out->content + off, json_string_value(text), tl);
+                off += tl;
+            }
+            out->content[off] = '\0';
+            total += len;
+        } else if ((!content || json_is_null(content)) && strcmp(canon, "assistant") == 0) {
+            out->content = req_strndup("", 0);
+            if (!out->content) return req_nomem(err);
+        } else {
+            req_type_error(err, param, "a string or an array of text parts");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- stop ---- */
+
+static int req_stop_one(json_t *s, const char *param, struct api_request *r, struct api_error *err)
+{
+    if (!json_is_string(s)) {
+        req_type_error(err, "stop", "a string or an array of strings");
+        return -1;
+    }
+    size_t len = json_string_length(s);
+    if (len == 0 || len > REQUEST_MAX_STOP_LEN) {
+        request_error(err, "stop", "'%s' strings must be 1 to %d bytes long", param, REQUEST_MAX_STOP_LEN);
+        return -1;
+    }
+    r->stop[r->n_stop] = req_strndup(json_string_value(s), len);
+    if (!r->stop[r->n_stop]) return req_nomem(err);
+    r->n_stop++;
+    return 0;
+}
+
+static int req_stop(json_t *root, struct api_request *r, struct api_error *err)
+{
+    json_t *v = req_field(root, "stop");
+    if (!v) return 0;
+    if (json_is_string(v)) return req_stop_one(v, "stop", r, err);
+    if (!json_is_array(v)) {
+        req_type_error(err, "stop", "a string or an array of strings");
+        return -1;
+    }
+    size_t n = json_array_size(v);
+    if (n > REQUEST_MAX_STOP) {
+        request_error(err, "stop", "'stop' holds more than %d strings", REQUEST_MAX_STOP);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (req_stop_one(json_array_get(v, i), "stop", r, err) != 0) return -1;
+    return 0;
+}
+
+/* ---- share_spans: syntax only; the engine checks layers ---- */
+
+static bool req_spans_syntax_ok(const char *s)
+{
+    if (strcmp(s, "auto") == 0 || strcmp(s, "off") == 0 || strcmp(s, "none") == 0) return true;
+    if (!*s) return false;
+    bool digit = false;
+    for (const char *p = s; *p; p++) {
+        if (*p >= '0' && *p <= '9') digit = true;
+        else if (*p != '-' && *p != ',' && *p != ' ') return false;
+    }
+    return digit;
+}
+
+/* ---- JSON syntax errors: described by code and position, never by the
+ * bytes jansson quotes in error.text ("... near '<input>'") ---- */
+
+static const char *const req_known_fields[] = {
+    "prompt", "messages", "model", "max_tokens", "max_completion_tokens", "temperature", "top_p", "min_p",
+    "top_k", "presence_penalty", "frequency_penalty", "repeat_penalty", "seed", "stop", "stream",
+    "stream_options", "echo", "logprobs", "top_logprobs", "n", "user", "share_spans", "rebalance_alpha",
+    "rebalance_tau",
+};
+
+static void req_json_error(const json_error_t *je, struct api_error *err)
+{
+    const char *what;
+    switch (json_error_code(je)) {
+    case json_error_out_of_memory: req_nomem(err); return;
+    case json_error_stack_overflow: what = "is nested too deeply"; break;
+    case json_error_invalid_utf8: what = "is not valid UTF-8"; break;
+    case json_error_premature_end_of_input: what = "is truncated"; break;
+    case json_error_end_of_input_expected: what = "has extra data after the JSON value"; break;
+    case json_error_null_character: what = "contains a NUL character"; break;
+    case json_error_null_byte_in_key: what = "contains a NUL character in a key"; break;
+    case json_error_numeric_overflow: what = "contains a number out of range"; break;
+    case json_error_duplicate_key: {
+        /* Name the field when it is one we know (text is jansson's, the name
+         * printed is ours). */
+        const char *near = strstr(je->text, "near '\"");
+        const char *param = "body";
+        if (near) {
+            near += 7;
+            for (size_t i = 0; i < sizeof req_known_fields / sizeof req_known_fields[0]; i++) {
+                size_t l = strlen(req_known_fields[i]);
+                if (strncmp(near, req_known_fields[i], l) == 0 && near[l] == '"' && near[l + 1] == '\'') {
+                    param = req_known_fields[i];
+                    break;
+                }
+            }
+        }
+        request_error(err, param, "the request body has a duplicate key (line %d, column %d)", je->line,
+                      je->column);
+        err->code = "invalid_json";
+        return;
+    }
+    default: what = "is not valid JSON"; break;
+    }
+    request_error(err, "body", "the request body %s (line %d, column %d)", what, je->line, je->column);
+    err->code = "invalid_json";
+}
+
+/* ---- the request ---- */
+
+static int req_parse_fields(json_t *root, enum request_kind kind, const struct request_limits *lim,
+                            struct api_request *r, struct api_error *err)
+{
+    json_int_t iv = 0;
+    int rc;
+    uint32_t max_lp = lim->max_logprobs < REQUEST_MAX_LOGPROBS ? lim->max_logprobs : REQUEST_MAX_LOGPROBS;
+
+    if (kind == REQUEST_COMPLETION) {
+        if (req_prompt(root, lim, r, err) != 0) return -1;
+    } else {
+        if (req_messages(root, lim, r, err) != 0) return -1;
+    }
+    if (req_str(root, "model", REQUEST_MAX_NAME_LEN, &r->model, err) < 0) return -1;
+    if (req_str(root, "user", REQUEST_MAX_NAME_LEN, &r->user, err) < 0) return -1;
+
+    /* max_tokens (and the chat alias) */
+    if (kind == REQUEST_CHAT) r->max_tokens = lim->max_tokens_limit;
+    else if (lim->max_tokens_limit < r->max_tokens) r->max_tokens = lim->max_tokens_limit;
+    const char *mt_names[2] = {"max_tokens", "max_completion_tokens"};
+    for (int k = 0; k < (kind == REQUEST_CHAT ? 2 : 1); k++) {
+        json_t *v = req_field(root, mt_names[k]);
+        if (!v) continue;
+        if (!json_is_integer(v)) {
+            req_type_error(err, mt_names[k], "an integer");
+            return -1;
+        }
+        json_int_t x = json_integer_value(v);
+        if (x < 1) {
+            request_error(err, mt_names[k], "'%s' must be at least 1", mt_names[k]);
+            return -1;
+        }
+        if (x > (json_int_t)lim->max_tokens_limit) {
+            request_error(err, mt_names[k], "'%s' must be at most %u", mt_names[k], lim->max_tokens_limit);
+            return -1;
+        }
+        r->max_tokens = (uint32_t)x;
+        r->max_tokens_set = true;
+    }
+
+    if (req_num(root, "temperature", 0, false, 2, false, &r->temperature, err) < 0) return -1;
+    if (req_num(root, "top_p", 0, true, 1, false, &r->top_p, err) < 0) return -1;
+    if (req_num(root, "min_p", 0, false, 1, false, &r->min_p, err) < 0) return -1;
+    if (req_num(root, "presence_penalty", -2, false, 2, false, &r->presence_penalty, err) < 0) return -1;
+    if (req_num(root, "frequency_penalty", -2, false, 2, false, &r->frequency_penalty, err) < 0) return -1;
+    if (req_num(root, "repeat_penalty", 0, true, 10, false, &r->repeat_penalty, err) < 0) return -1;
+
+    rc = req_int(root, "top_k", 0, INT64_MAX, &iv, err);
+    if (rc < 0) return -1;
+    if (rc > 0) r->top_k = (int32_t)(iv > (json_int_t)lim->n_vocab ? (json_int_t)lim->n_vocab : iv);
+
+    rc = req_int(root, "seed", 0, INT64_MAX, &iv, err);
+    if (rc < 0) return -1;
+    if (rc > 0) {
+        r->seed = (uint64_t)iv;
+        r->seed_set = true;
+    }
+
+    if (req_stop(root, r, err) != 0) return -1;
+    if (req_bool(root, "stream", &r->stream, err) < 0) return -1;
+
+    json_t *so = req_field(root, "stream_options");
+    if (so) {
+        if (!json_is_object(so)) {
+            req_type_error(err, "stream_options", "an object");
+            return -1;
+        }
+        json_t *iu = json_object_get(so, "include_usage");
+        if (iu && !json_is_null(iu)) {
+            if (!json_is_boolean(iu)) {
+                req_type_error(err, "stream_options.include_usage", "a boolean");
+                return -1;
+            }
+            r->include_usage = json_is_true(iu);
+        }
+    }
+
+    if (kind == REQUEST_COMPLETION) {
+        if (req_bool(root, "echo", &r->echo, err) < 0) return -1;
+        rc = req_int(root, "logprobs", 0, (json_int_t)max_lp, &iv, err);
+        if (rc < 0) return -1;
+        if (rc > 0) r->logprobs = (int32_t)iv;
+    } else {
+        bool want = false;
+        if (req_bool(root, "logprobs", &want, err) < 0) return -1;
+        rc = req_int(root, "top_logprobs", 0, (json_int_t)max_lp, &iv, err);
+        if (rc < 0) return -1;
+        if (rc > 0 && !want) {
+            request_error(err, "top_logprobs", "'top_logprobs' needs 'logprobs' set to true");
+            return -1;
+        }
+        if (want) r->logprobs = rc > 0 ? (int32_t)iv : 0;
+    }
+
+    rc = req_int(root, "n", 1, (json_int_t)lim->max_n, &iv, err);
+    if (rc < 0) return -1;
+    if (rc > 0) r->n = (uint32_t)iv;
+    /* C2: fan-out is n sequences per prompt. */
+    size_t prompts = r->n_prompts ? r->n_prompts : 1;
+    if ((uint64_t)r->n * prompts > (uint64_t)lim->max_n) {
+        request_error(err, "n", "'n' times the number of prompts must be at most %u", lim->max_n);
+        return -1;
+    }
+
+    rc = req_str(root, "share_spans", REQUEST_MAX_SPANS_LEN, &r->share_spans, err);
+    if (rc < 0) return -1;
+    if (rc > 0 && !req_spans_syntax_ok(r->share_spans)) {
+        request_error(err, "share_spans", "'share_spans' must be \"auto\", \"off\" or spans like \"3-4,7-9\"");
+        return -1;
+    }
+    rc = req_num(root, "rebalance_alpha", 0, false, 10, false, &r->rebalance_alpha, err);
+    if (rc < 0) return -1;
+    r->rebalance_alpha_set = rc > 0;
+    rc = req_num(root, "rebalance_tau", 0, false, 1, false, &r->rebalance_tau, err);
+    if (rc < 0) return -1;
+    r->rebalance_tau_set = rc > 0;
+    return 0;
+}
+
+int request_parse(enum request_kind kind, const char *body, size_t len, const struct request_limits *lim,
+                  struct api_request *out, struct api_error *err)
+{
+    json_error_t je;
+    if (kind != REQUEST_COMPLETION && kind != REQUEST_CHAT) {
+        request_error(err, NULL, "unknown request kind");
+        return -1;
+    }
+    out->kind = kind;
+    if (!body) {
+        request_error(err, "body", "the request body is empty");
+        return -1;
+    }
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        req_json_error(&je, err);
+        return -1;
+    }
+    if (!json_is_object(root)) {
+        json_decref(root);
+        request_error(err, "body", "the request body must be a JSON object");
+        return -1;
+    }
+    int rc = req_parse_fields(root, kind, lim, out, err);
+    json_decref(root);
+    return rc;
+}
+
+/* ---- query toggles ---- */
+
+static bool req_plain_name(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                  c == '-' || c == '.';
+        if (!ok || n >= 63) return false;
+    }
+    return n > 0;
+}
+
+int request_query_arg(struct api_request *r, const char *key, const char *value, struct api_error *err)
+{
+    const char *param = key && req_plain_name(key) ? key : "query";
+    int *slot = NULL;
+    if (key && strcmp(key, "share") == 0) slot = &r->share_query;
+    else if (key && strcmp(key, "rebalance") == 0) slot = &r->rebalance_query;
+    if (!slot) {
+        request_error(err, param, "unknown query parameter; only 'share' and 'rebalance' are accepted");
+        return -1;
+    }
+    if (*slot != -1) {
+        request_error(err, param, "query parameter '%s' is given more than once", key);
+        return -1;
+    }
+    if (value && strcmp(value, "on") == 0) *slot = 1;
+    else if (value && strcmp(value, "off") == 0) *slot = 0;
+    else {
+        request_error(err, param, "query parameter '%s' must be \"on\" or \"off\"", key);
+        return -1;
+    }
+    return 0;
+}

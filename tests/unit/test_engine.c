@@ -1,0 +1,276 @@
+/*
+ * test_engine.c - the request engine end to end on stories260K: golden
+ * greedy tokens through the queue and slots, concurrent sequences with
+ * different plans equal their runs alone, stop strings, cancellation
+ * (queued and running), queue limits and argument errors.
+ */
+#include "../test.h"
+
+#include "engine/engine.h"
+
+#include <pthread.h>
+
+static const int32_t golden_260k[40] = {403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317,
+                                        426, 338, 401, 396, 267, 337, 410, 408, 419, 292, 411, 322, 265, 282,
+                                        295, 433, 426, 385, 328, 432, 358, 394, 261, 370, 432, 352};
+
+struct collect {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int32_t tokens[512];
+    size_t n_tokens;
+    char text[4096];
+    size_t n_text;
+    bool done;
+    struct engine_event last;
+};
+
+static void collect_init(struct collect *c)
+{
+    memset(c, 0, sizeof *c);
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+}
+
+static void on_event(void *user, const struct engine_event *ev)
+{
+    struct collect *c = user;
+    pthread_mutex_lock(&c->mu);
+    if (ev->type == ENGINE_EV_TOKEN) {
+        if (ev->token >= 0 && c->n_tokens < 512) c->tokens[c->n_tokens++] = ev->token;
+        if (c->n_text + ev->text_len < sizeof c->text) {
+            memcpy(c->text + c->n_text, ev->text, ev->text_len);
+            c->n_text += ev->text_len;
+        }
+    } else {
+        c->last = *ev;
+        c->done = true;
+        pthread_cond_signal(&c->cv);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void wait_done(struct collect *c)
+{
+    pthread_mutex_lock(&c->mu);
+    while (!c->done) pthread_cond_wait(&c->cv, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static struct engine *start(uint32_t slots, uint32_t queue_max)
+{
+    char path[512], msg[256];
+    snprintf(path, sizeof path, "%s/models/stories260K/stories260K.gguf", test_shared_dir());
+    struct engine_config cfg = engine_default_config();
+    cfg.model_path = path;
+    cfg.n_slots = slots;
+    cfg.queue_max = queue_max;
+    cfg.n_ctx = 256;
+    cfg.prefill_chunk = 4; /* exercise chunked prefill */
+    cfg.share_spans = "off";
+    struct engine *e = NULL;
+    if (engine_create(&cfg, &e, msg, sizeof msg)) fprintf(stderr, "engine_create: %s\n", msg);
+    return e;
+}
+
+static struct engine_request greedy(const int32_t *prompt, size_t n, uint32_t max_tokens, struct collect *c)
+{
+    struct engine_request r = {.prompt = prompt, .n_prompt = n, .max_tokens = max_tokens,
+                               .sampling = sampler_default_params(), .rebalance = rebalance_default_params(),
+                               .cb = on_event, .user = c};
+    return r;
+}
+
+static void test_golden_through_engine(void)
+{
+    struct engine *e = start(2, 8);
+    ASSERT_TRUE(e != NULL);
+    if (!e) return;
+    int32_t bos = 1;
+    struct collect c;
+    collect_init(&c);
+    struct engine_request r = greedy(&bos, 1, 40, &c);
+    uint64_t id;
+    ASSERT_OK(engine_submit(e, &r, &id));
+    wait_done(&c);
+    ASSERT_EQ(c.last.finish, ENGINE_FINISH_LENGTH);
+    ASSERT_EQ(c.n_tokens, 40);
+    for (int i = 0; i < 40 && i < (int)c.n_tokens; i++) ASSERT_EQ(c.tokens[i], golden_260k[i]);
+    ASSERT_EQ(c.last.completion_tokens, 40);
+    ASSERT_EQ(c.last.cache.tokens, 40); /* BOS + 39 fed back; the 40th is sampled, not cached */
+    ASSERT_CONTAINS(c.text, "Once upon a time, there was a little girl named Lily.");
+    engine_destroy(e);
+}
+
+/* prompt: BOS + the first 12 golden tokens (longer than one prefill chunk) */
+static void run_alone(struct engine *e, const char *spans, bool rebalance, int32_t *out, size_t *n_out)
+{
+    int32_t prompt[13] = {1};
+    memcpy(prompt + 1, golden_260k, 12 * sizeof(int32_t));
+    struct collect c;
+    collect_init(&c);
+    struct engine_request r = greedy(prompt, 13, 20, &c);
+    if (spans) {
+        r.share = true;
+        ASSERT_OK(engine_parse_plan(e, spans, &r.plan, NULL, 0));
+    }
+    r.rebalance.on = rebalance;
+    uint64_t id;
+    ASSERT_OK(engine_submit(e, &r, &id));
+    wait_done(&c);
+    memcpy(out, c.tokens, c.n_tokens * sizeof *out);
+    *n_out = c.n_tokens;
+}
+
+static void test_concurrent_plans_equal_alone(void)
+{
+    struct engine *e = start(3, 8);
+    if (!e) {
+        ASSERT_TRUE(e != NULL);
+        return;
+    }
+    const char *plans[3] = {NULL, "3-4", "1-2"};
+    bool rb[3] = {false, false, true};
+    int32_t alone[3][64];
+    size_t n_alone[3];
+    for (int k = 0; k < 3; k++) run_alone(e, plans[k], rb[k], alone[k], &n_alone[k]);
+    /* now all three at once, interleaved step by step */
+    int32_t prompt[13] = {1};
+    memcpy(prompt + 1, golden_260k, 12 * sizeof(int32_t));
+    struct collect c[3];
+    uint64_t id;
+    for (int k = 0; k < 3; k++) {
+        collect_init(&c[k]);
+        struct engine_request r = greedy(prompt, 13, 20, &c[k]);
+        if (plans[k]) {
+            r.share = true;
+            ASSERT_OK(engine_parse_plan(e, plans[k], &r.plan, NULL, 0));
+        }
+        r.rebalance.on = rb[k];
+        ASSERT_OK(engine_submit(e, &r, &id));
+    }
+    for (int k = 0; k < 3; k++) {
+        wait_done(&c[k]);
+        ASSERT_EQ(c[k].n_tokens, n_alone[k]);
+        ASSERT_TRUE(memcmp(c[k].tokens, alone[k], n_alone[k] * sizeof(int32_t)) == 0);
+    }
+    /* the sharing sequence reports its savings; K buffers absent for its 2 sharing layers */
+    ASSERT_EQ(c[1].last.cache.sharing_layers, 2);
+    ASSERT_TRUE(c[1].last.cache.shared_attention);
+    ASSERT_STR_EQ(c[1].last.cache.spans, "3-4");
+    ASSERT_EQ(c[1].last.cache.kv_bytes_saved, c[1].last.cache.kv_bytes_without_sharing / 5);
+    ASSERT_EQ(c[1].last.cache.k_bytes_allocated * 5, c[0].last.cache.k_bytes_allocated * 3);
+    ASSERT_TRUE(c[2].last.cache.rebalance);
+    /* sharing changes the text here (checks the plan is applied per sequence) */
+    ASSERT_TRUE(memcmp(alone[0], alone[1], 20 * sizeof(int32_t)) != 0);
+    engine_destroy(e);
+}
+
+static void test_stop_strings(void)
+{
+    struct engine *e = start(1, 4);
+    if (!e) {
+        ASSERT_TRUE(e != NULL);
+        return;
+    }
+    int32_t bos = 1;
+    struct collect c;
+    collect_init(&c);
+    struct engine_request r = greedy(&bos, 1, 100, &c);
+    r.stop[0] = "Lily";
+    r.stop[1] = "zzz";
+    r.n_stop = 2;
+    uint64_t id;
+    ASSERT_OK(engine_submit(e, &r, &id));
+    wait_done(&c);
+    ASSERT_EQ(c.last.finish, ENGINE_FINISH_STOP);
+    c.text[c.n_text] = 0;
+    ASSERT_STR_EQ(c.text, "Once upon a time, there was a little girl named ");
+    engine_destroy(e);
+}
+
+static void test_cancel_and_limits(void)
+{
+    struct engine *e = start(1, 3);
+    if (!e) {
+        ASSERT_TRUE(e != NULL);
+        return;
+    }
+    int32_t bos = 1;
+    struct collect a, b, d, x;
+    collect_init(&a);
+    collect_init(&b);
+    collect_init(&d);
+    collect_init(&x);
+    uint64_t ia, ib, id, ix;
+    struct engine_request ra = greedy(&bos, 1, 200, &a), rb = greedy(&bos, 1, 5, &b), rd = greedy(&bos, 1, 5, &d),
+                          rx = greedy(&bos, 1, 5, &x);
+    ASSERT_OK(engine_submit(e, &ra, &ia));
+    ASSERT_OK(engine_submit(e, &rb, &ib));
+    ASSERT_OK(engine_submit(e, &rd, &id));
+    /* one slot, queue of 3: the 4th waits only if the first was admitted already */
+    int rc = engine_submit(e, &rx, &ix);
+    ASSERT_TRUE(rc == 0 || rc == SA_ERR_BUSY);
+    engine_cancel(e, ib); /* queued (or just admitted) */
+    engine_cancel(e, ia); /* running */
+    wait_done(&a);
+    wait_done(&b);
+    wait_done(&d);
+    if (rc == 0) wait_done(&x);
+    ASSERT_EQ(a.last.finish, ENGINE_FINISH_CANCELLED);
+    ASSERT_EQ(b.last.finish, ENGINE_FINISH_CANCELLED);
+    ASSERT_EQ(d.last.finish, ENGINE_FINISH_LENGTH);
+    ASSERT_TRUE(a.n_tokens < 200);
+    struct engine_metrics m;
+    engine_get_metrics(e, &m);
+    ASSERT_EQ(m.active_sequences, 0);
+    ASSERT_EQ(m.queue_depth, 0);
+    ASSERT_EQ(m.kv_bytes_used, 0);
+    /* argument errors: never queued, callback never called */
+    struct collect y;
+    collect_init(&y);
+    int32_t bad = 100000;
+    struct engine_request ry = greedy(&bad, 1, 5, &y);
+    ASSERT_EQ(engine_submit(e, &ry, &ix), SA_ERR_INVALID_ARG);
+    int32_t *long_prompt = calloc(300, sizeof(int32_t));
+    ry = greedy(long_prompt, 300, 5, &y);
+    ASSERT_EQ(engine_submit(e, &ry, &ix), SA_ERR_CONTEXT_FULL);
+    free(long_prompt);
+    ry = greedy(&bos, 1, 5, &y);
+    ry.sampling.top_p = 0;
+    ASSERT_EQ(engine_submit(e, &ry, &ix), SA_ERR_RANGE);
+    ASSERT_TRUE(!y.done);
+    engine_destroy(e);
+}
+
+static void test_destroy_cancels_queued(void)
+{
+    struct engine *e = start(1, 8);
+    if (!e) {
+        ASSERT_TRUE(e != NULL);
+        return;
+    }
+    int32_t bos = 1;
+    struct collect c[4];
+    uint64_t id;
+    for (int k = 0; k < 4; k++) {
+        collect_init(&c[k]);
+        struct engine_request r = greedy(&bos, 1, 200, &c[k]);
+        ASSERT_OK(engine_submit(e, &r, &id));
+    }
+    engine_destroy(e);
+    for (int k = 0; k < 4; k++) {
+        ASSERT_TRUE(c[k].done);
+        ASSERT_TRUE(c[k].last.finish == ENGINE_FINISH_CANCELLED || c[k].last.finish == ENGINE_FINISH_LENGTH);
+    }
+}
+
+int main(void)
+{
+    TEST_RUN(test_golden_through_engine);
+    TEST_RUN(test_concurrent_plans_equal_alone);
+    TEST_RUN(test_stop_strings);
+    TEST_RUN(test_cancel_and_limits);
+    TEST_RUN(test_destroy_cancels_queued);
+    TEST_DONE();
+}
