@@ -2,7 +2,7 @@
 #
 #   make deps      install the missing Debian packages (needs root or sudo)
 #   make           build/saserve, the engine library, test and tool binaries
-#   make run       build and serve the default model
+#   make run       build and serve the default model (config/saserve.json; MODEL=path.gguf to change)
 #   make test      build and run every test
 #   make bench     speed figures (MODEL=path.gguf, default: generated 110M shape)
 #   make fuzz      libFuzzer targets (clang)
@@ -14,7 +14,7 @@ CC       ?= cc
 SHARED   ?= ../shared
 PKGS     := openblas jansson libmicrohttpd libuv libpcre2-8 libpng
 DEB_PKGS := build-essential pkg-config libopenblas-dev libjansson-dev libmicrohttpd-dev \
-            libuv1-dev libpcre2-dev libpng-dev python3 curl
+            libuv1-dev libpcre2-dev libpng-dev python3 curl prometheus
 
 ifeq ($(NATIVE),0)
 ARCH_FLAGS := -march=x86-64-v3
@@ -116,7 +116,8 @@ fuzz: deps
 MODEL ?= $(SHARED)/models/stories260K/stories260K.gguf
 
 run: deps all
-	$(BUILD)/saserve generate -m $(MODEL) -p "Once upon a time" -n 200 --temp 0.8 --seed 42
+	@test -f "$(MODEL)" || { echo "make run: no model at $(MODEL); pass MODEL=path/to/model.gguf"; exit 1; }
+	$(BUILD)/saserve serve --config config/saserve.json --model "$(MODEL)"
 
 # make test: the normal build and an ASan+UBSan build of the same tests
 SAN_BUILD := build/san-address-undefined

@@ -291,6 +291,20 @@ static void stream_chunk(struct job *j, struct response_chunk *ch)
     stream_json(j, json, len);
 }
 
+/* One line per generation request: id, endpoint, status, tokens, latency, sharing, KV bytes. No prompt text. */
+static void log_job(const struct job *j, int status, double seconds, uint64_t prompt, uint64_t gen)
+{
+    uint64_t kv = 0, saved = 0;
+    for (size_t i = 0; i < j->n_seqs; i++) {
+        kv += j->seqs[i].cache.kv_bytes;
+        saved += j->seqs[i].cache.kv_bytes_saved;
+    }
+    SA_LOGI("%s %s %d prompt=%llu generated=%llu %.1fms share=%s rebalance=%s kv_bytes=%llu kv_saved=%llu%s", j->id,
+            j->kind == REQUEST_CHAT ? "/v1/chat/completions" : "/v1/completions", status, (unsigned long long)prompt,
+            (unsigned long long)gen, seconds * 1e3, j->share ? "on" : "off", j->rebalance ? "on" : "off",
+            (unsigned long long)kv, (unsigned long long)saved, j->client_gone ? " client_gone" : "");
+}
+
 static void job_finish(struct job *j)
 {
     struct api *a = j->api;
@@ -307,15 +321,18 @@ static void job_finish(struct job *j)
         response_error_from_code(SA_ERR_CANCELLED, NULL, "the server is shutting down; the request was cancelled", &j->err);
         j->failed = true;
     }
-    if (!j->http) return;
-    int status = 200;
+    if (!j->http) {
+        log_job(j, 499, 0, prompt, gen);
+        return;
+    }
+    int status = j->failed ? j->err.status : 200;
+    log_job(j, status, http_age_s(j->http), prompt, gen);
     if (j->stream) {
         if (j->failed) {
             size_t n;
             char *ev = response_sse_error(&j->err, &n);
             if (ev) http_stream_write(j->http, ev, n);
             free(ev);
-            status = j->err.status;
         } else if (j->include_usage) {
             struct response_choice *ch = calloc(j->n_seqs, sizeof *ch);
             struct response_completion c;
