@@ -36,26 +36,37 @@ void ops_cleanup(struct ops *o)
 
 /* ---- matrix-vector path ---- */
 
+#define OPS_MAX_MANY 4
+
 struct matvec_task {
-    const struct model_weight *w;
+    const struct model_weight *w[OPS_MAX_MANY]; /* same type and n_in */
+    float *y[OPS_MAX_MANY];
+    size_t n_w, total_rows;
     const void *xq;   /* converted activations */
     size_t xq_stride; /* bytes per activation row */
     size_t T;
-    float *y;
 };
 
+/* Rows of all the matrices, numbered one after the other, split among threads. */
 static void matvec_worker(void *p, int ith, int nth)
 {
     const struct matvec_task *t = p;
-    const struct model_weight *w = t->w;
     long lo, hi;
-    workers_split(w->n_out, ith, nth, &lo, &hi);
-    const char *base = w->data;
-    for (long r = lo; r < hi; r++) {
-        const void *row = base + (size_t)r * w->row_bytes;
-        for (size_t tk = 0; tk < t->T; tk++)
-            t->y[tk * w->n_out + (size_t)r] =
-                quant_dot(w->type, row, (const char *)t->xq + tk * t->xq_stride, w->n_in);
+    workers_split((long)t->total_rows, ith, nth, &lo, &hi);
+    size_t base_row = 0;
+    for (size_t m = 0; m < t->n_w; m++) {
+        const struct model_weight *w = t->w[m];
+        long a = lo - (long)base_row, b = hi - (long)base_row;
+        if (a < 0) a = 0;
+        if (b > (long)w->n_out) b = (long)w->n_out;
+        const char *data = w->data;
+        for (long r = a; r < b; r++) {
+            const void *row = data + (size_t)r * w->row_bytes;
+            for (size_t tk = 0; tk < t->T; tk++)
+                t->y[m][tk * w->n_out + (size_t)r] =
+                    quant_dot(w->type, row, (const char *)t->xq + tk * t->xq_stride, w->n_in);
+        }
+        base_row += w->n_out;
     }
 }
 
@@ -75,9 +86,16 @@ static void prep_worker(void *p, int ith, int nth)
         quant_prepare_vec(t->type, t->x + (size_t)i * t->n_in, (char *)t->out + (size_t)i * t->stride, t->n_in);
 }
 
-static void matmul_vec(struct ops *o, const struct model_weight *w, const float *x, size_t T, float *y)
+static void matmul_vec(struct ops *o, const struct model_weight *const *ws, size_t n, const float *x, size_t T,
+                       float *const *ys)
 {
-    struct matvec_task task = {.w = w, .T = T, .y = y};
+    const struct model_weight *w = ws[0];
+    struct matvec_task task = {.n_w = n, .T = T};
+    for (size_t i = 0; i < n; i++) {
+        task.w[i] = ws[i];
+        task.y[i] = ys[i];
+        task.total_rows += ws[i]->n_out;
+    }
     if (quant_vec_dot_type(w->type) == QUANT_F32) {
         task.xq = x;
         task.xq_stride = w->n_in * sizeof(float);
@@ -150,9 +168,21 @@ void ops_matmul(struct ops *o, const struct model_weight *w, const float *x, siz
     if (o->reference)
         matmul_ref(o, w, x, T, y);
     else if (T < OPS_GEMM_MIN_TOKENS)
-        matmul_vec(o, w, x, T, y);
+        matmul_vec(o, &w, 1, x, T, &y);
     else
         matmul_gemm(o, w, x, T, y);
+}
+
+void ops_matmul_many(struct ops *o, const struct model_weight *const *ws, size_t n, const float *x, size_t T,
+                     float *const *ys)
+{
+    bool fuse = !o->reference && T < OPS_GEMM_MIN_TOKENS && n <= OPS_MAX_MANY;
+    for (size_t i = 1; fuse && i < n; i++) fuse = ws[i]->type == ws[0]->type && ws[i]->n_in == ws[0]->n_in;
+    if (fuse) {
+        matmul_vec(o, ws, n, x, T, ys);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) ops_matmul(o, ws[i], x, T, ys[i]);
 }
 
 /* ---- element-wise ---- */

@@ -45,6 +45,12 @@ void ops_cleanup(struct ops *o);
 /* y [T][w->n_out] = x [T][w->n_in] . W^T. T <= max_tokens, w->n_in <= max_in. */
 void ops_matmul(struct ops *o, const struct model_weight *w, const float *x, size_t T, float *y);
 
+/* Several products of the same input x (same n_in and type for the matrix-vector
+ * path): ys[i] = x . ws[i]^T. On the matrix-vector path all rows go out in one
+ * parallel task, so Q/K/V or gate/up cost one thread hand-off instead of three. */
+void ops_matmul_many(struct ops *o, const struct model_weight *const *ws, size_t n, const float *x, size_t T,
+                     float *const *ys);
+
 /* out = x / rms(x) * weight (n elements). out may equal x. */
 void ops_rmsnorm(float *out, const float *x, const float *weight, size_t n, float eps, bool reference);
 /* In-place softmax over n elements. */

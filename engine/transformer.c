@@ -219,10 +219,12 @@ static void forward_chunk(struct tf_ctx *c, const int32_t *tokens, uint32_t T, u
         float *kc = c->k_cache[l], *vc = c->v_cache[l];
         for (uint32_t t = 0; t < T; t++) ops_rmsnorm(c->xb + t * dim, c->x + t * dim, L->attn_norm, dim, hp->rms_eps, ref);
         if (!sharing) {
-            ops_matmul(&c->ops, &L->wq, c->xb, T, c->q);
-            ops_matmul(&c->ops, &L->wk, c->xb, T, kc + (size_t)pos0 * kvdim);
+            const struct model_weight *ws[3] = {&L->wq, &L->wk, &L->wv};
+            float *ys[3] = {c->q, kc + (size_t)pos0 * kvdim, vc + (size_t)pos0 * kvdim};
+            ops_matmul_many(&c->ops, ws, 3, c->xb, T, ys);
+        } else {
+            ops_matmul(&c->ops, &L->wv, c->xb, T, vc + (size_t)pos0 * kvdim);
         }
-        ops_matmul(&c->ops, &L->wv, c->xb, T, vc + (size_t)pos0 * kvdim);
         if (!sharing) {
             for (uint32_t t = 0; t < T; t++) {
                 const float *cs = c->rope_cos + (size_t)(pos0 + t) * half, *sn = c->rope_sin + (size_t)(pos0 + t) * half;
@@ -258,8 +260,9 @@ static void forward_chunk(struct tf_ctx *c, const int32_t *tokens, uint32_t T, u
         for (size_t i = 0; i < T * dim; i++) c->x[i] += c->xb[i];
 
         for (uint32_t t = 0; t < T; t++) ops_rmsnorm(c->xb + t * dim, c->x + t * dim, L->ffn_norm, dim, hp->rms_eps, ref);
-        ops_matmul(&c->ops, &L->w_gate, c->xb, T, c->hb);
-        ops_matmul(&c->ops, &L->w_up, c->xb, T, c->hb2);
+        const struct model_weight *gu[2] = {&L->w_gate, &L->w_up};
+        float *gu_out[2] = {c->hb, c->hb2};
+        ops_matmul_many(&c->ops, gu, 2, c->xb, T, gu_out);
         ops_silu_mul(c->hb, c->hb2, (size_t)T * hp->ffn);
         ops_matmul(&c->ops, &L->w_down, c->hb, T, c->xb);
         for (size_t i = 0; i < T * dim; i++) c->x[i] += c->xb[i];
