@@ -1,5 +1,19 @@
 #include "errors.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
+int sa_errf(int code, char *msg, size_t msg_len, const char *fmt, ...)
+{
+    if (msg && msg_len) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, msg_len, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
 const char *sa_err_str(int code)
 {
     switch (code) {

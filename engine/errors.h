@@ -10,6 +10,8 @@
 #ifndef SA_ERRORS_H
 #define SA_ERRORS_H
 
+#include <stddef.h>
+
 #define SA_ERR_MAP(X)                                                        \
     X(OK, 0, "success")                                                      \
     X(NOMEM, -1, "out of memory")                                            \
@@ -32,6 +34,10 @@ enum sa_err {
     SA_ERR_MAP(SA_ERR_ENUM)
 #undef SA_ERR_ENUM
 };
+
+/* Format a one-line message into msg (if msg and msg_len) and return code:
+ * `return sa_errf(SA_ERR_BAD_MODEL, msg, len, "tensor '%s': ...", name);` */
+int sa_errf(int code, char *msg, size_t msg_len, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* Static strings; never NULL (unknown codes give "unknown error"). Any thread. */
 const char *sa_err_str(int code);

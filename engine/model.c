@@ -16,16 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-__attribute__((format(printf, 3, 4))) static int fail(char *msg, size_t msg_len, const char *fmt, ...)
-{
-    if (msg && msg_len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, msg_len, fmt, ap);
-        va_end(ap);
-    }
-    return SA_ERR_BAD_MODEL;
-}
+#define fail(msg, msg_len, ...) sa_errf(SA_ERR_BAD_MODEL, msg, msg_len, __VA_ARGS__)
 
 /* Read a required/optional u32 hyper-parameter "<arch>.<suffix>". */
 static int hp_u32(const struct gguf *g, const char *arch, const char *suffix, bool required, uint32_t def,

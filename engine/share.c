@@ -8,16 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-__attribute__((format(printf, 3, 4))) static int fail(char *msg, size_t msg_len, const char *fmt, ...)
-{
-    if (msg && msg_len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, msg_len, fmt, ap);
-        va_end(ap);
-    }
-    return SA_ERR_INVALID_ARG;
-}
+#define fail(msg, msg_len, ...) sa_errf(SA_ERR_INVALID_ARG, msg, msg_len, __VA_ARGS__)
 
 void share_plan_init(struct share_plan *p, uint32_t n_layer)
 {

@@ -2,6 +2,7 @@
  * metrics.c - counters, histograms and the Prometheus text exposition.
  * Contract: metrics.h (loop thread only, so no locks).
  */
+#include "engine/unicode.h"
 #include "metrics.h"
 
 #include <math.h>
@@ -140,27 +141,6 @@ __attribute__((format(printf, 2, 3))) static void metrics_printf(struct metrics_
     metrics_put(b, tmp, (size_t)n);
 }
 
-/* Length of a valid UTF-8 sequence at s (1..4) or 0. */
-static size_t metrics_utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    if (c < 0x80) return 1;
-    size_t len;
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) len = 2;
-    else if (c == 0xE0) len = 3, lo = 0xA0;
-    else if (c >= 0xE1 && c <= 0xEC) len = 3;
-    else if (c == 0xED) len = 3, hi = 0x9F;
-    else if (c >= 0xEE && c <= 0xEF) len = 3;
-    else if (c == 0xF0) len = 4, lo = 0x90;
-    else if (c >= 0xF1 && c <= 0xF3) len = 4;
-    else if (c == 0xF4) len = 4, hi = 0x8F;
-    else return 0;
-    if (n < len || s[1] < lo || s[1] > hi) return 0;
-    for (size_t i = 2; i < len; i++)
-        if ((s[i] & 0xC0) != 0x80) return 0;
-    return len;
-}
 
 /* Label value: \ -> \\, " -> \", newline -> \n, invalid UTF-8 -> U+FFFD. */
 static void metrics_put_label_value(struct metrics_buf *b, const char *s)
@@ -172,7 +152,7 @@ static void metrics_put_label_value(struct metrics_buf *b, const char *s)
         else if (u[i] == '"') metrics_put(b, "\\\"", 2), i++;
         else if (u[i] == '\n') metrics_put(b, "\\n", 2), i++;
         else {
-            size_t l = metrics_utf8_seq(u + i, n - i);
+            size_t l = utf8_seq_len(u + i, n - i);
             if (l) metrics_put(b, s + i, l), i += l;
             else metrics_put(b, "\xEF\xBF\xBD", 3), i++;
         }

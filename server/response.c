@@ -8,6 +8,7 @@
  * sets a flag; the finished tree is dumped or, if the flag is set, dropped
  * and NULL returned.
  */
+#include "engine/unicode.h"
 #include "response.h"
 
 #include <jansson.h>
@@ -24,27 +25,6 @@
 /* Length of the valid UTF-8 sequence at s[0..n) (1..4), or 0 if the bytes
  * there do not start one (overlong forms, surrogates and > U+10FFFF are
  * invalid, as jansson decides). */
-static size_t resp_utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    if (c < 0x80) return 1;
-    size_t len;
-    unsigned lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-    if (c >= 0xC2 && c <= 0xDF) len = 2;
-    else if (c == 0xE0) len = 3, lo = 0xA0;
-    else if (c >= 0xE1 && c <= 0xEC) len = 3;
-    else if (c == 0xED) len = 3, hi = 0x9F;
-    else if (c >= 0xEE && c <= 0xEF) len = 3;
-    else if (c == 0xF0) len = 4, lo = 0x90;
-    else if (c >= 0xF1 && c <= 0xF3) len = 4;
-    else if (c == 0xF4) len = 4, hi = 0x8F;
-    else return 0;
-    if (n < len) return 0;
-    if (s[1] < lo || s[1] > hi) return 0;
-    for (size_t i = 2; i < len; i++)
-        if ((s[i] & 0xC0) != 0x80) return 0;
-    return len;
-}
 
 /* malloc'd copy of s[0..n) with each invalid byte replaced by U+FFFD. */
 static char *resp_utf8_sanitize(const char *s, size_t n, size_t *out_len)
@@ -55,7 +35,7 @@ static char *resp_utf8_sanitize(const char *s, size_t n, size_t *out_len)
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0, o = 0;
     while (i < n) {
-        size_t l = resp_utf8_seq(u + i, n - i);
+        size_t l = utf8_seq_len(u + i, n - i);
         if (l) {
             memcpy(out + o, s + i, l);
             o += l;
@@ -115,7 +95,7 @@ static bool resp_utf8_valid(const char *s, size_t n)
 {
     const unsigned char *u = (const unsigned char *)s;
     for (size_t i = 0; i < n;) {
-        size_t l = resp_utf8_seq(u + i, n - i);
+        size_t l = utf8_seq_len(u + i, n - i);
         if (!l) return false;
         i += l;
     }
