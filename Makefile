@@ -64,7 +64,7 @@ FUZZ_DIR  := build/fuzz
 FUZZ_FLAGS:= -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 $(ARCH_FLAGS) -I. $(PKG_CFLAGS) \
              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 
-.PHONY: all deps run test bench eval fuzz clean
+.PHONY: all deps run test bench eval fuzz fuzz-smoke clean
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/saserve $(UNIT_BIN) $(TOOL_BIN) $(BUILD)/bench $(REPLAY_BIN)
@@ -112,6 +112,11 @@ fuzz: deps
 	  $(FUZZ_CC) $(FUZZ_FLAGS) -o $(FUZZ_DIR)/$$f tests/fuzz/$$f.c $(ENGINE_SRC) $(PKG_LIBS) -lpthread -lm || exit 1; \
 	done
 	@echo "fuzzers in $(FUZZ_DIR)/ (run e.g. $(FUZZ_DIR)/fuzz_gguf -max_total_time=60 tests/fuzz/corpus/gguf)"
+
+# Each fuzzer for FUZZ_SECONDS on a copy of its corpus (+ the shared GGUFs for fuzz_gguf)
+FUZZ_SECONDS ?= 60
+fuzz-smoke: fuzz
+	SHARED=$(SHARED) FUZZ_DIR=$(FUZZ_DIR) FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/smoke.sh
 
 MODEL ?= $(SHARED)/models/stories260K/stories260K.gguf
 
