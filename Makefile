@@ -124,12 +124,17 @@ run: deps all
 	@test -f "$(MODEL)" || { echo "make run: no model at $(MODEL); pass MODEL=path/to/model.gguf"; exit 1; }
 	$(BUILD)/saserve serve --config config/saserve.json --model "$(MODEL)"
 
-# make test: the normal build and an ASan+UBSan build of the same tests
-SAN_BUILD := build/san-address-undefined
+# make test: the normal build, an ASan+UBSan build of the same tests, and a
+# ThreadSanitizer build of the tests that run threads (engine queue/slots, worker pool)
+SAN_BUILD  := build/san-address-undefined
+TSAN_BUILD := build/san-thread
+TSAN_TESTS := test_engine test_transformer
 test: deps
 	$(MAKE) all
 	$(MAKE) SANITIZE=address,undefined all
-	SHARED=$(SHARED) BUILD=$(BUILD) SAN_BUILD=$(SAN_BUILD) bash tests/run_tests.sh
+	$(MAKE) SANITIZE=thread $(TSAN_TESTS:%=$(TSAN_BUILD)/tests/%)
+	SHARED=$(SHARED) BUILD=$(BUILD) SAN_BUILD=$(SAN_BUILD) TSAN_BUILD=$(TSAN_BUILD) TSAN_TESTS="$(TSAN_TESTS)" \
+	  bash tests/run_tests.sh
 
 bench: deps all
 	SHARED=$(SHARED) BUILD=$(BUILD) bash tests/bench/run_bench.sh $(if $(filter command line environment,$(origin MODEL)),$(MODEL),110M)

@@ -328,9 +328,9 @@ static void step_seq(struct engine *e, struct slot *sl)
     if (f != ENGINE_FINISH_NONE) finish(e, sl, f);
 }
 
+/* The slot was reserved for s under the lock in step_main. */
 static void admit(struct engine *e, struct slot *sl, struct seq *s)
 {
-    sl->seq = s;
     s->t_start = now_ms();
     int rc = tf_reset(sl->ctx, s->share ? &s->plan : NULL, &s->rb);
     if (rc) {

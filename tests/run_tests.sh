@@ -32,6 +32,13 @@ if [ -n "${SAN_BUILD:-}" ] && [ -d "$SAN_BUILD/tests" ]; then
         run_one "$(basename "$t"):asan" "$t"
     done
 fi
+# the threaded tests under ThreadSanitizer
+if [ -n "${TSAN_BUILD:-}" ]; then
+    export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1 suppressions=$PWD/tests/tsan.supp}
+    for name in ${TSAN_TESTS:-}; do
+        [ -x "$TSAN_BUILD/tests/$name" ] && run_one "$name:tsan" "$TSAN_BUILD/tests/$name"
+    done
+fi
 for s in tests/scripts/test_*.sh; do
     [ -f "$s" ] || continue
     run_one "$(basename "$s" .sh)" bash "$s"
