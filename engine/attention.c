@@ -60,17 +60,30 @@ static void head_apply(const struct attn_args *a, uint32_t h, uint32_t t, const 
     }
 }
 
+static void one_head(const struct attn_args *a, uint32_t h)
+{
+    for (uint32_t t = 0; t < a->T; t++) {
+        size_t n_pos = (size_t)a->pos0 + t + 1, row = ((size_t)h * a->T + t) * a->probs_stride;
+        float *p = a->probs + row;
+        if (a->compute_scores) head_scores(a, h, t, p, n_pos);
+        if (a->mask_out) rebalance_mask_row(p, n_pos, n_pos - 1, a->mask_tau, a->mask_out + row);
+        head_apply(a, h, t, p, a->mask ? a->mask + row : NULL, n_pos);
+    }
+}
+
 void attn_compute(void *args, int ith, int nth)
 {
     const struct attn_args *a = args;
     long lo, hi;
     workers_split(a->n_head, ith, nth, &lo, &hi);
-    for (uint32_t h = (uint32_t)lo; h < (uint32_t)hi; h++)
-        for (uint32_t t = 0; t < a->T; t++) {
-            size_t n_pos = (size_t)a->pos0 + t + 1, row = ((size_t)h * a->T + t) * a->probs_stride;
-            float *p = a->probs + row;
-            if (a->compute_scores) head_scores(a, h, t, p, n_pos);
-            if (a->mask_out) rebalance_mask_row(p, n_pos, n_pos - 1, a->mask_tau, a->mask_out + row);
-            head_apply(a, h, t, p, a->mask ? a->mask + row : NULL, n_pos);
-        }
+    for (uint32_t h = (uint32_t)lo; h < (uint32_t)hi; h++) one_head(a, h);
+}
+
+void attn_compute_batch(void *args, int ith, int nth)
+{
+    const struct attn_batch *b = args;
+    const uint32_t H = b->n ? b->rows[0].n_head : 0;
+    long lo, hi;
+    workers_split((long)b->n * H, ith, nth, &lo, &hi);
+    for (long k = lo; k < hi; k++) one_head(&b->rows[k / H], (uint32_t)(k % H));
 }

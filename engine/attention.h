@@ -47,4 +47,13 @@ struct attn_args {
 
 void attn_compute(void *args, int ith, int nth);
 
+/* Several independent attentions (one per sequence of a batched decode step,
+ * each with its own cache, plan and re-balancer); (row, head) pairs are split
+ * among the threads. All rows have the same n_head. */
+struct attn_batch {
+    const struct attn_args *rows;
+    uint32_t n;
+};
+void attn_compute_batch(void *args, int ith, int nth);
+
 #endif

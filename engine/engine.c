@@ -65,6 +65,7 @@ struct engine {
     uint32_t n_ctx;
     char chat_template[16384];
     char *piece;      /* scratch for detokenized text (step thread) */
+    float *batch_logits; /* [n_slots][n_vocab] logits of a batched decode step */
     size_t piece_cap;
     pthread_t thread;
     bool thread_started;
@@ -288,44 +289,62 @@ static void fail_seq(struct engine *e, struct slot *sl, int err)
     cb(user, &ev);
 }
 
-/* One step of one sequence: a prefill chunk or one decoded token. */
-static void step_seq(struct engine *e, struct slot *sl)
+/* After a forward pass that ended the prompt or fed the last token: sample the next one. */
+static void sample_next(struct engine *e, struct slot *sl, const float *logits)
 {
     struct seq *s = sl->seq;
-    if (atomic_load(&s->cancelled)) {
-        finish(e, sl, ENGINE_FINISH_CANCELLED);
-        return;
-    }
-    const float *logits;
-    int rc;
-    uint32_t did = 0;
-    bool prefill = s->n_past < s->n_prompt;
-    if (prefill) {
-        uint32_t n = (uint32_t)(s->n_prompt - s->n_past);
-        if (n > e->cfg.prefill_chunk) n = e->cfg.prefill_chunk;
-        rc = tf_forward(sl->ctx, s->prompt + s->n_past, n, s->n_past, &logits);
-        did = n;
-    } else {
-        rc = tf_forward(sl->ctx, &s->last, 1, s->n_past, &logits);
-        did = 1;
-    }
-    if (rc) {
-        fail_seq(e, sl, rc);
-        return;
-    }
-    s->n_past += did;
-    pthread_mutex_lock(&e->mu);
-    if (prefill)
-        e->stats.prompt_tokens_total += did;
-    else
-        e->stats.generated_tokens_total++;
-    pthread_mutex_unlock(&e->mu);
-    if (s->n_past < s->n_prompt) return; /* more prompt to go */
-    if (prefill) s->t_prompt_done = now_ms();
     struct sampler_result res;
     int32_t tok = sampler_sample(s->smp, logits, s->sampling.n_logprobs ? &res : NULL);
     enum engine_finish f = accept_token(e, s, tok, s->sampling.n_logprobs ? &res : NULL);
     if (f != ENGINE_FINISH_NONE) finish(e, sl, f);
+}
+
+/* One prefill chunk of one sequence. */
+static void prefill_step(struct engine *e, struct slot *sl)
+{
+    struct seq *s = sl->seq;
+    const float *logits;
+    uint32_t n = (uint32_t)(s->n_prompt - s->n_past);
+    if (n > e->cfg.prefill_chunk) n = e->cfg.prefill_chunk;
+    int rc = tf_forward(sl->ctx, s->prompt + s->n_past, n, s->n_past, &logits);
+    if (rc) {
+        fail_seq(e, sl, rc);
+        return;
+    }
+    s->n_past += n;
+    pthread_mutex_lock(&e->mu);
+    e->stats.prompt_tokens_total += n;
+    pthread_mutex_unlock(&e->mu);
+    if (s->n_past < s->n_prompt) return; /* more prompt to go */
+    s->t_prompt_done = now_ms();
+    sample_next(e, sl, logits);
+}
+
+/* One decoded token for every sequence in dec[0..n): a single batched forward
+ * pass reads the weights once for all of them (tf_forward_batch). */
+static void decode_step(struct engine *e, struct slot **dec, uint32_t n)
+{
+    struct tf_ctx *ctxs[256];
+    int32_t toks[256];
+    uint32_t pos[256];
+    for (uint32_t i = 0; i < n; i++) {
+        ctxs[i] = dec[i]->ctx;
+        toks[i] = dec[i]->seq->last;
+        pos[i] = dec[i]->seq->n_past;
+    }
+    int rc = tf_forward_batch(ctxs[0], ctxs, toks, pos, n, e->batch_logits);
+    for (uint32_t i = 0; i < n; i++) {
+        if (rc) {
+            fail_seq(e, dec[i], rc);
+            continue;
+        }
+        dec[i]->seq->n_past++;
+    }
+    if (rc) return;
+    pthread_mutex_lock(&e->mu);
+    e->stats.generated_tokens_total += n;
+    pthread_mutex_unlock(&e->mu);
+    for (uint32_t i = 0; i < n; i++) sample_next(e, dec[i], e->batch_logits + (size_t)i * e->info.n_vocab);
 }
 
 /* The slot was reserved for s under the lock in step_main. */
@@ -372,12 +391,22 @@ static void *step_main(void *arg)
         for (uint32_t i = 0; i < e->cfg.n_slots; i++)
             for (uint32_t k = 0; k < n_adm; k++)
                 if (e->slots[i].seq == admitted[k]) admit(e, &e->slots[i], admitted[k]);
+        /* one step: a prefill chunk for each sequence still reading its prompt,
+         * one batched decode token for every other one */
+        struct slot *dec[256];
+        uint32_t n_dec = 0;
         for (uint32_t i = 0; i < e->cfg.n_slots; i++) {
             struct slot *sl = &e->slots[i];
             if (!sl->seq) continue;
-            if (stopping) atomic_store(&sl->seq->cancelled, true);
-            step_seq(e, sl);
+            if (stopping || atomic_load(&sl->seq->cancelled)) {
+                finish(e, sl, ENGINE_FINISH_CANCELLED);
+            } else if (sl->seq->n_past < sl->seq->n_prompt) {
+                prefill_step(e, sl);
+            } else {
+                dec[n_dec++] = sl;
+            }
         }
+        if (n_dec) decode_step(e, dec, n_dec);
         pthread_mutex_lock(&e->mu);
         e->stats.steps++;
         publish_kv(e);
@@ -430,7 +459,8 @@ int engine_create(const struct engine_config *cfg_in, struct engine **out, char 
     e->slots = calloc(cfg->n_slots, sizeof *e->slots);
     e->piece_cap = 3 * (tok_max_piece_len(e->m->tok) + 3) + 64;
     e->piece = malloc(e->piece_cap);
-    if (!e->pool || !e->slots || !e->piece) {
+    e->batch_logits = malloc((size_t)cfg->n_slots * hp->n_vocab * sizeof(float));
+    if (!e->pool || !e->slots || !e->piece || !e->batch_logits) {
         rc = SA_ERR_NOMEM;
         goto fail;
     }
@@ -447,7 +477,9 @@ int engine_create(const struct engine_config *cfg_in, struct engine **out, char 
     }
     share_plan_format(&e->default_plan, info->default_spans, sizeof info->default_spans);
     for (uint32_t i = 0; i < cfg->n_slots; i++) {
-        struct tf_opts to = {.n_ctx = e->n_ctx, .n_batch = cfg->prefill_chunk, .pool = e->pool};
+        /* n_batch also bounds a batched decode step: at least one row per slot */
+        struct tf_opts to = {.n_ctx = e->n_ctx, .n_batch = cfg->prefill_chunk > cfg->n_slots ? cfg->prefill_chunk : cfg->n_slots,
+                             .pool = e->pool};
         if ((rc = tf_create(e->m, &to, &e->slots[i].ctx))) {
             snprintf(msg, msg_len, "cannot allocate %u sequence slots of %u tokens: %s", cfg->n_slots, e->n_ctx,
                      sa_err_str(rc));
@@ -496,6 +528,7 @@ void engine_destroy(struct engine *e)
         for (uint32_t i = 0; i < e->cfg.n_slots; i++) tf_destroy(e->slots[i].ctx);
     free(e->slots);
     free(e->piece);
+    free(e->batch_logits);
     workers_destroy(e->pool);
     model_free(e->m);
     pthread_cond_destroy(&e->cv);

@@ -200,6 +200,51 @@ void tf_cache_stats(const struct tf_ctx *c, uint32_t tokens, struct tf_cache_sta
     out->attention_flops_saved = c->flops_saved;
 }
 
+/* Attention of layer l for c's sequence: T query rows q at positions pos0.. into out. */
+static struct attn_args attn_setup(const struct tf_ctx *c, uint32_t l, uint32_t T, uint32_t pos0, const float *q,
+                                   float *out)
+{
+    const struct model_hparams *hp = &c->m->hp;
+    struct attn_args aa = {
+        .q = q, .k = c->k_cache[l], .v = c->v_cache[l], .out = out, .probs = c->probs, .probs_stride = c->n_ctx,
+        .T = T, .pos0 = pos0, .n_head = hp->n_head, .n_head_kv = hp->n_head_kv, .head_dim = hp->head_dim,
+        .kv_stride = (size_t)hp->n_head_kv * hp->head_dim, .compute_scores = !share_plan_is_sharing(&c->plan, l),
+        .reference = c->reference,
+    };
+    if (c->rb.on) {
+        if (l == 0) {
+            aa.mask_out = c->mask;
+            aa.mask_tau = c->rb.tau;
+        } else {
+            aa.mask = c->mask;
+            aa.boost = rebalance_factor(&c->rb, l, hp->n_layer);
+            aa.renormalize = c->rb.renormalize;
+        }
+    }
+    return aa;
+}
+
+/* FLOPs a sharing layer skips for one token at position pos (see tf_cache_stats). */
+static uint64_t shared_flops(const struct model_hparams *hp, uint32_t pos)
+{
+    const uint64_t dim = hp->dim, qdim = (uint64_t)hp->n_head * hp->head_dim, kvdim = (uint64_t)hp->n_head_kv * hp->head_dim;
+    return 2 * dim * (qdim + kvdim) + (uint64_t)hp->n_head * (pos + 1) * (2ull * hp->head_dim + 5);
+}
+
+/* The feed-forward block on T rows of x (residual added), scratch from c. */
+static void ffn_rows(struct tf_ctx *c, const struct model_layer *L, uint32_t T)
+{
+    const struct model_hparams *hp = &c->m->hp;
+    const size_t dim = hp->dim;
+    for (uint32_t t = 0; t < T; t++) ops_rmsnorm(c->xb + t * dim, c->x + t * dim, L->ffn_norm, dim, hp->rms_eps, c->reference);
+    const struct model_weight *gu[2] = {&L->w_gate, &L->w_up};
+    float *gu_out[2] = {c->hb, c->hb2};
+    ops_matmul_many(&c->ops, gu, 2, c->xb, T, gu_out);
+    ops_silu_mul(c->hb, c->hb2, (size_t)T * hp->ffn);
+    ops_matmul(&c->ops, &L->w_down, c->hb, T, c->xb);
+    for (size_t i = 0; i < T * dim; i++) c->x[i] += c->xb[i];
+}
+
 /* One chunk of T <= n_batch tokens. */
 static void forward_chunk(struct tf_ctx *c, const int32_t *tokens, uint32_t T, uint32_t pos0, bool logits_all)
 {
@@ -233,24 +278,9 @@ static void forward_chunk(struct tf_ctx *c, const int32_t *tokens, uint32_t T, u
             }
         } else {
             /* the source's probabilities are still in c->probs: no layer in between computes */
-            for (uint32_t t = 0; t < T; t++)
-                c->flops_saved += 2ull * dim * (qdim + kvdim) + (uint64_t)hp->n_head * (pos0 + t + 1) * (2ull * hp->head_dim + 5);
+            for (uint32_t t = 0; t < T; t++) c->flops_saved += shared_flops(hp, pos0 + t);
         }
-        struct attn_args aa = {
-            .q = c->q, .k = kc, .v = vc, .out = c->att, .probs = c->probs, .probs_stride = c->n_ctx,
-            .T = T, .pos0 = pos0, .n_head = hp->n_head, .n_head_kv = hp->n_head_kv,
-            .head_dim = hp->head_dim, .kv_stride = kvdim, .compute_scores = !sharing, .reference = ref,
-        };
-        if (c->rb.on) {
-            if (l == 0) {
-                aa.mask_out = c->mask;
-                aa.mask_tau = c->rb.tau;
-            } else {
-                aa.mask = c->mask;
-                aa.boost = rebalance_factor(&c->rb, l, hp->n_layer);
-                aa.renormalize = c->rb.renormalize;
-            }
-        }
+        struct attn_args aa = attn_setup(c, l, T, pos0, c->q, c->att);
         if (ref)
             attn_compute(&aa, 0, 1);
         else
@@ -258,14 +288,7 @@ static void forward_chunk(struct tf_ctx *c, const int32_t *tokens, uint32_t T, u
         if (c->hook) c->hook(c->hook_user, l, c->probs, T, pos0, c->n_ctx);
         ops_matmul(&c->ops, &L->wo, c->att, T, c->xb);
         for (size_t i = 0; i < T * dim; i++) c->x[i] += c->xb[i];
-
-        for (uint32_t t = 0; t < T; t++) ops_rmsnorm(c->xb + t * dim, c->x + t * dim, L->ffn_norm, dim, hp->rms_eps, ref);
-        const struct model_weight *gu[2] = {&L->w_gate, &L->w_up};
-        float *gu_out[2] = {c->hb, c->hb2};
-        ops_matmul_many(&c->ops, gu, 2, c->xb, T, gu_out);
-        ops_silu_mul(c->hb, c->hb2, (size_t)T * hp->ffn);
-        ops_matmul(&c->ops, &L->w_down, c->hb, T, c->xb);
-        for (size_t i = 0; i < T * dim; i++) c->x[i] += c->xb[i];
+        ffn_rows(c, L, T);
     }
 
     uint32_t first = logits_all ? 0 : T - 1, n_out = T - first;
@@ -288,5 +311,78 @@ int tf_forward(struct tf_ctx *c, const int32_t *tokens, uint32_t n, uint32_t pos
         done += T;
     }
     *logits = c->logits;
+    return 0;
+}
+
+int tf_forward_batch(struct tf_ctx *ws, struct tf_ctx *const *ctxs, const int32_t *tokens, const uint32_t *pos,
+                     uint32_t n, float *logits)
+{
+    const struct model *m = ws->m;
+    const struct model_hparams *hp = &m->hp;
+    if (n == 0 || n > ws->n_batch) return SA_ERR_INVALID_ARG;
+    for (uint32_t i = 0; i < n; i++) {
+        if (ctxs[i]->m != m) return SA_ERR_INVALID_ARG;
+        if (tokens[i] < 0 || (uint32_t)tokens[i] >= hp->n_vocab) return SA_ERR_INVALID_ARG;
+        if (pos[i] >= ctxs[i]->n_ctx) return SA_ERR_CONTEXT_FULL;
+    }
+    const size_t dim = hp->dim, qdim = (size_t)hp->n_head * hp->head_dim, kvdim = (size_t)hp->n_head_kv * hp->head_dim,
+                 half = hp->n_rot / 2;
+    struct attn_args rows[TF_MAX_BATCH];
+    if (n > TF_MAX_BATCH) return SA_ERR_INVALID_ARG;
+    for (uint32_t i = 0; i < n; i++)
+        quant_dequantize_row(m->token_embd.type, (const char *)m->token_embd.data + (size_t)tokens[i] * m->token_embd.row_bytes,
+                             ws->x + i * dim, dim);
+    for (uint32_t l = 0; l < hp->n_layer; l++) {
+        const struct model_layer *L = &m->layers[l];
+        for (uint32_t i = 0; i < n; i++)
+            ops_rmsnorm(ws->xb + i * dim, ws->x + i * dim, L->attn_norm, dim, hp->rms_eps, ws->reference);
+        /* rows whose sequence computes this layer's attention: Q and K only for them */
+        uint32_t idx[TF_MAX_BATCH], nq = 0;
+        for (uint32_t i = 0; i < n; i++)
+            if (!share_plan_is_sharing(&ctxs[i]->plan, l)) idx[nq++] = i;
+        float *vtmp = ws->hb, *ktmp = ws->hb2; /* [n][kvdim] each; the FFN overwrites them later */
+        if (nq == n) {
+            const struct model_weight *w3[3] = {&L->wq, &L->wk, &L->wv};
+            float *y3[3] = {ws->q, ktmp, vtmp};
+            ops_matmul_many(&ws->ops, w3, 3, ws->xb, n, y3);
+        } else {
+            ops_matmul(&ws->ops, &L->wv, ws->xb, n, vtmp);
+            if (nq) { /* gather the computing rows, project, scatter back (backwards: idx[k] >= k) */
+                for (uint32_t k = 0; k < nq; k++) memcpy(ws->att + k * dim, ws->xb + (size_t)idx[k] * dim, dim * sizeof(float));
+                const struct model_weight *w2[2] = {&L->wq, &L->wk};
+                float *y2[2] = {ws->q, ktmp};
+                ops_matmul_many(&ws->ops, w2, 2, ws->att, nq, y2);
+                for (uint32_t k = nq; k-- > 0;) {
+                    memmove(ws->q + (size_t)idx[k] * qdim, ws->q + k * qdim, qdim * sizeof(float));
+                    memmove(ktmp + (size_t)idx[k] * kvdim, ktmp + k * kvdim, kvdim * sizeof(float));
+                }
+            }
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            struct tf_ctx *c = ctxs[i];
+            memcpy(c->v_cache[l] + (size_t)pos[i] * kvdim, vtmp + i * kvdim, kvdim * sizeof(float));
+            if (share_plan_is_sharing(&c->plan, l)) {
+                c->flops_saved += shared_flops(hp, pos[i]);
+            } else {
+                float *k = c->k_cache[l] + (size_t)pos[i] * kvdim;
+                memcpy(k, ktmp + i * kvdim, kvdim * sizeof(float));
+                const float *cs = ws->rope_cos + (size_t)pos[i] * half, *sn = ws->rope_sin + (size_t)pos[i] * half;
+                ops_rope(ws->q + i * qdim, hp->n_head, hp->head_dim, hp->n_rot, cs, sn, hp->rope);
+                ops_rope(k, hp->n_head_kv, hp->head_dim, hp->n_rot, cs, sn, hp->rope);
+            }
+            rows[i] = attn_setup(c, l, 1, pos[i], ws->q + i * qdim, ws->att + i * qdim);
+        }
+        struct attn_batch ab = {.rows = rows, .n = n};
+        if (ws->reference)
+            attn_compute_batch(&ab, 0, 1);
+        else
+            workers_run(ws->pool, attn_compute_batch, &ab);
+        ops_matmul(&ws->ops, &L->wo, ws->att, n, ws->xb);
+        for (size_t i = 0; i < n * dim; i++) ws->x[i] += ws->xb[i];
+        ffn_rows(ws, L, n);
+    }
+    for (uint32_t i = 0; i < n; i++)
+        ops_rmsnorm(ws->xb + i * dim, ws->x + i * dim, m->output_norm, dim, hp->rms_eps, ws->reference);
+    ops_matmul(&ws->ops, &m->output, ws->xb, n, logits);
     return 0;
 }

@@ -89,6 +89,18 @@ typedef void (*tf_attention_hook)(void *user, uint32_t layer, const float *probs
                                   size_t stride);
 void tf_set_attention_hook(struct tf_ctx *c, tf_attention_hook fn, void *user);
 
+/* One decode step for n sequences at once: sequence i (its own context, cache,
+ * plan and re-balancer) takes tokens[i] at position pos[i]. The weights are read
+ * once for all n rows (matrix-vector products over the batch, or sgemm from
+ * OPS_GEMM_MIN_TOKENS rows); Q and K are projected only for the rows whose
+ * sequence computes attention in that layer. Scratch comes from ws (any context
+ * of the same model with n_batch >= n, which may be one of ctxs); logits
+ * receives [n][n_vocab]. Results equal n separate tf_forward calls exactly on
+ * the matrix-vector path. Errors as tf_forward, and n > TF_MAX_BATCH. */
+#define TF_MAX_BATCH 256
+int tf_forward_batch(struct tf_ctx *ws, struct tf_ctx *const *ctxs, const int32_t *tokens, const uint32_t *pos,
+                     uint32_t n, float *logits);
+
 uint32_t tf_n_ctx(const struct tf_ctx *c);
 uint32_t tf_n_batch(const struct tf_ctx *c);
 

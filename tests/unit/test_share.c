@@ -333,6 +333,75 @@ static void test_k_cache_absent_for_sharing_layers(void)
     model_free(m);
 }
 
+/* A batched decode step over sequences with different plans, re-balancer
+ * settings and lengths equals each sequence run alone: exactly on the
+ * matrix-vector path (3 rows), within 1e-4 relative on the sgemm path (9 rows). */
+static void check_batch(uint32_t n)
+{
+    struct model *m = load260k();
+    if (!m) {
+        ASSERT_TRUE(m != NULL);
+        return;
+    }
+    const char *plans[3] = {"off", "3-4", "1-2"};
+    struct tf_ctx *batch[16], *alone[16];
+    uint32_t pos[16];
+    int32_t tok[16];
+    uint32_t V = m->hp.n_vocab;
+    for (uint32_t i = 0; i < n; i++) {
+        struct share_plan plan;
+        ASSERT_OK(share_plan_parse(&plan, plans[i % 3], m->hp.n_layer, NULL, 0));
+        struct tf_opts o = {.n_ctx = 64, .n_batch = 16, .n_threads = 2, .plan = &plan};
+        o.rebalance = rebalance_default_params();
+        o.rebalance.on = i % 2 == 1;
+        ASSERT_OK(tf_create(m, &o, &batch[i]));
+        ASSERT_OK(tf_create(m, &o, &alone[i]));
+        pos[i] = 5 + 3 * i; /* different lengths */
+        const float *lg;
+        ASSERT_OK(tf_forward(batch[i], prompt, pos[i], 0, &lg));
+        ASSERT_OK(tf_forward(alone[i], prompt, pos[i], 0, &lg));
+        tok[i] = prompt[pos[i]];
+    }
+    float *lb = malloc((size_t)n * V * sizeof *lb);
+    double worst = 0;
+    for (int step = 0; step < 4; step++) {
+        ASSERT_OK(tf_forward_batch(batch[0], batch, tok, pos, n, lb));
+        for (uint32_t i = 0; i < n; i++) {
+            const float *la;
+            ASSERT_OK(tf_forward(alone[i], &tok[i], 1, pos[i], &la));
+            double md = 0, mr = 0;
+            for (uint32_t v = 0; v < V; v++) {
+                md = fmax(md, fabs((double)lb[(size_t)i * V + v] - la[v]));
+                mr = fmax(mr, fabs((double)la[v]));
+            }
+            worst = fmax(worst, md / mr);
+            pos[i]++;
+            tok[i] = prompt[pos[i]];
+        }
+    }
+    fprintf(stderr, "  batch of %u: max relative logit difference to separate runs %.3g\n", n, worst);
+    if (n < 8)
+        ASSERT_TRUE(worst == 0);
+    else
+        ASSERT_TRUE(worst <= 1e-4);
+    for (uint32_t i = 0; i < n; i++) {
+        struct tf_cache_stats sa, sb;
+        tf_cache_stats(batch[i], pos[i], &sa);
+        tf_cache_stats(alone[i], pos[i], &sb);
+        ASSERT_EQ(sa.attention_flops_saved, sb.attention_flops_saved);
+        tf_destroy(batch[i]);
+        tf_destroy(alone[i]);
+    }
+    free(lb);
+    model_free(m);
+}
+
+static void test_batched_decode_equals_separate(void)
+{
+    check_batch(3);
+    check_batch(9);
+}
+
 static void test_plan_errors(void)
 {
     struct share_plan p;
@@ -431,5 +500,6 @@ int main(void)
     TEST_RUN(test_sharing_3_4_matches_naive);
     TEST_RUN(test_sharing_1_2_and_4_matches_naive);
     TEST_RUN(test_rebalance_matches_naive);
+    TEST_RUN(test_batched_decode_equals_separate);
     TEST_DONE();
 }
