@@ -28,7 +28,7 @@
 
 struct workers;
 
-#define OPS_GEMM_MIN_TOKENS 8
+#define OPS_GEMM_MIN_TOKENS 16
 #define OPS_DEQ_ROWS 256 /* rows dequantised per sgemm block */
 
 struct ops {
