@@ -64,7 +64,7 @@ FUZZ_DIR  := build/fuzz
 FUZZ_FLAGS:= -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 $(ARCH_FLAGS) -I. $(PKG_CFLAGS) \
              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 
-.PHONY: all deps run test bench eval fuzz fuzz-smoke clean
+.PHONY: all deps run test bench bench-server eval fuzz fuzz-smoke clean
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/saserve $(UNIT_BIN) $(TOOL_BIN) $(BUILD)/bench $(REPLAY_BIN)
@@ -138,6 +138,10 @@ test: deps
 
 bench: deps all
 	SHARED=$(SHARED) BUILD=$(BUILD) bash tests/bench/run_bench.sh $(if $(filter command line environment,$(origin MODEL)),$(MODEL),110M)
+
+# Server throughput under 1..16 concurrent clients (real HTTP on 127.0.0.1)
+bench-server: deps all
+	SHARED=$(SHARED) BUILD=$(BUILD) bash tests/bench/bench_server.sh
 
 # Quality of Shared Attention / re-balancer on the real models; rewrites the README table
 eval: deps all

@@ -60,12 +60,9 @@ static void matvec_worker(void *p, int ith, int nth)
         if (a < 0) a = 0;
         if (b > (long)w->n_out) b = (long)w->n_out;
         const char *data = w->data;
-        for (long r = a; r < b; r++) {
-            const void *row = data + (size_t)r * w->row_bytes;
-            for (size_t tk = 0; tk < t->T; tk++)
-                t->y[m][tk * w->n_out + (size_t)r] =
-                    quant_dot(w->type, row, (const char *)t->xq + tk * t->xq_stride, w->n_in);
-        }
+        for (long r = a; r < b; r++)
+            quant_dot_multi(w->type, data + (size_t)r * w->row_bytes, t->xq, t->xq_stride, t->T, w->n_in,
+                            t->y[m] + r, w->n_out);
         base_row += w->n_out;
     }
 }

@@ -515,3 +515,59 @@ float quant_dot(enum quant_type t, const void *row, const void *y, size_t n)
     return quant_dot_ref(t, row, y, n);
 #endif
 }
+
+/* ---- one row, several activation rows ---- */
+
+#ifdef QUANT_AVX2
+/* 8 weights of row i as floats (F32 or F16) */
+static inline __m256 load8(enum quant_type t, const void *row, size_t i)
+{
+    if (t == QUANT_F32) return _mm256_loadu_ps((const float *)row + i);
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)row + i)));
+}
+
+/* 2 activation rows: each weight vector is loaded once and used twice. The
+ * accumulation order is exactly quant_dot's (4 partial sums over steps of 32,
+ * combined as (s0+s1)+(s2+s3), then the tail in order), so a batched decode
+ * step gives bit-identical results to one sequence at a time. */
+static void dot2_float(enum quant_type t, const void *row, const float *y0, const float *y1, size_t n, float *o0,
+                       float *o1)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256 w0 = load8(t, row, i), w1 = load8(t, row, i + 8), w2 = load8(t, row, i + 16), w3 = load8(t, row, i + 24);
+        a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(y0 + i), a0);
+        a1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(y0 + i + 8), a1);
+        a2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps(y0 + i + 16), a2);
+        a3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(y0 + i + 24), a3);
+        b0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(y1 + i), b0);
+        b1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(y1 + i + 8), b1);
+        b2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps(y1 + i + 16), b2);
+        b3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(y1 + i + 24), b3);
+    }
+    float r0 = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    float r1 = hsum256(_mm256_add_ps(_mm256_add_ps(b0, b1), _mm256_add_ps(b2, b3)));
+    for (; i < n; i++) {
+        float w = t == QUANT_F32 ? ((const float *)row)[i] : quant_f16_to_f32(((const uint16_t *)row)[i]);
+        r0 += w * y0[i];
+        r1 += w * y1[i];
+    }
+    *o0 = r0;
+    *o1 = r1;
+}
+#endif
+
+void quant_dot_multi(enum quant_type t, const void *row, const void *ys, size_t y_stride, size_t T, size_t n,
+                     float *out, size_t out_stride)
+{
+    size_t k = 0;
+#ifdef QUANT_AVX2
+    if (t == QUANT_F32 || t == QUANT_F16)
+        for (; k + 2 <= T; k += 2)
+            dot2_float(t, row, (const float *)((const char *)ys + k * y_stride),
+                       (const float *)((const char *)ys + (k + 1) * y_stride), n, out + k * out_stride,
+                       out + (k + 1) * out_stride);
+#endif
+    for (; k < T; k++) out[k * out_stride] = quant_dot(t, row, (const char *)ys + k * y_stride, n);
+}

@@ -401,6 +401,7 @@ static void check_batch(uint32_t n)
 static void test_batched_decode_equals_separate(void)
 {
     check_batch(3);
+    check_batch(8);
     check_batch(OPS_GEMM_MIN_TOKENS);
 }
 
