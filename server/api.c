@@ -718,6 +718,15 @@ static void on_request(void *app, struct http_request *r)
     }
 }
 
+static void on_early_reply(void *app, const char *path, int status)
+{
+    struct api *a = app;
+    enum metrics_endpoint ep = METRICS_EP_OTHER;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+        if (strcmp(path, routes[i].path) == 0) ep = routes[i].ep;
+    metrics_request_done(a->metrics, ep, status, 0);
+}
+
 static void on_closed(void *app, struct http_request *r, bool client_gone)
 {
     (void)app;
@@ -733,7 +742,7 @@ static void on_closed(void *app, struct http_request *r, bool client_gone)
 
 struct http_handlers api_http_handlers(void)
 {
-    return (struct http_handlers){.on_request = on_request, .on_closed = on_closed};
+    return (struct http_handlers){.on_request = on_request, .on_closed = on_closed, .on_early_reply = on_early_reply};
 }
 
 struct api *api_create(uv_loop_t *loop, struct engine *e, const struct config *cfg)

@@ -37,7 +37,7 @@ struct http_request {
     char *path;
     char *body;
     size_t body_len, body_cap;
-    bool too_large, app_seen, suspended, streaming, stream_ended, gone;
+    bool too_large, timed_out, encoded_path, app_seen, suspended, streaming, stream_ended, gone;
     double t_start;
     void *user;
     struct MHD_Response *resp;
@@ -200,6 +200,36 @@ static enum MHD_Result reply_now(struct http_request *r, int status, const char 
 
 /* ---- MHD callbacks ---- */
 
+/* Called with the raw request URI before MHD unescapes it; its return value
+ * becomes the request's context. A path with percent-escapes is refused (404)
+ * so that routing and auth never see two spellings of one path (RELIABILITY D6). */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    struct http_server *s = cls;
+    struct http_request *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->srv = s;
+    r->conn = conn;
+    r->t_start = mono_s();
+    size_t path_len = strcspn(uri, "?");
+    r->encoded_path = memchr(uri, '%', path_len) != NULL;
+    r->next = s->open;
+    if (s->open) s->open->prev = r;
+    s->open = r;
+    s->n_open++;
+    return r;
+}
+
+/* An answer the application never saw (413, 408, 404 for an escaped path):
+ * tell it, for the metrics. */
+static enum MHD_Result reply_early(struct http_request *r, int status, const char *msg, const char *type,
+                                   const char *code)
+{
+    if (r->srv->h.on_early_reply)
+        r->srv->h.on_early_reply(r->srv->app, r->path && !r->encoded_path ? r->path : "", status);
+    return reply_now(r, status, msg, type, code);
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                  const char *version, const char *upload_data, size_t *upload_data_size,
                                  void **con_cls)
@@ -207,23 +237,13 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     (void)version;
     struct http_server *s = cls;
     struct http_request *r = *con_cls;
-    if (!r) {
-        r = calloc(1, sizeof *r);
-        if (!r) return MHD_NO;
-        r->srv = s;
-        r->conn = conn;
-        r->t_start = mono_s();
+    if (!r) return MHD_NO; /* on_uri could not allocate */
+    if (!r->path) { /* first call: headers are in */
         snprintf(r->method, sizeof r->method, "%s", method);
         r->path = strdup(url);
-        if (!r->path) {
-            free(r);
-            return MHD_NO;
-        }
-        r->next = s->open;
-        if (s->open) s->open->prev = r;
-        s->open = r;
-        s->n_open++;
-        *con_cls = r;
+        if (!r->path) return MHD_NO;
+        if (r->encoded_path)
+            return reply_early(r, 404, "no such endpoint", "invalid_request_error", "unknown_url");
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         if (cl) {
             char *end;
@@ -232,8 +252,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             if (errno || end == cl || *end || v > s->o.max_body) r->too_large = true;
         }
         if (r->too_large)
-            return reply_now(r, 413, "request body exceeds the configured max_body", "invalid_request_error",
-                             "request_too_large");
+            return reply_early(r, 413, "request body exceeds the configured max_body", "invalid_request_error",
+                               "request_too_large");
         return MHD_YES;
     }
     if (r->state == REQ_QUEUED) {
@@ -251,9 +271,12 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             r->body_len = r->body_cap = 0;
             return MHD_YES;
         }
-        if (mono_s() - r->t_start > s->o.request_timeout_s)
-            return reply_now(r, 408, "request not received within request_timeout", "invalid_request_error",
-                             "request_timeout");
+        if (r->timed_out) return MHD_YES;
+        if (mono_s() - r->t_start > s->o.request_timeout_s) {
+            /* MHD 0.9.75 takes no answer while the body is arriving: answer once it has */
+            r->timed_out = true;
+            return MHD_YES;
+        }
         if (r->body_len + n + 1 > r->body_cap) {
             size_t cap = (r->body_len + n + 1) * 2;
             if (cap > s->o.max_body + 1) cap = s->o.max_body + 1;
@@ -269,8 +292,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     }
     /* no more upload data: the request is complete, or we were resumed */
     if (r->too_large)
-        return reply_now(r, 413, "request body exceeds the configured max_body", "invalid_request_error",
-                         "request_too_large");
+        return reply_early(r, 413, "request body exceeds the configured max_body", "invalid_request_error",
+                           "request_too_large");
+    if (r->timed_out)
+        return reply_early(r, 408, "request not received within request_timeout", "invalid_request_error",
+                           "request_timeout");
     if (r->state == REQ_READING) {
         r->state = REQ_WAITING;
         r->app_seen = true;
@@ -387,6 +413,7 @@ int http_start(uv_loop_t *loop, const struct http_options *o, const struct http_
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)o->idle_timeout_s,
                             MHD_OPTION_LISTEN_BACKLOG_SIZE, 128u,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                            MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
                             MHD_OPTION_STRICT_FOR_CLIENT, 1,
                             MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1,
                             MHD_OPTION_END);

@@ -33,6 +33,8 @@ struct http_request;
 struct http_handlers {
     void (*on_request)(void *app, struct http_request *r);
     void (*on_closed)(void *app, struct http_request *r, bool client_gone);
+    /* optional: the HTTP layer answered by itself (413, 408, escaped path 404) */
+    void (*on_early_reply)(void *app, const char *path, int status);
 };
 
 struct http_options {

@@ -1,0 +1,202 @@
+// openai_sdk.mjs - saserve through the official OpenAI Node SDK (v4, pinned in
+// package.json). Usage: node tests/http/openai_sdk.mjs PORT [API_KEY]
+// The server must run with --api-key API_KEY (default "x") and --ctx 512.
+// Prints one PASS/FAIL line per check and "N passed, M failed"; exit 1 on failure.
+import OpenAI from 'openai';
+
+const port = process.argv[2];
+const apiKey = process.argv[3] ?? 'x';
+if (!port) {
+  console.error('usage: node tests/http/openai_sdk.mjs PORT [API_KEY]');
+  process.exit(2);
+}
+const baseURL = `http://127.0.0.1:${port}/v1`;
+const client = new OpenAI({ baseURL, apiKey, maxRetries: 0, timeout: 30_000 });
+
+let passed = 0;
+let failed = 0;
+const ok = (msg) => { passed++; console.log(`PASS sdk: ${msg}`); };
+const bad = (msg) => { failed++; console.log(`FAIL sdk: ${msg}`); };
+const expect = (cond, msg, detail) => (cond ? ok(msg) : bad(detail === undefined ? msg : `${msg} -- ${JSON.stringify(detail).slice(0, 400)}`));
+
+// One check group; an exception fails it with the error text.
+async function step(name, fn) {
+  try {
+    await fn();
+  } catch (e) {
+    bad(`${name}: threw ${e?.constructor?.name}: ${e?.message}`);
+  }
+}
+
+// The byte identities of a cache object (every figure token-exact).
+function cacheOk(c) {
+  return c && typeof c === 'object'
+    && c.kv_bytes === c.k_bytes + c.v_bytes
+    && c.kv_bytes_saved === c.kv_bytes_without_sharing - c.kv_bytes
+    && c.kv_bytes_without_sharing === 2 * c.v_bytes
+    && c.k_bytes * c.layers === c.v_bytes * (c.layers - c.sharing_layers)
+    && Array.isArray(c.spans) && typeof c.shared_attention === 'boolean' && c.tokens > 0;
+}
+
+const PROMPT = 'Once upon a time';
+let greedyText = '';
+
+await step('models.list', async () => {
+  const models = [];
+  for await (const m of client.models.list()) models.push(m);
+  expect(models.length === 1 && typeof models[0].id === 'string' && models[0].object === 'model',
+    'models.list() yields 1 model', models);
+  const m = models[0] ?? {};
+  expect(m.layers === 5 && m.context_length === 512 && typeof m.share_spans === 'string',
+    'model extras readable: layers 5, context_length 512, share_spans', m);
+});
+
+await step('completions.create', async () => {
+  const r = await client.completions.create({ model: 'llama', prompt: PROMPT, max_tokens: 24, temperature: 0 });
+  const ch = r.choices?.[0] ?? {};
+  greedyText = ch.text ?? '';
+  expect(r.object === 'text_completion' && typeof r.id === 'string' && r.id.startsWith('cmpl-'),
+    'completions.create: object text_completion, id cmpl-...', r);
+  expect(greedyText.length > 0, 'completions.create: text non-empty', ch);
+  expect(['length', 'stop'].includes(ch.finish_reason), `completions.create: finish_reason ${ch.finish_reason}`, ch);
+  const u = r.usage ?? {};
+  expect(u.prompt_tokens > 0 && u.completion_tokens > 0 && u.completion_tokens <= 24
+    && u.total_tokens === u.prompt_tokens + u.completion_tokens,
+  `completions.create: usage ${u.prompt_tokens} + ${u.completion_tokens} = ${u.total_tokens}`, u);
+  expect(cacheOk(r.cache) && r.cache.layers === 5, 'completions.create: extra `cache` field readable and consistent', r.cache);
+  expect(r.timings && typeof r.timings.generation_ms === 'number', 'completions.create: extra `timings` field readable', r.timings);
+});
+
+await step('completions.create stream', async () => {
+  const stream = await client.completions.create({ model: 'llama', prompt: PROMPT, max_tokens: 24, temperature: 0, stream: true });
+  let text = '';
+  let chunks = 0;
+  let last = null;
+  for await (const chunk of stream) {
+    chunks++;
+    for (const c of chunk.choices) text += c.text;
+    last = chunk;
+  }
+  expect(chunks > 1, `completions stream: ${chunks} chunks iterated`);
+  expect(text === greedyText, 'completions stream: concatenated text equals the non-streamed text', { text, greedyText });
+  expect(last?.choices?.[0]?.finish_reason === 'length' || last?.choices?.[0]?.finish_reason === 'stop',
+    'completions stream: last chunk has finish_reason', last);
+  expect(cacheOk(last?.cache) && last?.usage?.completion_tokens > 0, 'completions stream: last chunk carries usage and cache', last);
+});
+
+await step('completions.create stream include_usage', async () => {
+  const stream = await client.completions.create({
+    model: 'llama', prompt: PROMPT, max_tokens: 5, temperature: 0, stream: true, stream_options: { include_usage: true },
+  });
+  const all = [];
+  for await (const chunk of stream) all.push(chunk);
+  const last = all[all.length - 1];
+  expect(last && last.choices.length === 0 && last.usage?.completion_tokens === 5 && cacheOk(last.cache),
+    'completions stream, include_usage: a final chunk with choices [] and usage 5', last);
+});
+
+await step('completions.create ?share=on', async () => {
+  const on = await client.completions.create(
+    { model: 'llama', prompt: PROMPT, max_tokens: 8, temperature: 0, share_spans: '3-4' },
+    { query: { share: 'on' } },
+  );
+  const off = await client.completions.create(
+    { model: 'llama', prompt: PROMPT, max_tokens: 8, temperature: 0, share_spans: '3-4' },
+    { query: { share: 'off' } },
+  );
+  expect(on.cache?.shared_attention === true && on.cache?.sharing_layers === 2 && off.cache?.sharing_layers === 0,
+    'query option share=on|off and body extra share_spans reach the server', { on: on.cache, off: off.cache });
+  expect(on.cache?.kv_bytes_saved * 5 === off.cache?.kv_bytes && on.cache?.tokens === off.cache?.tokens,
+    'share on saves exactly 1/5 of the KV bytes (K of 2 of 5 layers)', { on: on.cache, off: off.cache });
+});
+
+await step('completions.create logprobs/echo/n', async () => {
+  const r = await client.completions.create({ model: 'llama', prompt: PROMPT, max_tokens: 4, temperature: 0, logprobs: 2, echo: true, n: 2 });
+  const lp = r.choices?.[0]?.logprobs ?? {};
+  expect(r.choices.length === 2 && r.choices[1].index === 1, 'n=2 gives 2 choices', r.choices.length);
+  expect(r.choices[0].text.startsWith(PROMPT), 'echo=true prefixes the prompt', r.choices[0].text);
+  expect(lp.tokens?.length === 4 && lp.token_logprobs?.length === 4 && lp.top_logprobs?.every((t) => Object.keys(t).length === 2),
+    'logprobs=2: tokens, token_logprobs, top_logprobs with 2 alternatives', lp);
+});
+
+let chatText = '';
+const messages = [
+  { role: 'system', content: 'You tell short stories.' },
+  { role: 'user', content: 'Tell me about a cat.' },
+];
+
+await step('chat.completions.create', async () => {
+  const r = await client.chat.completions.create({ model: 'llama', messages, max_tokens: 20, temperature: 0 });
+  const ch = r.choices?.[0] ?? {};
+  chatText = ch.message?.content ?? '';
+  expect(r.object === 'chat.completion' && ch.message?.role === 'assistant' && chatText.length > 0,
+    'chat.completions.create: assistant message with content', r);
+  expect(['length', 'stop'].includes(ch.finish_reason), `chat.completions.create: finish_reason ${ch.finish_reason}`, ch);
+  expect(r.usage?.completion_tokens > 0 && r.usage.total_tokens === r.usage.prompt_tokens + r.usage.completion_tokens,
+    'chat.completions.create: usage numbers', r.usage);
+  expect(cacheOk(r.cache), 'chat.completions.create: extra `cache` field readable and consistent', r.cache);
+});
+
+await step('chat.completions.create stream', async () => {
+  const stream = await client.chat.completions.create({ model: 'llama', messages, max_tokens: 20, temperature: 0, stream: true });
+  let text = '';
+  let role = null;
+  let finish = null;
+  let last = null;
+  for await (const chunk of stream) {
+    for (const c of chunk.choices) {
+      if (c.delta?.role && role === null) role = c.delta.role;
+      text += c.delta?.content ?? '';
+      if (c.finish_reason) finish = c.finish_reason;
+    }
+    last = chunk;
+  }
+  expect(role === 'assistant', 'chat stream: first delta has role assistant', role);
+  expect(text === chatText, 'chat stream: concatenated deltas equal the non-streamed content', { text, chatText });
+  expect(finish === 'length' || finish === 'stop', `chat stream: finish_reason ${finish}`);
+  expect(cacheOk(last?.cache), 'chat stream: last chunk carries cache', last);
+});
+
+await step('chat stream helper', async () => {
+  // the SDK's higher-level stream helper accumulates the message itself
+  const runner = client.beta.chat.completions.stream({ model: 'llama', messages, max_tokens: 20, temperature: 0 });
+  const final = await runner.finalChatCompletion();
+  expect(final.choices?.[0]?.message?.content === chatText, 'beta.chat.completions.stream().finalChatCompletion() gives the same content',
+    final.choices?.[0]);
+});
+
+await step('errors', async () => {
+  try {
+    await client.completions.create({ model: 'llama', prompt: PROMPT, temperature: 3 });
+    bad('temperature 3: no error thrown');
+  } catch (e) {
+    expect(e instanceof OpenAI.BadRequestError && e.status === 400 && e.param === 'temperature' && e.code === 'invalid_value'
+      && e.type === 'invalid_request_error',
+    'temperature 3 -> OpenAI.BadRequestError 400, param temperature, code invalid_value', { status: e.status, error: e.error });
+  }
+  try {
+    await client.completions.create({ model: 'llama', prompt: 'x '.repeat(2000) });
+    bad('over-long prompt: no error thrown');
+  } catch (e) {
+    expect(e instanceof OpenAI.BadRequestError && e.code === 'context_length_exceeded',
+      'prompt longer than the context -> BadRequestError code context_length_exceeded', { status: e.status, error: e.error });
+  }
+  try {
+    await client.completions.create({ model: 'llama', prompt: PROMPT }, { query: { share: 'maybe' } });
+    bad('?share=maybe: no error thrown');
+  } catch (e) {
+    expect(e instanceof OpenAI.BadRequestError && e.param === 'share', '?share=maybe -> BadRequestError param share',
+      { status: e.status, error: e.error });
+  }
+  const wrong = new OpenAI({ baseURL, apiKey: `${apiKey}-wrong`, maxRetries: 0, timeout: 10_000 });
+  try {
+    await wrong.models.list();
+    bad('wrong API key: no error thrown');
+  } catch (e) {
+    expect(e instanceof OpenAI.AuthenticationError && e.status === 401, 'wrong API key -> OpenAI.AuthenticationError 401',
+      { status: e.status, error: e.error });
+  }
+});
+
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,762 @@
+#!/usr/bin/env bash
+# test_http.sh - black-box HTTP tests of the real saserve binary on 127.0.0.1
+# (DESIGN.md "HTTP API" and "Per-request cache statistics"; RELIABILITY.md
+# section 2 classes B2 C1-C5 D2 D5 D6 E1 E2 E5 and section 4 T2-T8).
+#
+# Servers (each on its own free loopback port, killed by the EXIT trap):
+#   A  --ctx 512                      functional checks, error table, metrics
+#                                     reconciliation, promtool
+#   B  --ctx 512 --api-key secret --request-timeout 1   auth, 408
+#   C  --ctx 8192 --slots 1 --queue-max 1   full queue (503 + Retry-After),
+#                                     disconnects (stream, queued stream,
+#                                     queued plain request, running plain request)
+#   D  --ctx 2048 --slots 3 --shutdown-grace 5   SIGTERM while 3 streams run:
+#                                     keep-alive connection sees 503 draining
+#   E  --ctx 4096 --slots 3 --shutdown-grace 1   SIGTERM with 3 long streams:
+#                                     error event + [DONE], exit 0 within 3 s
+# "Long" requests are max_tokens 8000 (C) / 4000 (E) that the test cuts short
+# itself, so no check depends on how fast the machine generates.
+# Every answer is also validated against openapi.yaml (tests/http/validate.py).
+# Every curl is bounded by --max-time; each wait loop has a deadline.
+#
+# Environment: BUILD (default build), SHARED (default ../shared), SASERVE
+# (default $BUILD/saserve), MODEL (default stories260K), SPEC (default
+# openapi.yaml), KEEP_TMP=1 keeps the scratch directory.
+# Output: one PASS/FAIL line per check, then "N passed, M failed"; exit 1 on
+# any failure.
+set -u
+cd "$(dirname "$0")/../.." || exit 1
+BUILD=${BUILD:-build}
+SHARED=${SHARED:-../shared}
+SASERVE=${SASERVE:-$BUILD/saserve}
+MODEL=${MODEL:-$SHARED/models/stories260K/stories260K.gguf}
+SPEC=${SPEC:-openapi.yaml}
+HTTPCHECK=tests/http/httpcheck.py
+VALIDATE=tests/http/validate.py
+
+pass=0
+fail=0
+known=0
+T0=$SECONDS
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/saserve-http.XXXXXX")
+SERVER_PIDS=()
+CURL_PIDS=()
+
+cleanup() {
+    local p
+    for p in "${CURL_PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    for p in "${SERVER_PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    if [ "${KEEP_TMP:-0}" = 1 ]; then echo "scratch kept in $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+
+ok() { pass=$((pass + 1)); echo "PASS $*"; }
+bad() { fail=$((fail + 1)); echo "FAIL $*"; }
+# check DESC COMMAND...: PASS if the command succeeds; its output explains a FAIL.
+check() {
+    local desc=$1 out
+    shift
+    if out=$("$@" 2>&1); then ok "$desc"; else bad "$desc${out:+ -- $(printf '%s' "$out" | head -c 400 | tr '\n' ' ')}"; fi
+}
+# known_bug DESC COMMAND...: a documented server bug; reported, not counted as a failure.
+known_bug() {
+    local desc=$1
+    shift
+    if "$@" >/dev/null 2>&1; then ok "$desc (was a known bug: now fixed)"; else known=$((known + 1)); echo "KNOWN-BUG $desc"; fi
+}
+
+# python with PyYAML (Debian python3-yaml) for the schema checks; any python3 for the rest
+PY=""
+for p in /usr/bin/python3 python3; do
+    if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import yaml' 2>/dev/null; then PY=$p; break; fi
+done
+PYC=${PY:-python3}
+jtrue() { "$PYC" "$HTTPCHECK" true "$@"; }
+jval() { "$PYC" "$HTTPCHECK" value "$@"; }
+
+if [ ! -x "$SASERVE" ]; then echo "FAIL $SASERVE is not built"; echo "0 passed, 1 failed"; exit 1; fi
+if [ ! -f "$MODEL" ]; then echo "FAIL model $MODEL not found (SHARED=$SHARED)"; echo "0 passed, 1 failed"; exit 1; fi
+
+free_port() {
+    "$PYC" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# start_server NAME ARGS... -> sets PORT_<NAME>, PID_<NAME>; log in $TMP/NAME.log
+start_server() {
+    local name=$1 port pid
+    shift
+    port=$(free_port)
+    "$SASERVE" serve -m "$MODEL" --host 127.0.0.1 --port "$port" --threads 2 "$@" >"$TMP/$name.log" 2>&1 &
+    pid=$!
+    SERVER_PIDS+=("$pid")
+    printf -v "PORT_$name" '%s' "$port"
+    printf -v "PID_$name" '%s' "$pid"
+}
+
+# wait_ready NAME: /health 200 within 40 s (start-up calibrates the share plan)
+wait_ready() {
+    local name=$1 port pid i
+    port=$(eval echo "\$PORT_$name")
+    pid=$(eval echo "\$PID_$name")
+    for i in $(seq 400); do
+        if [ "$(curl -s -o "$TMP/ready_$name.body" -w '%{http_code}' --max-time 1 "http://127.0.0.1:$port/health" 2>/dev/null)" = 200 ]; then
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t\t%s\n' "ready_$name" GET /health 200 application/json "$TMP/ready_$name.body" "$port" >>"$TMP/manifest"
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "server $name did not become ready:"
+    sed 's/^/    /' "$TMP/$name.log" | tail -n 5
+    return 1
+}
+
+# req PORT LABEL METHOD PATH?QUERY [curl args...]: one exchange, recorded in the
+# manifest for schema validation and reconciliation. Sets CODE, CTYPE, BODY, HDR.
+SEQ=0
+req() {
+    local port=$1 label=$2 method=$3 pq=$4 out
+    shift 4
+    SEQ=$((SEQ + 1))
+    BODY="$TMP/r$SEQ.body"
+    HDR="$TMP/r$SEQ.hdr"
+    out=$(curl -s --max-time "${MAXT:-30}" -X "$method" -o "$BODY" -D "$HDR" -w '%{http_code} %{content_type}' \
+        "$@" "http://127.0.0.1:$port$pq" 2>/dev/null)
+    CODE=${out%% *}
+    CTYPE=${out#* }
+    [ -n "$CODE" ] || CODE=000
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$method" "${pq%%\?*}" "$CODE" "$CTYPE" "$BODY" "$HDR" "$port" \
+        >>"$TMP/manifest"
+}
+# post PORT LABEL PATH?QUERY JSON [curl args...]
+post() {
+    local port=$1 label=$2 pq=$3 json=$4
+    shift 4
+    req "$port" "$label" POST "$pq" -H 'Content-Type: application/json' --data-binary "$json" "$@"
+}
+# expect_error LABEL STATUS PARAM CODE: the last answer must be that error object
+# (checked in batches by flush_expect: one python run for many answers)
+expect_error() {
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$CODE" "$BODY" >>"$TMP/expect"
+}
+flush_expect() {
+    [ -s "$TMP/expect" ] || return 0
+    while IFS= read -r line; do
+        case $line in PASS*) ok "${line#PASS }" ;; FAIL*) bad "${line#FAIL }" ;; *) echo "$line" ;; esac
+    done < <("$PYC" - "$TMP/expect" <<'PYEOF'
+import json, sys
+for line in open(sys.argv[1], encoding="utf-8"):
+    label, status, param, code, got, body = line.rstrip("\n").split("\t")
+    desc = "%s -> %s param=%s code=%s" % (label, status, param, code)
+    try:
+        d = json.load(open(body, encoding="utf-8"))
+        e = d["error"]
+        okk = (got == status and e["param"] == (None if param == "null" else param) and e["code"] == code
+               and isinstance(e["type"], str) and e["type"] and isinstance(e["message"], str) and e["message"])
+        why = "got %s %s" % (got, json.dumps(d)[:300])
+    except Exception as ex:  # noqa: BLE001
+        okk, why = False, "got %s, body unreadable: %s" % (got, ex)
+    print(("PASS %s" % desc) if okk else ("FAIL %s -- %s" % (desc, why)))
+PYEOF
+    )
+    : >"$TMP/expect"
+}
+header() { # header FILE NAME -> value of the last block's header
+    tr -d '\r' <"$1" | awk -v n="$(printf '%s' "$2" | tr 'A-Z' 'a-z')" 'BEGIN{FS=": "} /^HTTP\//{v=""} {k=tolower($1); if (k==n) v=substr($0, length($1)+3)} END{print v}'
+}
+scrape() { # scrape PORT FILE (.prom), not recorded in the manifest
+    curl -s --max-time 5 -o "$2" "http://127.0.0.1:$1/metrics"
+}
+metric() { "$PYC" "$HTTPCHECK" metric "$@"; }
+# idle_within PORT SECONDS: active sequences, KV bytes used and queue depth all 0
+idle_within() {
+    local port=$1 secs=$2 deadline f="$TMP/idle.prom"
+    deadline=$(($(date +%s%N) + secs * 1000000000))
+    while [ "$(date +%s%N)" -lt "$deadline" ]; do
+        scrape "$port" "$f"
+        if [ "$(metric "$f" saserve_active_sequences)" = 0 ] && [ "$(metric "$f" saserve_kv_bytes_used)" = 0 ] &&
+            [ "$(metric "$f" saserve_queue_depth)" = 0 ]; then return 0; fi
+        sleep 0.1
+    done
+    echo "after ${secs}s: active=$(metric "$f" saserve_active_sequences) kv_bytes_used=$(metric "$f" saserve_kv_bytes_used) queue=$(metric "$f" saserve_queue_depth)"
+    return 1
+}
+# wait_metric PORT SERIES VALUE SECONDS
+wait_metric() {
+    local port=$1 series=$2 want=$3 secs=$4 deadline f="$TMP/wait.prom"
+    deadline=$(($(date +%s%N) + secs * 1000000000))
+    while [ "$(date +%s%N)" -lt "$deadline" ]; do
+        scrape "$port" "$f"
+        [ "$(metric "$f" "$series")" = "$want" ] && return 0
+        sleep 0.05
+    done
+    echo "$series = $(metric "$f" "$series"), expected $want within ${secs}s"
+    return 1
+}
+# changed_metric PORT SERIES OLD SECONDS: prints the series once it differs from OLD
+# (or its value after SECONDS): counters are updated just after the gauges drop
+changed_metric() {
+    local port=$1 series=$2 old=$3 secs=$4 deadline f="$TMP/changed.prom" v
+    deadline=$(($(date +%s%N) + secs * 1000000000))
+    while :; do
+        scrape "$port" "$f"
+        v=$(metric "$f" "$series")
+        if [ "$v" != "$old" ] || [ "$(date +%s%N)" -ge "$deadline" ]; then echo "$v"; return; fi
+        sleep 0.05
+    done
+}
+# wait_data FILE SECONDS: the stream has delivered at least one data event
+wait_data() {
+    local f=$1 secs=$2 i
+    for i in $(seq $((secs * 20))); do
+        grep -q '^data: {' "$f" 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "no data event in $f after ${secs}s"
+    return 1
+}
+# stream_bg PORT OUTFILE PATH JSON: start a streaming client in the background; sets BG
+stream_bg() {
+    curl -sN --max-time "${MAXT_BG:-60}" -H 'Content-Type: application/json' --data-binary "$4" \
+        -o "$2" "http://127.0.0.1:$1$3" 2>/dev/null &
+    BG=$!
+    CURL_PIDS+=("$BG")
+}
+# wait_exit PID SECONDS: sets RC to the exit status, or 124 if still running after SECONDS
+wait_exit() {
+    local pid=$1 secs=$2 deadline
+    deadline=$(($(date +%s%N) + secs * 1000000000))
+    while kill -0 "$pid" 2>/dev/null; do
+        if [ "$(date +%s%N)" -ge "$deadline" ]; then RC=124; return; fi
+        sleep 0.05
+    done
+    wait "$pid"
+    RC=$?
+}
+section() { echo "# $* (t=$((SECONDS - T0)) s)"; }
+
+# ---------------------------------------------------------------- start
+section "start"
+if [ -n "$PY" ]; then
+    check "openapi.yaml parses and is consistent" "$PY" "$VALIDATE" "$SPEC" --check-spec
+else
+    bad "python3 with PyYAML (Debian python3-yaml) is needed to validate against $SPEC"
+fi
+# the OpenAPI 3.0 meta-schema too, where the openapi-spec-validator module is installed (optional)
+OSV=""
+for p in python3 /usr/bin/python3; do
+    if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import openapi_spec_validator' 2>/dev/null; then OSV=$p; break; fi
+done
+if [ -n "$OSV" ]; then
+    check "openapi-spec-validator accepts $SPEC (OpenAPI 3.0 meta-schema)" "$OSV" -c '
+import sys
+from openapi_spec_validator import OpenAPIV30SpecValidator
+from openapi_spec_validator.readers import read_from_filename
+errs = list(OpenAPIV30SpecValidator(read_from_filename(sys.argv[1])[0]).iter_errors())
+for e in errs[:5]:
+    print(getattr(e, "message", str(e))[:200], list(getattr(e, "path", []))[:8])
+sys.exit(1 if errs else 0)
+' "$SPEC"
+else
+    echo "NOTE openapi-spec-validator (python) not installed: meta-schema check skipped"
+fi
+
+start_server A --ctx 512
+start_server B --ctx 512 --api-key secret --request-timeout 1
+start_server C --ctx 8192 --max-tokens-limit 8192 --slots 1 --queue-max 1
+start_server D --ctx 2048 --slots 3 --shutdown-grace 5
+start_server E --ctx 4096 --slots 3 --shutdown-grace 1
+for s in A B C D E; do
+    if ! wait_ready $s; then bad "server $s started"; echo "$pass passed, $fail failed"; exit 1; fi
+done
+ok "5 servers ready on ports $PORT_A $PORT_B $PORT_C $PORT_D $PORT_E ($((SECONDS - T0)) s)"
+A=$PORT_A
+
+# ---------------------------------------------------------------- basics (A)
+section "basics (A)"
+req $A health GET /health
+check "GET /health -> 200 {status: ok}" jtrue "$CODE == 200 and d == {'status': 'ok'}" "$BODY"
+req $A models GET /v1/models
+check "GET /v1/models: 1 model, layers 5, context_length 512, share_spans string" jtrue \
+    "$CODE == 200 and len(d['data']) == 1 and d['data'][0]['layers'] == 5 and d['data'][0]['context_length'] == 512 and isinstance(d['data'][0]['share_spans'], str) and d['data'][0]['owned_by'] == 'saserve'" "$BODY"
+
+P='"prompt": "Once upon a time"'
+post $A greedy /v1/completions "{$P, \"temperature\": 0, \"max_tokens\": 30}"
+GREEDY=$BODY
+check "completion (temperature 0): 200, text, usage, cache identities" jtrue \
+    "$CODE == 200 and d['object'] == 'text_completion' and len(d['choices']) == 1 and len(text(d)) > 0 and d['usage']['completion_tokens'] > 0 and d['usage']['total_tokens'] == d['usage']['prompt_tokens'] + d['usage']['completion_tokens'] and d['choices'][0]['finish_reason'] in ('stop', 'length') and cache_ok(d['cache']) and d['cache']['layers'] == 5 and d['cache']['tokens'] > 0" "$BODY"
+
+# Shared Attention on vs off on the same prompt (spans 3-4: layers 3 and 4 store no K)
+post $A share_on '/v1/completions?share=on' "{$P, \"temperature\": 0, \"max_tokens\": 20, \"share_spans\": \"3-4\"}"
+ON=$BODY
+post $A share_off '/v1/completions?share=off' "{$P, \"temperature\": 0, \"max_tokens\": 20, \"share_spans\": \"3-4\"}"
+OFF=$BODY
+check "?share=on + share_spans 3-4: shared_attention, spans [3-4], sharing_layers 2" jtrue \
+    "d0['cache']['shared_attention'] is True and d0['cache']['spans'] == ['3-4'] and d0['cache']['sharing_layers'] == 2 and cache_ok(d0['cache'])" "$ON"
+check "?share=off (same body): shared_attention false, sharing_layers 0, saved 0" jtrue \
+    "d0['cache']['shared_attention'] is False and d0['cache']['sharing_layers'] == 0 and d0['cache']['kv_bytes_saved'] == 0 and cache_ok(d0['cache'])" "$OFF"
+check "share on/off: same tokens; kv_bytes_saved = without x 2/5 x 1/2 exactly; k_bytes ratio 3/5; v_bytes equal" jtrue \
+    "d0['cache']['tokens'] == d1['cache']['tokens'] > 0 and d0['usage'] == d1['usage'] and d0['cache']['kv_bytes_without_sharing'] == d1['cache']['kv_bytes_without_sharing'] == d1['cache']['kv_bytes'] and d0['cache']['kv_bytes_saved'] * 10 == d0['cache']['kv_bytes_without_sharing'] * 2 and d0['cache']['k_bytes'] * 5 == d1['cache']['k_bytes'] * 3 and d0['cache']['v_bytes'] == d1['cache']['v_bytes'] and abs(d0['cache']['kv_saved_ratio'] - 0.2) < 1e-6 and d0['cache']['attention_flops_saved'] > 0 == d1['cache']['attention_flops_saved']" "$ON" "$OFF"
+post $A share_body_only /v1/completions "{$P, \"temperature\": 0, \"max_tokens\": 4, \"share_spans\": \"3-4\"}"
+check "share_spans without ?share turns sharing on (sharing_layers 2)" jtrue \
+    "$CODE == 200 and d['cache']['shared_attention'] is True and d['cache']['sharing_layers'] == 2" "$BODY"
+post $A rebalance_on '/v1/completions?rebalance=on' "{$P, \"temperature\": 0, \"max_tokens\": 4, \"rebalance_alpha\": 0.5, \"rebalance_tau\": 0.05}"
+check "?rebalance=on -> cache.rebalance true" jtrue "$CODE == 200 and d['cache']['rebalance'] is True" "$BODY"
+
+# streaming equals non-streaming (greedy)
+post $A stream '/v1/completions' "{$P, \"temperature\": 0, \"max_tokens\": 30, \"stream\": true}" -N
+STREAM=$BODY
+check "stream: 200 text/event-stream" test "$CODE $CTYPE" = "200 text/event-stream"
+check "stream: every data line is JSON or [DONE], blank-line framed, ends with data: [DONE]" "$PYC" -c '
+import json, sys
+t = open(sys.argv[1], encoding="utf-8").read()
+assert t.endswith("data: [DONE]\n\n"), "does not end with data: [DONE]"
+blocks = [b for b in t.split("\n\n") if b]
+for b in blocks:
+    for l in b.split("\n"):
+        assert l.startswith("data: ") or l.startswith(":"), "bad line %r" % l[:60]
+        if l.startswith("data: ") and l != "data: [DONE]":
+            json.loads(l[6:])
+assert sum(b == "data: [DONE]" for b in blocks) == 1
+' "$STREAM"
+check "stream: concatenated text equals the non-streamed text; final chunk has usage, cache, finish_reason" jtrue \
+    "text(d0) == text(d1) and len(text(d0)) > 0 and final(d0)['usage'] == d1['usage'] and cache_ok(final(d0)['cache']) and final(d0)['cache'] == d1['cache'] and final(d0)['choices'][0]['finish_reason'] == d1['choices'][0]['finish_reason']" "$STREAM" "$GREEDY"
+post $A stream_usage '/v1/completions' "{$P, \"temperature\": 0, \"max_tokens\": 8, \"stream\": true, \"stream_options\": {\"include_usage\": true}}" -N
+check "stream_options.include_usage: a last chunk with choices [] carries usage and cache" jtrue \
+    "d[-1]['choices'] == [] and d[-1]['usage']['completion_tokens'] == 8 and cache_ok(d[-1]['cache']) and all('usage' not in e for e in d[:-1])" "$BODY"
+
+# chat
+CHAT='"messages": [{"role": "system", "content": "You tell stories."}, {"role": "user", "content": "Tell me about a cat."}]'
+post $A chat /v1/chat/completions "{$CHAT, \"temperature\": 0, \"max_tokens\": 20}"
+CHATB=$BODY
+check "chat completion: 200, assistant message, usage, cache" jtrue \
+    "$CODE == 200 and d['object'] == 'chat.completion' and d['choices'][0]['message']['role'] == 'assistant' and len(text(d)) > 0 and d['usage']['completion_tokens'] > 0 and cache_ok(d['cache'])" "$BODY"
+post $A chat_stream /v1/chat/completions "{$CHAT, \"temperature\": 0, \"max_tokens\": 20, \"stream\": true}" -N
+check "chat stream: role first, content equals non-streamed, finish chunk with cache, [DONE]" jtrue \
+    "d0[0]['object'] == 'chat.completion.chunk' and d0[0]['choices'][0]['delta'].get('role') == 'assistant' and all('role' not in e['choices'][0]['delta'] for e in d0[1:]) and text(d0) == text(d1) and final(d0)['usage'] == d1['usage'] and cache_ok(final(d0)['cache'])" "$BODY" "$CHATB"
+check "chat stream ends with data: [DONE]" grep -qx 'data: \[DONE\]' "$BODY"
+post $A chat_developer /v1/chat/completions '{"messages": [{"role": "developer", "content": [{"type": "text", "text": "Be brief."}]}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": null}, {"role": "user", "content": "Go on"}], "max_tokens": 4, "max_completion_tokens": 3}'
+check "chat: developer role, content parts, null assistant content; max_completion_tokens wins" jtrue \
+    "$CODE == 200 and d['usage']['completion_tokens'] <= 3" "$BODY"
+post $A chat_logprobs /v1/chat/completions "{$CHAT, \"temperature\": 0, \"max_tokens\": 3, \"logprobs\": true, \"top_logprobs\": 2}"
+check "chat logprobs: content[] with token, logprob, bytes, 2 top_logprobs" jtrue \
+    "$CODE == 200 and len(d['choices'][0]['logprobs']['content']) == d['usage']['completion_tokens'] and all(len(c['top_logprobs']) == 2 and c['logprob'] <= 0 and bytes(c['bytes']).decode('utf-8', 'replace') == c['token'] for c in d['choices'][0]['logprobs']['content'])" "$BODY"
+
+# logprobs, echo, n, stop, seed
+post $A logprobs /v1/completions "{$P, \"temperature\": 0, \"max_tokens\": 6, \"logprobs\": 2}"
+check "logprobs=2: tokens / token_logprobs / top_logprobs (2 each, most likely first = the greedy token) / text_offset" jtrue \
+    "(lp := d['choices'][0]['logprobs']) and len(lp['tokens']) == len(lp['token_logprobs']) == len(lp['top_logprobs']) == len(lp['text_offset']) == d['usage']['completion_tokens'] > 0 and all(len(t) == 2 for t in lp['top_logprobs']) and all(x <= 0 for x in lp['token_logprobs']) and ''.join(lp['tokens']) == text(d) and lp['text_offset'][0] == 0 and all(max(t, key=t.get) == tok for t, tok in zip(lp['top_logprobs'], lp['tokens']))" "$BODY"
+post $A logprobs_stream /v1/completions "{$P, \"temperature\": 0, \"max_tokens\": 4, \"logprobs\": 5, \"stream\": true}" -N
+check "logprobs=5 streamed: each token chunk has its token's logprobs with 5 alternatives" jtrue \
+    "$CODE == 200 and sum(len(e['choices'][0]['logprobs']['tokens']) for e in d if e['choices']) == 4 and all(len(t) == 5 for e in d if e['choices'] for t in e['choices'][0]['logprobs']['top_logprobs'])" "$BODY"
+post $A echo /v1/completions "{$P, \"temperature\": 0, \"max_tokens\": 30, \"echo\": true}"
+check "echo=true: text = prompt + the greedy text" jtrue \
+    "text(d0) == 'Once upon a time' + text(d1)" "$BODY" "$GREEDY"
+post $A n2 /v1/completions "{$P, \"max_tokens\": 6, \"n\": 2, \"seed\": 7}"
+check "n=2: 2 choices (index 0, 1), each with usage/cache; usage counts the prompt once" jtrue \
+    "[c['index'] for c in d['choices']] == [0, 1] and all(cache_ok(c['cache']) and c['usage']['completion_tokens'] > 0 for c in d['choices']) and d['usage']['completion_tokens'] == sum(c['usage']['completion_tokens'] for c in d['choices']) and d['usage']['prompt_tokens'] == d['choices'][0]['usage']['prompt_tokens'] and d['cache']['tokens'] == sum(c['cache']['tokens'] for c in d['choices']) and cache_ok(d['cache'])" "$BODY"
+post $A prompts2 /v1/completions '{"prompt": ["Once upon a time", "The dog"], "max_tokens": 3, "temperature": 0}'
+check "prompt array of 2 strings: 2 choices; usage.prompt_tokens = sum of both prompts" jtrue \
+    "$CODE == 200 and len(d['choices']) == 2 and d['usage']['prompt_tokens'] == sum(c['usage']['prompt_tokens'] for c in d['choices'])" "$BODY"
+STOP=$(jval "re.findall(r'[A-Za-z]{3,}', text(d))[2]" "$GREEDY")
+post $A stop /v1/completions "{$P, \"temperature\": 0, \"max_tokens\": 30, \"stop\": [\"zzqx\", \"$STOP\"]}"
+check "stop '$STOP': finish_reason stop, text = greedy text cut before the stop string" jtrue \
+    "d0['choices'][0]['finish_reason'] == 'stop' and text(d0) == text(d1)[:text(d1).index('$STOP')] and d0['usage']['completion_tokens'] < d1['usage']['completion_tokens']" "$BODY" "$GREEDY"
+post $A stop_stream /v1/completions "{$P, \"temperature\": 0, \"max_tokens\": 30, \"stop\": \"$STOP\", \"stream\": true}" -N
+check "stop streamed: same text, finish_reason stop" jtrue \
+    "text(d0) == text(d1) and final(d0)['choices'][0]['finish_reason'] == 'stop'" "$BODY" "$TMP/r$((SEQ - 1)).body"
+post $A seed1 /v1/completions "{$P, \"temperature\": 1, \"max_tokens\": 30, \"seed\": 42}"
+S1=$BODY
+post $A seed2 /v1/completions "{$P, \"temperature\": 1, \"max_tokens\": 30, \"seed\": 42}"
+check "seed 42 at temperature 1 twice: same text" jtrue "len(text(d0)) > 0 and text(d0) == text(d1)" "$S1" "$BODY"
+post $A token_ids /v1/completions '{"prompt": [1, 403, 407], "temperature": 0, "max_tokens": 3, "echo": true}'
+check "token-id prompt (3 ids) with echo: prompt_tokens 3" jtrue "$CODE == 200 and d['usage']['prompt_tokens'] == 3" "$BODY"
+post $A extras /v1/completions "{$P, \"max_tokens\": 2, \"model\": \"my-model\", \"user\": \"u1\", \"unknown_field\": {\"x\": 1}, \"top_k\": 100000, \"min_p\": 0.05, \"presence_penalty\": 0.5, \"frequency_penalty\": -0.5, \"repeat_penalty\": 1.1, \"top_p\": 0.9, \"seed\": null}"
+check "extras: unknown fields ignored, model echoed, top_k above vocab clamped, nulls = not given" jtrue \
+    "$CODE == 200 and d['model'] == 'my-model'" "$BODY"
+
+# ---------------------------------------------------------------- errors (A)
+section "errors (A)"
+E='/v1/completions'
+post $A err_malformed $E '{bad'
+expect_error "malformed JSON" 400 body invalid_json
+post $A err_not_object $E '[1, 2]'
+expect_error "body is an array" 400 body invalid_value
+post $A err_empty $E ''
+expect_error "empty body" 400 body invalid_json
+post $A err_nan $E '{"prompt": "a", "temperature": NaN}'
+expect_error "NaN literal" 400 body invalid_json
+post $A err_dup $E '{"prompt": "a", "prompt": "b"}'
+expect_error "duplicate key prompt" 400 prompt invalid_json
+post $A err_missing $E '{"max_tokens": 3}'
+expect_error "missing prompt" 400 prompt missing_required_parameter
+post $A err_prompt_type $E '{"prompt": 5}'
+expect_error "prompt: 5 (wrong type)" 400 prompt invalid_type
+post $A err_temp_type $E '{"prompt": "a", "temperature": "hot"}'
+expect_error "temperature: \"hot\" (wrong type)" 400 temperature invalid_type
+post $A err_stream_type $E '{"prompt": "a", "stream": "yes"}'
+expect_error "stream: \"yes\" (wrong type)" 400 stream invalid_type
+post $A err_max_tokens_real $E '{"prompt": "a", "max_tokens": 2.0}'
+expect_error "max_tokens: 2.0 (real for an integer)" 400 max_tokens invalid_type
+post $A err_temp $E '{"prompt": "a", "temperature": 3}'
+expect_error "temperature 3" 400 temperature invalid_value
+post $A err_top_p $E '{"prompt": "a", "top_p": 0}'
+expect_error "top_p 0" 400 top_p invalid_value
+post $A err_n $E '{"prompt": "a", "n": 1000000}'
+expect_error "n 1000000" 400 n invalid_value
+post $A err_logprobs $E '{"prompt": "a", "logprobs": 6}'
+expect_error "logprobs 6" 400 logprobs invalid_value
+post $A err_max_tokens $E '{"prompt": "a", "max_tokens": 0}'
+expect_error "max_tokens 0" 400 max_tokens invalid_value
+post $A err_max_tokens_big $E '{"prompt": "a", "max_tokens": 1000000000000000000}'
+expect_error "max_tokens 1e18" 400 max_tokens invalid_value
+post $A err_top_k $E '{"prompt": "a", "top_k": -5}'
+expect_error "top_k -5" 400 top_k invalid_value
+post $A err_seed $E '{"prompt": "a", "seed": -1}'
+expect_error "seed -1" 400 seed invalid_value
+post $A err_presence $E '{"prompt": "a", "presence_penalty": 3}'
+expect_error "presence_penalty 3" 400 presence_penalty invalid_value
+post $A err_ids_neg $E '{"prompt": [-1]}'
+expect_error "prompt [-1]" 400 prompt invalid_value
+post $A err_ids_vocab $E '{"prompt": [512]}'
+expect_error "prompt [512] (= n_vocab)" 400 prompt invalid_value
+post $A err_ids_big $E '{"prompt": [4294967296]}'
+expect_error "prompt [4294967296]" 400 prompt invalid_value
+post $A err_ids_real $E '{"prompt": [1.5]}'
+expect_error "prompt [1.5]" 400 prompt invalid_type
+post $A err_ids_empty $E '{"prompt": []}'
+expect_error "prompt []" 400 prompt invalid_value
+STOP17=$("$PYC" -c 'import json; print(json.dumps(["s%d" % i for i in range(17)]))')
+post $A err_stop17 $E "{\"prompt\": \"a\", \"stop\": $STOP17}"
+expect_error "17 stop strings" 400 stop invalid_value
+post $A err_spans_syntax $E '{"prompt": "a", "share_spans": "three"}'
+expect_error "share_spans \"three\"" 400 share_spans invalid_value
+post $A err_spans_model $E '{"prompt": "a", "share_spans": "3-9"}'
+expect_error "share_spans \"3-9\" (beyond the 5 layers)" 400 share_spans invalid_value
+post $A err_query_value "$E?share=maybe" '{"prompt": "a"}'
+expect_error "?share=maybe" 400 share invalid_value
+post $A err_query_unknown "$E?foo=1" '{"prompt": "a"}'
+expect_error "?foo=1" 400 foo invalid_value
+post $A err_query_dup "$E?share=on&share=off" '{"prompt": "a"}'
+expect_error "?share=on&share=off" 400 share invalid_value
+post $A err_query_case "$E?rebalance=ON" '{"prompt": "a"}'
+expect_error "?rebalance=ON" 400 rebalance invalid_value
+LONG=$("$PYC" -c 'print("{\"prompt\": \"" + "Once upon a time there was a dog. " * 100 + "\"}")')
+post $A err_context $E "$LONG"
+expect_error "prompt longer than the 512-token context" 400 prompt context_length_exceeded
+IDS513=$("$PYC" -c 'import json; print(json.dumps({"prompt": [1] * 513}))')
+post $A err_context_ids $E "$IDS513"
+expect_error "513 token ids" 400 prompt context_length_exceeded
+C='/v1/chat/completions'
+post $A err_chat_empty $C '{"messages": []}'
+expect_error "chat: messages []" 400 messages invalid_value
+post $A err_chat_role $C '{"messages": [{"role": "bot", "content": "hi"}]}'
+expect_error "chat: role bot" 400 'messages[0].role' invalid_value
+post $A err_chat_top_lp $C '{"messages": [{"role": "user", "content": "hi"}], "top_logprobs": 2}'
+expect_error "chat: top_logprobs without logprobs" 400 top_logprobs invalid_value
+post $A err_chat_prompt_field $C '{"prompt": "hi"}'
+expect_error "chat: no messages" 400 messages missing_required_parameter
+
+# oversize bodies: with Content-Length and chunked
+head -c $((2 * 1024 * 1024)) /dev/zero | tr '\0' 'a' >"$TMP/big.json"
+req $A big_cl POST $E -H 'Content-Type: application/json' --data-binary @"$TMP/big.json"
+expect_error "2 MiB body with Content-Length" 413 null request_too_large
+req $A big_chunked POST $E -H 'Content-Type: application/json' -H 'Transfer-Encoding: chunked' --data-binary @"$TMP/big.json"
+expect_error "2 MiB chunked body" 413 null request_too_large
+
+# URLs and methods
+req $A unknown GET /v1/nope
+expect_error "unknown path" 404 null unknown_url
+req $A double_slash POST /v1//completions --path-as-is -d '{"prompt": "a"}'
+expect_error "/v1//completions" 404 null unknown_url
+req $A dot_segment POST /v1/./completions --path-as-is -d '{"prompt": "a"}'
+expect_error "/v1/./completions" 404 null unknown_url
+req $A trailing_slash POST /v1/completions/ -d '{"prompt": "a"}'
+expect_error "/v1/completions/" 404 null unknown_url
+# RELIABILITY.md D6: a percent-encoded path must not reach the route (not in the manifest: a 200 here is the bug)
+# RELIABILITY.md D6: a percent-encoded path must not reach the route. Recorded under the
+# path the server routed it to, so that the schema and counter checks stay exact.
+req $A encoded POST /v1/%63ompletions --path-as-is -H 'Content-Type: application/json' -d '{"prompt": "a", "max_tokens": 1}'
+if [ "$CODE" = 200 ]; then sed -i '$ s|\t/v1/%63ompletions\t|\t/v1/completions\t|' "$TMP/manifest"; fi
+check "/v1/%63ompletions -> 404 (percent-escaped paths never reach a route)" test "$CODE" = 404
+req $A get_completions GET /v1/completions
+expect_error "GET /v1/completions" 405 null method_not_allowed
+check "405 carries Allow: POST" test "$(header "$HDR" Allow)" = POST
+req $A post_models POST /v1/models -d '{}'
+expect_error "POST /v1/models" 405 null method_not_allowed
+check "405 carries Allow: GET" test "$(header "$HDR" Allow)" = GET
+req $A health_after GET /health
+check "server still healthy after the error table" test "$CODE" = 200
+
+# ---------------------------------------------------------------- metrics (A)
+flush_expect
+section "metrics (A)"
+req $A metrics GET /metrics
+METRICS_BODY=$BODY
+cp "$METRICS_BODY" "$TMP/A.prom"
+check "/metrics: text/plain, saserve_up 1" jtrue "d['saserve_up'] == 1" "$TMP/A.prom"
+if command -v promtool >/dev/null 2>&1; then
+    check "promtool check metrics accepts /metrics" sh -c "promtool check metrics <'$METRICS_BODY'"
+else
+    echo "NOTE promtool not installed (Debian package prometheus): exposition check skipped"
+fi
+# counters vs. what this client saw (the manifest so far; the scrape counts itself)
+while IFS= read -r line; do
+    case $line in PASS*) ok "${line#PASS }" ;; FAIL*) bad "${line#FAIL }" ;; *) echo "$line" ;; esac
+done < <("$PYC" "$HTTPCHECK" reconcile "$TMP/manifest" "$A" "$TMP/A.prom")
+check "413 answers are counted in saserve_requests_total" \
+    jtrue "d['saserve_requests_total{endpoint=\"completions\",status=\"413\"}'] == 2" "$TMP/A.prom"
+
+# ---------------------------------------------------------------- auth and 408 (B)
+section "auth and 408 (B)"
+B=$PORT_B
+post $B auth_none /v1/completions '{"prompt": "a", "max_tokens": 1}'
+expect_error "api key: no Authorization" 401 null invalid_api_key
+check "401 carries WWW-Authenticate: Bearer" test "$(header "$HDR" WWW-Authenticate)" = Bearer
+post $B auth_wrong /v1/completions '{"prompt": "a", "max_tokens": 1}' -H 'Authorization: Bearer secreT'
+expect_error "api key: wrong key" 401 null invalid_api_key
+post $B auth_prefix /v1/completions '{"prompt": "a", "max_tokens": 1}' -H 'Authorization: Bearer secretsecret'
+expect_error "api key: key with the right prefix" 401 null invalid_api_key
+post $B auth_basic /v1/completions '{"prompt": "a", "max_tokens": 1}' -H 'Authorization: Basic c2VjcmV0'
+expect_error "api key: Basic scheme" 401 null invalid_api_key
+post $B auth_ok /v1/completions '{"prompt": "a", "max_tokens": 2}' -H 'Authorization: Bearer secret'
+check "api key: right key -> 200" jtrue "$CODE == 200 and d['usage']['completion_tokens'] == 2" "$BODY"
+req $B auth_models GET /v1/models
+check "api key: /v1/models without key -> 401" test "$CODE" = 401
+req $B auth_metrics GET /metrics
+check "api key: /metrics without key -> 401" test "$CODE" = 401
+req $B auth_health GET /health
+check "api key: /health without key -> 200" test "$CODE" = 200
+flush_expect
+# 408: headers and half a body, the rest after request_timeout (1 s)
+check "body trickled past request_timeout -> 408" "$PYC" -c '
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+body = b"{\"prompt\": \"a\", \"max_tokens\": 1}"
+s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer secret\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:5])
+time.sleep(1.6)
+try:
+    s.sendall(body[5:])
+except OSError:
+    pass
+data = b""
+while True:
+    try:
+        chunk = s.recv(4096)
+    except OSError:
+        break
+    if not chunk:
+        break
+    data += chunk
+    if b"\r\n\r\n" in data and b"}}" in data:
+        break
+line = data.split(b"\r\n", 1)[0]
+assert line.startswith(b"HTTP/1.1 408"), "got %r" % line
+assert b"request_timeout" in data
+' "$B"
+
+# ---------------------------------------------------------------- full queue (C: 1 slot, queue 1)
+section "full queue (C: 1 slot, queue 1)"
+C=$PORT_C
+QPIDS=()
+for i in 1 2 3 4 5 6; do
+    curl -s --max-time 60 -o "$TMP/q$i.body" -D "$TMP/q$i.hdr" -w '%{http_code} %{content_type}' \
+        -H 'Content-Type: application/json' \
+        --data-binary '{"prompt": "Once upon a time", "max_tokens": 600, "temperature": 0}' \
+        "http://127.0.0.1:$C/v1/completions" >"$TMP/q$i.out" 2>/dev/null &
+    QPIDS+=($!)
+done
+wait "${QPIDS[@]}"
+n200=0 n503=0 nother=0 retry_ok=1
+for i in 1 2 3 4 5 6; do
+    read -r code ctype <"$TMP/q$i.out"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "queue$i" POST /v1/completions "$code" "$ctype" "$TMP/q$i.body" "$TMP/q$i.hdr" "$C" >>"$TMP/manifest"
+    case $code in
+    200) n200=$((n200 + 1)) ;;
+    503) n503=$((n503 + 1))
+         ra=$(header "$TMP/q$i.hdr" Retry-After)
+         case $ra in '' | *[!0-9]*) retry_ok=0 ;; esac
+         jtrue "d['error']['code'] == 'server_busy'" "$TMP/q$i.body" >/dev/null || retry_ok=0 ;;
+    *) nother=$((nother + 1)) ;;
+    esac
+done
+check "6 concurrent long requests on 1 slot + queue 1: $n200 x 200, $n503 x 503, $nother other" \
+    test "$nother" -eq 0 -a "$n503" -ge 1 -a "$n200" -ge 2
+check "every 503 is server_busy with a numeric Retry-After" test "$retry_ok" -eq 1
+check "after the burst: idle (active 0, kv 0, queue 0)" idle_within "$C" 5
+
+# ---------------------------------------------------------------- disconnects (C)
+section "disconnects (C)"
+LONGREQ='{"prompt": "Once upon a time", "max_tokens": 8000, "temperature": 0'
+scrape "$C" "$TMP/c0.prom"
+gen0=$(metric "$TMP/c0.prom" saserve_generated_tokens_total)
+stream_bg "$C" "$TMP/d1.out" /v1/completions "$LONGREQ, \"stream\": true}"
+wait_data "$TMP/d1.out" 10 >/dev/null
+sleep 0.3
+kill "$BG" 2>/dev/null
+check "stream disconnected after its first tokens: active 0, KV bytes 0, queue 0 within 3 s" idle_within "$C" 3
+gen1=$(changed_metric "$C" saserve_generated_tokens_total "$gen0" 3)
+check "the disconnected stream was cut short (generated $((gen1 - gen0)) of 8000 tokens)" \
+    test "$((gen1 - gen0))" -gt 0 -a "$((gen1 - gen0))" -lt 8000
+
+# queued behind a long stream, then disconnected: a stream and a plain request
+stream_bg "$C" "$TMP/d2.out" /v1/completions "$LONGREQ, \"stream\": true}"
+HOLDER=$BG
+wait_data "$TMP/d2.out" 10 >/dev/null
+stream_bg "$C" "$TMP/d3.out" /v1/completions '{"prompt": "The dog", "max_tokens": 50, "stream": true}'
+QUEUED=$BG
+if wait_metric "$C" saserve_queue_depth 1 5 >/dev/null; then
+    sleep 0.3
+    kill "$QUEUED" 2>/dev/null
+    check "queued stream disconnected: leaves the queue within 3 s (the holder still runs)" \
+        wait_metric "$C" saserve_queue_depth 0 3
+else
+    bad "queued stream: it never showed in saserve_queue_depth"
+fi
+curl -s --max-time 30 -H 'Content-Type: application/json' --data-binary '{"prompt": "The dog", "max_tokens": 50}' \
+    -o /dev/null "http://127.0.0.1:$C/v1/completions" 2>/dev/null &
+QUEUED=$!
+CURL_PIDS+=("$QUEUED")
+if wait_metric "$C" saserve_queue_depth 1 5 >/dev/null; then
+    sleep 0.3
+    kill "$QUEUED" 2>/dev/null
+    check "queued non-streaming request disconnected: leaves the queue within 3 s (heartbeat probe)" \
+        wait_metric "$C" saserve_queue_depth 0 3
+else
+    bad "queued request: it never showed in saserve_queue_depth"
+fi
+check "the holder stream was still running while the queued clients left" sh -c "! grep -q '^data: \[DONE\]' '$TMP/d2.out'"
+kill "$HOLDER" 2>/dev/null
+check "holder disconnected too: active 0, KV bytes 0, queue 0 within 3 s" idle_within "$C" 3
+
+# non-streaming request disconnected while it generates (found by the heartbeat probe)
+sleep 0.2
+scrape "$C" "$TMP/c2.prom"
+gen2=$(metric "$TMP/c2.prom" saserve_generated_tokens_total)
+curl -s --max-time 60 -H 'Content-Type: application/json' --data-binary "$LONGREQ}" \
+    -o /dev/null "http://127.0.0.1:$C/v1/completions" 2>/dev/null &
+NS=$!
+CURL_PIDS+=("$NS")
+wait_metric "$C" saserve_active_sequences 1 5 >/dev/null
+sleep 0.3
+kill "$NS" 2>/dev/null
+check "non-streaming request disconnected mid-way: active 0, KV bytes 0 within 3 s" idle_within "$C" 3
+gen3=$(changed_metric "$C" saserve_generated_tokens_total "$gen2" 3)
+check "the disconnected non-streaming request was cut short (generated $((gen3 - gen2)) of 8000 tokens)" \
+    test "$((gen3 - gen2))" -gt 0 -a "$((gen3 - gen2))" -lt 8000
+req $C health_c GET /health
+check "server C healthy after the disconnects" test "$CODE" = 200
+
+# ---------------------------------------------------------------- SIGTERM with long streams (E: grace 1 s)
+section "SIGTERM with long streams (E: grace 1 s)"
+E_=$PORT_E
+for i in 1 2 3; do
+    stream_bg "$E_" "$TMP/e$i.out" /v1/completions '{"prompt": "Once upon a time", "max_tokens": 4000, "temperature": 0, "stream": true}'
+done
+for i in 1 2 3; do wait_data "$TMP/e$i.out" 10 >/dev/null; done
+sleep 0.2
+kill -TERM "$PID_E"
+t_term=$(date +%s%N)
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$E_/health" 2>/dev/null)
+check "after SIGTERM: a new connection is refused or answered 503 (got ${code:-none})" \
+    test "${code:-000}" = 000 -o "${code:-000}" = 503
+wait_exit "$PID_E" 5
+rc=$RC
+elapsed=$((($(date +%s%N) - t_term) / 1000000))
+check "SIGTERM, grace 1 s, 3 long streams: exit status 0 within 3 s (status $rc after ${elapsed} ms)" \
+    test "$rc" = 0 -a "$elapsed" -le 3000
+sleep 0.2
+for i in 1 2 3; do
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t\t%s\n' "sigterm_long$i" POST /v1/completions 200 text/event-stream "$TMP/e$i.out" "$E_" >>"$TMP/manifest"
+    check "SIGTERM long stream $i: an error event (cancelled), then data: [DONE]" "$PYC" -c '
+import json, sys
+t = open(sys.argv[1], encoding="utf-8").read()
+ev = [b[6:] for b in t.split("\n\n") if b.startswith("data: ")]
+assert ev and ev[-1] == "[DONE]", "no [DONE] at the end"
+err = json.loads(ev[-2])
+assert err["error"]["code"] == "cancelled" and err["error"]["type"] == "server_error", err
+assert all("error" not in json.loads(e) for e in ev[:-2]), "error before the end"
+' "$TMP/e$i.out"
+done
+
+# ---------------------------------------------------------------- SIGTERM while streams finish (D: grace 5 s)
+section "SIGTERM while streams finish (D: grace 5 s)"
+D=$PORT_D
+for i in 1 2 3; do
+    stream_bg "$D" "$TMP/s$i.out" /v1/completions '{"prompt": "Once upon a time", "max_tokens": 1500, "temperature": 0, "stream": true}'
+done
+for i in 1 2 3; do wait_data "$TMP/s$i.out" 10 >/dev/null; done
+check "3 streams in flight when SIGTERM is sent" sh -c "! grep -q '^data: \[DONE\]' '$TMP/s1.out' '$TMP/s2.out' '$TMP/s3.out'"
+# on a keep-alive connection opened before the signal: /health 503 draining, generation 503 + Retry-After
+t_term=$(date +%s%N)
+"$PYC" - "$D" "$PID_D" "$TMP" <<'PYEOF' >"$TMP/drain.out" 2>&1
+import http.client, os, signal, sys, time
+port, pid, tmp = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+c.request("GET", "/health"); r = c.getresponse(); r.read()
+assert r.status == 200, "before SIGTERM /health gave %d" % r.status
+os.kill(pid, signal.SIGTERM)
+time.sleep(0.3)
+def save(name, r, body):
+    with open("%s/%s.body" % (tmp, name), "wb") as f:
+        f.write(body)
+    with open("%s/%s.hdr" % (tmp, name), "w") as f:
+        f.write("HTTP/1.1 %d X\r\n" % r.status + "".join("%s: %s\r\n" % kv for kv in r.getheaders()) + "\r\n")
+    print("%s\t%d\t%s" % (name, r.status, r.getheader("Content-Type")))
+c.request("GET", "/health"); r = c.getresponse(); save("drain_health", r, r.read())
+c.request("POST", "/v1/completions", body=b'{"prompt": "a", "max_tokens": 2}', headers={"Content-Type": "application/json"})
+r = c.getresponse(); save("drain_completion", r, r.read())
+PYEOF
+while IFS=$'\t' read -r name st ct; do
+    case $name in drain_health | drain_completion)
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$([ $name = drain_health ] && echo GET || echo POST)" \
+            "$([ $name = drain_health ] && echo /health || echo /v1/completions)" "$st" "$ct" "$TMP/$name.body" "$TMP/$name.hdr" "$D" >>"$TMP/manifest" ;;
+    esac
+done <"$TMP/drain.out"
+check "draining, on a connection opened before SIGTERM: /health -> 503 {status: draining}" \
+    jtrue "d == {'status': 'draining'}" "$TMP/drain_health.body"
+check "draining, on a connection opened before SIGTERM: completion -> 503 server_unavailable with Retry-After" \
+    jtrue "d['error']['code'] == 'server_unavailable' and '$(header "$TMP/drain_completion.hdr" Retry-After)'.isdigit()" "$TMP/drain_completion.body"
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$D/health" 2>/dev/null)
+check "after SIGTERM: a new connection is refused or answered 503 (got ${code:-none})" \
+    test "${code:-000}" = 000 -o "${code:-000}" = 503
+wait_exit "$PID_D" 8
+rc=$RC
+elapsed=$((($(date +%s%N) - t_term) / 1000000))
+check "SIGTERM, grace 5 s, 3 streams: exit status 0 within 7 s (status $rc after ${elapsed} ms)" \
+    test "$rc" = 0 -a "$elapsed" -le 7300
+sleep 0.2
+for i in 1 2 3; do
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t\t%s\n' "sigterm_grace$i" POST /v1/completions 200 text/event-stream "$TMP/s$i.out" "$D" >>"$TMP/manifest"
+    check "SIGTERM stream $i ends with data: [DONE] (completed, or after an error event once the grace ran out)" "$PYC" -c '
+import json, sys
+t = open(sys.argv[1], encoding="utf-8").read()
+ev = [b[6:] for b in t.split("\n\n") if b.startswith("data: ")]
+assert ev and ev[-1] == "[DONE]", "no [DONE] at the end"
+last = json.loads(ev[-2])
+assert "error" in last or (last["choices"][0]["finish_reason"] == "length" and last["usage"]["completion_tokens"] == 1500), last
+' "$TMP/s$i.out"
+done
+
+# ---------------------------------------------------------------- every answer against openapi.yaml
+section "every answer against openapi.yaml"
+if [ -n "$PY" ]; then
+    while IFS= read -r line; do
+        case $line in PASS*) ok "${line#PASS }" ;; FAIL*) bad "${line#FAIL }" ;; *) echo "$line" ;; esac
+    done < <("$PY" "$VALIDATE" "$SPEC" --manifest "$TMP/manifest")
+fi
+
+# the other servers shut down cleanly too
+for s in A B C; do
+    pid=$(eval echo "\$PID_$s")
+    kill -TERM "$pid" 2>/dev/null
+    wait_exit "$pid" 12
+    rc=$RC
+    check "server $s: SIGTERM when idle -> exit 0 (status $rc)" test "$rc" = 0
+done
+
+echo "($((SECONDS - T0)) s)"
+[ "$known" -eq 0 ] || echo "$known known server bug(s) reported above as KNOWN-BUG (not counted)"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
