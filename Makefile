@@ -14,7 +14,7 @@ CC       ?= cc
 SHARED   ?= ../shared
 PKGS     := openblas jansson libmicrohttpd libuv libpcre2-8 libpng
 DEB_PKGS := build-essential pkg-config libopenblas-dev libjansson-dev libmicrohttpd-dev \
-            libuv1-dev libpcre2-dev libpng-dev python3 python3-yaml curl prometheus
+            libuv1-dev libpcre2-dev libpng-dev python3 python3-yaml yamllint curl prometheus
 
 ifeq ($(NATIVE),0)
 ARCH_FLAGS := -march=x86-64-v3
@@ -151,3 +151,6 @@ clean:
 	rm -rf build
 
 -include $(shell find build -name '*.d' 2>/dev/null)
+
+# Container image, compose/Kubernetes manifests, loopback scale-out test (docker/)
+include docker/make-targets.mk

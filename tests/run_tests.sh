@@ -39,7 +39,7 @@ if [ -n "${TSAN_BUILD:-}" ]; then
         [ -x "$TSAN_BUILD/tests/$name" ] && run_one "$name:tsan" "$TSAN_BUILD/tests/$name"
     done
 fi
-for s in tests/scripts/test_*.sh; do
+for s in tests/scripts/test_*.sh tests/deploy/test_manifests.sh; do
     [ -f "$s" ] || continue
     run_one "$(basename "$s" .sh)" bash "$s"
 done
