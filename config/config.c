@@ -68,7 +68,7 @@ static const struct config_setting config_settings[] = {
      "--prefill-chunk", 0, NULL, NULL, "most prompt tokens a sequence prefills in one step"},
     {"kv_budget", CONFIG_TYPE_SIZE, CONFIG_FIELD(kv_budget), "0", 0, 1024 * GIB, "SASERVE_KV_BUDGET",
      "--kv-budget", 0, NULL, NULL, "KV cache bytes (0 = slots x ctx worth)"},
-    {"mmap", CONFIG_TYPE_BOOL, CONFIG_FIELD(mmap), "true", 0, 1, "SASERVE_MMAP", "--mmap", 0, NULL, NULL,
+    {"mmap", CONFIG_TYPE_BOOL, CONFIG_FIELD(mmap), "false", 0, 1, "SASERVE_MMAP", "--mmap", 0, NULL, NULL,
      "memory-map the model file instead of reading it"},
     {"share", CONFIG_TYPE_BOOL, CONFIG_FIELD(share), "false", 0, 1, "SASERVE_SHARE", "--share", 0, NULL, NULL,
      "Shared Attention on by default (a request overrides it with ?share=on|off)"},

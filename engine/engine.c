@@ -93,7 +93,7 @@ struct engine_config engine_default_config(void)
         .n_slots = 4,
         .queue_max = 64,
         .prefill_chunk = 128,
-        .use_mmap = true,
+        .use_mmap = false, /* make bench: weights read into memory decode faster here */
         .share_spans = "auto",
         .share_threshold = CALIB_DEFAULT_THRESHOLD,
         .rebalance = rebalance_default_params(),

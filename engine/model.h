@@ -83,7 +83,7 @@ struct model {
 };
 
 struct model_load_opts {
-    bool use_mmap;      /* default true (see the bench note in README) */
+    bool use_mmap;      /* map the file instead of reading it (slower decode here: README, Speed) */
     bool no_tokenizer;  /* skip tokenizer creation */
 };
 

@@ -128,13 +128,13 @@ static void generate_usage(void)
             "      --frequency-penalty F, --presence-penalty F (default 0)\n"
             "      --logprobs N        print the top-N alternatives of each token\n"
             "      --ids               print generated token ids to stderr\n"
-            "      --no-mmap           read the weights into memory instead of mapping them\n"
+            "      --mmap              map the weights instead of reading them into memory\n"
             "      --no-eos            keep going past end-of-sequence tokens\n" ATTN_OPTS_HELP);
 }
 
 int cli_generate(int argc, char **argv)
 {
-    enum { O_TEMP = 256, O_TOPK, O_TOPP, O_MINP, O_SEED, O_RP, O_RLN, O_FP, O_PP, O_LP, O_IDS, O_NOMMAP, O_NOEOS };
+    enum { O_TEMP = 256, O_TOPK, O_TOPP, O_MINP, O_SEED, O_RP, O_RLN, O_FP, O_PP, O_LP, O_IDS, O_NOMMAP, O_NOEOS, O_MMAP };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"prompt", required_argument, 0, 'p'},
         {"n-predict", required_argument, 0, 'n'}, {"threads", required_argument, 0, 't'},
@@ -144,7 +144,7 @@ int cli_generate(int argc, char **argv)
         {"repeat-penalty", required_argument, 0, O_RP}, {"repeat-last-n", required_argument, 0, O_RLN},
         {"frequency-penalty", required_argument, 0, O_FP}, {"presence-penalty", required_argument, 0, O_PP},
         {"logprobs", required_argument, 0, O_LP}, {"ids", no_argument, 0, O_IDS},
-        {"no-mmap", no_argument, 0, O_NOMMAP}, {"no-eos", no_argument, 0, O_NOEOS},
+        {"no-mmap", no_argument, 0, O_NOMMAP}, {"mmap", no_argument, 0, O_MMAP}, {"no-eos", no_argument, 0, O_NOEOS},
         {"help", no_argument, 0, 'h'}, ATTN_LONG_OPTS, {0, 0, 0, 0}};
     const char *model_path = NULL, *prompt = "";
     struct attn_opts ao;
@@ -158,7 +158,7 @@ int cli_generate(int argc, char **argv)
     sp.repeat_last_n = 64;
     sp.seed = 1;
     bool print_ids = false, no_eos = false;
-    struct model_load_opts lo = {.use_mmap = true};
+    struct model_load_opts lo = {.use_mmap = false};
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, "m:p:n:t:c:h", opts, NULL)) != -1) {
@@ -182,6 +182,7 @@ int cli_generate(int argc, char **argv)
         case O_LP: bad = parse_double("--logprobs", name, 0, SAMPLER_MAX_LOGPROBS, &v); sp.n_logprobs = (int32_t)v; break;
         case O_IDS: print_ids = true; break;
         case O_NOMMAP: lo.use_mmap = false; break;
+        case O_MMAP: lo.use_mmap = true; break;
         case O_NOEOS: no_eos = true; break;
         case 'h': generate_usage(); return 0;
         default:

@@ -117,7 +117,7 @@ static void test_defaults(void)
     ASSERT_EQ(c.queue_max, 64);
     ASSERT_EQ(c.prefill_chunk, 128);
     ASSERT_EQ(c.kv_budget, 0);
-    ASSERT_TRUE(c.mmap);
+    ASSERT_TRUE(!c.mmap);
     ASSERT_TRUE(!c.share);
     ASSERT_STR_EQ(c.share_spans, "auto");
     ASSERT_NEAR(c.share_threshold, 0.9, 1e-7);
@@ -189,13 +189,13 @@ static void test_flags_override_file(void)
     char path[64], msg[MSG_LEN];
     struct config c;
     temp_file(path, layer_file);
-    char *argv[] = {"--port", "9001", "--threads=5", "--no-mmap", "--share=off", "-m", "flag.gguf",
+    char *argv[] = {"--port", "9001", "--threads=5", "--mmap", "--share=off", "-m", "flag.gguf",
                     "--max-body", "256k", "--rebalance", "--rebalance-alpha", "-0.5", "--config", path,
                     "--share-spans=off", "--api-key", "--secret", NULL};
     ASSERT_OK(load(&c, argv, NULL, msg));
     ASSERT_EQ(c.port, 9001);
     ASSERT_EQ(c.threads, 5);
-    ASSERT_TRUE(!c.mmap);
+    ASSERT_TRUE(c.mmap);
     ASSERT_TRUE(!c.share);
     ASSERT_STR_EQ(c.model, "flag.gguf");
     ASSERT_EQ(c.max_body, 256u << 10);
@@ -224,14 +224,14 @@ static void test_env_overrides_flags(void)
     temp_file(path2, "{\"port\": 7000, \"slots\": 9}");
     char *argv[] = {"--config", path, "--port", "9001", "--share", "--threads", "5", NULL};
     char *env[] = {"PATH=/bin", "SASERVE_PORT=9002", "SASERVE_SHARE=off", "SASERVE_MAX_BODY=3m",
-                   "SASERVE_API_KEY=k3y", "SASERVE_REBALANCE_TAU=0.5", "SASERVE_MMAP=0", NULL};
+                   "SASERVE_API_KEY=k3y", "SASERVE_REBALANCE_TAU=0.5", "SASERVE_MMAP=1", NULL};
     ASSERT_OK(load(&c, argv, env, msg));
     ASSERT_EQ(c.port, 9002);
     ASSERT_TRUE(!c.share);
     ASSERT_EQ(c.max_body, 3u << 20);
     ASSERT_STR_EQ(c.api_key, "k3y");
     ASSERT_NEAR(c.rebalance_tau, 0.5, 0);
-    ASSERT_TRUE(!c.mmap);
+    ASSERT_TRUE(c.mmap);
     ASSERT_EQ(c.threads, 5); /* flag, not overridden */
     ASSERT_STR_EQ(c.model, "file.gguf");
 
@@ -257,10 +257,17 @@ static void test_env_overrides_flags(void)
     for (size_t i = 0; i < 6; i++) {
         char e1[64], e2[64];
         snprintf(e1, sizeof e1, "SASERVE_SHARE=%s", on[i]);
-        snprintf(e2, sizeof e2, "SASERVE_MMAP=%s", off[i]);
+        snprintf(e2, sizeof e2, "SASERVE_MMAP=%s", on[i]);
         char *env4[] = {e1, e2, NULL};
         ASSERT_OK(load(&c, NULL, env4, msg));
         ASSERT_TRUE(c.share);
+        ASSERT_TRUE(c.mmap);
+        /* the off spellings, over flags that turned both on (environment wins) */
+        snprintf(e1, sizeof e1, "SASERVE_SHARE=%s", off[i]);
+        snprintf(e2, sizeof e2, "SASERVE_MMAP=%s", off[i]);
+        char *flags_on[] = {"--share", "--mmap", NULL};
+        ASSERT_OK(load(&c, flags_on, env4, msg));
+        ASSERT_TRUE(!c.share);
         ASSERT_TRUE(!c.mmap);
     }
     unlink(path);
