@@ -39,3 +39,13 @@ PY
 done
 echo "]" >> "$out.json"
 echo "bench-server: wrote $out.md and $out.json"
+# refresh the README's copy, if it has a block for it
+python3 - "$out.md" <<'PY'
+import sys
+b, e = "<!-- bench-server:begin -->", "<!-- bench-server:end -->"
+readme = open("README.md").read()
+if b in readme and e in readme:
+    head, rest = readme.split(b, 1)
+    _, tail = rest.split(e, 1)
+    open("README.md", "w").write(f"{head}{b}\n{open(sys.argv[1]).read()}\n{e}{tail}")
+PY
