@@ -34,7 +34,7 @@ case "$target" in
 esac
 md="$out/$name.md"
 {
-  echo "# make bench: $target ($(date -u +%Y-%m-%d), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
+  echo "**make bench: $target ($(date -u +%Y-%m-%d), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))**"
   echo
   echo '```'
 } > "$md"
