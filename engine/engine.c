@@ -476,6 +476,22 @@ int engine_create(const struct engine_config *cfg_in, struct engine **out, char 
         goto fail;
     }
     share_plan_format(&e->default_plan, info->default_spans, sizeof info->default_spans);
+    uint64_t per_seq = (uint64_t)e->n_ctx * 2ull * hp->n_layer * hp->n_head_kv * hp->head_dim * sizeof(float);
+    if (cfg->kv_budget) {
+        uint64_t fit = cfg->kv_budget / per_seq;
+        if (fit == 0) {
+            rc = sa_errf(SA_ERR_RANGE, msg, msg_len,
+                         "kv_budget: %llu bytes cannot hold one sequence of %u tokens (%llu bytes)",
+                         (unsigned long long)cfg->kv_budget, e->n_ctx, (unsigned long long)per_seq);
+            goto fail;
+        }
+        if (fit < cfg->n_slots) {
+            SA_LOGI("kv_budget %llu bytes holds %llu sequences of %u tokens: using %llu slots, not %u",
+                    (unsigned long long)cfg->kv_budget, (unsigned long long)fit, e->n_ctx, (unsigned long long)fit,
+                    cfg->n_slots);
+            cfg->n_slots = (uint32_t)fit;
+        }
+    }
     for (uint32_t i = 0; i < cfg->n_slots; i++) {
         /* n_batch also bounds a batched decode step: at least one row per slot */
         struct tf_opts to = {.n_ctx = e->n_ctx, .n_batch = cfg->prefill_chunk > cfg->n_slots ? cfg->prefill_chunk : cfg->n_slots,
@@ -488,8 +504,7 @@ int engine_create(const struct engine_config *cfg_in, struct engine **out, char 
     }
     e->stats.n_slots = cfg->n_slots;
     e->stats.queue_max = cfg->queue_max;
-    e->stats.kv_bytes_capacity =
-        (uint64_t)cfg->n_slots * e->n_ctx * 2ull * hp->n_layer * hp->n_head_kv * hp->head_dim * sizeof(float);
+    e->stats.kv_bytes_capacity = (uint64_t)cfg->n_slots * per_seq;
     if (pthread_create(&e->thread, NULL, step_main, e) != 0) {
         rc = SA_ERR_NOMEM;
         goto fail;

@@ -41,6 +41,9 @@ struct engine_config {
     int n_threads;           /* compute threads (>= 1) */
     uint32_t n_ctx;          /* tokens per sequence (prompt + generated); 0 = model's */
     uint32_t n_slots;        /* sequences computed concurrently */
+    uint64_t kv_budget;      /* KV cache bytes; 0 = n_slots full contexts. Each slot holds a full
+                              * context (F32), so the budget caps the slot count; SA_ERR_RANGE if
+                              * it cannot hold one sequence */
     uint32_t queue_max;      /* waiting requests before SA_ERR_BUSY */
     uint32_t prefill_chunk;  /* max prompt tokens per step */
     bool use_mmap;

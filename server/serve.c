@@ -118,6 +118,7 @@ int serve_main(int argc, char **argv)
     ec.n_threads = (int)s->cfg.threads;
     ec.n_ctx = s->cfg.ctx;
     ec.n_slots = s->cfg.slots;
+    ec.kv_budget = s->cfg.kv_budget;
     ec.queue_max = s->cfg.queue_max;
     ec.prefill_chunk = s->cfg.prefill_chunk;
     ec.use_mmap = s->cfg.mmap;

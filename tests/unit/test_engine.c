@@ -265,6 +265,33 @@ static void test_destroy_cancels_queued(void)
     }
 }
 
+static void test_kv_budget_caps_slots(void)
+{
+    char path[512], msg[256];
+    snprintf(path, sizeof path, "%s/models/stories260K/stories260K.gguf", test_shared_dir());
+    struct engine_config cfg = engine_default_config();
+    cfg.model_path = path;
+    cfg.n_ctx = 256;
+    cfg.n_slots = 4;
+    cfg.share_spans = "off";
+    /* one sequence: 256 tokens x 5 layers x K and V x 4 kv heads x 8 dims x 4 bytes */
+    const uint64_t per_seq = 256ull * 5 * 2 * 4 * 8 * 4;
+    cfg.kv_budget = 2 * per_seq + per_seq / 2;
+    struct engine *e = NULL;
+    ASSERT_OK(engine_create(&cfg, &e, msg, sizeof msg));
+    if (e) {
+        struct engine_metrics m;
+        engine_get_metrics(e, &m);
+        ASSERT_EQ(m.n_slots, 2);
+        ASSERT_EQ(m.kv_bytes_capacity, 2 * per_seq);
+        engine_destroy(e);
+    }
+    cfg.kv_budget = per_seq - 1;
+    msg[0] = 0;
+    ASSERT_EQ(engine_create(&cfg, &e, msg, sizeof msg), SA_ERR_RANGE);
+    ASSERT_CONTAINS(msg, "kv_budget");
+}
+
 int main(void)
 {
     TEST_RUN(test_golden_through_engine);
@@ -272,5 +299,6 @@ int main(void)
     TEST_RUN(test_stop_strings);
     TEST_RUN(test_cancel_and_limits);
     TEST_RUN(test_destroy_cancels_queued);
+    TEST_RUN(test_kv_budget_caps_slots);
     TEST_DONE();
 }
