@@ -78,8 +78,8 @@ fi
 if have nginx && [ "$(id -u)" = 0 ]; then
     mkdir -p "$TMP/ngx"
     sed -e 's#server saserve:8080#server 127.0.0.1:8080#' \
-        -e "s#/etc/nginx/saserve-proxy.conf#$PWD/docker/nginx/saserve-proxy.conf#" \
-        -e "s#/tmp/#$TMP/ngx/#" docker/nginx/nginx.conf >"$TMP/ngx/nginx.conf"
+        -e "s#/tmp/#$TMP/ngx/#" \
+        -e "s#/etc/nginx/saserve-proxy.conf#$PWD/docker/nginx/saserve-proxy.conf#" docker/nginx/nginx.conf >"$TMP/ngx/nginx.conf"
     if out=$(nginx -t -q -e "$TMP/ngx/error.log" -p "$TMP/ngx" -c "$TMP/ngx/nginx.conf" 2>&1); then
         ok "nginx -t docker/nginx/nginx.conf + saserve-proxy.conf"
     else
