@@ -153,4 +153,4 @@ clean:
 -include $(shell find build -name '*.d' 2>/dev/null)
 
 # Container image, compose/Kubernetes manifests, loopback scale-out test (docker/)
-include docker/make-targets.mk
+-include docker/make-targets.mk
