@@ -8,6 +8,8 @@
  */
 #include "config.h"
 
+#include "engine/unicode.h"
+
 #include "engine/errors.h"
 
 #include <jansson.h>
@@ -206,35 +208,6 @@ static bool config_ascii_equal_nocase(const char *a, const char *b)
     return *a == *b;
 }
 
-static bool config_utf8_valid(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        unsigned c = *p, cp;
-        size_t n;
-        if (c < 0x80) {
-            p++;
-            continue;
-        }
-        if (c >= 0xC2 && c <= 0xDF)
-            n = 1, cp = c & 0x1F;
-        else if (c >= 0xE0 && c <= 0xEF)
-            n = 2, cp = c & 0x0F;
-        else if (c >= 0xF0 && c <= 0xF4)
-            n = 3, cp = c & 0x07;
-        else
-            return false;
-        for (size_t i = 1; i <= n; i++) {
-            if ((p[i] & 0xC0) != 0x80) return false; /* also stops at the NUL */
-            cp = (cp << 6) | (p[i] & 0x3Fu);
-        }
-        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF))
-            return false;
-        p += n + 1;
-    }
-    return true;
-}
-
 /* Whole-string decimal integer (optional '-', no spaces, no '+', no hex).
  * Returns 0, 1 (not an integer) or 2 (does not fit in a long long). */
 static int config_parse_integer(const char *t, long long *out)
@@ -429,7 +402,7 @@ static int config_set_string(struct config *c, const struct config_setting *s, c
                              char *msg, size_t msg_len)
 {
     size_t len = strlen(v);
-    if (!config_utf8_valid(v)) return config_fail_setting(msg, msg_len, s, from, "value is not valid UTF-8");
+    if (!utf8_valid((const unsigned char *)v, strlen(v))) return config_fail_setting(msg, msg_len, s, from, "value is not valid UTF-8");
     if (len >= s->size)
         return config_fail_setting(msg, msg_len, s, from, "value is %zu bytes long, the limit is %zu", len,
                                    s->size - 1);

@@ -81,6 +81,18 @@ static int attn_opts_parse(struct attn_opts *a, int c, const char *arg)
     }
 }
 
+/* The default case of a command's option switch: an attention option, or a
+ * usage error. Returns 0 (handled), 1 (bad value) or 2 (unknown option: usage shown). */
+static int attn_opts_or_usage(struct attn_opts *a, int c, const char *arg, void (*usage)(void))
+{
+    int r = attn_opts_parse(a, c, arg);
+    if (r == 0) {
+        usage();
+        return 2;
+    }
+    return r < 0;
+}
+
 /* Resolve the plan for model m (auto runs the built-in calibration). */
 static int attn_opts_plan(const struct attn_opts *a, const struct model *m, int threads, struct share_plan *plan)
 {
@@ -186,12 +198,7 @@ int cli_generate(int argc, char **argv)
         case O_NOEOS: no_eos = true; break;
         case 'h': generate_usage(); return 0;
         default:
-            bad = attn_opts_parse(&ao, c, name);
-            if (bad == 0) {
-                generate_usage();
-                return 1;
-            }
-            bad = bad < 0;
+            bad = attn_opts_or_usage(&ao, c, name, generate_usage);
         }
         if (bad) return 1;
     }
@@ -508,12 +515,7 @@ int cli_perplexity(int argc, char **argv)
         case 'j': as_json = true; break;
         case 'h': perplexity_usage(); return 0;
         default:
-            bad = attn_opts_parse(&ao, c, optarg);
-            if (bad == 0) {
-                perplexity_usage();
-                return 1;
-            }
-            bad = bad < 0;
+            bad = attn_opts_or_usage(&ao, c, optarg, perplexity_usage);
         }
         if (bad) return 1;
     }
