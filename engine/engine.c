@@ -59,7 +59,8 @@ struct engine {
     struct engine_config cfg;
     struct model *m;
     struct engine_model_info info;
-    struct share_plan default_plan;
+    struct share_plan auto_plan;    /* calibrated once at start-up: "auto" in any request */
+    struct share_plan default_plan; /* the configured plan (auto_plan when it says "auto") */
     struct workers *pool;
     struct slot *slots;
     uint32_t n_ctx;
@@ -464,17 +465,14 @@ int engine_create(const struct engine_config *cfg_in, struct engine **out, char 
         rc = SA_ERR_NOMEM;
         goto fail;
     }
-    /* the default plan: "auto" is calibrated once, here */
-    const char *spans = cfg->share_spans ? cfg->share_spans : "auto";
-    if (!strcmp(spans, "auto")) {
-        rc = calib_auto_plan(e->m, NULL, cfg->n_threads, cfg->share_threshold, &e->default_plan, NULL);
-        if (rc) {
-            snprintf(msg, msg_len, "share_spans: auto calibration failed: %s", sa_err_str(rc));
-            goto fail;
-        }
-    } else if ((rc = share_plan_parse(&e->default_plan, spans, hp->n_layer, msg, msg_len))) {
+    /* "auto" is calibrated once, here, not per request */
+    rc = calib_auto_plan(e->m, NULL, cfg->n_threads, cfg->share_threshold, &e->auto_plan, NULL);
+    if (rc) {
+        snprintf(msg, msg_len, "share_spans: auto calibration failed: %s", sa_err_str(rc));
         goto fail;
     }
+    const char *spans = cfg->share_spans ? cfg->share_spans : "auto";
+    if ((rc = engine_parse_plan(e, spans, &e->default_plan, msg, msg_len))) goto fail;
     share_plan_format(&e->default_plan, info->default_spans, sizeof info->default_spans);
     uint64_t per_seq = (uint64_t)e->n_ctx * 2ull * hp->n_layer * hp->n_head_kv * hp->head_dim * sizeof(float);
     if (cfg->kv_budget) {
@@ -576,9 +574,7 @@ char *engine_detokenize(const struct engine *e, const int32_t *ids, size_t n)
 int engine_parse_plan(const struct engine *e, const char *text, struct share_plan *plan, char *msg, size_t msg_len)
 {
     if (text && !strcmp(text, "auto")) {
-        *plan = e->default_plan; /* the calibrated plan when the default is auto */
-        if (e->cfg.share_spans && strcmp(e->cfg.share_spans, "auto") != 0)
-            return calib_auto_plan(e->m, NULL, e->cfg.n_threads, e->cfg.share_threshold, plan, NULL);
+        *plan = e->auto_plan;
         return 0;
     }
     return share_plan_parse(plan, text, e->info.n_layer, msg, msg_len);

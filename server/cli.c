@@ -26,6 +26,20 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* Load a model; on failure print one line naming the field and return NULL
+ * (callers exit 2, as check-model documents). opts NULL: model_load's default. */
+static struct model *load_model_or_report(const char *path, const struct model_load_opts *opts)
+{
+    char msg[512];
+    struct model *m;
+    int rc = model_load(path, opts, &m, msg, sizeof msg);
+    if (rc) {
+        fprintf(stderr, "saserve: %s: %s\n", path, msg[0] ? msg : sa_err_str(rc));
+        return NULL;
+    }
+    return m;
+}
+
 /* Strict number parsing: the whole string, finite, within [lo, hi]. */
 static int parse_double(const char *opt, const char *s, double lo, double hi, double *out)
 {
@@ -206,14 +220,10 @@ int cli_generate(int argc, char **argv)
         generate_usage();
         return 1;
     }
-    char msg[512];
-    struct model *m;
     double t0 = now_s();
-    int rc = model_load(model_path, &lo, &m, msg, sizeof msg);
-    if (rc) {
-        fprintf(stderr, "saserve: %s: %s\n", model_path, msg[0] ? msg : sa_err_str(rc));
-        return 2;
-    }
+    struct model *m = load_model_or_report(model_path, &lo);
+    if (!m) return 2;
+    int rc;
     double t_load = now_s() - t0;
     const struct tokenizer *tok = m->tok;
     size_t n_prompt = 0, cap = strlen(prompt) + 16;
@@ -303,13 +313,8 @@ int cli_check_model(int argc, char **argv)
         fprintf(stderr, "usage: saserve check-model FILE\n");
         return 1;
     }
-    char msg[512];
-    struct model *m;
-    int rc = model_load(argv[1], NULL, &m, msg, sizeof msg);
-    if (rc) {
-        fprintf(stderr, "saserve: %s: %s\n", argv[1], msg[0] ? msg : sa_err_str(rc));
-        return 2;
-    }
+    struct model *m = load_model_or_report(argv[1], NULL);
+    if (!m) return 2;
     printf("%s: ok: %s, %u layers, dim %u, %u heads (%u kv), ffn %u, vocab %u, %llu parameters\n", argv[1], m->name,
            m->hp.n_layer, m->hp.dim, m->hp.n_head, m->hp.n_head_kv, m->hp.ffn, m->hp.n_vocab,
            (unsigned long long)model_n_params(m));
@@ -344,8 +349,7 @@ static char *read_text_file(const char *path, size_t *len)
 }
 
 /* Tokenize a file (or the built-in text) with BOS; caller frees. */
-static int32_t *tokenize_text(const struct model *m, const char *path, size_t max_tokens, size_t *n_out,
-                              size_t *n_bytes)
+static int32_t *tokenize_text(const struct model *m, const char *path, size_t max_tokens, size_t *n_out)
 {
     size_t len;
     char *text = path ? read_text_file(path, &len) : NULL;
@@ -364,11 +368,6 @@ static int32_t *tokenize_text(const struct model *m, const char *path, size_t ma
         return NULL;
     }
     if (max_tokens && n > max_tokens) n = max_tokens;
-    /* bytes covered by the kept tokens, for bits per byte */
-    size_t bytes = 0;
-    char piece[256];
-    for (size_t i = 0; i < n; i++) bytes += tok_token_to_bytes(m->tok, ids[i], false, piece, sizeof piece);
-    *n_bytes = bytes;
     free(text);
     *n_out = n;
     return ids;
@@ -416,15 +415,11 @@ int cli_similarity(int argc, char **argv)
         similarity_usage();
         return 1;
     }
-    char msg[512];
-    struct model *m;
-    int rc = model_load(model_path, NULL, &m, msg, sizeof msg);
-    if (rc) {
-        fprintf(stderr, "saserve: %s: %s\n", model_path, msg[0] ? msg : sa_err_str(rc));
-        return 2;
-    }
-    size_t n, nbytes;
-    int32_t *ids = tokenize_text(m, file, (size_t)n_ctx, &n, &nbytes);
+    struct model *m = load_model_or_report(model_path, NULL);
+    if (!m) return 2;
+    int rc;
+    size_t n;
+    int32_t *ids = tokenize_text(m, file, (size_t)n_ctx, &n);
     uint32_t L = m->hp.n_layer;
     float *sim = malloc((size_t)L * L * sizeof *sim);
     if (!ids || !sim) {
@@ -523,17 +518,13 @@ int cli_perplexity(int argc, char **argv)
         perplexity_usage();
         return 1;
     }
-    char msg[512];
-    struct model *m;
-    int rc = model_load(model_path, NULL, &m, msg, sizeof msg);
-    if (rc) {
-        fprintf(stderr, "saserve: %s: %s\n", model_path, msg[0] ? msg : sa_err_str(rc));
-        return 2;
-    }
+    struct model *m = load_model_or_report(model_path, NULL);
+    if (!m) return 2;
+    int rc;
     struct share_plan plan;
-    size_t n = 0, nbytes = 0;
+    size_t n = 0;
     int32_t *ids = NULL;
-    if (attn_opts_plan(&ao, m, (int)threads, &plan) || !(ids = tokenize_text(m, file, (size_t)max_tokens, &n, &nbytes))) {
+    if (attn_opts_plan(&ao, m, (int)threads, &plan) || !(ids = tokenize_text(m, file, (size_t)max_tokens, &n))) {
         model_free(m);
         return 1;
     }
