@@ -52,8 +52,10 @@ struct config {
     uint32_t ctx;              /* tokens per sequence; 0 = the model's training context */
     uint32_t slots;            /* sequences computed concurrently */
     uint32_t queue_max;        /* waiting requests before 503 */
-    uint32_t prefill_chunk;    /* max prompt tokens per sequence per step */
-    uint64_t kv_budget;        /* KV cache bytes; 0 = slots x ctx worth */
+    uint32_t prefill_chunk;    /* max prompt tokens per step, over all sequences */
+    uint64_t kv_budget;        /* bytes of the paged KV pool; 0 = slots full contexts */
+    uint32_t kv_block;         /* token positions per KV page */
+    bool prefix_cache;         /* reuse cached prompt prefixes */
     bool mmap;                 /* memory-map the model file */
     bool share;                /* Shared Attention on by default for requests */
     char share_spans[256];     /* "auto", "off" or "a-b,c-d" */

@@ -7,16 +7,21 @@
 #include <math.h>
 #include <string.h>
 
+/* Position j of head kvh in a paged cache. */
+static inline const float *kv_row(const struct attn_args *a, const float *const *pages, size_t j, uint32_t kvh)
+{
+    return pages[j / a->block] + (j % a->block) * a->kv_stride + (size_t)kvh * a->head_dim;
+}
+
 static void head_scores(const struct attn_args *a, uint32_t h, uint32_t t, float *p, size_t n_pos)
 {
     uint32_t kvh = h / (a->n_head / a->n_head_kv);
     const float *q = a->q + (size_t)t * a->n_head * a->head_dim + (size_t)h * a->head_dim;
-    const float *k = a->k + (size_t)kvh * a->head_dim;
     const float scale = 1.0f / sqrtf((float)a->head_dim);
     if (a->reference) {
         for (size_t j = 0; j < n_pos; j++) {
             double s = 0;
-            const float *kj = k + j * a->kv_stride;
+            const float *kj = kv_row(a, a->k_pages, j, kvh);
             for (uint32_t d = 0; d < a->head_dim; d++) s += (double)q[d] * kj[d];
             p[j] = (float)(s / sqrt((double)a->head_dim));
         }
@@ -26,7 +31,11 @@ static void head_scores(const struct attn_args *a, uint32_t h, uint32_t t, float
         for (size_t j = 0; j < n_pos; j++) p[j] = (float)(exp((double)p[j] - max) / sum);
         return;
     }
-    for (size_t j = 0; j < n_pos; j++) p[j] = ops_dot_f32(q, k + j * a->kv_stride, a->head_dim) * scale;
+    for (size_t j0 = 0; j0 < n_pos; j0 += a->block) {
+        const float *k = kv_row(a, a->k_pages, j0, kvh);
+        size_t n = n_pos - j0 < a->block ? n_pos - j0 : a->block;
+        for (size_t j = 0; j < n; j++) p[j0 + j] = ops_dot_f32(q, k + j * a->kv_stride, a->head_dim) * scale;
+    }
     ops_softmax(p, n_pos);
 }
 
@@ -35,7 +44,6 @@ static void head_apply(const struct attn_args *a, uint32_t h, uint32_t t, const 
 {
     uint32_t kvh = h / (a->n_head / a->n_head_kv);
     float *o = a->out + (size_t)t * a->n_head * a->head_dim + (size_t)h * a->head_dim;
-    const float *v = a->v + (size_t)kvh * a->head_dim;
     double norm = 1;
     if (m && a->renormalize) {
         double s = 0;
@@ -46,24 +54,29 @@ static void head_apply(const struct attn_args *a, uint32_t h, uint32_t t, const 
         for (uint32_t d = 0; d < a->head_dim; d++) {
             double s = 0;
             for (size_t j = 0; j < n_pos; j++)
-                s += (double)p[j] * (m && m[j] ? a->boost : 1.0) * v[j * a->kv_stride + d];
+                s += (double)p[j] * (m && m[j] ? a->boost : 1.0) * kv_row(a, a->v_pages, j, kvh)[d];
             o[d] = (float)(s / norm);
         }
         return;
     }
     memset(o, 0, a->head_dim * sizeof(float));
     float inv = (float)(1.0 / norm);
-    if (m) {
-        for (size_t j = 0; j < n_pos; j++) ops_axpy(o, p[j] * (m[j] ? a->boost : 1.0f) * inv, v + j * a->kv_stride, a->head_dim);
-    } else {
-        for (size_t j = 0; j < n_pos; j++) ops_axpy(o, p[j], v + j * a->kv_stride, a->head_dim);
+    for (size_t j0 = 0; j0 < n_pos; j0 += a->block) {
+        const float *v = kv_row(a, a->v_pages, j0, kvh);
+        size_t n = n_pos - j0 < a->block ? n_pos - j0 : a->block;
+        if (m) {
+            for (size_t j = 0; j < n; j++)
+                ops_axpy(o, p[j0 + j] * (m[j0 + j] ? a->boost : 1.0f) * inv, v + j * a->kv_stride, a->head_dim);
+        } else {
+            for (size_t j = 0; j < n; j++) ops_axpy(o, p[j0 + j], v + j * a->kv_stride, a->head_dim);
+        }
     }
 }
 
 static void one_head(const struct attn_args *a, uint32_t h)
 {
     for (uint32_t t = 0; t < a->T; t++) {
-        size_t n_pos = (size_t)a->pos0 + t + 1, row = ((size_t)h * a->T + t) * a->probs_stride;
+        size_t n_pos = (size_t)a->pos0 + t + 1, row = (size_t)h * a->probs_hstride + (size_t)t * a->probs_stride;
         float *p = a->probs + row;
         if (a->compute_scores) head_scores(a, h, t, p, n_pos);
         if (a->mask_out) rebalance_mask_row(p, n_pos, n_pos - 1, a->mask_tau, a->mask_out + row);
@@ -81,9 +94,13 @@ void attn_compute(void *args, int ith, int nth)
 
 void attn_compute_batch(void *args, int ith, int nth)
 {
-    const struct attn_batch *b = args;
-    const uint32_t H = b->n ? b->rows[0].n_head : 0;
-    long lo, hi;
-    workers_split((long)b->n * H, ith, nth, &lo, &hi);
-    for (long k = lo; k < hi; k++) one_head(&b->rows[k / H], (uint32_t)(k % H));
+    (void)ith;
+    (void)nth;
+    struct attn_batch *b = args;
+    const long H = b->n ? b->rows[0].n_head : 0, n_units = (long)b->n * H;
+    for (;;) {
+        long k = __atomic_fetch_add(&b->next, 1, __ATOMIC_RELAXED);
+        if (k >= n_units) break;
+        one_head(&b->rows[k / H], (uint32_t)(k % H));
+    }
 }

@@ -9,8 +9,10 @@
  *   w          = P, times `boost` where mask[h][t][j] (re-balancer, see
  *                rebalance.h), divided by sum_j w when renormalize is set
  *
- * with the GQA mapping kvh(h) = h / (n_head / n_head_kv). P is written to
- * the caller's probs buffer ([n_head][T][probs_stride]), unboosted, and kept
+ * with the GQA mapping kvh(h) = h / (n_head / n_head_kv). The cache is paged
+ * (kvpool.h): position j of K lives at k_pages[j / block] + (j % block) *
+ * kv_stride, likewise V. P is written to the caller's probs buffer (row t of
+ * head h at h * probs_hstride + t * probs_stride), unboosted, and kept
  * there after the call. A Shared Attention layer sets compute_scores = false:
  * then q and k are not read and P is taken as it is in probs (its source
  * layer's weights, see share.h); only its own v is used.
@@ -27,18 +29,20 @@
 
 struct attn_args {
     const float *q;       /* [T][n_head * head_dim] (rotated); unused when !compute_scores */
-    const float *k;       /* [pos0 + T][kv_stride] this layer's K cache; unused when !compute_scores */
-    const float *v;       /* [pos0 + T][kv_stride] this layer's V cache */
+    const float *const *k_pages; /* this layer's K pages; unused when !compute_scores */
+    const float *const *v_pages; /* this layer's V pages */
+    uint32_t block;       /* positions per page */
     float *out;           /* [T][n_head * head_dim] */
-    float *probs;         /* [n_head][T][probs_stride] written (compute_scores) or read */
-    size_t probs_stride;  /* >= pos0 + T */
+    float *probs;         /* probabilities, written (compute_scores) or read */
+    size_t probs_stride;  /* floats between query rows, >= pos0 + T */
+    size_t probs_hstride; /* floats between heads, >= T * probs_stride */
     uint32_t T, pos0;
     uint32_t n_head, n_head_kv, head_dim;
     size_t kv_stride;     /* floats between consecutive positions (n_head_kv * head_dim) */
     bool compute_scores;
     bool reference;
     /* re-balancer */
-    uint8_t *mask_out;    /* layer 0: write the mask here ([n_head][T][probs_stride]) or NULL */
+    uint8_t *mask_out;    /* layer 0: write the mask here (laid out like probs) or NULL */
     float mask_tau;
     const uint8_t *mask;  /* layers >= 1: boost where set, or NULL for no boost */
     float boost;
@@ -47,12 +51,15 @@ struct attn_args {
 
 void attn_compute(void *args, int ith, int nth);
 
-/* Several independent attentions (one per sequence of a batched decode step,
- * each with its own cache, plan and re-balancer); (row, head) pairs are split
- * among the threads. All rows have the same n_head. */
+/* Several independent attentions (one per sequence of a batched step, each
+ * with its own cache, plan, re-balancer and number of query rows); the
+ * (sequence, head) units are handed out to the threads dynamically, since a
+ * prefill chunk's unit costs far more than a decode row's. All rows have the
+ * same n_head. `next` is zeroed by the caller before workers_run. */
 struct attn_batch {
     const struct attn_args *rows;
     uint32_t n;
+    long next; /* atomic work counter */
 };
 void attn_compute_batch(void *args, int ith, int nth);
 

@@ -12,8 +12,10 @@
 
 #include "calibrate.h"
 #include "gguf.h"
+#include "kvpool.h"
 #include "log.h"
 #include "model.h"
+#include "prefix.h"
 #include "tokenizer.h"
 #include "transformer.h"
 #include "workers.h"
@@ -42,6 +44,8 @@ struct seq {
     void *user;
     atomic_bool cancelled;
     /* progress (step thread) */
+    uint64_t key;            /* attention configuration (prefix.h) */
+    uint32_t cached_tokens;  /* prompt tokens adopted from the prefix cache */
     uint32_t n_past, n_gen;
     int32_t last;
     struct tok_stream ts;
@@ -62,6 +66,10 @@ struct engine {
     struct share_plan auto_plan;    /* calibrated once at start-up: "auto" in any request */
     struct share_plan default_plan; /* the configured plan (auto_plan when it says "auto") */
     struct workers *pool;
+    struct kv_pool *kv;         /* the paged KV cache (step thread) */
+    struct prefix_cache *prefix; /* NULL when disabled */
+    struct tf_ctx *ws;          /* scratch of a step; the slots' contexts hold only their pages */
+    uint32_t block;
     struct slot *slots;
     uint32_t n_ctx;
     char chat_template[16384];
@@ -97,6 +105,8 @@ struct engine_config engine_default_config(void)
         .use_mmap = false, /* make bench: weights read into memory decode faster here */
         .share_spans = "auto",
         .share_threshold = CALIB_DEFAULT_THRESHOLD,
+        .kv_block = 16,
+        .prefix_cache = true,
         .rebalance = rebalance_default_params(),
     };
 }
@@ -123,10 +133,10 @@ static void seq_free(struct seq *s)
 
 /* ---- step thread ---- */
 
-/* Publish the cache figures of the active sequences (step thread, under mu). */
+/* Publish the cache figures of the active sequences and the pool (step thread, under mu). */
 static void publish_kv(struct engine *e)
 {
-    uint64_t k = 0, v = 0, saved_k = 0;
+    uint64_t k = 0, v = 0, saved_k = 0, held = 0;
     for (uint32_t i = 0; i < e->cfg.n_slots; i++) {
         const struct slot *sl = &e->slots[i];
         if (!sl->seq || !sl->seq->n_past) continue;
@@ -135,19 +145,48 @@ static void publish_kv(struct engine *e)
         k += st.k_bytes;
         v += st.v_bytes;
         saved_k += st.kv_bytes_saved;
+        held += st.k_pages + st.v_pages;
     }
     e->stats.kv_k_bytes_used = k;
     e->stats.kv_v_bytes_used = v;
     e->stats.kv_bytes_used = k + v;
     e->stats.kv_bytes_saved = saved_k;
     e->stats.kv_k_bytes_saved = saved_k; /* sharing saves K only */
+    struct kv_pool_stats ps;
+    kv_pool_stats(e->kv, &ps);
+    e->stats.kv_pages_total = ps.total;
+    e->stats.kv_pages_used = ps.used;
+    e->stats.kv_pages_reserved = ps.reserved;
+    e->stats.kv_pages_held = held;
+    struct prefix_stats pst = {0};
+    if (e->prefix) prefix_get_stats(e->prefix, &pst);
+    e->stats.kv_pages_cached = pst.pages_only_cached;
+    e->stats.prefix_entries = pst.entries;
 }
 
-/* Free a finished sequence's slot. The slot pointer changes under the lock
- * because engine_cancel reads it from other threads. */
-static void retire(struct engine *e, struct slot *sl)
+/* Keep the prompt's computed full blocks for later requests (prefix.h). */
+static void remember_prefix(struct engine *e, struct slot *sl)
 {
     struct seq *s = sl->seq;
+    uint32_t n_full = (s->n_past < s->n_prompt ? s->n_past : (uint32_t)s->n_prompt) / e->block;
+    uint32_t pages[2 * SHARE_MAX_LAYERS], parent = PREFIX_NONE;
+    for (uint32_t b = 0; b < n_full && b < tf_blocks_held(sl->ctx); b++) {
+        uint32_t n = tf_block_pages(sl->ctx, b, pages);
+        parent = prefix_insert(e->prefix, s->key, parent, s->prompt + (size_t)b * e->block, pages, n);
+        if (parent == PREFIX_NONE) break;
+    }
+}
+
+/* Free a finished sequence's slot and pages (its unused reservation goes back).
+ * The slot pointer changes under the lock because engine_cancel reads it from
+ * other threads. */
+static void retire(struct engine *e, struct slot *sl, bool keep_prefix)
+{
+    struct seq *s = sl->seq;
+    if (keep_prefix && e->prefix) remember_prefix(e, sl);
+    kv_pool_unreserve(e->kv, tf_reservation_left(sl->ctx));
+    tf_set_reservation(sl->ctx, 0);
+    tf_release_kv(sl->ctx);
     pthread_mutex_lock(&e->mu);
     e->stats.active_sequences--;
     sl->seq = NULL;
@@ -155,7 +194,6 @@ static void retire(struct engine *e, struct slot *sl)
     pthread_mutex_unlock(&e->mu);
     seq_free(s);
 }
-
 
 static void emit_done(struct engine *e, struct slot *sl, enum engine_finish finish)
 {
@@ -185,6 +223,11 @@ static void emit_done(struct engine *e, struct slot *sl, enum engine_finish fini
     tf_kv_allocated(sl->ctx, &kb, &vb);
     c->k_bytes_allocated = kb;
     c->v_bytes_allocated = vb;
+    c->block_tokens = st.block_tokens;
+    c->k_pages = st.k_pages;
+    c->v_pages = st.v_pages;
+    c->kv_bytes_paged = st.kv_bytes_paged;
+    ev.cached_tokens = s->cached_tokens;
     double t_end = now_ms(), t_start = s->t_start ? s->t_start : t_end;
     double t_pd = s->t_prompt_done ? s->t_prompt_done : t_end;
     ev.timings.queued_ms = t_start - s->t_submit;
@@ -196,7 +239,7 @@ static void emit_done(struct engine *e, struct slot *sl, enum engine_finish fini
     /* release first, so a client that sees DONE also sees the cache freed in the metrics */
     void (*cb)(void *, const struct engine_event *) = s->cb;
     void *user = s->user;
-    retire(e, sl);
+    retire(e, sl, true);
     cb(user, &ev);
 }
 
@@ -286,7 +329,7 @@ static void fail_seq(struct engine *e, struct slot *sl, int err)
     struct engine_event ev = {.type = ENGINE_EV_ERROR, .id = s->id, .error = err};
     void (*cb)(void *, const struct engine_event *) = s->cb;
     void *user = s->user;
-    retire(e, sl);
+    retire(e, sl, false);
     cb(user, &ev);
 }
 
@@ -300,71 +343,128 @@ static void sample_next(struct engine *e, struct slot *sl, const float *logits)
     if (f != ENGINE_FINISH_NONE) finish(e, sl, f);
 }
 
-/* One prefill chunk of one sequence. */
-static void prefill_step(struct engine *e, struct slot *sl)
+/* One step: a decode row for every sequence past its prompt, then prefill
+ * chunks for the others in admission order within prefill_chunk tokens, all
+ * in one batched forward pass (tf_step). */
+static void run_step(struct engine *e, struct slot **act, uint32_t n_act)
 {
-    struct seq *s = sl->seq;
-    const float *logits;
-    uint32_t n = (uint32_t)(s->n_prompt - s->n_past);
-    if (n > e->cfg.prefill_chunk) n = e->cfg.prefill_chunk;
-    int rc = tf_forward(sl->ctx, s->prompt + s->n_past, n, s->n_past, &logits);
+    struct tf_seg segs[TF_MAX_BATCH];
+    struct slot *of[TF_MAX_BATCH];
+    uint32_t n = 0, n_logits = 0, n_dec = 0, budget = e->cfg.prefill_chunk, prompt_rows = 0;
+    const size_t nv = e->info.n_vocab;
+    for (uint32_t i = 0; i < n_act; i++) {
+        struct seq *s = act[i]->seq;
+        if (s->n_past < s->n_prompt) continue;
+        of[n] = act[i];
+        segs[n++] = (struct tf_seg){.seq = act[i]->ctx, .tokens = &s->last, .T = 1, .pos0 = s->n_past,
+                                    .logits = e->batch_logits + n_logits++ * nv};
+        n_dec++;
+    }
+    for (uint32_t i = 0; i < n_act && budget; i++) { /* act[] is in admission order */
+        struct seq *s = act[i]->seq;
+        if (s->n_past >= s->n_prompt) continue;
+        uint32_t T = (uint32_t)(s->n_prompt - s->n_past);
+        if (T > budget) T = budget;
+        budget -= T;
+        prompt_rows += T;
+        of[n] = act[i];
+        segs[n++] = (struct tf_seg){.seq = act[i]->ctx, .tokens = s->prompt + s->n_past, .T = T, .pos0 = s->n_past,
+                                    .logits = s->n_past + T == s->n_prompt ? e->batch_logits + n_logits++ * nv : NULL};
+    }
+    if (!n) return;
+    int rc = tf_step(e->ws, segs, n);
     if (rc) {
-        fail_seq(e, sl, rc);
+        SA_LOGE("forward step failed: %s", sa_err_str(rc));
+        for (uint32_t i = 0; i < n; i++) fail_seq(e, of[i], rc);
         return;
     }
-    s->n_past += n;
     pthread_mutex_lock(&e->mu);
-    e->stats.prompt_tokens_total += n;
+    e->stats.generated_tokens_total += n_dec;
+    e->stats.prompt_tokens_total += prompt_rows;
     pthread_mutex_unlock(&e->mu);
-    if (s->n_past < s->n_prompt) return; /* more prompt to go */
-    s->t_prompt_done = now_ms();
-    sample_next(e, sl, logits);
-}
-
-/* One decoded token for every sequence in dec[0..n): a single batched forward
- * pass reads the weights once for all of them (tf_forward_batch). */
-static void decode_step(struct engine *e, struct slot **dec, uint32_t n)
-{
-    struct tf_ctx *ctxs[256];
-    int32_t toks[256];
-    uint32_t pos[256];
     for (uint32_t i = 0; i < n; i++) {
-        ctxs[i] = dec[i]->ctx;
-        toks[i] = dec[i]->seq->last;
-        pos[i] = dec[i]->seq->n_past;
-    }
-    int rc = tf_forward_batch(ctxs[0], ctxs, toks, pos, n, e->batch_logits);
-    for (uint32_t i = 0; i < n; i++) {
-        if (rc) {
-            fail_seq(e, dec[i], rc);
-            continue;
+        struct seq *s = of[i]->seq;
+        s->n_past += segs[i].T;
+        if (!segs[i].logits) continue; /* more prompt to go */
+        if (segs[i].T > 1 || s->n_past == s->n_prompt) {
+            if (!s->t_prompt_done) s->t_prompt_done = now_ms();
         }
-        dec[i]->seq->n_past++;
+        sample_next(e, of[i], segs[i].logits);
     }
-    if (rc) return;
-    pthread_mutex_lock(&e->mu);
-    e->stats.generated_tokens_total += n;
-    pthread_mutex_unlock(&e->mu);
-    for (uint32_t i = 0; i < n; i++) sample_next(e, dec[i], e->batch_logits + (size_t)i * e->info.n_vocab);
 }
 
-/* The slot was reserved for s under the lock in step_main. */
+/* Reserve the pages s can ever need (prompt + max_tokens, less the prefix
+ * blocks it adopts read-only) and set up its slot; false (nothing changed) if
+ * the pool cannot hold it yet. Step thread, under mu. */
+static bool try_admit(struct engine *e, struct slot *sl, struct seq *s)
+{
+    const struct share_plan *plan = s->share ? &s->plan : NULL;
+    uint32_t positions = (uint32_t)s->n_prompt + s->max_tokens - 1;
+    uint32_t blocks = (positions + e->block - 1) / e->block, ppb = tf_kv_pages_per_block(e->m, plan);
+    uint32_t chain[4096], n_chain = 0, matched = 0;
+    s->key = prefix_config_key(plan, &s->rb);
+    if (e->prefix && s->n_prompt > 1) {
+        uint32_t limit = (uint32_t)s->n_prompt - 1; /* the last prompt token is always computed: its logits */
+        if (limit / e->block + 1 > sizeof chain / sizeof *chain) limit = (uint32_t)(sizeof chain / sizeof *chain - 1) * e->block;
+        matched = prefix_lookup(e->prefix, s->key, s->prompt, limit, chain, &n_chain);
+    }
+    uint32_t need = (blocks - matched / e->block) * ppb;
+    if (!kv_pool_reserve(e->kv, need)) {
+        bool ok = e->prefix && prefix_evict(e->prefix, need, chain, n_chain) && kv_pool_reserve(e->kv, need);
+        if (!ok && e->prefix && e->stats.active_sequences == 0) {
+            /* alone and still short (the adopted chain itself is in the way): start cold */
+            n_chain = matched = 0;
+            need = blocks * ppb;
+            ok = prefix_evict(e->prefix, need, NULL, 0) && kv_pool_reserve(e->kv, need);
+        }
+        if (!ok) return false;
+    }
+    int rc = tf_reset(sl->ctx, plan, &s->rb);
+    for (uint32_t i = 0; i < n_chain && !rc; i++) {
+        uint32_t np;
+        rc = tf_adopt_block(sl->ctx, prefix_pages(e->prefix, chain[i], &np));
+    }
+    tf_set_reservation(sl->ctx, need);
+    if (rc) { /* cannot happen for a validated plan; start cold */
+        tf_release_kv(sl->ctx);
+        matched = 0;
+    }
+    s->n_past = s->cached_tokens = matched;
+    e->stats.prefix_tokens_total += matched;
+    e->stats.prefix_hits_total += matched > 0;
+    return true;
+}
+
+/* After try_admit reserved the slot for s. */
 static void admit(struct engine *e, struct slot *sl, struct seq *s)
 {
+    (void)sl;
     s->t_start = now_ms();
-    int rc = tf_reset(sl->ctx, s->share ? &s->plan : NULL, &s->rb);
-    if (rc) {
-        fail_seq(e, sl, rc);
-        return;
-    }
     if (!s->share) share_plan_init(&s->plan, e->info.n_layer);
     /* a generation from BOS alone starts with the word's SPM space: drop it, as the CLI does */
     tok_stream_init(&s->ts, e->m->tok, s->n_prompt == 1 && s->prompt[0] == e->info.bos);
 }
 
+/* Debug builds and tests: the pool's books balance after every step. */
+static void check_pool(struct engine *e)
+{
+    uint64_t left = 0;
+    for (uint32_t i = 0; i < e->cfg.n_slots; i++)
+        if (e->slots[i].seq) left += tf_reservation_left(e->slots[i].ctx);
+    struct kv_pool_stats ps;
+    kv_pool_stats(e->kv, &ps);
+    if (kv_pool_check(e->kv) != 0 || left != ps.reserved || ps.used > ps.total) {
+        SA_LOGE("KV pool books do not balance: used %u of %u, reserved %u, sequences' reservations %llu", ps.used,
+                ps.total, ps.reserved, (unsigned long long)left);
+        abort();
+    }
+}
+
 static void *step_main(void *arg)
 {
     struct engine *e = arg;
+    uint64_t admit_seq = 0;
+    uint64_t *order = calloc(e->cfg.n_slots, sizeof *order); /* admission number per slot */
     for (;;) {
         pthread_mutex_lock(&e->mu);
         for (;;) {
@@ -374,40 +474,63 @@ static void *step_main(void *arg)
             pthread_cond_wait(&e->cv, &e->mu);
         }
         bool stopping = e->stopping;
-        /* admit FIFO into free slots */
+        /* admit FIFO while a slot is free and the pool can hold the head's pages */
         struct seq *admitted[256];
         uint32_t n_adm = 0;
         for (uint32_t i = 0; i < e->cfg.n_slots && e->q_head && !stopping; i++) {
             if (e->slots[i].seq) continue;
             struct seq *s = e->q_head;
+            if (!try_admit(e, &e->slots[i], s)) break;
             e->q_head = s->next;
             if (!e->q_head) e->q_tail = NULL;
             e->q_len--;
             e->stats.queue_depth = e->q_len;
             e->stats.active_sequences++;
+            if (e->stats.active_sequences > e->stats.active_sequences_peak)
+                e->stats.active_sequences_peak = e->stats.active_sequences;
             e->slots[i].seq = s; /* reserve */
+            order[i] = ++admit_seq;
             admitted[n_adm++] = s;
         }
+        /* nothing running and the head still does not fit: it never will (engine_create
+         * checked that a full context fits an empty pool), so refuse it rather than spin */
+        struct seq *refused = NULL;
+        if (!n_adm && e->q_head && !stopping && e->stats.active_sequences == 0) {
+            refused = e->q_head;
+            e->q_head = refused->next;
+            if (!e->q_head) e->q_tail = NULL;
+            e->q_len--;
+            e->stats.queue_depth = e->q_len;
+        }
         pthread_mutex_unlock(&e->mu);
+        if (refused) {
+            SA_LOGE("request %llu cannot fit in the KV pool", (unsigned long long)refused->id);
+            struct engine_event ev = {.type = ENGINE_EV_ERROR, .id = refused->id, .error = SA_ERR_CONTEXT_FULL};
+            refused->cb(refused->user, &ev);
+            seq_free(refused);
+        }
         for (uint32_t i = 0; i < e->cfg.n_slots; i++)
             for (uint32_t k = 0; k < n_adm; k++)
                 if (e->slots[i].seq == admitted[k]) admit(e, &e->slots[i], admitted[k]);
-        /* one step: a prefill chunk for each sequence still reading its prompt,
-         * one batched decode token for every other one */
-        struct slot *dec[256];
-        uint32_t n_dec = 0;
+        /* cancellations at the step boundary, then one step for everyone else */
+        struct slot *act[256];
+        uint32_t n_act = 0;
         for (uint32_t i = 0; i < e->cfg.n_slots; i++) {
             struct slot *sl = &e->slots[i];
             if (!sl->seq) continue;
-            if (stopping || atomic_load(&sl->seq->cancelled)) {
+            if (stopping || atomic_load(&sl->seq->cancelled))
                 finish(e, sl, ENGINE_FINISH_CANCELLED);
-            } else if (sl->seq->n_past < sl->seq->n_prompt) {
-                prefill_step(e, sl);
-            } else {
-                dec[n_dec++] = sl;
-            }
+            else
+                act[n_act++] = sl;
         }
-        if (n_dec) decode_step(e, dec, n_dec);
+        for (uint32_t i = 1; i < n_act; i++) /* admission order (insertion sort: n is small) */
+            for (uint32_t k = i; k > 0 && order[act[k] - e->slots] < order[act[k - 1] - e->slots]; k--) {
+                struct slot *t = act[k];
+                act[k] = act[k - 1];
+                act[k - 1] = t;
+            }
+        if (n_act) run_step(e, act, n_act);
+        if (e->cfg.debug_checks) check_pool(e);
         pthread_mutex_lock(&e->mu);
         e->stats.steps++;
         publish_kv(e);
@@ -416,6 +539,7 @@ static void *step_main(void *arg)
         pthread_mutex_unlock(&e->mu);
         if (done) break;
     }
+    free(order);
     return NULL;
 }
 
@@ -474,35 +598,49 @@ int engine_create(const struct engine_config *cfg_in, struct engine **out, char 
     const char *spans = cfg->share_spans ? cfg->share_spans : "auto";
     if ((rc = engine_parse_plan(e, spans, &e->default_plan, msg, msg_len))) goto fail;
     share_plan_format(&e->default_plan, info->default_spans, sizeof info->default_spans);
-    uint64_t per_seq = (uint64_t)e->n_ctx * 2ull * hp->n_layer * hp->n_head_kv * hp->head_dim * sizeof(float);
-    if (cfg->kv_budget) {
-        uint64_t fit = cfg->kv_budget / per_seq;
-        if (fit == 0) {
-            rc = sa_errf(SA_ERR_RANGE, msg, msg_len,
-                         "kv_budget: %llu bytes cannot hold one sequence of %u tokens (%llu bytes)",
-                         (unsigned long long)cfg->kv_budget, e->n_ctx, (unsigned long long)per_seq);
-            goto fail;
-        }
-        if (fit < cfg->n_slots) {
-            SA_LOGI("kv_budget %llu bytes holds %llu sequences of %u tokens: using %llu slots, not %u",
-                    (unsigned long long)cfg->kv_budget, (unsigned long long)fit, e->n_ctx, (unsigned long long)fit,
-                    cfg->n_slots);
-            cfg->n_slots = (uint32_t)fit;
-        }
+    /* the paged pool: kv_budget bytes of pages (default: n_slots full contexts without sharing),
+     * which must hold at least one full context without sharing */
+    e->block = cfg->kv_block ? cfg->kv_block : 16;
+    const size_t page_bytes = tf_kv_page_bytes(e->m, e->block);
+    const uint64_t max_blocks = (e->n_ctx + e->block - 1) / e->block,
+                   per_seq_pages = max_blocks * tf_kv_pages_per_block(e->m, NULL);
+    uint64_t n_pages = cfg->kv_budget ? cfg->kv_budget / page_bytes : per_seq_pages * cfg->n_slots;
+    if (n_pages < per_seq_pages) {
+        rc = sa_errf(SA_ERR_RANGE, msg, msg_len,
+                     "kv_budget: %llu bytes cannot hold one sequence of %u tokens (%llu pages of %zu bytes = %llu bytes)",
+                     (unsigned long long)cfg->kv_budget, e->n_ctx, (unsigned long long)per_seq_pages, page_bytes,
+                     (unsigned long long)(per_seq_pages * page_bytes));
+        goto fail;
+    }
+    if (n_pages > UINT32_MAX - 1) n_pages = UINT32_MAX - 1;
+    if ((rc = kv_pool_create(page_bytes, (uint32_t)n_pages, &e->kv))) {
+        snprintf(msg, msg_len, "kv_budget: cannot map %llu bytes of KV pages", (unsigned long long)(n_pages * page_bytes));
+        goto fail;
+    }
+    if (cfg->prefix_cache && prefix_create(e->kv, e->block, &e->prefix) != 0) {
+        rc = SA_ERR_NOMEM;
+        goto fail;
+    }
+    /* n_batch bounds a step: one decode row per slot plus a prefill chunk */
+    struct tf_opts wo = {.n_ctx = e->n_ctx, .n_batch = cfg->prefill_chunk + cfg->n_slots, .pool = e->pool,
+                         .kv_block = e->block, .kv_pool = e->kv};
+    if ((rc = tf_create(e->m, &wo, &e->ws))) {
+        snprintf(msg, msg_len, "cannot allocate the step scratch for %u rows: %s", wo.n_batch, sa_err_str(rc));
+        goto fail;
     }
     for (uint32_t i = 0; i < cfg->n_slots; i++) {
-        /* n_batch also bounds a batched decode step: at least one row per slot */
-        struct tf_opts to = {.n_ctx = e->n_ctx, .n_batch = cfg->prefill_chunk > cfg->n_slots ? cfg->prefill_chunk : cfg->n_slots,
-                             .pool = e->pool};
+        struct tf_opts to = {.n_ctx = e->n_ctx, .kv_block = e->block, .kv_pool = e->kv, .no_scratch = true};
         if ((rc = tf_create(e->m, &to, &e->slots[i].ctx))) {
-            snprintf(msg, msg_len, "cannot allocate %u sequence slots of %u tokens: %s", cfg->n_slots, e->n_ctx,
-                     sa_err_str(rc));
+            snprintf(msg, msg_len, "cannot allocate %u sequence slots: %s", cfg->n_slots, sa_err_str(rc));
             goto fail;
         }
     }
     e->stats.n_slots = cfg->n_slots;
     e->stats.queue_max = cfg->queue_max;
-    e->stats.kv_bytes_capacity = (uint64_t)cfg->n_slots * per_seq;
+    e->stats.kv_page_bytes = page_bytes;
+    e->stats.kv_block = e->block;
+    e->stats.kv_bytes_capacity = n_pages * page_bytes;
+    publish_kv(e);
     if (pthread_create(&e->thread, NULL, step_main, e) != 0) {
         rc = SA_ERR_NOMEM;
         goto fail;
@@ -539,6 +677,9 @@ void engine_destroy(struct engine *e)
     }
     if (e->slots)
         for (uint32_t i = 0; i < e->cfg.n_slots; i++) tf_destroy(e->slots[i].ctx);
+    tf_destroy(e->ws);
+    prefix_destroy(e->prefix);
+    kv_pool_destroy(e->kv);
     free(e->slots);
     free(e->piece);
     free(e->batch_logits);

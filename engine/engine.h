@@ -40,12 +40,14 @@ struct engine_config {
     const char *model_path;
     int n_threads;           /* compute threads (>= 1) */
     uint32_t n_ctx;          /* tokens per sequence (prompt + generated); 0 = model's */
-    uint32_t n_slots;        /* sequences computed concurrently */
-    uint64_t kv_budget;      /* KV cache bytes; 0 = n_slots full contexts. Each slot holds a full
-                              * context (F32), so the budget caps the slot count; SA_ERR_RANGE if
-                              * it cannot hold one sequence */
+    uint32_t n_slots;        /* max sequences computed concurrently (the batch) */
+    uint32_t kv_block;       /* tokens per KV page (0 = 16) */
+    uint64_t kv_budget;      /* bytes of the paged KV pool; 0 = n_slots full contexts without
+                              * sharing. SA_ERR_RANGE if it cannot hold one such context */
+    bool prefix_cache;       /* reuse cached prompt prefixes (same plan only) */
+    bool debug_checks;       /* verify the pool's books after every step (tests) */
     uint32_t queue_max;      /* waiting requests before SA_ERR_BUSY */
-    uint32_t prefill_chunk;  /* max prompt tokens per step */
+    uint32_t prefill_chunk;  /* max prompt tokens per step, over all sequences */
     bool use_mmap;
     const char *share_spans; /* default plan: "auto", "off" or spans */
     bool share_default;      /* sharing on by default (requests may override) */
@@ -53,7 +55,8 @@ struct engine_config {
     struct rebalance_params rebalance; /* defaults; .on = default toggle */
 };
 
-/* Defaults: 2 threads, model context, 4 slots, queue 64, chunk 128, mmap, auto plan, sharing off. */
+/* Defaults: 2 threads, model context, 4 slots, queue 64, chunk 128, pages of 16, prefix cache on,
+ * weights in memory, auto plan, sharing off. */
 struct engine_config engine_default_config(void);
 
 /* Loads the model (and computes the auto plan). On error msg names the field. */
@@ -118,7 +121,10 @@ struct engine_cache_stats {
     uint64_t k_bytes, v_bytes, kv_bytes, kv_bytes_without_sharing, kv_bytes_saved;
     double kv_saved_ratio;
     uint64_t attention_flops_saved;
-    uint64_t k_bytes_allocated, v_bytes_allocated; /* buffers actually held by the sequence's slot */
+    /* page-exact: the pages the sequence held (shared prefix pages included) */
+    uint64_t k_bytes_allocated, v_bytes_allocated;
+    uint32_t block_tokens, k_pages, v_pages;
+    uint64_t kv_bytes_paged;
 };
 
 struct engine_timings {
@@ -137,6 +143,7 @@ struct engine_event {
     /* DONE */
     enum engine_finish finish;
     uint32_t prompt_tokens, completion_tokens;
+    uint32_t cached_tokens; /* prompt tokens taken from the prefix cache */
     struct engine_cache_stats cache;
     struct engine_timings timings;
     /* ERROR */
@@ -152,9 +159,16 @@ int engine_submit(struct engine *e, const struct engine_request *req, uint64_t *
 void engine_cancel(struct engine *e, uint64_t id);
 
 struct engine_metrics {
-    uint32_t queue_depth, active_sequences, n_slots, queue_max;
+    uint32_t queue_depth, active_sequences, active_sequences_peak, n_slots, queue_max;
+    /* token-exact bytes of the active sequences */
     uint64_t kv_bytes_used, kv_k_bytes_used, kv_v_bytes_used, kv_bytes_capacity;
     uint64_t kv_bytes_saved, kv_k_bytes_saved;
+    /* the page pool: used = held by sequences or the prefix cache; cached = held by the
+     * prefix cache alone (evictable); held = page references of the active sequences */
+    uint64_t kv_page_bytes;
+    uint32_t kv_block, kv_pages_total, kv_pages_used, kv_pages_reserved, kv_pages_cached, prefix_entries;
+    uint64_t kv_pages_held;
+    uint64_t prefix_hits_total, prefix_tokens_total;
     uint64_t steps, prompt_tokens_total, generated_tokens_total;
 };
 void engine_get_metrics(struct engine *e, struct engine_metrics *m);

@@ -2,6 +2,7 @@
 
 #include "attention.h"
 #include "errors.h"
+#include "kvpool.h"
 #include "model.h"
 #include "ops.h"
 #include "workers.h"
@@ -14,24 +15,27 @@
 struct tf_ctx {
     const struct model *m;
     uint32_t n_ctx, n_batch;
-    bool reference, all_logits;
+    bool reference, all_logits, scratch;
     struct workers *pool;
     bool own_pool;
     struct ops ops;
-    /* activations, shapes for one chunk of B = n_batch tokens */
+    /* activations, shapes for one step of B = n_batch rows */
     float *x;      /* [B][dim] residual stream */
     float *xb;     /* [B][dim] normed input */
     float *q;      /* [B][n_head*head_dim] */
     float *att;    /* [B][n_head*head_dim] attention output */
     float *hb;     /* [B][ffn] */
     float *hb2;    /* [B][ffn] */
-    float *probs;  /* [n_head][B][n_ctx] attention probabilities */
+    float *probs;  /* [n_head][R][n_ctx] attention probabilities of the R rows of a step */
     float *logits; /* [B or 1][n_vocab] */
-    /* KV cache: one buffer per layer; k[l] is NULL for a sharing layer */
-    float **k_cache; /* [n_layer] -> [n_ctx][kvdim] */
-    float **v_cache; /* [n_layer] -> [n_ctx][kvdim] */
-    size_t k_alloc, v_alloc; /* bytes allocated, counted where allocated */
-    uint8_t *mask;   /* [n_head][B][n_ctx] re-balancer mask of the current chunk */
+    uint8_t *mask; /* [n_head][R][n_ctx] re-balancer mask of the current step */
+    /* paged KV cache: [n_layer][max_blocks] page ids (KV_NO_PAGE: none) and their addresses */
+    struct kv_pool *kv;
+    bool own_kv;
+    uint32_t block, max_blocks, n_blocks;
+    uint32_t reserve_left; /* borrowed pool: pages this sequence may still take */
+    uint32_t *kpt, *vpt;
+    float **kptr, **vptr;
     struct share_plan plan;
     struct rebalance_params rb;
     uint64_t flops_saved;
@@ -47,6 +51,19 @@ static float *falloc(size_t n)
     return aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
 }
 
+size_t tf_kv_page_bytes(const struct model *m, uint32_t kv_block)
+{
+    if (!kv_block) kv_block = 16;
+    size_t b = (size_t)kv_block * m->hp.n_head_kv * m->hp.head_dim * sizeof(float);
+    return (b + 63) / 64 * 64;
+}
+
+uint32_t tf_kv_pages_per_block(const struct model *m, const struct share_plan *plan)
+{
+    uint32_t L = m->hp.n_layer;
+    return 2 * L - (plan ? share_plan_n_sharing(plan) : 0);
+}
+
 int tf_create(const struct model *m, const struct tf_opts *opts, struct tf_ctx **out)
 {
     struct tf_opts o = opts ? *opts : (struct tf_opts){0};
@@ -56,6 +73,8 @@ int tf_create(const struct model *m, const struct tf_opts *opts, struct tf_ctx *
     if (!o.n_batch) o.n_batch = 128;
     if (o.n_batch > o.n_ctx) o.n_batch = o.n_ctx;
     if (o.n_threads < 1) o.n_threads = 1;
+    if (!o.kv_block) o.kv_block = 16;
+    if (o.kv_pool && kv_pool_page_bytes(o.kv_pool) != tf_kv_page_bytes(m, o.kv_block)) return SA_ERR_INVALID_ARG;
     struct tf_ctx *c = calloc(1, sizeof *c);
     if (!c) return SA_ERR_NOMEM;
     c->m = m;
@@ -63,6 +82,37 @@ int tf_create(const struct model *m, const struct tf_opts *opts, struct tf_ctx *
     c->n_batch = o.n_batch;
     c->reference = o.reference;
     c->all_logits = o.all_logits;
+    c->scratch = !o.no_scratch;
+    c->block = o.kv_block;
+    c->max_blocks = (o.n_ctx + o.kv_block - 1) / o.kv_block;
+    size_t tables = (size_t)hp->n_layer * c->max_blocks;
+    c->kpt = malloc(tables * sizeof *c->kpt);
+    c->vpt = malloc(tables * sizeof *c->vpt);
+    c->kptr = calloc(tables, sizeof *c->kptr);
+    c->vptr = calloc(tables, sizeof *c->vptr);
+    if (!c->kpt || !c->vpt || !c->kptr || !c->vptr) {
+        tf_destroy(c);
+        return SA_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < tables; i++) c->kpt[i] = c->vpt[i] = KV_NO_PAGE;
+    if (o.kv_pool) {
+        c->kv = o.kv_pool;
+    } else {
+        int rc = kv_pool_create(tf_kv_page_bytes(m, o.kv_block), (uint32_t)(2 * tables), &c->kv);
+        if (rc) {
+            tf_destroy(c);
+            return rc;
+        }
+        c->own_kv = true;
+    }
+    share_plan_init(&c->plan, hp->n_layer);
+    c->rb = rebalance_default_params();
+    int rc = tf_reset(c, o.plan, &o.rebalance);
+    if (rc || !c->scratch) {
+        if (rc) tf_destroy(c);
+        else *out = c;
+        return rc;
+    }
     size_t B = o.n_batch, dim = hp->dim, qdim = (size_t)hp->n_head * hp->head_dim;
     size_t max_in = dim > qdim ? dim : qdim;
     if (hp->ffn > max_in) max_in = hp->ffn;
@@ -81,23 +131,13 @@ int tf_create(const struct model *m, const struct tf_opts *opts, struct tf_ctx *
     c->hb2 = falloc(B * hp->ffn);
     c->probs = falloc((size_t)hp->n_head * B * o.n_ctx);
     c->logits = falloc((o.all_logits ? B : 1) * hp->n_vocab);
-    c->k_cache = calloc(hp->n_layer, sizeof *c->k_cache);
-    c->v_cache = calloc(hp->n_layer, sizeof *c->v_cache);
     c->mask = malloc((size_t)hp->n_head * B * o.n_ctx);
     c->rope_cos = falloc((size_t)o.n_ctx * (hp->n_rot / 2));
     c->rope_sin = falloc((size_t)o.n_ctx * (hp->n_rot / 2));
     if (!c->pool || !c->x || !c->xb || !c->q || !c->att || !c->hb || !c->hb2 || !c->probs || !c->logits ||
-        !c->k_cache || !c->v_cache || !c->mask || !c->rope_cos || !c->rope_sin ||
-        ops_init(&c->ops, c->pool, B, max_in, o.reference) != 0) {
+        !c->mask || !c->rope_cos || !c->rope_sin || ops_init(&c->ops, c->pool, B, max_in, o.reference) != 0) {
         tf_destroy(c);
         return SA_ERR_NOMEM;
-    }
-    share_plan_init(&c->plan, hp->n_layer);
-    c->rb = rebalance_default_params();
-    int rc = tf_reset(c, o.plan, &o.rebalance);
-    if (rc) {
-        tf_destroy(c);
-        return rc;
     }
     size_t half = hp->n_rot / 2;
     for (size_t i = 0; i < half; i++) {
@@ -114,7 +154,9 @@ int tf_create(const struct model *m, const struct tf_opts *opts, struct tf_ctx *
 void tf_destroy(struct tf_ctx *c)
 {
     if (!c) return;
-    ops_cleanup(&c->ops);
+    if (c->kv && c->kpt && c->vpt) tf_release_kv(c);
+    if (c->own_kv) kv_pool_destroy(c->kv);
+    if (c->scratch) ops_cleanup(&c->ops);
     if (c->own_pool) workers_destroy(c->pool);
     free(c->x);
     free(c->xb);
@@ -124,10 +166,10 @@ void tf_destroy(struct tf_ctx *c)
     free(c->hb2);
     free(c->probs);
     free(c->logits);
-    for (uint32_t l = 0; c->k_cache && l < c->m->hp.n_layer; l++) free(c->k_cache[l]);
-    for (uint32_t l = 0; c->v_cache && l < c->m->hp.n_layer; l++) free(c->v_cache[l]);
-    free(c->k_cache);
-    free(c->v_cache);
+    free(c->kpt);
+    free(c->vpt);
+    free(c->kptr);
+    free(c->vptr);
     free(c->mask);
     free(c->rope_cos);
     free(c->rope_sin);
@@ -137,40 +179,138 @@ void tf_destroy(struct tf_ctx *c)
 uint32_t tf_n_ctx(const struct tf_ctx *c) { return c->n_ctx; }
 uint32_t tf_n_batch(const struct tf_ctx *c) { return c->n_batch; }
 
+void tf_release_kv(struct tf_ctx *c)
+{
+    const uint32_t L = c->m->hp.n_layer;
+    for (uint32_t l = 0; l < L; l++)
+        for (uint32_t b = 0; b < c->n_blocks; b++) {
+            size_t i = (size_t)l * c->max_blocks + b;
+            if (c->kpt[i] != KV_NO_PAGE) kv_pool_unref(c->kv, c->kpt[i]);
+            if (c->vpt[i] != KV_NO_PAGE) kv_pool_unref(c->kv, c->vpt[i]);
+            c->kpt[i] = c->vpt[i] = KV_NO_PAGE;
+            c->kptr[i] = c->vptr[i] = NULL;
+        }
+    c->n_blocks = 0;
+}
+
 int tf_reset(struct tf_ctx *c, const struct share_plan *plan, const struct rebalance_params *rb)
 {
     const struct model_hparams *hp = &c->m->hp;
     if (plan && plan->n_layer != hp->n_layer) return SA_ERR_INVALID_ARG;
     if (rb && rb->on && !(isfinite(rb->alpha) && rb->tau >= 0 && rb->tau <= 1)) return SA_ERR_RANGE;
+    tf_release_kv(c);
     if (plan)
         c->plan = *plan;
     else
         share_plan_init(&c->plan, hp->n_layer);
     c->rb = rb ? *rb : rebalance_default_params();
     c->flops_saved = 0;
-    size_t layer_bytes = (size_t)c->n_ctx * hp->n_head_kv * hp->head_dim * sizeof(float);
-    for (uint32_t l = 0; l < hp->n_layer; l++) {
-        bool need_k = !share_plan_is_sharing(&c->plan, l);
-        if (need_k && !c->k_cache[l]) {
-            if (!(c->k_cache[l] = falloc(layer_bytes / sizeof(float)))) return SA_ERR_NOMEM;
-            c->k_alloc += layer_bytes;
-        } else if (!need_k && c->k_cache[l]) {
-            free(c->k_cache[l]);
-            c->k_cache[l] = NULL;
-            c->k_alloc -= layer_bytes;
-        }
-        if (!c->v_cache[l]) {
-            if (!(c->v_cache[l] = falloc(layer_bytes / sizeof(float)))) return SA_ERR_NOMEM;
-            c->v_alloc += layer_bytes;
-        }
-    }
     return 0;
+}
+
+void tf_set_reservation(struct tf_ctx *c, uint32_t pages) { c->reserve_left = pages; }
+uint32_t tf_reservation_left(const struct tf_ctx *c) { return c->reserve_left; }
+
+/* A page for (table entry i): fresh, from this sequence's reservation when the pool is borrowed. */
+static int take_page(struct tf_ctx *c, uint32_t *pt, float **ptr, size_t i)
+{
+    if (!c->own_kv && !c->reserve_left) return SA_ERR_NOMEM;
+    uint32_t id = kv_pool_alloc(c->kv, !c->own_kv);
+    if (id == KV_NO_PAGE) return SA_ERR_NOMEM;
+    if (!c->own_kv) c->reserve_left--;
+    pt[i] = id;
+    ptr[i] = kv_pool_page(c->kv, id);
+    return 0;
+}
+
+/* Before a write into table entry i: a page shared with others is copied first. */
+static int own_page(struct tf_ctx *c, uint32_t *pt, float **ptr, size_t i)
+{
+    if (pt[i] == KV_NO_PAGE || kv_pool_refcount(c->kv, pt[i]) == 1) return 0;
+    uint32_t old = pt[i];
+    int rc = take_page(c, pt, ptr, i);
+    if (rc) return rc;
+    memcpy(ptr[i], kv_pool_page(c->kv, old), kv_pool_page_bytes(c->kv));
+    kv_pool_unref(c->kv, old);
+    return 0;
+}
+
+/* Make positions [pos0, end) writable: pages for new blocks, private copies of shared ones. */
+static int kv_prepare(struct tf_ctx *c, uint32_t pos0, uint32_t end)
+{
+    const uint32_t L = c->m->hp.n_layer;
+    uint32_t need = (end + c->block - 1) / c->block;
+    for (uint32_t b = pos0 / c->block; b < need; b++)
+        for (uint32_t l = 0; l < L; l++) {
+            size_t i = (size_t)l * c->max_blocks + b;
+            bool has_k = !share_plan_is_sharing(&c->plan, l);
+            int rc = 0;
+            if (b < c->n_blocks) {
+                rc = own_page(c, c->vpt, c->vptr, i);
+                if (!rc && has_k) rc = own_page(c, c->kpt, c->kptr, i);
+            } else {
+                rc = take_page(c, c->vpt, c->vptr, i);
+                if (!rc && has_k) rc = take_page(c, c->kpt, c->kptr, i);
+            }
+            if (rc) {
+                if (b >= c->n_blocks) c->n_blocks = b + 1; /* so the partial block is released */
+                return rc;
+            }
+            if (l + 1 == L && b >= c->n_blocks) c->n_blocks = b + 1;
+        }
+    return 0;
+}
+
+uint32_t tf_blocks_held(const struct tf_ctx *c) { return c->n_blocks; }
+
+uint32_t tf_block_pages(const struct tf_ctx *c, uint32_t b, uint32_t *pages)
+{
+    uint32_t n = 0;
+    if (b >= c->n_blocks) return 0;
+    for (uint32_t l = 0; l < c->m->hp.n_layer; l++) {
+        size_t i = (size_t)l * c->max_blocks + b;
+        if (c->kpt[i] != KV_NO_PAGE) pages[n++] = c->kpt[i];
+        pages[n++] = c->vpt[i];
+    }
+    return n;
+}
+
+int tf_adopt_block(struct tf_ctx *c, const uint32_t *pages)
+{
+    if (c->n_blocks >= c->max_blocks) return SA_ERR_CONTEXT_FULL;
+    uint32_t b = c->n_blocks, n = 0;
+    for (uint32_t l = 0; l < c->m->hp.n_layer; l++) {
+        size_t i = (size_t)l * c->max_blocks + b;
+        if (!share_plan_is_sharing(&c->plan, l)) {
+            c->kpt[i] = pages[n++];
+            c->kptr[i] = kv_pool_page(c->kv, c->kpt[i]);
+            kv_pool_ref(c->kv, c->kpt[i]);
+        }
+        c->vpt[i] = pages[n++];
+        c->vptr[i] = kv_pool_page(c->kv, c->vpt[i]);
+        kv_pool_ref(c->kv, c->vpt[i]);
+    }
+    c->n_blocks = b + 1;
+    return 0;
+}
+
+static void count_pages(const struct tf_ctx *c, uint32_t *k, uint32_t *v)
+{
+    *k = *v = 0;
+    for (uint32_t l = 0; l < c->m->hp.n_layer; l++)
+        for (uint32_t b = 0; b < c->n_blocks; b++) {
+            size_t i = (size_t)l * c->max_blocks + b;
+            *k += c->kpt[i] != KV_NO_PAGE;
+            *v += c->vpt[i] != KV_NO_PAGE;
+        }
 }
 
 void tf_kv_allocated(const struct tf_ctx *c, size_t *k_bytes, size_t *v_bytes)
 {
-    *k_bytes = c->k_alloc;
-    *v_bytes = c->v_alloc;
+    uint32_t k, v;
+    count_pages(c, &k, &v);
+    *k_bytes = (size_t)k * kv_pool_page_bytes(c->kv);
+    *v_bytes = (size_t)v * kv_pool_page_bytes(c->kv);
 }
 
 const struct share_plan *tf_plan(const struct tf_ctx *c) { return &c->plan; }
@@ -198,25 +338,36 @@ void tf_cache_stats(const struct tf_ctx *c, uint32_t tokens, struct tf_cache_sta
                               ? (double)out->kv_bytes_saved / (double)out->kv_bytes_without_sharing
                               : 0;
     out->attention_flops_saved = c->flops_saved;
+    out->block_tokens = c->block;
+    count_pages(c, &out->k_pages, &out->v_pages);
+    out->page_bytes = kv_pool_page_bytes(c->kv);
+    out->k_bytes_paged = out->k_pages * out->page_bytes;
+    out->v_bytes_paged = out->v_pages * out->page_bytes;
+    out->kv_bytes_paged = out->k_bytes_paged + out->v_bytes_paged;
 }
 
-/* Attention of layer l for c's sequence: T query rows q at positions pos0.. into out. */
-static struct attn_args attn_setup(const struct tf_ctx *c, uint32_t l, uint32_t T, uint32_t pos0, const float *q,
-                                   float *out)
+/* Attention of layer l for sequence c: T query rows q at positions pos0.., into
+ * out; probabilities (and the re-balancer mask) rows in ws's buffers from row r0
+ * of a step of R rows. */
+static struct attn_args attn_setup(const struct tf_ctx *ws, const struct tf_ctx *c, uint32_t l, uint32_t T,
+                                   uint32_t pos0, uint32_t r0, uint32_t R, const float *q, float *out)
 {
     const struct model_hparams *hp = &c->m->hp;
+    const size_t row0 = (size_t)r0 * ws->n_ctx;
+    size_t off = (size_t)l * c->max_blocks;
     struct attn_args aa = {
-        .q = q, .k = c->k_cache[l], .v = c->v_cache[l], .out = out, .probs = c->probs, .probs_stride = c->n_ctx,
-        .T = T, .pos0 = pos0, .n_head = hp->n_head, .n_head_kv = hp->n_head_kv, .head_dim = hp->head_dim,
-        .kv_stride = (size_t)hp->n_head_kv * hp->head_dim, .compute_scores = !share_plan_is_sharing(&c->plan, l),
-        .reference = c->reference,
+        .q = q, .k_pages = (const float *const *)c->kptr + off, .v_pages = (const float *const *)c->vptr + off,
+        .block = c->block, .out = out, .probs = ws->probs + row0, .probs_stride = ws->n_ctx,
+        .probs_hstride = (size_t)R * ws->n_ctx, .T = T, .pos0 = pos0, .n_head = hp->n_head,
+        .n_head_kv = hp->n_head_kv, .head_dim = hp->head_dim, .kv_stride = (size_t)hp->n_head_kv * hp->head_dim,
+        .compute_scores = !share_plan_is_sharing(&c->plan, l), .reference = ws->reference,
     };
     if (c->rb.on) {
         if (l == 0) {
-            aa.mask_out = c->mask;
+            aa.mask_out = ws->mask + row0;
             aa.mask_tau = c->rb.tau;
         } else {
-            aa.mask = c->mask;
+            aa.mask = ws->mask + row0;
             aa.boost = rebalance_factor(&c->rb, l, hp->n_layer);
             aa.renormalize = c->rb.renormalize;
         }
@@ -245,69 +396,164 @@ static void ffn_rows(struct tf_ctx *c, const struct model_layer *L, uint32_t T)
     for (size_t i = 0; i < T * dim; i++) c->x[i] += c->xb[i];
 }
 
-/* One chunk of T <= n_batch tokens. */
-static void forward_chunk(struct tf_ctx *c, const int32_t *tokens, uint32_t T, uint32_t pos0, bool logits_all)
+/* Position p's row of layer l's K or V pages. */
+static float *page_row(const struct tf_ctx *c, float *const *ptr, uint32_t l, uint32_t p)
 {
-    const struct model *m = c->m;
+    const size_t kvdim = (size_t)c->m->hp.n_head_kv * c->m->hp.head_dim;
+    return ptr[(size_t)l * c->max_blocks + p / c->block] + (size_t)(p % c->block) * kvdim;
+}
+
+/* Q, K and V of layer l for the R rows in ws->xb: Q into ws->q, K and V rows
+ * into each segment's pages (K rotated, Q rotated). */
+static void qkv_rows(struct tf_ctx *ws, const struct tf_seg *segs, uint32_t n_segs, const uint32_t *seg_of,
+                     uint32_t R, uint32_t l)
+{
+    const struct model_hparams *hp = &ws->m->hp;
+    const struct model_layer *L = &ws->m->layers[l];
+    const size_t dim = hp->dim, qdim = (size_t)hp->n_head * hp->head_dim, kvdim = (size_t)hp->n_head_kv * hp->head_dim,
+                 half = hp->n_rot / 2;
+    /* rows whose sequence computes this layer's attention: Q and K only for them */
+    static _Thread_local uint32_t idx[TF_MAX_ROWS];
+    uint32_t nq = 0;
+    for (uint32_t r = 0; r < R; r++)
+        if (!share_plan_is_sharing(&segs[seg_of[r]].seq->plan, l)) idx[nq++] = r;
+    float *vtmp = ws->hb, *ktmp = ws->hb2; /* [R][kvdim] each; the FFN overwrites them later */
+    if (nq == R) {
+        const struct model_weight *w3[3] = {&L->wq, &L->wk, &L->wv};
+        float *y3[3] = {ws->q, ktmp, vtmp};
+        ops_matmul_many(&ws->ops, w3, 3, ws->xb, R, y3);
+    } else {
+        ops_matmul(&ws->ops, &L->wv, ws->xb, R, vtmp);
+        if (nq) { /* gather the computing rows, project, scatter back (backwards: idx[k] >= k) */
+            for (uint32_t k = 0; k < nq; k++) memcpy(ws->att + k * dim, ws->xb + (size_t)idx[k] * dim, dim * sizeof(float));
+            const struct model_weight *w2[2] = {&L->wq, &L->wk};
+            float *y2[2] = {ws->q, ktmp};
+            ops_matmul_many(&ws->ops, w2, 2, ws->att, nq, y2);
+            for (uint32_t k = nq; k-- > 0;) {
+                memmove(ws->q + (size_t)idx[k] * qdim, ws->q + k * qdim, qdim * sizeof(float));
+                memmove(ktmp + (size_t)idx[k] * kvdim, ktmp + k * kvdim, kvdim * sizeof(float));
+            }
+        }
+    }
+    uint32_t r = 0;
+    for (uint32_t i = 0; i < n_segs; i++) {
+        struct tf_ctx *c = segs[i].seq;
+        const bool sharing = share_plan_is_sharing(&c->plan, l);
+        for (uint32_t t = 0; t < segs[i].T; t++, r++) {
+            const uint32_t pos = segs[i].pos0 + t;
+            memcpy(page_row(c, c->vptr, l, pos), vtmp + (size_t)r * kvdim, kvdim * sizeof(float));
+            if (sharing) {
+                c->flops_saved += shared_flops(hp, pos);
+                continue;
+            }
+            float *k = page_row(c, c->kptr, l, pos);
+            memcpy(k, ktmp + (size_t)r * kvdim, kvdim * sizeof(float));
+            const float *cs = ws->rope_cos + (size_t)pos * half, *sn = ws->rope_sin + (size_t)pos * half;
+            ops_rope(ws->q + (size_t)r * qdim, hp->n_head, hp->head_dim, hp->n_rot, cs, sn, hp->rope);
+            ops_rope(k, hp->n_head_kv, hp->head_dim, hp->n_rot, cs, sn, hp->rope);
+        }
+    }
+}
+
+int tf_step(struct tf_ctx *ws, const struct tf_seg *segs, uint32_t n_segs)
+{
+    const struct model *m = ws->m;
     const struct model_hparams *hp = &m->hp;
-    const size_t dim = hp->dim, qdim = (size_t)hp->n_head * hp->head_dim,
-                 kvdim = (size_t)hp->n_head_kv * hp->head_dim, half = hp->n_rot / 2;
-    const bool ref = c->reference;
-
-    for (uint32_t t = 0; t < T; t++)
-        quant_dequantize_row(m->token_embd.type, (const char *)m->token_embd.data + (size_t)tokens[t] * m->token_embd.row_bytes,
-                             c->x + t * dim, dim);
-
+    if (!ws->scratch || n_segs == 0 || n_segs > TF_MAX_BATCH) return SA_ERR_INVALID_ARG;
+    uint32_t R = 0;
+    for (uint32_t i = 0; i < n_segs; i++) {
+        const struct tf_seg *sg = &segs[i];
+        if (sg->seq->m != m || sg->T == 0) return SA_ERR_INVALID_ARG;
+        if ((uint64_t)sg->pos0 + sg->T > sg->seq->n_ctx || sg->pos0 + sg->T > ws->n_ctx) return SA_ERR_CONTEXT_FULL;
+        if (sg->pos0 > sg->seq->n_blocks * sg->seq->block) return SA_ERR_INVALID_ARG; /* a gap in the cache */
+        for (uint32_t t = 0; t < sg->T; t++)
+            if (sg->tokens[t] < 0 || (uint32_t)sg->tokens[t] >= hp->n_vocab) return SA_ERR_INVALID_ARG;
+        R += sg->T;
+        if (R > ws->n_batch || R > TF_MAX_ROWS) return SA_ERR_INVALID_ARG;
+        for (uint32_t k = 0; k < i; k++)
+            if (segs[k].seq == sg->seq) return SA_ERR_INVALID_ARG;
+    }
+    for (uint32_t i = 0; i < n_segs; i++) {
+        int rc = kv_prepare(segs[i].seq, segs[i].pos0, segs[i].pos0 + segs[i].T);
+        if (rc) return rc;
+    }
+    const size_t dim = hp->dim, qdim = (size_t)hp->n_head * hp->head_dim;
+    static _Thread_local uint32_t seg_of[TF_MAX_ROWS];
+    static _Thread_local struct attn_args rows[TF_MAX_BATCH];
+    for (uint32_t i = 0, r = 0; i < n_segs; i++)
+        for (uint32_t t = 0; t < segs[i].T; t++, r++) {
+            seg_of[r] = i;
+            const int32_t tok = segs[i].tokens[t];
+            quant_dequantize_row(m->token_embd.type, (const char *)m->token_embd.data + (size_t)tok * m->token_embd.row_bytes,
+                                 ws->x + (size_t)r * dim, dim);
+        }
     for (uint32_t l = 0; l < hp->n_layer; l++) {
         const struct model_layer *L = &m->layers[l];
-        const bool sharing = share_plan_is_sharing(&c->plan, l);
-        float *kc = c->k_cache[l], *vc = c->v_cache[l];
-        for (uint32_t t = 0; t < T; t++) ops_rmsnorm(c->xb + t * dim, c->x + t * dim, L->attn_norm, dim, hp->rms_eps, ref);
-        if (!sharing) {
-            const struct model_weight *ws[3] = {&L->wq, &L->wk, &L->wv};
-            float *ys[3] = {c->q, kc + (size_t)pos0 * kvdim, vc + (size_t)pos0 * kvdim};
-            ops_matmul_many(&c->ops, ws, 3, c->xb, T, ys);
-        } else {
-            ops_matmul(&c->ops, &L->wv, c->xb, T, vc + (size_t)pos0 * kvdim);
-        }
-        if (!sharing) {
-            for (uint32_t t = 0; t < T; t++) {
-                const float *cs = c->rope_cos + (size_t)(pos0 + t) * half, *sn = c->rope_sin + (size_t)(pos0 + t) * half;
-                ops_rope(c->q + t * qdim, hp->n_head, hp->head_dim, hp->n_rot, cs, sn, hp->rope);
-                ops_rope(kc + (size_t)(pos0 + t) * kvdim, hp->n_head_kv, hp->head_dim, hp->n_rot, cs, sn, hp->rope);
-            }
-        } else {
-            /* the source's probabilities are still in c->probs: no layer in between computes */
-            for (uint32_t t = 0; t < T; t++) c->flops_saved += shared_flops(hp, pos0 + t);
-        }
-        struct attn_args aa = attn_setup(c, l, T, pos0, c->q, c->att);
-        if (ref)
-            attn_compute(&aa, 0, 1);
+        for (uint32_t r = 0; r < R; r++)
+            ops_rmsnorm(ws->xb + (size_t)r * dim, ws->x + (size_t)r * dim, L->attn_norm, dim, hp->rms_eps, ws->reference);
+        qkv_rows(ws, segs, n_segs, seg_of, R, l);
+        /* a sharing layer's source probabilities are still in ws->probs: no layer in between computes */
+        for (uint32_t i = 0, r0 = 0; i < n_segs; r0 += segs[i].T, i++)
+            rows[i] = attn_setup(ws, segs[i].seq, l, segs[i].T, segs[i].pos0, r0, R, ws->q + (size_t)r0 * qdim,
+                                 ws->att + (size_t)r0 * qdim);
+        struct attn_batch ab = {.rows = rows, .n = n_segs, .next = 0};
+        if (ws->reference)
+            attn_compute_batch(&ab, 0, 1);
         else
-            workers_run(c->pool, attn_compute, &aa);
-        if (c->hook) c->hook(c->hook_user, l, c->probs, T, pos0, c->n_ctx);
-        ops_matmul(&c->ops, &L->wo, c->att, T, c->xb);
-        for (size_t i = 0; i < T * dim; i++) c->x[i] += c->xb[i];
-        ffn_rows(c, L, T);
+            workers_run(ws->pool, attn_compute_batch, &ab);
+        if (ws->hook && n_segs == 1) ws->hook(ws->hook_user, l, ws->probs, R, segs[0].pos0, ws->n_ctx);
+        ops_matmul(&ws->ops, &L->wo, ws->att, R, ws->xb);
+        for (size_t i = 0; i < R * dim; i++) ws->x[i] += ws->xb[i];
+        ffn_rows(ws, L, R);
     }
-
-    uint32_t first = logits_all ? 0 : T - 1, n_out = T - first;
-    for (uint32_t t = first; t < T; t++)
-        ops_rmsnorm(c->xb + (t - first) * dim, c->x + t * dim, m->output_norm, dim, hp->rms_eps, ref);
-    ops_matmul(&c->ops, &m->output, c->xb, n_out, c->logits);
+    /* logits: every row (all_logits, one segment) or each asking segment's last row */
+    const bool all = ws->all_logits && n_segs == 1 && segs[0].seq == ws;
+    uint32_t n_out = 0;
+    for (uint32_t i = 0, r = 0; i < n_segs; i++) {
+        r += segs[i].T;
+        if (all) {
+            for (uint32_t t = 0; t < R; t++)
+                ops_rmsnorm(ws->xb + (size_t)t * dim, ws->x + (size_t)t * dim, m->output_norm, dim, hp->rms_eps, ws->reference);
+            n_out = R;
+        } else if (segs[i].logits) {
+            ops_rmsnorm(ws->xb + (size_t)n_out++ * dim, ws->x + (size_t)(r - 1) * dim, m->output_norm, dim, hp->rms_eps,
+                        ws->reference);
+        }
+    }
+    if (!n_out) return 0;
+    if (all) {
+        ops_matmul(&ws->ops, &m->output, ws->xb, n_out, ws->logits);
+        return 0;
+    }
+    /* one output matmul for all asking segments when their buffers are consecutive
+     * rows of one array (the engine's case); otherwise one per segment */
+    float *base = NULL;
+    bool contiguous = true;
+    for (uint32_t i = 0, k = 0; i < n_segs; i++) {
+        if (!segs[i].logits) continue;
+        if (!base) base = segs[i].logits;
+        contiguous = contiguous && segs[i].logits == base + (size_t)k++ * hp->n_vocab;
+    }
+    if (contiguous) {
+        ops_matmul(&ws->ops, &m->output, ws->xb, n_out, base);
+        return 0;
+    }
+    for (uint32_t i = 0, k = 0; i < n_segs; i++)
+        if (segs[i].logits) ops_matmul(&ws->ops, &m->output, ws->xb + (size_t)k++ * dim, 1, segs[i].logits);
+    return 0;
 }
 
 int tf_forward(struct tf_ctx *c, const int32_t *tokens, uint32_t n, uint32_t pos0, const float **logits)
 {
-    const struct model_hparams *hp = &c->m->hp;
-    if (n == 0) return SA_ERR_INVALID_ARG;
+    if (n == 0 || !c->scratch) return SA_ERR_INVALID_ARG;
     if ((uint64_t)pos0 + n > c->n_ctx) return SA_ERR_CONTEXT_FULL;
     if (c->all_logits && n > c->n_batch) return SA_ERR_INVALID_ARG;
-    for (uint32_t i = 0; i < n; i++)
-        if (tokens[i] < 0 || (uint32_t)tokens[i] >= hp->n_vocab) return SA_ERR_INVALID_ARG;
     for (uint32_t done = 0; done < n;) {
         uint32_t T = n - done < c->n_batch ? n - done : c->n_batch;
-        forward_chunk(c, tokens + done, T, pos0 + done, c->all_logits);
+        struct tf_seg sg = {.seq = c, .tokens = tokens + done, .T = T, .pos0 = pos0 + done,
+                            .logits = done + T == n ? c->logits : NULL};
+        int rc = tf_step(c, &sg, 1);
+        if (rc) return rc;
         done += T;
     }
     *logits = c->logits;
@@ -317,72 +563,10 @@ int tf_forward(struct tf_ctx *c, const int32_t *tokens, uint32_t n, uint32_t pos
 int tf_forward_batch(struct tf_ctx *ws, struct tf_ctx *const *ctxs, const int32_t *tokens, const uint32_t *pos,
                      uint32_t n, float *logits)
 {
-    const struct model *m = ws->m;
-    const struct model_hparams *hp = &m->hp;
-    if (n == 0 || n > ws->n_batch) return SA_ERR_INVALID_ARG;
-    for (uint32_t i = 0; i < n; i++) {
-        if (ctxs[i]->m != m) return SA_ERR_INVALID_ARG;
-        if (tokens[i] < 0 || (uint32_t)tokens[i] >= hp->n_vocab) return SA_ERR_INVALID_ARG;
-        if (pos[i] >= ctxs[i]->n_ctx) return SA_ERR_CONTEXT_FULL;
-    }
-    const size_t dim = hp->dim, qdim = (size_t)hp->n_head * hp->head_dim, kvdim = (size_t)hp->n_head_kv * hp->head_dim,
-                 half = hp->n_rot / 2;
-    struct attn_args rows[TF_MAX_BATCH];
-    if (n > TF_MAX_BATCH) return SA_ERR_INVALID_ARG;
+    if (n == 0 || n > TF_MAX_BATCH) return SA_ERR_INVALID_ARG;
+    struct tf_seg segs[TF_MAX_BATCH];
     for (uint32_t i = 0; i < n; i++)
-        quant_dequantize_row(m->token_embd.type, (const char *)m->token_embd.data + (size_t)tokens[i] * m->token_embd.row_bytes,
-                             ws->x + i * dim, dim);
-    for (uint32_t l = 0; l < hp->n_layer; l++) {
-        const struct model_layer *L = &m->layers[l];
-        for (uint32_t i = 0; i < n; i++)
-            ops_rmsnorm(ws->xb + i * dim, ws->x + i * dim, L->attn_norm, dim, hp->rms_eps, ws->reference);
-        /* rows whose sequence computes this layer's attention: Q and K only for them */
-        uint32_t idx[TF_MAX_BATCH], nq = 0;
-        for (uint32_t i = 0; i < n; i++)
-            if (!share_plan_is_sharing(&ctxs[i]->plan, l)) idx[nq++] = i;
-        float *vtmp = ws->hb, *ktmp = ws->hb2; /* [n][kvdim] each; the FFN overwrites them later */
-        if (nq == n) {
-            const struct model_weight *w3[3] = {&L->wq, &L->wk, &L->wv};
-            float *y3[3] = {ws->q, ktmp, vtmp};
-            ops_matmul_many(&ws->ops, w3, 3, ws->xb, n, y3);
-        } else {
-            ops_matmul(&ws->ops, &L->wv, ws->xb, n, vtmp);
-            if (nq) { /* gather the computing rows, project, scatter back (backwards: idx[k] >= k) */
-                for (uint32_t k = 0; k < nq; k++) memcpy(ws->att + k * dim, ws->xb + (size_t)idx[k] * dim, dim * sizeof(float));
-                const struct model_weight *w2[2] = {&L->wq, &L->wk};
-                float *y2[2] = {ws->q, ktmp};
-                ops_matmul_many(&ws->ops, w2, 2, ws->att, nq, y2);
-                for (uint32_t k = nq; k-- > 0;) {
-                    memmove(ws->q + (size_t)idx[k] * qdim, ws->q + k * qdim, qdim * sizeof(float));
-                    memmove(ktmp + (size_t)idx[k] * kvdim, ktmp + k * kvdim, kvdim * sizeof(float));
-                }
-            }
-        }
-        for (uint32_t i = 0; i < n; i++) {
-            struct tf_ctx *c = ctxs[i];
-            memcpy(c->v_cache[l] + (size_t)pos[i] * kvdim, vtmp + i * kvdim, kvdim * sizeof(float));
-            if (share_plan_is_sharing(&c->plan, l)) {
-                c->flops_saved += shared_flops(hp, pos[i]);
-            } else {
-                float *k = c->k_cache[l] + (size_t)pos[i] * kvdim;
-                memcpy(k, ktmp + i * kvdim, kvdim * sizeof(float));
-                const float *cs = ws->rope_cos + (size_t)pos[i] * half, *sn = ws->rope_sin + (size_t)pos[i] * half;
-                ops_rope(ws->q + i * qdim, hp->n_head, hp->head_dim, hp->n_rot, cs, sn, hp->rope);
-                ops_rope(k, hp->n_head_kv, hp->head_dim, hp->n_rot, cs, sn, hp->rope);
-            }
-            rows[i] = attn_setup(c, l, 1, pos[i], ws->q + i * qdim, ws->att + i * qdim);
-        }
-        struct attn_batch ab = {.rows = rows, .n = n};
-        if (ws->reference)
-            attn_compute_batch(&ab, 0, 1);
-        else
-            workers_run(ws->pool, attn_compute_batch, &ab);
-        ops_matmul(&ws->ops, &L->wo, ws->att, n, ws->xb);
-        for (size_t i = 0; i < n * dim; i++) ws->x[i] += ws->xb[i];
-        ffn_rows(ws, L, n);
-    }
-    for (uint32_t i = 0; i < n; i++)
-        ops_rmsnorm(ws->xb + i * dim, ws->x + i * dim, m->output_norm, dim, hp->rms_eps, ws->reference);
-    ops_matmul(&ws->ops, &m->output, ws->xb, n, logits);
-    return 0;
+        segs[i] = (struct tf_seg){.seq = ctxs[i], .tokens = tokens + i, .T = 1, .pos0 = pos[i],
+                                  .logits = logits + (size_t)i * ws->m->hp.n_vocab};
+    return tf_step(ws, segs, n);
 }

@@ -30,7 +30,7 @@ struct job_seq {
     struct response_token_logprob *lps;
     size_t n_lps, cap_lps;
     const char *finish;
-    uint32_t prompt_tokens, completion_tokens;
+    uint32_t prompt_tokens, completion_tokens, cached_tokens;
     struct engine_cache_stats cache;
     struct engine_timings timings;
     bool role_sent, cancelled;
@@ -252,6 +252,7 @@ static void fill_choice(const struct job_seq *s, struct response_choice *c)
     c->logprobs = s->lps;
     c->prompt_tokens = s->prompt_tokens;
     c->completion_tokens = s->completion_tokens;
+    c->cached_tokens = s->cached_tokens;
     c->cache = s->cache;
     c->timings = s->timings;
 }
@@ -268,7 +269,10 @@ static void fill_completion(const struct job *j, struct response_choice *choices
     size_t last_prompt = (size_t)-1;
     for (size_t i = 0; i < j->n_seqs; i++) {
         fill_choice(&j->seqs[i], &choices[i]);
-        if (j->seqs[i].prompt_index != last_prompt) c->usage.prompt_tokens += j->seqs[i].prompt_tokens;
+        if (j->seqs[i].prompt_index != last_prompt) {
+            c->usage.prompt_tokens += j->seqs[i].prompt_tokens;
+            c->usage.cached_tokens += j->seqs[i].cached_tokens;
+        }
         last_prompt = j->seqs[i].prompt_index;
         c->usage.completion_tokens += j->seqs[i].completion_tokens;
     }
@@ -405,6 +409,7 @@ static void handle_event(struct api *a, struct ev_item *it)
         s->cancelled = ev->finish == ENGINE_FINISH_CANCELLED && !j->client_gone;
         s->prompt_tokens = ev->prompt_tokens;
         s->completion_tokens = ev->completion_tokens;
+        s->cached_tokens = ev->cached_tokens;
         s->cache = ev->cache;
         s->timings = ev->timings;
     }

@@ -271,6 +271,23 @@ char *metrics_render(const struct metrics *m, const struct engine_metrics *em, c
         metrics_u64(&b, "saserve_kv_bytes_saved{kind=\"k\"}", em->kv_k_bytes_saved);
         metrics_u64(&b, "saserve_kv_bytes_saved{kind=\"v\"}", v_saved);
 
+        metrics_family(&b, "saserve_active_sequences_peak", "gauge", "Most sequences computed at once since start.");
+        metrics_u64(&b, "saserve_active_sequences_peak", em->active_sequences_peak);
+        metrics_family(&b, "saserve_kv_page_bytes", "gauge", "Bytes of one KV page (block_tokens positions of one layer's K or V).");
+        metrics_u64(&b, "saserve_kv_page_bytes", em->kv_page_bytes);
+        metrics_family(&b, "saserve_kv_pages", "gauge",
+                       "KV pool pages: total; used (by sequences or the prefix cache); reserved for admitted "
+                       "sequences; held by the active sequences; cached (held by the prefix cache alone).");
+        metrics_u64(&b, "saserve_kv_pages{state=\"total\"}", em->kv_pages_total);
+        metrics_u64(&b, "saserve_kv_pages{state=\"used\"}", em->kv_pages_used);
+        metrics_u64(&b, "saserve_kv_pages{state=\"reserved\"}", em->kv_pages_reserved);
+        metrics_u64(&b, "saserve_kv_pages{state=\"held\"}", em->kv_pages_held);
+        metrics_u64(&b, "saserve_kv_pages{state=\"cached\"}", em->kv_pages_cached);
+        metrics_family(&b, "saserve_prefix_cache_hits_total", "counter", "Requests that reused a cached prompt prefix.");
+        metrics_u64(&b, "saserve_prefix_cache_hits_total", em->prefix_hits_total);
+        metrics_family(&b, "saserve_prefix_cache_tokens_total", "counter", "Prompt tokens taken from the prefix cache.");
+        metrics_u64(&b, "saserve_prefix_cache_tokens_total", em->prefix_tokens_total);
+
         metrics_family(&b, "saserve_engine_steps_total", "counter", "Engine steps run.");
         metrics_u64(&b, "saserve_engine_steps_total", em->steps);
     }

@@ -279,6 +279,11 @@ static json_t *resp_cache_obj(const struct engine_cache_stats *s, bool *bad)
     resp_put(o, "kv_bytes_saved", resp_uint(s->kv_bytes_saved), bad);
     resp_put(o, "kv_saved_ratio", resp_real(s->kv_saved_ratio), bad);
     resp_put(o, "attention_flops_saved", resp_uint(s->attention_flops_saved), bad);
+    /* page-exact: what the paged pool actually held for the sequence */
+    resp_put(o, "block_tokens", resp_uint(s->block_tokens), bad);
+    resp_put(o, "k_pages", resp_uint(s->k_pages), bad);
+    resp_put(o, "v_pages", resp_uint(s->v_pages), bad);
+    resp_put(o, "kv_bytes_paged", resp_uint(s->kv_bytes_paged), bad);
     return o;
 }
 
@@ -293,12 +298,15 @@ static json_t *resp_timings_obj(const struct engine_timings *t, bool *bad)
     return o;
 }
 
-static json_t *resp_usage_obj(uint64_t prompt, uint64_t completion, bool *bad)
+static json_t *resp_usage_obj(uint64_t prompt, uint64_t completion, uint64_t cached, bool *bad)
 {
     json_t *o = json_object();
     resp_put(o, "prompt_tokens", resp_uint(prompt), bad);
     resp_put(o, "completion_tokens", resp_uint(completion), bad);
     resp_put(o, "total_tokens", resp_uint(prompt + completion), bad);
+    json_t *d = json_object();
+    resp_put(d, "cached_tokens", resp_uint(cached), bad);
+    resp_put(o, "prompt_tokens_details", d, bad);
     return o;
 }
 
@@ -326,6 +334,7 @@ static void resp_aggregate(const struct response_completion *c, struct engine_ca
     cs->spans[sizeof cs->spans - 1] = '\0';
     cs->layers = f->layers;
     cs->sharing_layers = f->sharing_layers;
+    cs->block_tokens = f->block_tokens;
     uint64_t ptok = 0, gtok = 0, tokens = 0;
     for (size_t i = 0; i < c->n_choices; i++) {
         const struct response_choice *ch = &c->choices[i];
@@ -339,6 +348,9 @@ static void resp_aggregate(const struct response_completion *c, struct engine_ca
         cs->attention_flops_saved = resp_sat_add(cs->attention_flops_saved, s->attention_flops_saved);
         cs->k_bytes_allocated = resp_sat_add(cs->k_bytes_allocated, s->k_bytes_allocated);
         cs->v_bytes_allocated = resp_sat_add(cs->v_bytes_allocated, s->v_bytes_allocated);
+        cs->k_pages += s->k_pages;
+        cs->v_pages += s->v_pages;
+        cs->kv_bytes_paged = resp_sat_add(cs->kv_bytes_paged, s->kv_bytes_paged);
         const struct engine_timings *t = &ch->timings;
         if (t->queued_ms > tm->queued_ms) tm->queued_ms = t->queued_ms;
         if (t->prompt_ms > tm->prompt_ms) tm->prompt_ms = t->prompt_ms;
@@ -359,7 +371,7 @@ static void resp_put_summary(json_t *obj, const struct response_completion *c, b
     struct engine_cache_stats cs;
     struct engine_timings tm;
     resp_aggregate(c, &cs, &tm);
-    resp_put(obj, "usage", resp_usage_obj(c->usage.prompt_tokens, c->usage.completion_tokens, bad), bad);
+    resp_put(obj, "usage", resp_usage_obj(c->usage.prompt_tokens, c->usage.completion_tokens, c->usage.cached_tokens, bad), bad);
     resp_put(obj, "cache", resp_cache_obj(&cs, bad), bad);
     resp_put(obj, "timings", resp_timings_obj(&tm, bad), bad);
 }
@@ -367,7 +379,7 @@ static void resp_put_summary(json_t *obj, const struct response_completion *c, b
 /* Adds one choice's own usage, cache, timings to a choice object. */
 static void resp_put_choice_stats(json_t *obj, const struct response_choice *ch, bool *bad)
 {
-    resp_put(obj, "usage", resp_usage_obj(ch->prompt_tokens, ch->completion_tokens, bad), bad);
+    resp_put(obj, "usage", resp_usage_obj(ch->prompt_tokens, ch->completion_tokens, ch->cached_tokens, bad), bad);
     resp_put(obj, "cache", resp_cache_obj(&ch->cache, bad), bad);
     resp_put(obj, "timings", resp_timings_obj(&ch->timings, bad), bad);
 }

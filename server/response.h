@@ -115,12 +115,14 @@ struct response_choice {
     size_t n_logprobs;
     const struct response_token_logprob *logprobs; /* [n_logprobs] */
     uint32_t prompt_tokens, completion_tokens;     /* of this choice's sequence */
+    uint32_t cached_tokens;                        /* prompt tokens from the prefix cache */
     struct engine_cache_stats cache;
     struct engine_timings timings;
 };
 
 struct response_usage {
     uint64_t prompt_tokens, completion_tokens; /* total_tokens = the sum */
+    uint64_t cached_tokens; /* prompt_tokens_details.cached_tokens (OpenAI's name) */
 };
 
 struct response_completion {

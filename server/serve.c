@@ -119,6 +119,8 @@ int serve_main(int argc, char **argv)
     ec.n_ctx = s->cfg.ctx;
     ec.n_slots = s->cfg.slots;
     ec.kv_budget = s->cfg.kv_budget;
+    ec.kv_block = s->cfg.kv_block;
+    ec.prefix_cache = s->cfg.prefix_cache;
     ec.queue_max = s->cfg.queue_max;
     ec.prefill_chunk = s->cfg.prefill_chunk;
     ec.use_mmap = s->cfg.mmap;

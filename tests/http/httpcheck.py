@@ -108,6 +108,13 @@ def cache_ok(c):
           and c["k_bytes"] * c["layers"] == c["v_bytes"] * (c["layers"] - c["sharing_layers"])
           and (c["tokens"] == 0 or c["v_bytes"] % (c["tokens"] * c["layers"]) == 0)
           and abs(c["kv_saved_ratio"] - (c["kv_bytes_saved"] / without if without else 0)) < 1e-6)
+    # page-exact figures: K pages only in computing layers, pages cover the tokens,
+    # a page is block_tokens positions of one layer's K or V
+    L, S, B, pages = c["layers"], c["sharing_layers"], c["block_tokens"], c["k_pages"] + c["v_pages"]
+    ok = ok and c["k_pages"] * L == c["v_pages"] * (L - S) and c["v_pages"] * B >= c["tokens"] * L
+    if pages and c["tokens"]:
+        page_bytes = c["kv_bytes_paged"] // pages
+        ok = ok and c["kv_bytes_paged"] == pages * page_bytes and page_bytes * c["tokens"] * L >= c["v_bytes"] * B
     if c["shared_attention"]:
         spans = sum(int(b) - int(a) + 1 for a, b in (s.split("-") for s in c["spans"]))
         ok = ok and c["sharing_layers"] == spans
@@ -116,8 +123,20 @@ def cache_ok(c):
     return ok
 
 
+def paged_exact(c):
+    """One sequence's page counts: ceil(tokens / block) blocks of (L - S) K and L V pages."""
+    blocks = -(-c["tokens"] // c["block_tokens"])
+    return c["k_pages"] == blocks * (c["layers"] - c["sharing_layers"]) and c["v_pages"] == blocks * c["layers"]
+
+
+def usage_core(u):
+    """usage without prompt_tokens_details (cached_tokens depends on what ran before)."""
+    return {k: v for k, v in u.items() if k != "prompt_tokens_details"}
+
+
 def env(files):
     ns = {"text": text, "texts": texts, "final": final, "cache_ok": cache_ok, "prom_sum": prom_sum,
+          "paged_exact": paged_exact, "usage_core": usage_core,
           "json": json, "re": re}
     docs = [load(p) for p in files]
     for i, v in enumerate(docs):

@@ -68,9 +68,22 @@ static struct engine *start(uint32_t slots, uint32_t queue_max)
     cfg.n_ctx = 256;
     cfg.prefill_chunk = 4; /* exercise chunked prefill */
     cfg.share_spans = "off";
+    cfg.debug_checks = true; /* the pool's books are checked after every step */
     struct engine *e = NULL;
     if (engine_create(&cfg, &e, msg, sizeof msg)) fprintf(stderr, "engine_create: %s\n", msg);
     return e;
+}
+
+/* No sequence holds a page or a reservation; only the prefix cache may hold pages. */
+static void assert_pool_idle(struct engine *e)
+{
+    struct engine_metrics m;
+    engine_get_metrics(e, &m);
+    ASSERT_EQ(m.active_sequences, 0);
+    ASSERT_EQ(m.kv_pages_held, 0);
+    ASSERT_EQ(m.kv_pages_reserved, 0);
+    ASSERT_EQ(m.kv_pages_used, m.kv_pages_cached);
+    ASSERT_EQ(m.kv_bytes_used, 0);
 }
 
 static struct engine_request greedy(const int32_t *prompt, size_t n, uint32_t max_tokens, struct collect *c)
@@ -265,31 +278,197 @@ static void test_destroy_cancels_queued(void)
     }
 }
 
-static void test_kv_budget_caps_slots(void)
+static struct engine *start_budget(uint32_t slots, uint64_t budget, bool prefix)
 {
     char path[512], msg[256];
     snprintf(path, sizeof path, "%s/models/stories260K/stories260K.gguf", test_shared_dir());
     struct engine_config cfg = engine_default_config();
     cfg.model_path = path;
     cfg.n_ctx = 256;
-    cfg.n_slots = 4;
+    cfg.n_slots = slots;
+    cfg.kv_block = 16;
+    cfg.kv_budget = budget;
+    cfg.prefix_cache = prefix;
+    cfg.prefill_chunk = 8;
     cfg.share_spans = "off";
-    /* one sequence: 256 tokens x 5 layers x K and V x 4 kv heads x 8 dims x 4 bytes */
-    const uint64_t per_seq = 256ull * 5 * 2 * 4 * 8 * 4;
-    cfg.kv_budget = 2 * per_seq + per_seq / 2;
+    cfg.debug_checks = true;
     struct engine *e = NULL;
+    if (engine_create(&cfg, &e, msg, sizeof msg)) fprintf(stderr, "engine_create: %s\n", msg);
+    return e;
+}
+
+/* stories260K: 5 layers, 4 KV heads x 8 dims: a page of 16 positions is 16 x 32 x 4 = 2048 bytes */
+#define PAGE_260K 2048ull
+
+static void test_kv_budget(void)
+{
+    char path[512], msg[256];
+    snprintf(path, sizeof path, "%s/models/stories260K/stories260K.gguf", test_shared_dir());
+    struct engine_config cfg = engine_default_config();
+    cfg.model_path = path;
+    cfg.n_ctx = 256;
+    cfg.share_spans = "off";
+    /* one full context: 16 blocks x 10 pages */
+    const uint64_t per_seq = 160 * PAGE_260K;
+    cfg.kv_budget = per_seq - 1;
+    struct engine *e = NULL;
+    ASSERT_EQ(engine_create(&cfg, &e, msg, sizeof msg), SA_ERR_RANGE);
+    ASSERT_CONTAINS(msg, "kv_budget");
+    cfg.kv_budget = per_seq + PAGE_260K / 2;
     ASSERT_OK(engine_create(&cfg, &e, msg, sizeof msg));
     if (e) {
         struct engine_metrics m;
         engine_get_metrics(e, &m);
-        ASSERT_EQ(m.n_slots, 2);
-        ASSERT_EQ(m.kv_bytes_capacity, 2 * per_seq);
+        ASSERT_EQ(m.kv_pages_total, 160);
+        ASSERT_EQ(m.kv_bytes_capacity, per_seq);
+        ASSERT_EQ(m.kv_page_bytes, PAGE_260K);
         engine_destroy(e);
     }
-    cfg.kv_budget = per_seq - 1;
-    msg[0] = 0;
-    ASSERT_EQ(engine_create(&cfg, &e, msg, sizeof msg), SA_ERR_RANGE);
-    ASSERT_CONTAINS(msg, "kv_budget");
+}
+
+/* A budget of exactly 4 share-off sequences of 13 + 52 tokens (64 positions =
+ * 4 blocks x 10 pages = 40 pages; 160 pages) runs 4 of them at once; a plan
+ * sharing 4 of 5 layers (6 pages a block, r = 0.4) runs floor(4/0.6) = 6. All
+ * give the tokens they give alone. */
+static void test_capacity_with_sharing(void)
+{
+    const uint32_t n = 8;
+    int32_t prompt[13] = {1};
+    memcpy(prompt + 1, golden_260k, 12 * sizeof(int32_t));
+    for (int share = 0; share < 2; share++) {
+        struct engine *e = start_budget(n, 160 * PAGE_260K, false);
+        if (!e) {
+            ASSERT_TRUE(e != NULL);
+            return;
+        }
+        struct collect alone, c[8];
+        collect_init(&alone);
+        struct engine_request r = greedy(prompt, 13, 52, &alone);
+        if (share) {
+            r.share = true;
+            ASSERT_OK(engine_parse_plan(e, "1-4", &r.plan, NULL, 0));
+        }
+        uint64_t id;
+        ASSERT_OK(engine_submit(e, &r, &id));
+        wait_done(&alone);
+        for (uint32_t k = 0; k < n; k++) {
+            collect_init(&c[k]);
+            r.user = &c[k];
+            ASSERT_OK(engine_submit(e, &r, &id));
+        }
+        for (uint32_t k = 0; k < n; k++) {
+            wait_done(&c[k]);
+            ASSERT_EQ(c[k].last.type, ENGINE_EV_DONE);
+            ASSERT_EQ(c[k].n_tokens, 52);
+            ASSERT_TRUE(c[k].n_tokens == alone.n_tokens &&
+                        !memcmp(c[k].tokens, alone.tokens, alone.n_tokens * sizeof(int32_t)));
+        }
+        struct engine_metrics m;
+        engine_get_metrics(e, &m);
+        fprintf(stderr, "  share %s: %u sequences ran at once in 160 pages (page-exact %llu bytes each)\n",
+                share ? "on (1-4)" : "off", m.active_sequences_peak,
+                (unsigned long long)c[0].last.cache.kv_bytes_paged);
+        ASSERT_EQ(m.active_sequences_peak, share ? 6 : 4);
+        ASSERT_EQ(c[0].last.cache.k_pages, share ? 4 : 20);
+        ASSERT_EQ(c[0].last.cache.v_pages, 20);
+        ASSERT_EQ(c[0].last.cache.kv_bytes_paged, (share ? 24 : 40) * PAGE_260K);
+        assert_pool_idle(e);
+        engine_destroy(e);
+    }
+}
+
+static void run_prompt(struct engine *e, const int32_t *prompt, size_t n, const char *spans, struct collect *c)
+{
+    collect_init(c);
+    struct engine_request r = greedy(prompt, n, 24, c);
+    if (spans) {
+        r.share = true;
+        ASSERT_OK(engine_parse_plan(e, spans, &r.plan, NULL, 0));
+    }
+    uint64_t id;
+    ASSERT_OK(engine_submit(e, &r, &id));
+    wait_done(c);
+}
+
+static bool same_tokens(const struct collect *a, const struct collect *b)
+{
+    return a->n_tokens == b->n_tokens && !memcmp(a->tokens, b->tokens, a->n_tokens * sizeof(int32_t));
+}
+
+/* A repeated prompt adopts its cached full blocks and gives the cold run's
+ * tokens; a prompt diverging inside a block adopts that block partially
+ * (copy-on-write); another plan never sees the prefix. */
+static void test_prefix_reuse(void)
+{
+    struct engine *cold = start_budget(2, 0, false), *e = start_budget(2, 0, true);
+    if (!cold || !e) {
+        ASSERT_TRUE(cold && e);
+        engine_destroy(cold);
+        engine_destroy(e);
+        return;
+    }
+    int32_t p1[40] = {1}, p2[40];
+    memcpy(p1 + 1, golden_260k, 39 * sizeof(int32_t));
+    memcpy(p2, p1, sizeof p1);
+    p2[20] = 300; /* diverges inside block 1 */
+    struct collect ref1, ref2, ref1s, a, b, d, f, g;
+    run_prompt(cold, p1, 40, NULL, &ref1);
+    run_prompt(cold, p2, 40, NULL, &ref2);
+    run_prompt(cold, p1, 40, "3-4", &ref1s);
+    ASSERT_EQ(ref1.last.cached_tokens, 0);
+
+    run_prompt(e, p1, 40, NULL, &a); /* cold: caches blocks 0 and 1 */
+    ASSERT_EQ(a.last.cached_tokens, 0);
+    ASSERT_TRUE(same_tokens(&a, &ref1));
+    run_prompt(e, p1, 40, NULL, &b); /* 32 of 39 reusable tokens */
+    ASSERT_EQ(b.last.cached_tokens, 32);
+    ASSERT_TRUE(same_tokens(&b, &ref1));
+    run_prompt(e, p2, 40, NULL, &d); /* block 0 whole, block 1's first 4 tokens */
+    ASSERT_EQ(d.last.cached_tokens, 20);
+    ASSERT_TRUE(same_tokens(&d, &ref2));
+    run_prompt(e, p1, 40, "3-4", &f); /* other plan: nothing */
+    ASSERT_EQ(f.last.cached_tokens, 0);
+    ASSERT_TRUE(same_tokens(&f, &ref1s));
+    run_prompt(e, p1, 40, "3-4", &g); /* its own prefix now */
+    ASSERT_EQ(g.last.cached_tokens, 32);
+    ASSERT_TRUE(same_tokens(&g, &ref1s));
+    /* the shared pages were never written: the first plan's prefix still gives the cold tokens */
+    run_prompt(e, p1, 40, NULL, &b);
+    ASSERT_EQ(b.last.cached_tokens, 32);
+    ASSERT_TRUE(same_tokens(&b, &ref1));
+    struct engine_metrics m;
+    engine_get_metrics(e, &m);
+    ASSERT_EQ(m.prefix_tokens_total, 32 + 20 + 32 + 32);
+    ASSERT_TRUE(m.kv_pages_cached > 0);
+    assert_pool_idle(e);
+    assert_pool_idle(cold);
+    engine_destroy(cold);
+    engine_destroy(e);
+}
+
+/* The prefix cache gives its pages back when admission needs them. */
+static void test_prefix_eviction(void)
+{
+    /* room for one full context only: every new prompt evicts the previous one's blocks */
+    struct engine *e = start_budget(1, 160 * PAGE_260K, true);
+    if (!e) {
+        ASSERT_TRUE(e != NULL);
+        return;
+    }
+    int32_t p[40] = {1};
+    memcpy(p + 1, golden_260k, 39 * sizeof(int32_t));
+    struct collect c;
+    for (int k = 0; k < 4; k++) {
+        p[1] = 300 + k; /* a different prompt each time */
+        collect_init(&c);
+        struct engine_request r = greedy(p, 40, 0 /* up to the context: 216 tokens */, &c);
+        uint64_t id;
+        ASSERT_OK(engine_submit(e, &r, &id));
+        wait_done(&c);
+        ASSERT_EQ(c.last.type, ENGINE_EV_DONE);
+    }
+    assert_pool_idle(e);
+    engine_destroy(e);
 }
 
 int main(void)
@@ -299,6 +478,9 @@ int main(void)
     TEST_RUN(test_stop_strings);
     TEST_RUN(test_cancel_and_limits);
     TEST_RUN(test_destroy_cancels_queued);
-    TEST_RUN(test_kv_budget_caps_slots);
+    TEST_RUN(test_kv_budget);
+    TEST_RUN(test_capacity_with_sharing);
+    TEST_RUN(test_prefix_reuse);
+    TEST_RUN(test_prefix_eviction);
     TEST_DONE();
 }

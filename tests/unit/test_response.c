@@ -203,6 +203,11 @@ static struct engine_cache_stats example_cache(void)
     c.rebalance = false;
     c.layers = 5;
     c.sharing_layers = 2;
+    /* 142 tokens in pages of 16: 9 blocks, K in 3 layers, V in 5; 64 bytes a token and layer */
+    c.block_tokens = 16;
+    c.k_pages = 27;
+    c.v_pages = 45;
+    c.kv_bytes_paged = 72 * 16 * 64;
     c.tokens = 142;
     c.k_bytes = 27264;
     c.v_bytes = 45440;
@@ -226,6 +231,7 @@ static void check_example_cache(json_t *cache)
     static const char *const keys[] = {
         "shared_attention", "spans", "rebalance", "layers", "sharing_layers", "tokens", "k_bytes", "v_bytes",
         "kv_bytes", "kv_bytes_without_sharing", "kv_bytes_saved", "kv_saved_ratio", "attention_flops_saved",
+        "block_tokens", "k_pages", "v_pages", "kv_bytes_paged",
     };
     ASSERT_TRUE(json_is_object(cache));
     ASSERT_EQ(json_object_size(cache), sizeof keys / sizeof keys[0]);
@@ -246,6 +252,10 @@ static void check_example_cache(json_t *cache)
     ASSERT_EQ(jint(cache, "kv_bytes_saved"), 18176);
     ASSERT_NEAR(jnum(cache, "kv_saved_ratio"), 0.2, 1e-12);
     ASSERT_EQ(jint(cache, "attention_flops_saved"), 1234567);
+    ASSERT_EQ(jint(cache, "block_tokens"), 16);
+    ASSERT_EQ(jint(cache, "k_pages"), 27);
+    ASSERT_EQ(jint(cache, "v_pages"), 45);
+    ASSERT_EQ(jint(cache, "kv_bytes_paged"), 73728);
 }
 
 static void check_example_timings(json_t *t)
@@ -266,7 +276,8 @@ static void test_cache_json_exact(void)
     ASSERT_STR_EQ(s, "{\"shared_attention\":true,\"spans\":[\"3-4\"],\"rebalance\":false,\"layers\":5,"
                      "\"sharing_layers\":2,\"tokens\":142,\"k_bytes\":27264,\"v_bytes\":45440,\"kv_bytes\":72704,"
                      "\"kv_bytes_without_sharing\":90880,\"kv_bytes_saved\":18176,\"kv_saved_ratio\":0.2,"
-                     "\"attention_flops_saved\":1234567}");
+                     "\"attention_flops_saved\":1234567,\"block_tokens\":16,\"k_pages\":27,\"v_pages\":45,"
+                     "\"kv_bytes_paged\":73728}");
     free(s);
 
     /* several spans, and "off" -> [] */

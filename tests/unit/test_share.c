@@ -300,18 +300,24 @@ static void test_k_cache_absent_for_sharing_layers(void)
         ASSERT_TRUE(m != NULL);
         return;
     }
-    const size_t per_layer = 64 * (size_t)m->hp.n_head_kv * m->hp.head_dim * sizeof(float);
+    /* pages of 16 positions, taken as positions are written: none before the first token */
+    const size_t page = 16 * (size_t)m->hp.n_head_kv * m->hp.head_dim * sizeof(float);
+    ASSERT_EQ(tf_kv_page_bytes(m, 16), page);
     struct share_plan plan;
     ASSERT_OK(share_plan_parse(&plan, "1-2,4", m->hp.n_layer, NULL, 0));
-    struct tf_opts o = {.n_ctx = 64, .plan = &plan};
+    ASSERT_EQ(tf_kv_pages_per_block(m, &plan), 7);
+    struct tf_opts o = {.n_ctx = 64, .plan = &plan, .kv_block = 16};
     struct tf_ctx *c;
     ASSERT_OK(tf_create(m, &o, &c));
     size_t kb, vb;
     tf_kv_allocated(c, &kb, &vb);
-    ASSERT_EQ(kb, 2 * per_layer); /* layers 0 and 3 */
-    ASSERT_EQ(vb, 5 * per_layer);
+    ASSERT_EQ(kb, 0);
+    ASSERT_EQ(vb, 0);
     const float *lg;
     ASSERT_OK(tf_forward(c, prompt, 10, 0, &lg));
+    tf_kv_allocated(c, &kb, &vb);
+    ASSERT_EQ(kb, 2 * page); /* one block: K in layers 0 and 3 only */
+    ASSERT_EQ(vb, 5 * page);
     struct tf_cache_stats st;
     tf_cache_stats(c, 10, &st);
     const uint64_t tok_layer = 10ull * m->hp.n_head_kv * m->hp.head_dim * 4;
@@ -321,15 +327,26 @@ static void test_k_cache_absent_for_sharing_layers(void)
     ASSERT_EQ(st.kv_bytes_without_sharing, 10 * tok_layer);
     ASSERT_EQ(st.kv_bytes_saved, 3 * tok_layer);
     ASSERT_NEAR(st.kv_saved_ratio, 0.3, 1e-12);
+    ASSERT_EQ(st.k_pages, 2);
+    ASSERT_EQ(st.v_pages, 5);
+    ASSERT_EQ(st.kv_bytes_paged, 7 * page);
     /* Q and K projections (2*dim*(qdim+kvdim)) + scores/softmax per token and sharing layer */
     uint64_t expect = 0;
     for (uint32_t p = 0; p < 10; p++)
         expect += 3 * (2ull * 64 * (64 + 32) + 8ull * (p + 1) * (2 * 8 + 5));
     ASSERT_EQ(st.attention_flops_saved, expect);
-    /* switching plans frees and reallocates exactly */
+    /* position 16 opens a second block */
+    ASSERT_OK(tf_forward(c, prompt, 7, 10, &lg));
+    tf_kv_allocated(c, &kb, &vb);
+    ASSERT_EQ(kb, 4 * page);
+    ASSERT_EQ(vb, 10 * page);
+    /* switching plans frees everything; the next token takes K in every layer */
     ASSERT_OK(tf_reset(c, NULL, NULL));
     tf_kv_allocated(c, &kb, &vb);
-    ASSERT_EQ(kb, 5 * per_layer);
+    ASSERT_EQ(kb + vb, 0);
+    ASSERT_OK(tf_forward(c, prompt, 1, 0, &lg));
+    tf_kv_allocated(c, &kb, &vb);
+    ASSERT_EQ(kb, 5 * page);
     tf_destroy(c);
     model_free(m);
 }
@@ -457,7 +474,10 @@ static void test_rebalance_hand_computed(void)
     float q[4] = {1, 0, 0, 2}, k[4] = {0.5f, 0, 1, 1}, v[4] = {1, 2, 3, 4};
     float probs[4], out[4];
     uint8_t mask[4] = {0};
-    struct attn_args a = {.q = q, .k = k, .v = v, .out = out, .probs = probs, .probs_stride = 2, .T = 2, .pos0 = 0,
+    /* one position per page: the two rows of K and V sit on separate pages */
+    const float *kp[2] = {k, k + 2}, *vp[2] = {v, v + 2};
+    struct attn_args a = {.q = q, .k_pages = kp, .v_pages = vp, .block = 1, .out = out, .probs = probs,
+                          .probs_stride = 2, .probs_hstride = 4, .T = 2, .pos0 = 0,
                           .n_head = 1, .n_head_kv = 1, .head_dim = 2, .kv_stride = 2, .compute_scores = true,
                           .mask_out = mask, .mask_tau = 0.3f};
     attn_compute(&a, 0, 1);
