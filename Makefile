@@ -64,10 +64,10 @@ FUZZ_DIR  := build/fuzz
 FUZZ_FLAGS:= -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 $(ARCH_FLAGS) -I. $(PKG_CFLAGS) \
              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 
-.PHONY: all deps run test bench bench-server eval fuzz fuzz-smoke clean
+.PHONY: all deps run test bench bench-server bench-capacity bench-context eval fuzz fuzz-smoke clean
 .DEFAULT_GOAL := all
 
-all: $(BUILD)/saserve $(UNIT_BIN) $(TOOL_BIN) $(BUILD)/bench $(REPLAY_BIN)
+all: $(BUILD)/saserve $(UNIT_BIN) $(TOOL_BIN) $(BUILD)/bench $(BUILD)/bench_context $(REPLAY_BIN)
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -99,6 +99,9 @@ $(BUILD)/tools/%: $(BUILD)/tests/tools/%.o $(ENGINE_LIB)
 	$(CC) $(LDFLAGS) -o $@ $< $(ENGINE_LIB) $(LDLIBS)
 
 $(BUILD)/bench: $(BUILD)/tests/bench/bench.o $(ENGINE_LIB)
+	$(CC) $(LDFLAGS) -o $@ $< $(ENGINE_LIB) $(LDLIBS)
+
+$(BUILD)/bench_context: $(BUILD)/tests/bench/bench_context.o $(ENGINE_LIB)
 	$(CC) $(LDFLAGS) -o $@ $< $(ENGINE_LIB) $(LDLIBS)
 
 $(BUILD)/replay/%: $(BUILD)/tests/fuzz/%.o $(BUILD)/tests/fuzz/replay.o $(ENGINE_LIB)
@@ -142,6 +145,14 @@ bench: deps all
 # Server throughput under 1..16 concurrent clients (real HTTP on 127.0.0.1)
 bench-server: deps all
 	SHARED=$(SHARED) BUILD=$(BUILD) bash tests/bench/bench_server.sh
+
+# Decode step time against context length 256 / 1024 / 2048 (110M F32), sharing off and on
+bench-context: deps all
+	SHARED=$(SHARED) BUILD=$(BUILD) bash tests/bench/context.sh
+
+# Sequences a fixed KV budget runs at once, sharing off vs on (server metrics)
+bench-capacity: deps all
+	SHARED=$(SHARED) BUILD=$(BUILD) bash tests/bench/capacity.sh
 
 # Quality of Shared Attention / re-balancer on the real models; rewrites the README table
 eval: deps all

@@ -29,7 +29,7 @@ def one_request(args, body, out):
     t0 = time.monotonic()
     conn = http.client.HTTPConnection(args.host, args.port, timeout=args.timeout)
     try:
-        conn.request("POST", "/v1/completions", body=body, headers={"Content-Type": "application/json"})
+        conn.request("POST", "/v1/completions" + args.query, body=body, headers={"Content-Type": "application/json"})
         resp = conn.getresponse()
         ttft = None
         tokens = 0
@@ -61,8 +61,13 @@ def client(args, idx, out, deadline):
     for r in range(args.requests):
         if time.monotonic() > deadline:
             return
-        body = json.dumps({"prompt": args.prompt, "max_tokens": args.max_tokens, "temperature": 0.8,
-                           "seed": idx * 1000 + r, "stream": args.stream})
+        prompt = args.prompt
+        if args.prompt_ids:  # a prompt of exactly N tokens: BOS then N-1 fixed ids
+            prompt = [1] + [100 + (i * 37) % 5000 for i in range(args.prompt_ids - 1)]
+        req = {"prompt": prompt, "max_tokens": args.max_tokens, "temperature": 0.8,
+               "seed": idx * 1000 + r, "stream": args.stream}
+        req.update(json.loads(args.extra))
+        body = json.dumps(req)
         one_request(args, body, out)
 
 
@@ -74,6 +79,9 @@ def main():
     ap.add_argument("--requests", type=int, default=4, help="per client")
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--prompt", default="Once upon a time, in a small town by the sea,")
+    ap.add_argument("--prompt-ids", type=int, default=0, help="send a token-id prompt of exactly N tokens")
+    ap.add_argument("--extra", default="{}", help="JSON object merged into every request body")
+    ap.add_argument("--query", default="", help="query string for the path, e.g. ?share=on")
     ap.add_argument("--stream", action="store_true")
     ap.add_argument("--timeout", type=float, default=120)
     ap.add_argument("--max-seconds", type=float, default=300)
