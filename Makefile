@@ -67,7 +67,7 @@ FUZZ_FLAGS:= -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 $(ARCH_FLAGS) -I. $(PKG_C
 .PHONY: all deps run test bench bench-server bench-capacity bench-context eval fuzz fuzz-smoke clean
 .DEFAULT_GOAL := all
 
-all: $(BUILD)/saserve $(UNIT_BIN) $(TOOL_BIN) $(BUILD)/bench $(BUILD)/bench_context $(REPLAY_BIN)
+all: $(BUILD)/saserve $(UNIT_BIN) $(TOOL_BIN) $(BUILD)/bench $(BUILD)/bench_step $(REPLAY_BIN)
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -101,7 +101,7 @@ $(BUILD)/tools/%: $(BUILD)/tests/tools/%.o $(ENGINE_LIB)
 $(BUILD)/bench: $(BUILD)/tests/bench/bench.o $(ENGINE_LIB)
 	$(CC) $(LDFLAGS) -o $@ $< $(ENGINE_LIB) $(LDLIBS)
 
-$(BUILD)/bench_context: $(BUILD)/tests/bench/bench_context.o $(ENGINE_LIB)
+$(BUILD)/bench_step: $(BUILD)/tests/bench/bench_step.o $(ENGINE_LIB)
 	$(CC) $(LDFLAGS) -o $@ $< $(ENGINE_LIB) $(LDLIBS)
 
 $(BUILD)/replay/%: $(BUILD)/tests/fuzz/%.o $(BUILD)/tests/fuzz/replay.o $(ENGINE_LIB)

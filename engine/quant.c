@@ -558,6 +558,70 @@ static void dot2_float(enum quant_type t, const void *row, const float *y0, cons
 }
 #endif
 
+#ifdef QUANT_AVX2
+/* G activation rows x 2 weight rows, 2G accumulators (G <= 6 keeps them,
+ * the two weight vectors and one activation vector in the 16 registers). */
+static inline __attribute__((always_inline)) void dot2xg(enum quant_type t, const void *r0, const void *r1,
+                                                         const float *const *y, size_t n, float *o0, float *o1,
+                                                         size_t os, const int G)
+{
+    __m256 acc0[6], acc1[6];
+#pragma GCC unroll 6
+    for (int g = 0; g < G; g++) acc0[g] = acc1[g] = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 w0 = load8(t, r0, i), w1 = load8(t, r1, i);
+#pragma GCC unroll 6
+        for (int g = 0; g < G; g++) {
+            __m256 v = _mm256_loadu_ps(y[g] + i);
+            acc0[g] = _mm256_fmadd_ps(w0, v, acc0[g]);
+            acc1[g] = _mm256_fmadd_ps(w1, v, acc1[g]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int g = 0; g < G; g++) {
+        float s0 = hsum256(acc0[g]), s1 = hsum256(acc1[g]);
+        for (size_t k = i; k < n; k++) {
+            float a = t == QUANT_F32 ? ((const float *)r0)[k] : quant_f16_to_f32(((const uint16_t *)r0)[k]);
+            float b = t == QUANT_F32 ? ((const float *)r1)[k] : quant_f16_to_f32(((const uint16_t *)r1)[k]);
+            s0 += a * y[g][k];
+            s1 += b * y[g][k];
+        }
+        o0[g * os] = s0;
+        o1[g * os] = s1;
+    }
+}
+#endif
+
+bool quant_dot_multi_rows2(enum quant_type t, const void *row0, size_t row_bytes, const void *ys, size_t y_stride,
+                           size_t T, size_t n, float *out0, float *out1, size_t out_stride)
+{
+#ifdef QUANT_AVX2
+    if ((t != QUANT_F32 && t != QUANT_F16) || T < 3) return false;
+    const void *row1 = (const char *)row0 + row_bytes;
+    for (size_t k = 0; k < T;) {
+        const float *y[6];
+        size_t G = T - k >= 6 ? 6 : T - k;
+        for (size_t g = 0; g < G; g++) y[g] = (const float *)((const char *)ys + (k + g) * y_stride);
+        float *o0 = out0 + k * out_stride, *o1 = out1 + k * out_stride;
+        switch (G) {
+        case 6: dot2xg(t, row0, row1, y, n, o0, o1, out_stride, 6); break;
+        case 5: dot2xg(t, row0, row1, y, n, o0, o1, out_stride, 5); break;
+        case 4: dot2xg(t, row0, row1, y, n, o0, o1, out_stride, 4); break;
+        case 3: dot2xg(t, row0, row1, y, n, o0, o1, out_stride, 3); break;
+        case 2: dot2xg(t, row0, row1, y, n, o0, o1, out_stride, 2); break;
+        default: dot2xg(t, row0, row1, y, n, o0, o1, out_stride, 1); break;
+        }
+        k += G;
+    }
+    return true;
+#else
+    (void)t; (void)row0; (void)row_bytes; (void)ys; (void)y_stride; (void)T; (void)n; (void)out0; (void)out1;
+    (void)out_stride;
+    return false;
+#endif
+}
+
 void quant_dot_multi(enum quant_type t, const void *row, const void *ys, size_t y_stride, size_t T, size_t n,
                      float *out, size_t out_stride)
 {

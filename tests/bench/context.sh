@@ -10,7 +10,7 @@ mkdir -p models/gen "$BUILD/bench-results"
     --vocab-from "$SHARED/tokenizer-vectors/ggml-vocab-llama-spm.gguf" >&2
 out="$BUILD/bench-results/context-110m.md"
 { echo "**make bench-context** (110M F32, 2 threads, median of 3 x 32 decode steps per point)"; echo
-  "$BUILD/bench_context" -m "$model" -t 2 --ctx 256,1024,2048 --share "${SHARE:-6-11}"; } | tee "$out"
+  "$BUILD/bench_step" -m "$model" -t 2 --ctx 256,1024,2048 --share "${SHARE:-6-11}"; } | tee "$out"
 python3 - "$out" <<'PY'
 import sys
 b, e = "<!-- bench-context:begin -->", "<!-- bench-context:end -->"

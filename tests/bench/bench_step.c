@@ -1,7 +1,13 @@
 /*
- * bench_context.c - decode step time against context length (make bench-context).
+ * bench_step.c - decode step time against context length (make bench-context)
+ * and against the number of sequences in a step (--batch).
  *
- *   build/bench_context -m MODEL.gguf [-t 2] [--ctx 256,1024,2048] [--steps 32] [--share SPANS]
+ *   build/bench_step -m MODEL.gguf [-t 2] [--ctx 256,1024,2048] [--steps 32] [--share SPANS]
+ *   build/bench_step -m MODEL.gguf [-t 2] --batch 1,2,4,8,16 [--steps 32]
+ *
+ * --batch: N sequences (each with 32 cached tokens) decode STEPS tokens
+ * each through tf_forward_batch, in process (no HTTP); prints aggregate
+ * tokens/s and the ratio to N = 1.
  *
  * For each context length C the cache is filled with C tokens (one prefill),
  * then STEPS decode steps at positions C .. C+STEPS-1 are timed. Weights cost
@@ -67,10 +73,45 @@ static int step_ms(const struct model *m, const struct share_plan *plan, int thr
     return rc;
 }
 
+/* Aggregate decode tokens/s of n sequences stepping together. */
+static int batch_tps(const struct model *m, int threads, uint32_t n, int steps, double *tps)
+{
+    struct tf_ctx *ws, *seq[TF_MAX_BATCH];
+    struct tf_opts o = {.n_ctx = 64 + (uint32_t)steps, .n_batch = n > 32 ? n : 32, .n_threads = threads};
+    int rc = tf_create(m, &o, &ws);
+    if (rc) return rc;
+    const float *lg;
+    int32_t toks[TF_MAX_BATCH];
+    uint32_t pos[TF_MAX_BATCH];
+    float *logits = malloc((size_t)n * m->hp.n_vocab * sizeof(float));
+    struct tf_opts so = {.n_ctx = 64 + (uint32_t)steps, .n_batch = 32, .n_threads = 1};
+    int32_t prompt[32];
+    for (int i = 0; i < 32; i++) prompt[i] = (int32_t)((i * 7919 + 13) % m->hp.n_vocab);
+    for (uint32_t i = 0; i < n && !rc; i++) {
+        rc = tf_create(m, &so, &seq[i]);
+        if (!rc) rc = tf_forward(seq[i], prompt, 32, 0, &lg);
+        toks[i] = prompt[i % 32];
+        pos[i] = 32;
+    }
+    double t0 = now_s();
+    for (int s = 0; s < steps && !rc; s++) {
+        rc = tf_forward_batch(ws, seq, toks, pos, n, logits);
+        for (uint32_t i = 0; i < n; i++) {
+            pos[i]++;
+            toks[i] = (toks[i] + 11) % (int32_t)m->hp.n_vocab;
+        }
+    }
+    *tps = (double)n * steps / (now_s() - t0);
+    for (uint32_t i = 0; i < n; i++) tf_destroy(seq[i]);
+    free(logits);
+    tf_destroy(ws);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     const char *model_path = NULL, *share = NULL;
-    char ctx_list[256] = "256,1024,2048";
+    char ctx_list[256] = "256,1024,2048", batch_list[256] = "";
     int threads = 2, steps = 32;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-m") && i + 1 < argc) model_path = argv[++i];
@@ -78,21 +119,40 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--share") && i + 1 < argc) share = argv[++i];
         else if (!strcmp(argv[i], "--ctx") && i + 1 < argc) snprintf(ctx_list, sizeof ctx_list, "%s", argv[++i]);
+        else if (!strcmp(argv[i], "--batch") && i + 1 < argc) snprintf(batch_list, sizeof batch_list, "%s", argv[++i]);
         else {
-            fprintf(stderr, "usage: bench_context -m MODEL [-t 2] [--ctx 256,1024,2048] [--steps 32] [--share SPANS]\n");
+            fprintf(stderr, "usage: bench_step -m MODEL [-t 2] [--ctx 256,1024,2048] [--steps 32] [--share SPANS]\n");
             return 2;
         }
     }
     if (!model_path || steps < 1 || threads < 1) {
-        fprintf(stderr, "bench_context: -m MODEL is required\n");
+        fprintf(stderr, "bench_step: -m MODEL is required\n");
         return 2;
     }
     char msg[512];
     struct model *m;
     struct model_load_opts lo = {.use_mmap = false};
     if (model_load(model_path, &lo, &m, msg, sizeof msg)) {
-        fprintf(stderr, "bench_context: %s\n", msg);
+        fprintf(stderr, "bench_step: %s\n", msg);
         return 2;
+    }
+    if (batch_list[0]) {
+        printf("| sequences | decode tok/s | vs 1 |\n|---:|---:|---:|\n");
+        double base = 0;
+        for (char *s = strtok(batch_list, ","); s; s = strtok(NULL, ",")) {
+            uint32_t n = (uint32_t)atoi(s);
+            double tps;
+            int rc = n >= 1 && n <= TF_MAX_BATCH ? batch_tps(m, threads, n, steps, &tps) : SA_ERR_INVALID_ARG;
+            if (rc) {
+                fprintf(stderr, "bench_step: --batch %u: %s\n", n, sa_err_str(rc));
+                return 1;
+            }
+            if (!base) base = tps;
+            printf("| %u | %.1f | %.2fx |\n", n, tps, tps / base);
+            fflush(stdout);
+        }
+        model_free(m);
+        return 0;
     }
     uint32_t ctxs[16];
     int n_ctx = 0;
@@ -101,7 +161,7 @@ int main(int argc, char **argv)
     share_plan_init(&plans[0], m->hp.n_layer);
     int n_plans = 1;
     if (share && share_plan_parse(&plans[1], share, m->hp.n_layer, msg, sizeof msg) == 0) n_plans = 2;
-    else if (share) fprintf(stderr, "bench_context: --share: %s\n", msg);
+    else if (share) fprintf(stderr, "bench_step: --share: %s\n", msg);
     printf("| plan | context | ms per decode step | vs first |\n|---|---:|---:|---:|\n");
     double fit[2][2];
     for (int p = 0; p < n_plans; p++) {
@@ -112,7 +172,7 @@ int main(int argc, char **argv)
         for (int k = 0; k < n_ctx; k++) {
             int rc = step_ms(m, &plans[p], threads, ctxs[k], steps, &ms[k]);
             if (rc) {
-                fprintf(stderr, "bench_context: %s\n", sa_err_str(rc));
+                fprintf(stderr, "bench_step: %s\n", sa_err_str(rc));
                 return 1;
             }
             printf("| %s | %u | %.2f | %.2fx |\n", name, ctxs[k], ms[k], ms[k] / ms[0]);
