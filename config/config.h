@@ -52,6 +52,7 @@ struct config {
     uint32_t ctx;              /* tokens per sequence; 0 = the model's training context */
     uint32_t slots;            /* sequences computed concurrently */
     uint32_t queue_max;        /* waiting requests before 503 */
+    uint32_t queue_max_tokens; /* prompt tokens waiting before 503 (0 = no limit) */
     uint32_t prefill_chunk;    /* max prompt tokens per step, over all sequences */
     uint64_t kv_budget;        /* bytes of the paged KV pool; 0 = slots full contexts */
     uint32_t kv_block;         /* token positions per KV page */

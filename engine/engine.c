@@ -131,6 +131,14 @@ static void seq_free(struct seq *s)
     free(s);
 }
 
+/* Queue counters after s left the queue (under mu). */
+static void dequeued(struct engine *e, const struct seq *s)
+{
+    e->q_len--;
+    e->stats.queue_depth = e->q_len;
+    e->stats.queue_tokens -= s->n_prompt;
+}
+
 /* ---- step thread ---- */
 
 /* Publish the cache figures of the active sequences and the pool (step thread, under mu). */
@@ -483,8 +491,7 @@ static void *step_main(void *arg)
             if (!try_admit(e, &e->slots[i], s)) break;
             e->q_head = s->next;
             if (!e->q_head) e->q_tail = NULL;
-            e->q_len--;
-            e->stats.queue_depth = e->q_len;
+            dequeued(e, s);
             e->stats.active_sequences++;
             if (e->stats.active_sequences > e->stats.active_sequences_peak)
                 e->stats.active_sequences_peak = e->stats.active_sequences;
@@ -499,8 +506,7 @@ static void *step_main(void *arg)
             refused = e->q_head;
             e->q_head = refused->next;
             if (!e->q_head) e->q_tail = NULL;
-            e->q_len--;
-            e->stats.queue_depth = e->q_len;
+            dequeued(e, refused);
         }
         pthread_mutex_unlock(&e->mu);
         if (refused) {
@@ -663,6 +669,7 @@ void engine_destroy(struct engine *e)
         struct seq *q = e->q_head;
         e->q_head = e->q_tail = NULL;
         e->q_len = 0;
+        e->stats.queue_tokens = 0;
         pthread_cond_broadcast(&e->cv);
         pthread_mutex_unlock(&e->mu);
         while (q) {
@@ -763,7 +770,8 @@ int engine_submit(struct engine *e, const struct engine_request *req, uint64_t *
     s->user = req->user;
     s->t_submit = now_ms();
     pthread_mutex_lock(&e->mu);
-    if (e->stopping || e->q_len >= e->cfg.queue_max) {
+    if (e->stopping || e->q_len >= e->cfg.queue_max ||
+        (e->cfg.queue_max_tokens && e->q_len && e->stats.queue_tokens + s->n_prompt > e->cfg.queue_max_tokens)) {
         pthread_mutex_unlock(&e->mu);
         seq_free(s);
         return SA_ERR_BUSY;
@@ -776,6 +784,7 @@ int engine_submit(struct engine *e, const struct engine_request *req, uint64_t *
     e->q_tail = s;
     e->q_len++;
     e->stats.queue_depth = e->q_len;
+    e->stats.queue_tokens += s->n_prompt;
     *id = s->id;
     pthread_cond_signal(&e->cv);
     pthread_mutex_unlock(&e->mu);
@@ -792,8 +801,7 @@ void engine_cancel(struct engine *e, uint64_t id)
             found = *pp;
             *pp = found->next;
             if (e->q_tail == found) e->q_tail = prev;
-            e->q_len--;
-            e->stats.queue_depth = e->q_len;
+            dequeued(e, found);
             break;
         }
         prev = *pp;

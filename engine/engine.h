@@ -2,18 +2,31 @@
  * engine.h - the inference engine's public API: the only engine header the
  * server includes. No HTTP and no JSON here.
  *
- * An engine owns one model and one step thread. Requests are submitted from
- * any thread; they wait in a bounded FIFO queue (full: SA_ERR_BUSY) until a
- * sequence slot is free, then the step thread advances every active sequence
- * by one step at a time (a prefill chunk of at most prefill_chunk tokens, or
- * one decoded token), round-robin, so a long prompt never stalls the others
- * for more than one chunk. Each sequence has its own Shared Attention plan,
- * re-balancer setting and sampler.
+ * An engine owns one model, one step thread and one paged KV pool
+ * (kvpool.h). Requests are submitted from any thread; they wait in a bounded
+ * FIFO queue, bounded by requests and by queued prompt tokens (full:
+ * SA_ERR_BUSY). The head of the queue is admitted when a
+ * sequence slot is free AND the pool can reserve every page the request can
+ * need (prompt + max_tokens, less the prefix pages it adopts from the prefix
+ * cache, prefix.h); otherwise it waits (FIFO: nothing overtakes it), so an
+ * admitted sequence never fails for lack of cache. Each step is ONE batched
+ * forward pass (tf_step): a decode row for every sequence past its prompt,
+ * plus prefill chunks of the sequences still reading their prompts, in
+ * admission order, at most prefill_chunk prompt tokens per step, so a long
+ * prompt delays the decoders by one chunk's worth of compute per step, never
+ * more. Each sequence has its own Shared Attention plan (a sharing layer
+ * takes no K pages), re-balancer setting and sampler.
+ *
+ * Threading: the step thread is thread 0 of the worker pool (workers.h); the
+ * pool's helpers split each matrix product by output rows and each
+ * attention by (sequence, head); OpenBLAS (sgemm from 16 rows) is called
+ * only from the step thread, between pool tasks, with as many threads as the
+ * pool, so the two never oversubscribe the cores.
  *
  * Events (tokens, completion, errors) are delivered by calling the request's
  * callback ON THE STEP THREAD; the callback must not block and must not call
  * back into the engine except engine_cancel. The server copies the event and
- * wakes its own loop (see server/loop.c). After a DONE or ERROR event the
+ * wakes its own loop (see server/api.c). After a DONE or ERROR event the
  * callback is never called again for that request, and the engine holds no
  * pointer to the request's user data.
  *
@@ -47,6 +60,8 @@ struct engine_config {
     bool prefix_cache;       /* reuse cached prompt prefixes (same plan only) */
     bool debug_checks;       /* verify the pool's books after every step (tests) */
     uint32_t queue_max;      /* waiting requests before SA_ERR_BUSY */
+    uint64_t queue_max_tokens; /* waiting prompt tokens before SA_ERR_BUSY (0 = no limit); a
+                                * request always enters an empty queue */
     uint32_t prefill_chunk;  /* max prompt tokens per step, over all sequences */
     bool use_mmap;
     const char *share_spans; /* default plan: "auto", "off" or spans */
@@ -160,6 +175,7 @@ void engine_cancel(struct engine *e, uint64_t id);
 
 struct engine_metrics {
     uint32_t queue_depth, active_sequences, active_sequences_peak, n_slots, queue_max;
+    uint64_t queue_tokens; /* prompt tokens waiting */
     /* token-exact bytes of the active sequences */
     uint64_t kv_bytes_used, kv_k_bytes_used, kv_v_bytes_used, kv_bytes_capacity;
     uint64_t kv_bytes_saved, kv_k_bytes_saved;

@@ -253,6 +253,8 @@ char *metrics_render(const struct metrics *m, const struct engine_metrics *em, c
     if (em) {
         metrics_family(&b, "saserve_queue_depth", "gauge", "Requests waiting for a sequence slot.");
         metrics_u64(&b, "saserve_queue_depth", em->queue_depth);
+        metrics_family(&b, "saserve_queue_tokens", "gauge", "Prompt tokens of the waiting requests.");
+        metrics_u64(&b, "saserve_queue_tokens", em->queue_tokens);
         metrics_family(&b, "saserve_queue_capacity", "gauge", "Waiting requests accepted before 503.");
         metrics_u64(&b, "saserve_queue_capacity", em->queue_max);
         metrics_family(&b, "saserve_active_sequences", "gauge", "Sequences being computed.");

@@ -123,6 +123,7 @@ int serve_main(int argc, char **argv)
     ec.prefix_cache = s->cfg.prefix_cache;
     ec.queue_max = s->cfg.queue_max;
     ec.prefill_chunk = s->cfg.prefill_chunk;
+    ec.queue_max_tokens = s->cfg.queue_max_tokens;
     ec.use_mmap = s->cfg.mmap;
     ec.share_spans = s->cfg.share_spans;
     ec.share_default = s->cfg.share;

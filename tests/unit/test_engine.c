@@ -9,6 +9,7 @@
 #include "engine/engine.h"
 
 #include <pthread.h>
+#include <time.h>
 
 static const int32_t golden_260k[40] = {403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317,
                                         426, 338, 401, 396, 267, 337, 410, 408, 419, 292, 411, 322, 265, 282,
@@ -278,6 +279,56 @@ static void test_destroy_cancels_queued(void)
     }
 }
 
+/* The queue is bounded by prompt tokens as well as by requests. */
+static void test_queue_token_bound(void)
+{
+    char path[512], msg[256];
+    snprintf(path, sizeof path, "%s/models/stories260K/stories260K.gguf", test_shared_dir());
+    struct engine_config cfg = engine_default_config();
+    cfg.model_path = path;
+    cfg.n_ctx = 256;
+    cfg.n_slots = 1;
+    cfg.queue_max = 8;
+    cfg.queue_max_tokens = 20;
+    cfg.share_spans = "off";
+    cfg.debug_checks = true;
+    struct engine *e = NULL;
+    ASSERT_OK(engine_create(&cfg, &e, msg, sizeof msg));
+    if (!e) return;
+    int32_t prompt[13] = {1};
+    memcpy(prompt + 1, golden_260k, 12 * sizeof(int32_t));
+    struct collect c[4];
+    uint64_t id[4];
+    for (int k = 0; k < 4; k++) collect_init(&c[k]);
+    struct engine_request r = greedy(prompt, 13, 240, &c[0]);
+    ASSERT_OK(engine_submit(e, &r, &id[0]));
+    struct engine_metrics m;
+    for (int spin = 0; spin < 5000; spin++) { /* until the first one runs */
+        engine_get_metrics(e, &m);
+        if (m.active_sequences == 1) break;
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    r.user = &c[1];
+    ASSERT_OK(engine_submit(e, &r, &id[1])); /* 13 tokens wait */
+    engine_get_metrics(e, &m);
+    ASSERT_EQ(m.queue_tokens, 13);
+    r.user = &c[2];
+    ASSERT_EQ(engine_submit(e, &r, &id[2]), SA_ERR_BUSY); /* 26 > 20 */
+    r.n_prompt = 7;
+    r.user = &c[3];
+    ASSERT_OK(engine_submit(e, &r, &id[3])); /* 20 fits */
+    engine_cancel(e, id[0]);
+    engine_cancel(e, id[1]);
+    engine_cancel(e, id[3]);
+    wait_done(&c[0]);
+    wait_done(&c[1]);
+    wait_done(&c[3]);
+    engine_get_metrics(e, &m);
+    ASSERT_EQ(m.queue_tokens, 0);
+    engine_destroy(e);
+}
+
 static struct engine *start_budget(uint32_t slots, uint64_t budget, bool prefix)
 {
     char path[512], msg[256];
@@ -478,6 +529,7 @@ int main(void)
     TEST_RUN(test_stop_strings);
     TEST_RUN(test_cancel_and_limits);
     TEST_RUN(test_destroy_cancels_queued);
+    TEST_RUN(test_queue_token_bound);
     TEST_RUN(test_kv_budget);
     TEST_RUN(test_capacity_with_sharing);
     TEST_RUN(test_prefix_reuse);
