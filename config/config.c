@@ -75,6 +75,8 @@ static const struct config_setting config_settings[] = {
      "--kv-budget", 0, NULL, NULL, "bytes of the paged KV pool (0 = slots full contexts without sharing)"},
     {"kv_block", CONFIG_TYPE_UINT, CONFIG_FIELD(kv_block), "16", 1, 4096, "SASERVE_KV_BLOCK", "--kv-block", 0,
      NULL, NULL, "token positions per KV page"},
+    {"kv_f16", CONFIG_TYPE_BOOL, CONFIG_FIELD(kv_f16), "false", 0, 1, "SASERVE_KV_F16", "--kv-f16", 0, NULL, NULL,
+     "store the KV cache as F16 (half the bytes per token; attention reads it back to F32)"},
     {"prefix_cache", CONFIG_TYPE_BOOL, CONFIG_FIELD(prefix_cache), "true", 0, 1, "SASERVE_PREFIX_CACHE",
      "--prefix-cache", 0, NULL, NULL, "reuse cached prompt prefixes of earlier requests with the same plan"},
     {"mmap", CONFIG_TYPE_BOOL, CONFIG_FIELD(mmap), "false", 0, 1, "SASERVE_MMAP", "--mmap", 0, NULL, NULL,

@@ -57,6 +57,7 @@ struct config {
     uint64_t kv_budget;        /* bytes of the paged KV pool; 0 = slots full contexts */
     uint32_t kv_block;         /* token positions per KV page */
     bool prefix_cache;         /* reuse cached prompt prefixes */
+    bool kv_f16;               /* F16 KV cache */
     bool mmap;                 /* memory-map the model file */
     bool share;                /* Shared Attention on by default for requests */
     char share_spans[256];     /* "auto", "off" or "a-b,c-d" */

@@ -1,16 +1,23 @@
 #include "attention.h"
 
 #include "ops.h"
+#include "quant.h"
 #include "rebalance.h"
 #include "workers.h"
 
 #include <math.h>
 #include <string.h>
 
-/* Position j of head kvh in a paged cache. */
-static inline const float *kv_row(const struct attn_args *a, const float *const *pages, size_t j, uint32_t kvh)
+/* Position j of head kvh in a paged cache (F32 or F16 elements). */
+static inline const void *kv_row(const struct attn_args *a, const void *const *pages, size_t j, uint32_t kvh)
 {
-    return pages[j / a->block] + (j % a->block) * a->kv_stride + (size_t)kvh * a->head_dim;
+    size_t el = a->kv_f16 ? 2 : 4;
+    return (const char *)pages[j / a->block] + ((j % a->block) * a->kv_stride + (size_t)kvh * a->head_dim) * el;
+}
+
+static inline float kv_at(const struct attn_args *a, const void *row, size_t d)
+{
+    return a->kv_f16 ? quant_f16_to_f32(((const uint16_t *)row)[d]) : ((const float *)row)[d];
 }
 
 static void head_scores(const struct attn_args *a, uint32_t h, uint32_t t, float *p, size_t n_pos)
@@ -21,8 +28,8 @@ static void head_scores(const struct attn_args *a, uint32_t h, uint32_t t, float
     if (a->reference) {
         for (size_t j = 0; j < n_pos; j++) {
             double s = 0;
-            const float *kj = kv_row(a, a->k_pages, j, kvh);
-            for (uint32_t d = 0; d < a->head_dim; d++) s += (double)q[d] * kj[d];
+            const void *kj = kv_row(a, a->k_pages, j, kvh);
+            for (uint32_t d = 0; d < a->head_dim; d++) s += (double)q[d] * kv_at(a, kj, d);
             p[j] = (float)(s / sqrt((double)a->head_dim));
         }
         double max = p[0], sum = 0;
@@ -32,9 +39,14 @@ static void head_scores(const struct attn_args *a, uint32_t h, uint32_t t, float
         return;
     }
     for (size_t j0 = 0; j0 < n_pos; j0 += a->block) {
-        const float *k = kv_row(a, a->k_pages, j0, kvh);
+        const void *k = kv_row(a, a->k_pages, j0, kvh);
         size_t n = n_pos - j0 < a->block ? n_pos - j0 : a->block;
-        for (size_t j = 0; j < n; j++) p[j0 + j] = ops_dot_f32(q, k + j * a->kv_stride, a->head_dim) * scale;
+        if (a->kv_f16)
+            for (size_t j = 0; j < n; j++)
+                p[j0 + j] = ops_dot_f32_f16(q, (const uint16_t *)k + j * a->kv_stride, a->head_dim) * scale;
+        else
+            for (size_t j = 0; j < n; j++)
+                p[j0 + j] = ops_dot_f32(q, (const float *)k + j * a->kv_stride, a->head_dim) * scale;
     }
     ops_softmax(p, n_pos);
 }
@@ -54,7 +66,7 @@ static void head_apply(const struct attn_args *a, uint32_t h, uint32_t t, const 
         for (uint32_t d = 0; d < a->head_dim; d++) {
             double s = 0;
             for (size_t j = 0; j < n_pos; j++)
-                s += (double)p[j] * (m && m[j] ? a->boost : 1.0) * kv_row(a, a->v_pages, j, kvh)[d];
+                s += (double)p[j] * (m && m[j] ? a->boost : 1.0) * kv_at(a, kv_row(a, a->v_pages, j, kvh), d);
             o[d] = (float)(s / norm);
         }
         return;
@@ -62,13 +74,14 @@ static void head_apply(const struct attn_args *a, uint32_t h, uint32_t t, const 
     memset(o, 0, a->head_dim * sizeof(float));
     float inv = (float)(1.0 / norm);
     for (size_t j0 = 0; j0 < n_pos; j0 += a->block) {
-        const float *v = kv_row(a, a->v_pages, j0, kvh);
+        const void *v = kv_row(a, a->v_pages, j0, kvh);
         size_t n = n_pos - j0 < a->block ? n_pos - j0 : a->block;
-        if (m) {
-            for (size_t j = 0; j < n; j++)
-                ops_axpy(o, p[j0 + j] * (m[j0 + j] ? a->boost : 1.0f) * inv, v + j * a->kv_stride, a->head_dim);
-        } else {
-            for (size_t j = 0; j < n; j++) ops_axpy(o, p[j0 + j], v + j * a->kv_stride, a->head_dim);
+        for (size_t j = 0; j < n; j++) {
+            float w = m ? p[j0 + j] * (m[j0 + j] ? a->boost : 1.0f) * inv : p[j0 + j];
+            if (a->kv_f16)
+                ops_axpy_f16(o, w, (const uint16_t *)v + j * a->kv_stride, a->head_dim);
+            else
+                ops_axpy(o, w, (const float *)v + j * a->kv_stride, a->head_dim);
         }
     }
 }

@@ -29,9 +29,10 @@
 
 struct attn_args {
     const float *q;       /* [T][n_head * head_dim] (rotated); unused when !compute_scores */
-    const float *const *k_pages; /* this layer's K pages; unused when !compute_scores */
-    const float *const *v_pages; /* this layer's V pages */
+    const void *const *k_pages; /* this layer's K pages; unused when !compute_scores */
+    const void *const *v_pages; /* this layer's V pages */
     uint32_t block;       /* positions per page */
+    bool kv_f16;          /* pages hold F16 (else F32) */
     float *out;           /* [T][n_head * head_dim] */
     float *probs;         /* probabilities, written (compute_scores) or read */
     size_t probs_stride;  /* floats between query rows, >= pos0 + T */

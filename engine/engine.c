@@ -607,7 +607,7 @@ int engine_create(const struct engine_config *cfg_in, struct engine **out, char 
     /* the paged pool: kv_budget bytes of pages (default: n_slots full contexts without sharing),
      * which must hold at least one full context without sharing */
     e->block = cfg->kv_block ? cfg->kv_block : 16;
-    const size_t page_bytes = tf_kv_page_bytes(e->m, e->block);
+    const size_t page_bytes = tf_kv_page_bytes(e->m, e->block, cfg->kv_f16);
     const uint64_t max_blocks = (e->n_ctx + e->block - 1) / e->block,
                    per_seq_pages = max_blocks * tf_kv_pages_per_block(e->m, NULL);
     uint64_t n_pages = cfg->kv_budget ? cfg->kv_budget / page_bytes : per_seq_pages * cfg->n_slots;
@@ -629,13 +629,14 @@ int engine_create(const struct engine_config *cfg_in, struct engine **out, char 
     }
     /* n_batch bounds a step: one decode row per slot plus a prefill chunk */
     struct tf_opts wo = {.n_ctx = e->n_ctx, .n_batch = cfg->prefill_chunk + cfg->n_slots, .pool = e->pool,
-                         .kv_block = e->block, .kv_pool = e->kv};
+                         .kv_block = e->block, .kv_pool = e->kv, .kv_f16 = cfg->kv_f16};
     if ((rc = tf_create(e->m, &wo, &e->ws))) {
         snprintf(msg, msg_len, "cannot allocate the step scratch for %u rows: %s", wo.n_batch, sa_err_str(rc));
         goto fail;
     }
     for (uint32_t i = 0; i < cfg->n_slots; i++) {
-        struct tf_opts to = {.n_ctx = e->n_ctx, .kv_block = e->block, .kv_pool = e->kv, .no_scratch = true};
+        struct tf_opts to = {.n_ctx = e->n_ctx, .kv_block = e->block, .kv_pool = e->kv, .no_scratch = true,
+                             .kv_f16 = cfg->kv_f16};
         if ((rc = tf_create(e->m, &to, &e->slots[i].ctx))) {
             snprintf(msg, msg_len, "cannot allocate %u sequence slots: %s", cfg->n_slots, sa_err_str(rc));
             goto fail;

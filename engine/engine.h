@@ -55,6 +55,7 @@ struct engine_config {
     uint32_t n_ctx;          /* tokens per sequence (prompt + generated); 0 = model's */
     uint32_t n_slots;        /* max sequences computed concurrently (the batch) */
     uint32_t kv_block;       /* tokens per KV page (0 = 16) */
+    bool kv_f16;             /* store the KV cache as F16 (half the bytes per token) */
     uint64_t kv_budget;      /* bytes of the paged KV pool; 0 = n_slots full contexts without
                               * sharing. SA_ERR_RANGE if it cannot hold one such context */
     bool prefix_cache;       /* reuse cached prompt prefixes (same plan only) */

@@ -4,6 +4,9 @@
 #include "workers.h"
 
 #include <cblas.h>
+#ifdef __F16C__
+#include <immintrin.h>
+#endif
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -250,6 +253,24 @@ void ops_axpy(float *y, float a, const float *x, size_t n)
 float ops_dot_f32(const float *a, const float *b, size_t n)
 {
     return quant_dot(QUANT_F32, a, b, n);
+}
+
+void ops_axpy_f16(float *y, float a, const uint16_t *x, size_t n)
+{
+    size_t i = 0;
+#if defined(__F16C__) && defined(__FMA__)
+    const __m256 va = _mm256_set1_ps(a);
+    for (; i + 8 <= n; i += 8) {
+        __m256 xv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i)));
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, xv, _mm256_loadu_ps(y + i)));
+    }
+#endif
+    for (; i < n; i++) y[i] += a * quant_f16_to_f32(x[i]);
+}
+
+float ops_dot_f32_f16(const float *a, const uint16_t *b, size_t n)
+{
+    return quant_dot(QUANT_F16, b, a, n); /* an F16 "weight row" against F32 activations */
 }
 
 double ops_sgemm_gflops(int m, int n, int k, int reps)

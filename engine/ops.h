@@ -63,6 +63,9 @@ void ops_rope(float *x, size_t n_heads, size_t head_dim, size_t n_rot, const flo
 /* y += a * x */
 void ops_axpy(float *y, float a, const float *x, size_t n);
 float ops_dot_f32(const float *a, const float *b, size_t n);
+/* The same with x / b in F16 (an F16 KV cache). */
+void ops_axpy_f16(float *y, float a, const uint16_t *x, size_t n);
+float ops_dot_f32_f16(const float *a, const uint16_t *b, size_t n);
 
 /* Machine ceilings for the benchmark: cblas_sgemm GFLOP/s for an m x n x k product. */
 double ops_sgemm_gflops(int m, int n, int k, int reps);

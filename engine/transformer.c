@@ -5,6 +5,7 @@
 #include "kvpool.h"
 #include "model.h"
 #include "ops.h"
+#include "quant.h"
 #include "workers.h"
 
 #include <cblas.h>
@@ -34,8 +35,9 @@ struct tf_ctx {
     bool own_kv;
     uint32_t block, max_blocks, n_blocks;
     uint32_t reserve_left; /* borrowed pool: pages this sequence may still take */
+    bool kv_f16;           /* pages hold F16 elements (else F32) */
     uint32_t *kpt, *vpt;
-    float **kptr, **vptr;
+    float **kptr, **vptr;  /* page addresses (F16 pages are read through attention.c) */
     struct share_plan plan;
     struct rebalance_params rb;
     uint64_t flops_saved;
@@ -51,10 +53,10 @@ static float *falloc(size_t n)
     return aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
 }
 
-size_t tf_kv_page_bytes(const struct model *m, uint32_t kv_block)
+size_t tf_kv_page_bytes(const struct model *m, uint32_t kv_block, bool f16)
 {
     if (!kv_block) kv_block = 16;
-    size_t b = (size_t)kv_block * m->hp.n_head_kv * m->hp.head_dim * sizeof(float);
+    size_t b = (size_t)kv_block * m->hp.n_head_kv * m->hp.head_dim * (f16 ? 2 : sizeof(float));
     return (b + 63) / 64 * 64;
 }
 
@@ -74,7 +76,7 @@ int tf_create(const struct model *m, const struct tf_opts *opts, struct tf_ctx *
     if (o.n_batch > o.n_ctx) o.n_batch = o.n_ctx;
     if (o.n_threads < 1) o.n_threads = 1;
     if (!o.kv_block) o.kv_block = 16;
-    if (o.kv_pool && kv_pool_page_bytes(o.kv_pool) != tf_kv_page_bytes(m, o.kv_block)) return SA_ERR_INVALID_ARG;
+    if (o.kv_pool && kv_pool_page_bytes(o.kv_pool) != tf_kv_page_bytes(m, o.kv_block, o.kv_f16)) return SA_ERR_INVALID_ARG;
     struct tf_ctx *c = calloc(1, sizeof *c);
     if (!c) return SA_ERR_NOMEM;
     c->m = m;
@@ -84,6 +86,7 @@ int tf_create(const struct model *m, const struct tf_opts *opts, struct tf_ctx *
     c->all_logits = o.all_logits;
     c->scratch = !o.no_scratch;
     c->block = o.kv_block;
+    c->kv_f16 = o.kv_f16;
     c->max_blocks = (o.n_ctx + o.kv_block - 1) / o.kv_block;
     size_t tables = (size_t)hp->n_layer * c->max_blocks;
     c->kpt = malloc(tables * sizeof *c->kpt);
@@ -98,7 +101,7 @@ int tf_create(const struct model *m, const struct tf_opts *opts, struct tf_ctx *
     if (o.kv_pool) {
         c->kv = o.kv_pool;
     } else {
-        int rc = kv_pool_create(tf_kv_page_bytes(m, o.kv_block), (uint32_t)(2 * tables), &c->kv);
+        int rc = kv_pool_create(tf_kv_page_bytes(m, o.kv_block, o.kv_f16), (uint32_t)(2 * tables), &c->kv);
         if (rc) {
             tf_destroy(c);
             return rc;
@@ -324,7 +327,7 @@ void tf_set_attention_hook(struct tf_ctx *c, tf_attention_hook fn, void *user)
 void tf_cache_stats(const struct tf_ctx *c, uint32_t tokens, struct tf_cache_stats *out)
 {
     const struct model_hparams *hp = &c->m->hp;
-    uint64_t per_layer = (uint64_t)tokens * hp->n_head_kv * hp->head_dim * sizeof(float);
+    uint64_t per_layer = (uint64_t)tokens * hp->n_head_kv * hp->head_dim * (c->kv_f16 ? 2 : sizeof(float));
     memset(out, 0, sizeof *out);
     out->layers = hp->n_layer;
     out->tokens = tokens;
@@ -356,8 +359,8 @@ static struct attn_args attn_setup(const struct tf_ctx *ws, const struct tf_ctx 
     const size_t row0 = (size_t)r0 * ws->n_ctx;
     size_t off = (size_t)l * c->max_blocks;
     struct attn_args aa = {
-        .q = q, .k_pages = (const float *const *)c->kptr + off, .v_pages = (const float *const *)c->vptr + off,
-        .block = c->block, .out = out, .probs = ws->probs + row0, .probs_stride = ws->n_ctx,
+        .q = q, .k_pages = (const void *const *)(c->kptr + off), .v_pages = (const void *const *)(c->vptr + off),
+        .block = c->block, .kv_f16 = c->kv_f16, .out = out, .probs = ws->probs + row0, .probs_stride = ws->n_ctx,
         .probs_hstride = (size_t)R * ws->n_ctx, .T = T, .pos0 = pos0, .n_head = hp->n_head,
         .n_head_kv = hp->n_head_kv, .head_dim = hp->head_dim, .kv_stride = (size_t)hp->n_head_kv * hp->head_dim,
         .compute_scores = !share_plan_is_sharing(&c->plan, l), .reference = ws->reference,
@@ -396,11 +399,15 @@ static void ffn_rows(struct tf_ctx *c, const struct model_layer *L, uint32_t T)
     for (size_t i = 0; i < T * dim; i++) c->x[i] += c->xb[i];
 }
 
-/* Position p's row of layer l's K or V pages. */
-static float *page_row(const struct tf_ctx *c, float *const *ptr, uint32_t l, uint32_t p)
+/* Store one K or V row (kvdim floats) at position p of layer l's pages. */
+static void page_store(const struct tf_ctx *c, float *const *ptr, uint32_t l, uint32_t p, const float *src)
 {
-    const size_t kvdim = (size_t)c->m->hp.n_head_kv * c->m->hp.head_dim;
-    return ptr[(size_t)l * c->max_blocks + p / c->block] + (size_t)(p % c->block) * kvdim;
+    const size_t kvdim = (size_t)c->m->hp.n_head_kv * c->m->hp.head_dim, idx = (size_t)(p % c->block) * kvdim;
+    float *page = ptr[(size_t)l * c->max_blocks + p / c->block];
+    if (c->kv_f16)
+        quant_quantize_row(QUANT_F16, src, (uint16_t *)page + idx, kvdim);
+    else
+        memcpy(page + idx, src, kvdim * sizeof(float));
 }
 
 /* Q, K and V of layer l for the R rows in ws->xb: Q into ws->q, K and V rows
@@ -441,16 +448,16 @@ static void qkv_rows(struct tf_ctx *ws, const struct tf_seg *segs, uint32_t n_se
         const bool sharing = share_plan_is_sharing(&c->plan, l);
         for (uint32_t t = 0; t < segs[i].T; t++, r++) {
             const uint32_t pos = segs[i].pos0 + t;
-            memcpy(page_row(c, c->vptr, l, pos), vtmp + (size_t)r * kvdim, kvdim * sizeof(float));
+            page_store(c, c->vptr, l, pos, vtmp + (size_t)r * kvdim);
             if (sharing) {
                 c->flops_saved += shared_flops(hp, pos);
                 continue;
             }
-            float *k = page_row(c, c->kptr, l, pos);
-            memcpy(k, ktmp + (size_t)r * kvdim, kvdim * sizeof(float));
+            float *k = ktmp + (size_t)r * kvdim;
             const float *cs = ws->rope_cos + (size_t)pos * half, *sn = ws->rope_sin + (size_t)pos * half;
             ops_rope(ws->q + (size_t)r * qdim, hp->n_head, hp->head_dim, hp->n_rot, cs, sn, hp->rope);
             ops_rope(k, hp->n_head_kv, hp->head_dim, hp->n_rot, cs, sn, hp->rope);
+            page_store(c, c->kptr, l, pos, k);
         }
     }
 }
@@ -463,7 +470,7 @@ int tf_step(struct tf_ctx *ws, const struct tf_seg *segs, uint32_t n_segs)
     uint32_t R = 0;
     for (uint32_t i = 0; i < n_segs; i++) {
         const struct tf_seg *sg = &segs[i];
-        if (sg->seq->m != m || sg->T == 0) return SA_ERR_INVALID_ARG;
+        if (sg->seq->m != m || sg->T == 0 || sg->seq->kv_f16 != ws->kv_f16) return SA_ERR_INVALID_ARG;
         if ((uint64_t)sg->pos0 + sg->T > sg->seq->n_ctx || sg->pos0 + sg->T > ws->n_ctx) return SA_ERR_CONTEXT_FULL;
         if (sg->pos0 > sg->seq->n_blocks * sg->seq->block) return SA_ERR_INVALID_ARG; /* a gap in the cache */
         for (uint32_t t = 0; t < sg->T; t++)

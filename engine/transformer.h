@@ -60,16 +60,17 @@ struct tf_opts {
     struct kv_pool *kv_pool;   /* borrowed pool of tf_kv_page_bytes pages, allocating from
                                 * reservations; NULL = own a pool that holds n_ctx positions */
     bool no_scratch;           /* a sequence only, computed by another context's tf_step */
+    bool kv_f16;               /* store K and V as F16 (half the bytes; attention reads them back to F32) */
 };
 
 /* Bytes of one KV page of the model (kv_block positions of one layer's K or V). */
-size_t tf_kv_page_bytes(const struct model *m, uint32_t kv_block);
+size_t tf_kv_page_bytes(const struct model *m, uint32_t kv_block, bool f16);
 /* Pages one block of positions takes under a plan (NULL = no sharing): V in
  * every layer, K in every computing layer. */
 uint32_t tf_kv_pages_per_block(const struct model *m, const struct share_plan *plan);
 
 /* Exact cache figures of one sequence of `tokens` cached tokens, token-exact
- * (bytes = tokens x per-token bytes; F32) and page-exact (pages the context
+ * (bytes = tokens x per-token bytes; 4 per element, 2 with kv_f16) and page-exact (pages the context
  * holds x page bytes; shared prefix pages included). */
 struct tf_cache_stats {
     uint32_t layers, sharing_layers, tokens;

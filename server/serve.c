@@ -121,6 +121,7 @@ int serve_main(int argc, char **argv)
     ec.kv_budget = s->cfg.kv_budget;
     ec.kv_block = s->cfg.kv_block;
     ec.prefix_cache = s->cfg.prefix_cache;
+    ec.kv_f16 = s->cfg.kv_f16;
     ec.queue_max = s->cfg.queue_max;
     ec.prefill_chunk = s->cfg.prefill_chunk;
     ec.queue_max_tokens = s->cfg.queue_max_tokens;

@@ -302,7 +302,8 @@ static void test_k_cache_absent_for_sharing_layers(void)
     }
     /* pages of 16 positions, taken as positions are written: none before the first token */
     const size_t page = 16 * (size_t)m->hp.n_head_kv * m->hp.head_dim * sizeof(float);
-    ASSERT_EQ(tf_kv_page_bytes(m, 16), page);
+    ASSERT_EQ(tf_kv_page_bytes(m, 16, false), page);
+    ASSERT_EQ(tf_kv_page_bytes(m, 16, true), page / 2);
     struct share_plan plan;
     ASSERT_OK(share_plan_parse(&plan, "1-2,4", m->hp.n_layer, NULL, 0));
     ASSERT_EQ(tf_kv_pages_per_block(m, &plan), 7);
@@ -487,7 +488,7 @@ static void test_rebalance_hand_computed(void)
     float probs[4], out[4];
     uint8_t mask[4] = {0};
     /* one position per page: the two rows of K and V sit on separate pages */
-    const float *kp[2] = {k, k + 2}, *vp[2] = {v, v + 2};
+    const void *kp[2] = {k, k + 2}, *vp[2] = {v, v + 2};
     struct attn_args a = {.q = q, .k_pages = kp, .v_pages = vp, .block = 1, .out = out, .probs = probs,
                           .probs_stride = 2, .probs_hstride = 4, .T = 2, .pos0 = 0,
                           .n_head = 1, .n_head_kv = 1, .head_dim = 2, .kv_stride = 2, .compute_scores = true,

@@ -179,6 +179,57 @@ static void test_chunked_prefill_equals_one_shot(void)
     model_free(m);
 }
 
+/* An F16 KV cache: greedy decoding of stories260K still reproduces the 40
+ * reference tokens, the logits stay within 1e-2 relative of the F32 cache at
+ * every step, and the cache takes half the bytes. */
+static void test_kv_f16(void)
+{
+    struct model *m = load("models/stories260K/stories260K.gguf");
+    if (!m) {
+        ASSERT_TRUE(m != NULL);
+        return;
+    }
+    struct tf_ctx *a, *b;
+    struct tf_opts oa = {.n_ctx = 64, .n_threads = 1}, ob = {.n_ctx = 64, .n_threads = 1, .kv_f16 = true};
+    ASSERT_OK(tf_create(m, &oa, &a));
+    ASSERT_OK(tf_create(m, &ob, &b));
+    int32_t tok_a = 1, tok_b = 1;
+    double worst = 0;
+    int same = 0;
+    for (uint32_t pos = 0; pos < 40; pos++) {
+        const float *la, *lb;
+        ASSERT_OK(tf_forward(a, &tok_a, 1, pos, &la));
+        ASSERT_OK(tf_forward(b, &tok_b, 1, pos, &lb));
+        double md = 0, mr = 0;
+        uint32_t ia = 0, ib = 0;
+        for (uint32_t v = 0; v < m->hp.n_vocab; v++) {
+            md = fmax(md, fabs((double)la[v] - lb[v]));
+            mr = fmax(mr, fabs((double)la[v]));
+            if (la[v] > la[ia]) ia = v;
+            if (lb[v] > lb[ib]) ib = v;
+        }
+        worst = fmax(worst, md / mr);
+        same += (int32_t)ib == golden_260k[pos];
+        tok_a = (int32_t)ia;
+        tok_b = (int32_t)ib;
+    }
+    fprintf(stderr, "  F16 KV: %d/40 reference ids, max relative logit difference to F32 KV %.3g\n", same, worst);
+    ASSERT_EQ(same, 40);
+    ASSERT_TRUE(worst < 1e-2);
+    size_t ka, va, kb, vb;
+    tf_kv_allocated(a, &ka, &va);
+    tf_kv_allocated(b, &kb, &vb);
+    ASSERT_EQ(kb * 2, ka);
+    ASSERT_EQ(vb * 2, va);
+    struct tf_cache_stats sa, sb;
+    tf_cache_stats(a, 40, &sa);
+    tf_cache_stats(b, 40, &sb);
+    ASSERT_EQ(sb.kv_bytes * 2, sa.kv_bytes);
+    tf_destroy(a);
+    tf_destroy(b);
+    model_free(m);
+}
+
 int main(void)
 {
     TEST_RUN(test_golden_stories260k);
@@ -186,5 +237,6 @@ int main(void)
     TEST_RUN(test_numerics_f32);
     TEST_RUN(test_numerics_q8_0);
     TEST_RUN(test_chunked_prefill_equals_one_shot);
+    TEST_RUN(test_kv_f16);
     TEST_DONE();
 }
