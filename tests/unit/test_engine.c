@@ -116,14 +116,13 @@ static void test_golden_through_engine(void)
     engine_destroy(e);
 }
 
-/* prompt: BOS + the first 12 golden tokens (longer than one prefill chunk) */
-static void run_alone(struct engine *e, const char *spans, bool rebalance, int32_t *out, size_t *n_out)
+/* prompt: BOS + the first len-1 golden tokens (longer than one prefill chunk) */
+static void submit_prompt(struct engine *e, size_t len, const char *spans, bool rebalance, struct collect *c)
 {
-    int32_t prompt[13] = {1};
-    memcpy(prompt + 1, golden_260k, 12 * sizeof(int32_t));
-    struct collect c;
-    collect_init(&c);
-    struct engine_request r = greedy(prompt, 13, 20, &c);
+    int32_t prompt[40] = {1};
+    memcpy(prompt + 1, golden_260k, 39 * sizeof(int32_t));
+    collect_init(c);
+    struct engine_request r = greedy(prompt, len, 20, c);
     if (spans) {
         r.share = true;
         ASSERT_OK(engine_parse_plan(e, spans, &r.plan, NULL, 0));
@@ -131,53 +130,55 @@ static void run_alone(struct engine *e, const char *spans, bool rebalance, int32
     r.rebalance.on = rebalance;
     uint64_t id;
     ASSERT_OK(engine_submit(e, &r, &id));
-    wait_done(&c);
-    memcpy(out, c.tokens, c.n_tokens * sizeof *out);
-    *n_out = c.n_tokens;
 }
 
+/* Six sequences with mixed plans (off / 3-4 / 1-2), re-balancer on and off
+ * and mixed prompt lengths, run together (prefill chunks and decode rows
+ * share steps; 3+ decode rows take the blocked kernel), give the greedy
+ * tokens each gives alone; with and without the prefix cache. */
 static void test_concurrent_plans_equal_alone(void)
 {
-    struct engine *e = start(3, 8);
-    if (!e) {
-        ASSERT_TRUE(e != NULL);
-        return;
-    }
-    const char *plans[3] = {NULL, "3-4", "1-2"};
-    bool rb[3] = {false, false, true};
-    int32_t alone[3][64];
-    size_t n_alone[3];
-    for (int k = 0; k < 3; k++) run_alone(e, plans[k], rb[k], alone[k], &n_alone[k]);
-    /* now all three at once, interleaved step by step */
-    int32_t prompt[13] = {1};
-    memcpy(prompt + 1, golden_260k, 12 * sizeof(int32_t));
-    struct collect c[3];
-    uint64_t id;
-    for (int k = 0; k < 3; k++) {
-        collect_init(&c[k]);
-        struct engine_request r = greedy(prompt, 13, 20, &c[k]);
-        if (plans[k]) {
-            r.share = true;
-            ASSERT_OK(engine_parse_plan(e, plans[k], &r.plan, NULL, 0));
+    const char *plans[6] = {NULL, "3-4", "1-2", NULL, "3-4", "1-2"};
+    const bool rb[6] = {false, false, true, true, false, false};
+    const size_t len[6] = {13, 5, 29, 21, 13, 3};
+    for (int prefix = 0; prefix < 2; prefix++) {
+        char path[512], msg[256];
+        snprintf(path, sizeof path, "%s/models/stories260K/stories260K.gguf", test_shared_dir());
+        struct engine_config cfg = engine_default_config();
+        cfg.model_path = path;
+        cfg.n_slots = 6;
+        cfg.n_ctx = 256;
+        cfg.prefill_chunk = 8; /* prompts take several steps, next to others' decode rows */
+        cfg.share_spans = "off";
+        cfg.prefix_cache = prefix;
+        cfg.debug_checks = true;
+        struct engine *e = NULL;
+        ASSERT_OK(engine_create(&cfg, &e, msg, sizeof msg));
+        if (!e) return;
+        struct collect alone[6], c[6];
+        for (int k = 0; k < 6; k++) {
+            submit_prompt(e, len[k], plans[k], rb[k], &alone[k]);
+            wait_done(&alone[k]);
         }
-        r.rebalance.on = rb[k];
-        ASSERT_OK(engine_submit(e, &r, &id));
+        for (int k = 0; k < 6; k++) submit_prompt(e, len[k], plans[k], rb[k], &c[k]);
+        for (int k = 0; k < 6; k++) {
+            wait_done(&c[k]);
+            ASSERT_EQ(c[k].n_tokens, alone[k].n_tokens);
+            ASSERT_TRUE(memcmp(c[k].tokens, alone[k].tokens, alone[k].n_tokens * sizeof(int32_t)) == 0);
+        }
+        if (prefix) ASSERT_EQ(c[2].last.cached_tokens, 16); /* 28 reusable tokens: one full block */
+        /* the sharing sequence reports its savings; no K pages for its 2 sharing layers */
+        ASSERT_EQ(c[4].last.cache.sharing_layers, 2);
+        ASSERT_TRUE(c[4].last.cache.shared_attention);
+        ASSERT_STR_EQ(c[4].last.cache.spans, "3-4");
+        ASSERT_EQ(c[4].last.cache.kv_bytes_saved, c[4].last.cache.kv_bytes_without_sharing / 5);
+        ASSERT_EQ(c[4].last.cache.k_bytes_allocated * 5, c[0].last.cache.k_bytes_allocated * 3);
+        ASSERT_TRUE(c[2].last.cache.rebalance);
+        /* sharing changes the text here (checks the plan is applied per sequence) */
+        ASSERT_TRUE(memcmp(alone[0].tokens, alone[4].tokens, 20 * sizeof(int32_t)) != 0);
+        assert_pool_idle(e);
+        engine_destroy(e);
     }
-    for (int k = 0; k < 3; k++) {
-        wait_done(&c[k]);
-        ASSERT_EQ(c[k].n_tokens, n_alone[k]);
-        ASSERT_TRUE(memcmp(c[k].tokens, alone[k], n_alone[k] * sizeof(int32_t)) == 0);
-    }
-    /* the sharing sequence reports its savings; K buffers absent for its 2 sharing layers */
-    ASSERT_EQ(c[1].last.cache.sharing_layers, 2);
-    ASSERT_TRUE(c[1].last.cache.shared_attention);
-    ASSERT_STR_EQ(c[1].last.cache.spans, "3-4");
-    ASSERT_EQ(c[1].last.cache.kv_bytes_saved, c[1].last.cache.kv_bytes_without_sharing / 5);
-    ASSERT_EQ(c[1].last.cache.k_bytes_allocated * 5, c[0].last.cache.k_bytes_allocated * 3);
-    ASSERT_TRUE(c[2].last.cache.rebalance);
-    /* sharing changes the text here (checks the plan is applied per sequence) */
-    ASSERT_TRUE(memcmp(alone[0], alone[1], 20 * sizeof(int32_t)) != 0);
-    engine_destroy(e);
 }
 
 static void test_stop_strings(void)
