@@ -5,12 +5,9 @@
 set -euo pipefail
 BUILD=${BUILD:-build}; SHARED=${SHARED:-../shared}
 type=${TYPE:-f32}
-model=models/gen/llama-110m-$type.gguf
-mkdir -p models/gen "$BUILD/bench-results"
-if [ ! -s "$model" ]; then
-  "$BUILD/tools/gguf_random" -o "$model" --shape 110M --type "${type^^}" \
-      --vocab-from "$SHARED/tokenizer-vectors/ggml-vocab-llama-spm.gguf" >&2
-fi
+source tests/bench/gen_model.sh
+model=$(gen_model 110M "$type")
+mkdir -p "$BUILD/bench-results"
 port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 "$BUILD/saserve" serve -m "$model" --port "$port" --slots 16 --queue-max 64 --ctx 256 --no-mmap \
     --share-spans off --log-level warn &
@@ -40,12 +37,4 @@ done
 echo "]" >> "$out.json"
 echo "bench-server: wrote $out.md and $out.json"
 # refresh the README's copy, if it has a block for it
-python3 - "$out.md" <<'PY'
-import sys
-b, e = "<!-- bench-server:begin -->", "<!-- bench-server:end -->"
-readme = open("README.md").read()
-if b in readme and e in readme:
-    head, rest = readme.split(b, 1)
-    _, tail = rest.split(e, 1)
-    open("README.md", "w").write(f"{head}{b}\n{open(sys.argv[1]).read()}\n{e}{tail}")
-PY
+python3 tests/bench/readme_block.py bench-server "$out.md"

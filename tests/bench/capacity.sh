@@ -11,10 +11,9 @@
 # is the figure. Writes build/bench-results/capacity-110m.{json,md}.
 set -euo pipefail
 BUILD=${BUILD:-build}; SHARED=${SHARED:-../shared}
-model=models/gen/llama-110m-f32.gguf
-mkdir -p models/gen "$BUILD/bench-results"
-[ -s "$model" ] || "$BUILD/tools/gguf_random" -o "$model" --shape 110M --type F32 \
-    --vocab-from "$SHARED/tokenizer-vectors/ggml-vocab-llama-spm.gguf" >&2
+source tests/bench/gen_model.sh
+model=$(gen_model 110M F32)
+mkdir -p "$BUILD/bench-results"
 PROMPT=33 MAX_TOKENS=96 BLOCK=16 CTX=512 CLIENTS=16
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 metric() { curl -sf "http://127.0.0.1:$1/metrics" | awk -v k="$2" '$1 == k {print $2; exit}'; }
@@ -63,12 +62,4 @@ PY
 done
 echo "]" >> "$out.json"
 echo "bench-capacity: wrote $out.md"
-python3 - "$out.md" <<'PY'
-import sys
-b, e = "<!-- bench-capacity:begin -->", "<!-- bench-capacity:end -->"
-readme = open("README.md").read()
-if b in readme and e in readme:
-    head, rest = readme.split(b, 1)
-    _, tail = rest.split(e, 1)
-    open("README.md", "w").write(f"{head}{b}\n{open(sys.argv[1]).read()}\n{e}{tail}")
-PY
+python3 tests/bench/readme_block.py bench-capacity "$out.md"

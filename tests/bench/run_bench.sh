@@ -52,17 +52,5 @@ out, parts = sys.argv[1], sys.argv[2:]
 json.dump([json.load(open(p)) for p in parts], open(out, "w"), indent=1)
 PY
 # refresh the README's copy of this table, if it has a block for it
-python3 - "$md" "$name" <<'PY'
-import sys
-md, name = sys.argv[1], sys.argv[2]
-b, e = f"<!-- bench-{name}:begin -->", f"<!-- bench-{name}:end -->"
-try:
-    readme = open("README.md").read()
-except OSError:
-    sys.exit(0)
-if b in readme and e in readme:
-    head, rest = readme.split(b, 1)
-    _, tail = rest.split(e, 1)
-    open("README.md", "w").write(f"{head}{b}\n{open(md).read()}\n{e}{tail}")
-PY
+python3 tests/bench/readme_block.py "bench-$name" "$md"
 echo "bench: wrote $md and $out/$name.json"

@@ -281,21 +281,15 @@ static void test_destroy_cancels_queued(void)
 }
 
 /* The queue is bounded by prompt tokens as well as by requests. */
+static struct engine *start_budget(uint32_t slots, uint64_t budget, bool prefix, uint64_t queue_tokens);
+
 static void test_queue_token_bound(void)
 {
-    char path[512], msg[256];
-    snprintf(path, sizeof path, "%s/models/stories260K/stories260K.gguf", test_shared_dir());
-    struct engine_config cfg = engine_default_config();
-    cfg.model_path = path;
-    cfg.n_ctx = 256;
-    cfg.n_slots = 1;
-    cfg.queue_max = 8;
-    cfg.queue_max_tokens = 20;
-    cfg.share_spans = "off";
-    cfg.debug_checks = true;
-    struct engine *e = NULL;
-    ASSERT_OK(engine_create(&cfg, &e, msg, sizeof msg));
-    if (!e) return;
+    struct engine *e = start_budget(1, 0, false, 20);
+    if (!e) {
+        ASSERT_TRUE(e != NULL);
+        return;
+    }
     int32_t prompt[13] = {1};
     memcpy(prompt + 1, golden_260k, 12 * sizeof(int32_t));
     struct collect c[4];
@@ -330,7 +324,7 @@ static void test_queue_token_bound(void)
     engine_destroy(e);
 }
 
-static struct engine *start_budget(uint32_t slots, uint64_t budget, bool prefix)
+static struct engine *start_budget(uint32_t slots, uint64_t budget, bool prefix, uint64_t queue_tokens)
 {
     char path[512], msg[256];
     snprintf(path, sizeof path, "%s/models/stories260K/stories260K.gguf", test_shared_dir());
@@ -342,6 +336,8 @@ static struct engine *start_budget(uint32_t slots, uint64_t budget, bool prefix)
     cfg.kv_budget = budget;
     cfg.prefix_cache = prefix;
     cfg.prefill_chunk = 8;
+    cfg.queue_max = 8;
+    cfg.queue_max_tokens = queue_tokens;
     cfg.share_spans = "off";
     cfg.debug_checks = true;
     struct engine *e = NULL;
@@ -388,7 +384,7 @@ static void test_capacity_with_sharing(void)
     int32_t prompt[13] = {1};
     memcpy(prompt + 1, golden_260k, 12 * sizeof(int32_t));
     for (int share = 0; share < 2; share++) {
-        struct engine *e = start_budget(n, 160 * PAGE_260K, false);
+        struct engine *e = start_budget(n, 160 * PAGE_260K, false, 0);
         if (!e) {
             ASSERT_TRUE(e != NULL);
             return;
@@ -452,7 +448,7 @@ static bool same_tokens(const struct collect *a, const struct collect *b)
  * (copy-on-write); another plan never sees the prefix. */
 static void test_prefix_reuse(void)
 {
-    struct engine *cold = start_budget(2, 0, false), *e = start_budget(2, 0, true);
+    struct engine *cold = start_budget(2, 0, false, 0), *e = start_budget(2, 0, true, 0);
     if (!cold || !e) {
         ASSERT_TRUE(cold && e);
         engine_destroy(cold);
@@ -502,7 +498,7 @@ static void test_prefix_reuse(void)
 static void test_prefix_eviction(void)
 {
     /* room for one full context only: every new prompt evicts the previous one's blocks */
-    struct engine *e = start_budget(1, 160 * PAGE_260K, true);
+    struct engine *e = start_budget(1, 160 * PAGE_260K, true, 0);
     if (!e) {
         ASSERT_TRUE(e != NULL);
         return;
