@@ -3,6 +3,7 @@
 # copy of its committed corpus; print executions, coverage and crashes.
 set -u
 FUZZ_DIR=${FUZZ_DIR:-build/fuzz}; SHARED=${SHARED:-../shared}; SECS=${FUZZ_SECONDS:-60}
+SHARED=$(cd "$SHARED" && pwd) # the fuzzers run in a scratch directory
 export SHARED
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 printf '%-16s %8s %10s %8s %s\n' target seconds execs cov result
