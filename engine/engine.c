@@ -453,17 +453,29 @@ static void admit(struct engine *e, struct slot *sl, struct seq *s)
     tok_stream_init(&s->ts, e->m->tok, s->n_prompt == 1 && s->prompt[0] == e->info.bos);
 }
 
-/* Debug builds and tests: the pool's books balance after every step. */
+/* Debug builds and tests: the pool's books balance after every step. Every
+ * page reference is a sequence's page-table entry or a prefix-cache entry's,
+ * and every reserved page belongs to an admitted sequence's reservation. */
 static void check_pool(struct engine *e)
 {
-    uint64_t left = 0;
-    for (uint32_t i = 0; i < e->cfg.n_slots; i++)
-        if (e->slots[i].seq) left += tf_reservation_left(e->slots[i].ctx);
+    uint64_t left = 0, refs = 0;
+    for (uint32_t i = 0; i < e->cfg.n_slots; i++) {
+        if (!e->slots[i].seq) continue;
+        struct tf_cache_stats st;
+        tf_cache_stats(e->slots[i].ctx, 0, &st);
+        left += tf_reservation_left(e->slots[i].ctx);
+        refs += st.k_pages + st.v_pages;
+    }
+    struct prefix_stats pst = {0};
+    if (e->prefix) prefix_get_stats(e->prefix, &pst);
+    refs += pst.pages;
     struct kv_pool_stats ps;
     kv_pool_stats(e->kv, &ps);
-    if (kv_pool_check(e->kv) != 0 || left != ps.reserved || ps.used > ps.total) {
-        SA_LOGE("KV pool books do not balance: used %u of %u, reserved %u, sequences' reservations %llu", ps.used,
-                ps.total, ps.reserved, (unsigned long long)left);
+    if (kv_pool_check(e->kv) != 0 || left != ps.reserved || ps.used > ps.total || refs != ps.refs) {
+        SA_LOGE("KV pool books do not balance: used %u of %u, reserved %u vs sequences' %llu, references %llu vs "
+                "page tables' and prefix entries' %llu",
+                ps.used, ps.total, ps.reserved, (unsigned long long)left, (unsigned long long)ps.refs,
+                (unsigned long long)refs);
         abort();
     }
 }

@@ -94,6 +94,8 @@ void kv_pool_stats(const struct kv_pool *p, struct kv_pool_stats *out)
     out->free = p->n_free;
     out->used = p->n_pages - p->n_free;
     out->reserved = p->n_reserved;
+    out->refs = 0;
+    for (uint32_t i = 0; i < p->n_pages; i++) out->refs += p->refs[i];
 }
 
 int kv_pool_check(const struct kv_pool *p)

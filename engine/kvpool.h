@@ -52,6 +52,7 @@ size_t kv_pool_page_bytes(const struct kv_pool *p);
 
 struct kv_pool_stats {
     uint32_t total, used, free, reserved; /* used + free == total; reserved <= free */
+    uint64_t refs;                        /* references held on all pages */
 };
 void kv_pool_stats(const struct kv_pool *p, struct kv_pool_stats *out);
 

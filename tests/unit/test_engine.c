@@ -345,6 +345,80 @@ static struct engine *start_budget(uint32_t slots, uint64_t budget, bool prefix,
     return e;
 }
 
+/* Token events of two sequences, in the order the step thread sent them. */
+struct order_log {
+    pthread_mutex_t mu;
+    int who[1024];
+    int n;
+    int first_long; /* index of the long prompt's first token, -1 before */
+};
+struct order_user {
+    struct order_log *log;
+    int who;
+    struct collect c;
+};
+
+static void on_ordered(void *user, const struct engine_event *ev)
+{
+    struct order_user *u = user;
+    if (ev->type == ENGINE_EV_TOKEN) {
+        pthread_mutex_lock(&u->log->mu);
+        if (u->log->n < 1024) u->log->who[u->log->n++] = u->who;
+        pthread_mutex_unlock(&u->log->mu);
+    }
+    on_event(&u->c, ev);
+}
+
+/* A long prompt is prefilled in chunks inside the decode steps: a sequence
+ * already decoding keeps getting a token every step meanwhile (a 200-token
+ * prompt in chunks of 8 takes 25 steps). */
+static void test_long_prompt_does_not_starve(void)
+{
+    struct engine *e = start_budget(2, 0, false, 0);
+    if (!e) {
+        ASSERT_TRUE(e != NULL);
+        return;
+    }
+    struct order_log log = {.n = 0};
+    pthread_mutex_init(&log.mu, NULL);
+    static struct order_user dec, lng;
+    dec = (struct order_user){.log = &log, .who = 0};
+    lng = (struct order_user){.log = &log, .who = 1};
+    collect_init(&dec.c);
+    collect_init(&lng.c);
+    int32_t bos = 1, prompt[200];
+    for (int i = 0; i < 200; i++) prompt[i] = i ? golden_260k[i % 40] : 1;
+    struct engine_request r = greedy(&bos, 1, 200, &dec.c);
+    r.cb = on_ordered;
+    r.user = &dec;
+    uint64_t id;
+    ASSERT_OK(engine_submit(e, &r, &id));
+    for (int spin = 0; spin < 5000; spin++) { /* the decoder is under way */
+        pthread_mutex_lock(&log.mu);
+        int n = log.n;
+        pthread_mutex_unlock(&log.mu);
+        if (n >= 3) break;
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    pthread_mutex_lock(&log.mu);
+    int before = log.n;
+    pthread_mutex_unlock(&log.mu);
+    struct engine_request rl = greedy(prompt, 200, 4, &lng.c);
+    rl.cb = on_ordered;
+    rl.user = &lng;
+    ASSERT_OK(engine_submit(e, &rl, &id));
+    wait_done(&lng.c);
+    wait_done(&dec.c);
+    int between = 0, k = before;
+    for (; k < log.n && log.who[k] == 0; k++) between++;
+    fprintf(stderr, "  decoder tokens while the 200-token prompt was prefilled: %d\n", between);
+    ASSERT_TRUE(k < log.n);        /* the long prompt did produce tokens */
+    ASSERT_TRUE(between >= 20);     /* ~25 prefill steps, one decode token each */
+    engine_destroy(e);
+    pthread_mutex_destroy(&log.mu);
+}
+
 /* stories260K: 5 layers, 4 KV heads x 8 dims: a page of 16 positions is 16 x 32 x 4 = 2048 bytes */
 #define PAGE_260K 2048ull
 
@@ -527,6 +601,7 @@ int main(void)
     TEST_RUN(test_cancel_and_limits);
     TEST_RUN(test_destroy_cancels_queued);
     TEST_RUN(test_queue_token_bound);
+    TEST_RUN(test_long_prompt_does_not_starve);
     TEST_RUN(test_kv_budget);
     TEST_RUN(test_capacity_with_sharing);
     TEST_RUN(test_prefix_reuse);
