@@ -4,7 +4,7 @@
 #include "workers.h"
 
 #include <cblas.h>
-#ifdef __F16C__
+#if defined(__F16C__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 #include <math.h>
@@ -247,7 +247,17 @@ void ops_rope(float *x, size_t n_heads, size_t head_dim, size_t n_rot, const flo
 
 void ops_axpy(float *y, float a, const float *x, size_t n)
 {
-    for (size_t i = 0; i < n; i++) y[i] += a * x[i];
+    size_t i = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    const __m256 va = _mm256_set1_ps(a);
+    for (; i + 16 <= n; i += 16) {
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+        _mm256_storeu_ps(y + i + 8, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8)));
+    }
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+#endif
+    for (; i < n; i++) y[i] += a * x[i];
 }
 
 float ops_dot_f32(const float *a, const float *b, size_t n)
