@@ -569,7 +569,11 @@ static inline __attribute__((always_inline)) void dot2xg(enum quant_type t, cons
 #pragma GCC unroll 6
     for (int g = 0; g < G; g++) acc0[g] = acc1[g] = _mm256_setzero_ps();
     size_t i = 0;
+    const size_t el = t == QUANT_F32 ? 4 : 2;
     for (; i + 8 <= n; i += 8) {
+        /* the weights stream from memory: ask for them 1 KiB ahead */
+        _mm_prefetch((const char *)r0 + (i + 256) * el, _MM_HINT_T0);
+        _mm_prefetch((const char *)r1 + (i + 256) * el, _MM_HINT_T0);
         __m256 w0 = load8(t, r0, i), w1 = load8(t, r1, i);
 #pragma GCC unroll 6
         for (int g = 0; g < G; g++) {
@@ -604,14 +608,22 @@ bool quant_dot_multi_rows2(enum quant_type t, const void *row0, size_t row_bytes
         size_t G = T - k >= 6 ? 6 : T - k;
         for (size_t g = 0; g < G; g++) y[g] = (const float *)((const char *)ys + (k + g) * y_stride);
         float *o0 = out0 + k * out_stride, *o1 = out1 + k * out_stride;
-        switch (G) {
-        case 6: dot2xg(t, row0, row1, y, n, o0, o1, out_stride, 6); break;
-        case 5: dot2xg(t, row0, row1, y, n, o0, o1, out_stride, 5); break;
-        case 4: dot2xg(t, row0, row1, y, n, o0, o1, out_stride, 4); break;
-        case 3: dot2xg(t, row0, row1, y, n, o0, o1, out_stride, 3); break;
-        case 2: dot2xg(t, row0, row1, y, n, o0, o1, out_stride, 2); break;
-        default: dot2xg(t, row0, row1, y, n, o0, o1, out_stride, 1); break;
+        /* type and group size as constants, so each case is its own unrolled loop */
+#define DOT2XG_CASES(T)                                                               \
+    switch (G) {                                                                      \
+    case 6: dot2xg(T, row0, row1, y, n, o0, o1, out_stride, 6); break;                \
+    case 5: dot2xg(T, row0, row1, y, n, o0, o1, out_stride, 5); break;                \
+    case 4: dot2xg(T, row0, row1, y, n, o0, o1, out_stride, 4); break;                \
+    case 3: dot2xg(T, row0, row1, y, n, o0, o1, out_stride, 3); break;                \
+    case 2: dot2xg(T, row0, row1, y, n, o0, o1, out_stride, 2); break;                \
+    default: dot2xg(T, row0, row1, y, n, o0, o1, out_stride, 1); break;               \
+    }
+        if (t == QUANT_F32) {
+            DOT2XG_CASES(QUANT_F32)
+        } else {
+            DOT2XG_CASES(QUANT_F16)
         }
+#undef DOT2XG_CASES
         k += G;
     }
     return true;
