@@ -45,8 +45,7 @@ static void head_scores(const struct attn_args *a, uint32_t h, uint32_t t, float
             for (size_t j = 0; j < n; j++)
                 p[j0 + j] = ops_dot_f32_f16(q, (const uint16_t *)k + j * a->kv_stride, a->head_dim) * scale;
         else
-            for (size_t j = 0; j < n; j++)
-                p[j0 + j] = ops_dot_f32(q, (const float *)k + j * a->kv_stride, a->head_dim) * scale;
+            ops_dot_rows(q, (const float *)k, a->kv_stride, n, a->head_dim, scale, p + j0);
     }
     ops_softmax(p, n_pos);
 }

@@ -265,6 +265,32 @@ float ops_dot_f32(const float *a, const float *b, size_t n)
     return quant_dot(QUANT_F32, a, b, n);
 }
 
+void ops_dot_rows(const float *q, const float *k, size_t stride, size_t n_rows, size_t d, float scale, float *out)
+{
+    size_t j = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    if (d % 8 == 0) {
+        /* 4 keys at a time: 4 independent sums, reduced together by two hadds */
+        const __m256 vs = _mm256_set1_ps(scale);
+        for (; j + 4 <= n_rows; j += 4) {
+            const float *k0 = k + j * stride, *k1 = k0 + stride, *k2 = k1 + stride, *k3 = k2 + stride;
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (size_t i = 0; i < d; i += 8) {
+                __m256 qv = _mm256_loadu_ps(q + i);
+                a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + i), a0);
+                a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + i), a1);
+                a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + i), a2);
+                a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + i), a3);
+            }
+            __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+            __m128 r = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+            _mm_storeu_ps(out + j, _mm_mul_ps(r, _mm256_castps256_ps128(vs)));
+        }
+    }
+#endif
+    for (; j < n_rows; j++) out[j] = ops_dot_f32(q, k + j * stride, d) * scale;
+}
+
 void ops_axpy_f16(float *y, float a, const uint16_t *x, size_t n)
 {
     size_t i = 0;

@@ -63,6 +63,9 @@ void ops_rope(float *x, size_t n_heads, size_t head_dim, size_t n_rot, const flo
 /* y += a * x */
 void ops_axpy(float *y, float a, const float *x, size_t n);
 float ops_dot_f32(const float *a, const float *b, size_t n);
+/* out[j] = scale * dot(q, k + j * stride) for j < n_rows, d elements each:
+ * attention scores against n_rows cached keys (4 keys at a time). */
+void ops_dot_rows(const float *q, const float *k, size_t stride, size_t n_rows, size_t d, float scale, float *out);
 /* The same with x / b in F16 (an F16 KV cache). */
 void ops_axpy_f16(float *y, float a, const uint16_t *x, size_t n);
 float ops_dot_f32_f16(const float *a, const uint16_t *b, size_t n);
