@@ -14,7 +14,8 @@ CC       ?= cc
 SHARED   ?= ../shared
 PKGS     := openblas jansson libmicrohttpd libuv libpcre2-8 libpng
 DEB_PKGS := build-essential pkg-config libopenblas-dev libjansson-dev libmicrohttpd-dev \
-            libuv1-dev libpcre2-dev libpng-dev python3 python3-yaml yamllint curl prometheus
+            libuv1-dev libpcre2-dev libpng-dev python3 python3-yaml yamllint curl prometheus \
+            wrk slowhttptest zzuf socat clang
 
 ifeq ($(NATIVE),0)
 ARCH_FLAGS := -march=x86-64-v3
