@@ -615,10 +615,17 @@ struct query_iter {
     int rc;
 };
 
-static enum MHD_Result query_cb(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+/* MHD unescapes %00 into a NUL byte: "?share=on%00x" would read as "on" and
+ * "?share%00x=on" as "share". A key or value with an embedded NUL is handed
+ * on in a spelling the allow-list rejects (key "\x7f": not a plain name ->
+ * param "query"; value "": empty -> 400 naming the key). */
+static enum MHD_Result query_cb(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+                                const char *value, size_t value_size)
 {
     (void)kind;
     struct query_iter *it = cls;
+    if (key && strlen(key) != key_size) key = "\x7f";
+    if (value && strlen(value) != value_size) value = "";
     it->rc = it->fn(it->ctx, key, value ? value : "");
     return it->rc ? MHD_NO : MHD_YES;
 }
@@ -626,7 +633,7 @@ static enum MHD_Result query_cb(void *cls, enum MHD_ValueKind kind, const char *
 int http_query_each(struct http_request *r, int (*fn)(void *ctx, const char *key, const char *value), void *ctx)
 {
     struct query_iter it = {fn, ctx, 0};
-    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, query_cb, &it);
+    MHD_get_connection_values_n(r->conn, MHD_GET_ARGUMENT_KIND, query_cb, &it);
     return it.rc;
 }
 
