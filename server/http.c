@@ -37,7 +37,7 @@ struct http_request {
     char *path;
     char *body;
     size_t body_len, body_cap;
-    bool too_large, timed_out, encoded_path, app_seen, suspended, streaming, stream_ended, gone;
+    bool too_large, timed_out, encoded_path, app_seen, suspended, streaming, stream_ended, gone, cut;
     double t_start;
     void *user;
     struct MHD_Response *resp;
@@ -441,10 +441,32 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 /* ---- heartbeat: keep-alives for idle streams, probes for waiting sockets ---- */
 
+/* Headers still incomplete after request_timeout (slowloris: a header line now
+ * and then keeps MHD's inactivity timeout from firing). MHD 0.9.75 cannot
+ * answer before the headers are in, so write a bare 408 on the socket and shut
+ * it down: MHD then sees the end of the stream and closes the connection
+ * (on_completed follows). Counted as 408 like the body deadline. */
+static void cut_slow_headers(struct http_server *s, struct http_request *r, double now)
+{
+    if (r->path || r->cut || now - r->t_start <= s->o.request_timeout_s) return;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci) return;
+    static const char resp[] = "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+    ssize_t n = send(ci->connect_fd, resp, sizeof resp - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)n; /* best effort: the client may be gone already */
+    shutdown(ci->connect_fd, SHUT_RDWR);
+    r->cut = true;
+    if (s->h.on_early_reply) s->h.on_early_reply(s->app, "", 408);
+    SA_LOGD("http: headers not complete after %u s: connection closed (408)", s->o.request_timeout_s);
+    schedule_run(s);
+}
+
 static void on_heartbeat(uv_timer_t *t)
 {
     struct http_server *s = t->data;
+    double now = mono_s();
     for (struct http_request *r = s->open; r; r = r->next) {
+        cut_slow_headers(s, r, now);
         if (!r->suspended) continue;
         if (r->streaming) {
             static const char ka[] = ": keep-alive\n\n";
