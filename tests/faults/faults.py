@@ -994,13 +994,19 @@ def t9_slow(ctx):
     ok, _ = srv.idle_within(5, tally)
     checks.append(("alive", srv.alive() and ok, "alive, idle"))
     req, val = srv.metrics(tally)
+    if secs > 12:  # request_timeout 10 s + the 1 s heartbeat: slow headers are cut with a 408
+        cut = req.get(("other", "408"), 0) + req.get(("models", "408"), 0)
+        checks.append(("header deadline", cut > 0, "%d slow-header connections cut (408)" % cut))
     ok, txt = reconcile(tally, req, val, eps={"health", "metrics"})
     checks.append(("reconcile", ok, txt + " (health = probe; slow clients: %s)" % " ".join(
         "%s/%s:%d" % (k[0], k[1], v) for k, v in sorted(req.items()) if v and k[0] not in ("health", "metrics"))))
     finish_server(srv, None, checks)
-    closed = sum(int(m) for o in outs for m in re.findall(r"closed:\s+(\d+)", o)[-1:])
+    outs = [re.sub(r"\x1b\[[0-9;]*m", "", o) for o in outs]
+    closed = [int((re.findall(r"closed:\s+(\d+)", o) or ["0"])[-1]) for o in outs]
+    ended = [(re.findall(r"Test ended on (\d+)th second", o) or ["?"])[-1] for o in outs]
     return result("T9", "slowhttptest -H and -B, 500 conns, %d s each" % secs, t0,
-                  "2 x 500 slow conns (%d closed by server); %d probes" % (closed, len(probe.lat) + probe.fail), checks)
+                  "-H: %d closed by server, ended at %s s; -B: %d closed, ended at %s s; %d probes" % (
+                      closed[0], ended[0], closed[1], ended[1], len(probe.lat) + probe.fail), checks)
 
 
 def t10_flood(ctx):
