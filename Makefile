@@ -3,7 +3,8 @@
 #   make deps      install the missing Debian packages (needs root or sudo)
 #   make           build/saserve, the engine library, test and tool binaries
 #   make run       build and serve the default model (config/saserve.json; MODEL=path.gguf to change)
-#   make test      build and run every test
+#   make test      build and run every test (then a 60 s fuzz smoke per target)
+#   make soak      the long fault suite (~17 min): tests/faults/results/soak.md
 #   make bench     speed figures (MODEL=path.gguf, default: generated 110M shape)
 #   make fuzz      libFuzzer targets (clang)
 #   SANITIZE=address,undefined | SANITIZE=thread   sanitizer builds (own build dir)
@@ -14,7 +15,8 @@ CC       ?= cc
 SHARED   ?= ../shared
 PKGS     := openblas jansson libmicrohttpd libuv libpcre2-8 libpng
 DEB_PKGS := build-essential pkg-config libopenblas-dev libjansson-dev libmicrohttpd-dev \
-            libuv1-dev libpcre2-dev libpng-dev python3 python3-yaml yamllint curl prometheus
+            libuv1-dev libpcre2-dev libpng-dev python3 python3-yaml yamllint curl prometheus \
+            wrk slowhttptest zzuf socat clang
 
 ifeq ($(NATIVE),0)
 ARCH_FLAGS := -march=x86-64-v3
@@ -64,7 +66,7 @@ FUZZ_DIR  := build/fuzz
 FUZZ_FLAGS:= -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 $(ARCH_FLAGS) -I. $(PKG_CFLAGS) \
              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 
-.PHONY: all deps run test bench bench-server bench-capacity bench-context eval fuzz fuzz-smoke clean
+.PHONY: all deps run test faults soak bench bench-server bench-capacity bench-context eval fuzz fuzz-smoke clean
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/saserve $(UNIT_BIN) $(TOOL_BIN) $(BUILD)/bench $(BUILD)/bench_step $(REPLAY_BIN)
@@ -132,12 +134,24 @@ run: deps all
 SAN_BUILD  := build/san-address-undefined
 TSAN_BUILD := build/san-thread
 TSAN_TESTS := test_engine test_transformer
+# (unit tests, and the server for test_http_asan / test_faults_tsan); the fault
+# suite in short mode (test_faults); then the fuzz smoke, as CI runs it.
 test: deps
 	$(MAKE) all
 	$(MAKE) SANITIZE=address,undefined all
-	$(MAKE) SANITIZE=thread $(TSAN_TESTS:%=$(TSAN_BUILD)/tests/%)
+	$(MAKE) SANITIZE=thread $(TSAN_TESTS:%=$(TSAN_BUILD)/tests/%) $(TSAN_BUILD)/saserve
 	SHARED=$(SHARED) BUILD=$(BUILD) SAN_BUILD=$(SAN_BUILD) TSAN_BUILD=$(TSAN_BUILD) TSAN_TESTS="$(TSAN_TESTS)" \
 	  bash tests/run_tests.sh
+	$(MAKE) fuzz-smoke FUZZ_SECONDS=60
+
+# The fault suite of RELIABILITY.md section 4 (tests/faults/faults.py): short mode
+# (also part of make test), and the long soak (~17 min) whose table is committed
+# in tests/faults/results/soak.md.
+faults: deps all
+	SHARED=$(SHARED) BUILD=$(BUILD) python3 tests/faults/faults.py --mode short
+
+soak: deps all
+	SHARED=$(SHARED) BUILD=$(BUILD) python3 tests/faults/faults.py --mode long --out tests/faults/results/soak.md
 
 bench: deps all
 	SHARED=$(SHARED) BUILD=$(BUILD) bash tests/bench/run_bench.sh $(if $(filter command line environment,$(origin MODEL)),$(MODEL),110M)

@@ -71,11 +71,13 @@ struct config {
     uint32_t max_tokens_limit; /* largest max_tokens a request may ask for */
     uint32_t max_n;            /* largest n (choices per request) */
     uint32_t max_logprobs;     /* largest logprobs */
+    uint32_t max_stop;         /* most stop strings per request */
     uint32_t request_timeout;  /* seconds to receive headers + body */
     uint32_t idle_timeout;     /* seconds an idle keep-alive connection is kept */
     uint32_t shutdown_grace;   /* seconds in-flight work may finish after SIGTERM */
     uint32_t max_connections;  /* concurrent connections */
     uint32_t per_ip_connections; /* concurrent connections per client address */
+    uint64_t connection_memory; /* per-connection buffer for the request line and headers */
     char api_key[256];         /* bearer token; "" = no authentication */
     char chat_template[32];    /* "" = from the model; else llama2 | chatml | llama3 */
     char log_level[16];        /* debug | info | warn | error */

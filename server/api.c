@@ -50,6 +50,8 @@ struct job {
     struct job_seq *seqs;
     size_t n_seqs, remaining;
     bool first_token_seen, failed;
+    bool stream_started; /* the 200 and the SSE headers went out */
+    double born;         /* uv_hrtime seconds when the request arrived */
     struct api_error err;
     struct job *prev, *next; /* jobs with engine work */
 };
@@ -80,11 +82,16 @@ struct api {
 
 /* ---- small helpers ---- */
 
+static double now_s(void) { return (double)uv_hrtime() * 1e-9; }
+
+/* The status a client saw: STATUS_CLIENT_CLOSED (499) when it left before the answer. */
+#define STATUS_CLIENT_CLOSED 499
+
 static void send_json(struct api *a, struct http_request *r, enum metrics_endpoint ep, int status, char *json,
                       size_t len, const char *const *headers)
 {
     http_respond(r, status, "application/json", json ? json : "{}", json ? len : 2, headers);
-    metrics_request_done(a->metrics, ep, status, http_age_s(r));
+    metrics_request_done(a->metrics, ep, http_client_gone(r) ? STATUS_CLIENT_CLOSED : status, http_age_s(r));
     free(json);
 }
 
@@ -325,13 +332,16 @@ static void job_finish(struct job *j)
         response_error_from_code(SA_ERR_CANCELLED, NULL, "the server is shutting down; the request was cancelled", &j->err);
         j->failed = true;
     }
-    if (!j->http) {
-        log_job(j, 499, 0, prompt, gen);
+    if (!j->http) { /* the client went away: counted once, as 499 */
+        log_job(j, STATUS_CLIENT_CLOSED, now_s() - j->born, prompt, gen);
+        metrics_request_done(a->metrics, j->ep, STATUS_CLIENT_CLOSED, now_s() - j->born);
         return;
     }
-    int status = j->failed ? j->err.status : 200;
+    /* a stream that began has sent 200; a failure then is an error event, not a status */
+    int status = j->failed && !j->stream_started ? j->err.status : 200;
+    if (http_client_gone(j->http)) status = STATUS_CLIENT_CLOSED;
     log_job(j, status, http_age_s(j->http), prompt, gen);
-    if (j->stream) {
+    if (j->stream && j->stream_started) {
         if (j->failed) {
             size_t n;
             char *ev = response_sse_error(&j->err, &n);
@@ -554,6 +564,7 @@ static void handle_generate(struct api *a, struct http_request *r, enum request_
     /* the job: n choices per prompt */
     j->api = a;
     j->http = r;
+    j->born = now_s() - http_age_s(r);
     j->kind = kind;
     j->ep = ep;
     j->stream = req.stream;
@@ -625,7 +636,10 @@ static void handle_generate(struct api *a, struct http_request *r, enum request_
         if (j->remaining == 0) send_error(a, r, ep, &err); /* else answered when the cancelled ones end */
         goto out;
     }
-    if (j->stream) http_stream_begin(r, 200);
+    if (j->stream) {
+        http_stream_begin(r, 200);
+        j->stream_started = true;
+    }
 out:
     for (size_t p = 0; p < n_prompts; p++) {
         if (ids) free(ids[p]);
@@ -761,7 +775,7 @@ struct api *api_create(uv_loop_t *loop, struct engine *e, const struct config *c
     const struct engine_model_info *info = engine_info(e);
     a->limits = (struct request_limits){.max_prompt_bytes = cfg->max_prompt_bytes, .max_tokens_limit = cfg->max_tokens_limit,
                                         .max_n = cfg->max_n, .max_logprobs = cfg->max_logprobs,
-                                        .n_vocab = info->n_vocab, .n_ctx = info->n_ctx};
+                                        .n_vocab = info->n_vocab, .n_ctx = info->n_ctx, .max_stop = cfg->max_stop};
     if (chat_format_pick(cfg->chat_template[0] ? cfg->chat_template : NULL, info->chat_template, &a->chat) != 0)
         a->chat = CHAT_FORMAT_LLAMA2;
     pthread_mutex_init(&a->mu, NULL);
@@ -787,6 +801,9 @@ static void on_async_closed(uv_handle_t *h)
 {
     struct api *a = h->data;
     on_async(&a->async); /* events that arrived last */
+    char counts[2048];
+    metrics_summary(a->metrics, counts, sizeof counts);
+    SA_LOGI("final counts: %s", counts);
     metrics_destroy(a->metrics);
     pthread_mutex_destroy(&a->mu);
     free(a);

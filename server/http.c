@@ -37,7 +37,7 @@ struct http_request {
     char *path;
     char *body;
     size_t body_len, body_cap;
-    bool too_large, timed_out, encoded_path, app_seen, suspended, streaming, stream_ended, gone;
+    bool too_large, timed_out, encoded_path, app_seen, suspended, streaming, stream_ended, gone, cut;
     double t_start;
     void *user;
     struct MHD_Response *resp;
@@ -45,6 +45,24 @@ struct http_request {
     char *sbuf; /* stream bytes not yet taken by MHD */
     size_t s_len, s_off, s_cap;
 };
+
+/* One open connection (MHD's socket context): its address's counter and
+ * whether it arrived over a limit (then its first request is answered 429 or
+ * 503 and the connection closed). */
+enum conn_verdict { CONN_OK, CONN_OVER_PER_IP, CONN_OVER_TOTAL };
+
+struct ip_count {
+    struct ip_count *next;
+    unsigned char addr[16];
+    unsigned len, count;
+};
+
+struct http_conn {
+    struct ip_count *ip;
+    enum conn_verdict verdict;
+};
+
+#define HTTP_IP_BUCKETS 256
 
 struct http_server {
     uv_loop_t *loop;
@@ -59,6 +77,8 @@ struct http_server {
     struct http_request *open;
     unsigned n_open;
     unsigned n_handles; /* uv handles still to close */
+    unsigned n_conns;   /* open connections */
+    struct ip_count *ip_buckets[HTTP_IP_BUCKETS];
     uint16_t port;
 };
 
@@ -186,13 +206,13 @@ static struct MHD_Response *make_response(const char *ctype, const char *body, s
 }
 
 static enum MHD_Result reply_now(struct http_request *r, int status, const char *msg, const char *type,
-                                 const char *code)
+                                 const char *code, const char *const *extra)
 {
     char body[512];
     int n = snprintf(body, sizeof body,
                      "{\"error\": {\"message\": \"%s\", \"type\": \"%s\", \"param\": null, \"code\": \"%s\"}}", msg,
                      type, code);
-    r->resp = make_response("application/json", body, (size_t)n, NULL);
+    r->resp = make_response("application/json", body, (size_t)n, extra);
     if (!r->resp) return MHD_NO;
     r->status = status;
     return queue_answer(r);
@@ -222,12 +242,91 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 
 /* An answer the application never saw (413, 408, 404 for an escaped path):
  * tell it, for the metrics. */
-static enum MHD_Result reply_early(struct http_request *r, int status, const char *msg, const char *type,
-                                   const char *code)
+static enum MHD_Result reply_early_h(struct http_request *r, int status, const char *msg, const char *type,
+                                     const char *code, const char *const *extra)
 {
     if (r->srv->h.on_early_reply)
         r->srv->h.on_early_reply(r->srv->app, r->path && !r->encoded_path ? r->path : "", status);
-    return reply_now(r, status, msg, type, code);
+    return reply_now(r, status, msg, type, code, extra);
+}
+
+static enum MHD_Result reply_early(struct http_request *r, int status, const char *msg, const char *type,
+                                   const char *code)
+{
+    return reply_early_h(r, status, msg, type, code, NULL);
+}
+
+/* ---- connection limits: counted here, answered in on_access ---- */
+
+static unsigned ip_hash(const unsigned char *a, unsigned len)
+{
+    uint32_t h = 2166136261u;
+    for (unsigned i = 0; i < len; i++) h = (h ^ a[i]) * 16777619u;
+    return h % HTTP_IP_BUCKETS;
+}
+
+/* The address bytes of a client (IPv4 or IPv6); 0 when unknown. */
+static unsigned conn_addr(struct MHD_Connection *conn, unsigned char out[16])
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr) return 0;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET) {
+        memcpy(out, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+        return 4;
+    }
+    if (sa->sa_family == AF_INET6) {
+        memcpy(out, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
+        return 16;
+    }
+    return 0;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    struct http_server *s = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        struct http_conn *c = calloc(1, sizeof *c);
+        *socket_context = c;
+        s->n_conns++;
+        unsigned char a[16];
+        unsigned len = conn_addr(conn, a);
+        if (!c) return;
+        unsigned h = ip_hash(a, len);
+        struct ip_count *e = s->ip_buckets[h];
+        while (e && !(e->len == len && memcmp(e->addr, a, len) == 0)) e = e->next;
+        if (!e && (e = calloc(1, sizeof *e)) != NULL) {
+            memcpy(e->addr, a, len);
+            e->len = len;
+            e->next = s->ip_buckets[h];
+            s->ip_buckets[h] = e;
+        }
+        c->ip = e;
+        if (e) e->count++;
+        if (e && e->count > s->o.per_ip_connections) c->verdict = CONN_OVER_PER_IP;
+        else if (s->n_conns > s->o.max_connections) c->verdict = CONN_OVER_TOTAL;
+        return;
+    }
+    struct http_conn *c = *socket_context;
+    *socket_context = NULL;
+    s->n_conns--;
+    if (!c) return;
+    struct ip_count *e = c->ip;
+    if (e && --e->count == 0) {
+        struct ip_count **pp = &s->ip_buckets[ip_hash(e->addr, e->len)];
+        while (*pp && *pp != e) pp = &(*pp)->next;
+        if (*pp) *pp = e->next;
+        free(e);
+    }
+    free(c);
+}
+
+static enum conn_verdict conn_verdict(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    const struct http_conn *c = ci ? ci->socket_context : NULL;
+    return c ? c->verdict : CONN_OK;
 }
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -242,6 +341,17 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         snprintf(r->method, sizeof r->method, "%s", method);
         r->path = strdup(url);
         if (!r->path) return MHD_NO;
+        enum conn_verdict cv = conn_verdict(conn);
+        if (cv == CONN_OVER_PER_IP) {
+            static const char *const h429[] = {"Retry-After: 1", "Connection: close", NULL};
+            return reply_early_h(r, 429, "too many connections from this address (per_ip_connections)",
+                                 "rate_limit_error", "rate_limit_exceeded", h429);
+        }
+        if (cv == CONN_OVER_TOTAL) {
+            static const char *const h503[] = {"Retry-After: 1", "Connection: close", NULL};
+            return reply_early_h(r, 503, "too many open connections (max_connections)", "server_error",
+                                 "server_busy", h503);
+        }
         if (r->encoded_path)
             return reply_early(r, 404, "no such endpoint", "invalid_request_error", "unknown_url");
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
@@ -331,10 +441,32 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 /* ---- heartbeat: keep-alives for idle streams, probes for waiting sockets ---- */
 
+/* Headers still incomplete after request_timeout (slowloris: a header line now
+ * and then keeps MHD's inactivity timeout from firing). MHD 0.9.75 cannot
+ * answer before the headers are in, so write a bare 408 on the socket and shut
+ * it down: MHD then sees the end of the stream and closes the connection
+ * (on_completed follows). Counted as 408 like the body deadline. */
+static void cut_slow_headers(struct http_server *s, struct http_request *r, double now)
+{
+    if (r->path || r->cut || now - r->t_start <= s->o.request_timeout_s) return;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci) return;
+    static const char resp[] = "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+    ssize_t n = send(ci->connect_fd, resp, sizeof resp - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)n; /* best effort: the client may be gone already */
+    shutdown(ci->connect_fd, SHUT_RDWR);
+    r->cut = true;
+    if (s->h.on_early_reply) s->h.on_early_reply(s->app, "", 408);
+    SA_LOGD("http: headers not complete after %u s: connection closed (408)", s->o.request_timeout_s);
+    schedule_run(s);
+}
+
 static void on_heartbeat(uv_timer_t *t)
 {
     struct http_server *s = t->data;
+    double now = mono_s();
     for (struct http_request *r = s->open; r; r = r->next) {
+        cut_slow_headers(s, r, now);
         if (!r->suspended) continue;
         if (r->streaming) {
             static const char ka[] = ": keep-alive\n\n";
@@ -384,6 +516,11 @@ int http_start(uv_loop_t *loop, const struct http_options *o, const struct http_
     s->h = *h;
     s->app = app;
     if (!s->o.heartbeat_ms) s->o.heartbeat_ms = 1000;
+    if (!s->o.conn_memory) s->o.conn_memory = 64 * 1024;
+    /* MHD's own caps sit a little above ours: connections between the two get
+     * a 429 / 503 answer, beyond them MHD refuses silently; fds stay bounded. */
+    unsigned hard_total = o->max_connections + (o->max_connections / 8 > 16 ? o->max_connections / 8 : 16);
+    unsigned hard_ip = o->per_ip_connections + (o->per_ip_connections / 4 > 8 ? o->per_ip_connections / 4 : 8);
     struct sockaddr_in a4;
     struct sockaddr_in6 a6;
     struct sockaddr *sa;
@@ -407,9 +544,10 @@ int http_start(uv_loop_t *loop, const struct http_options *o, const struct http_
     s->d = MHD_start_daemon(flags, o->port, NULL, NULL, on_access, s,
                             MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
                             MHD_OPTION_SOCK_ADDR, sa,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)o->max_connections,
-                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)o->per_ip_connections,
-                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+                            MHD_OPTION_CONNECTION_LIMIT, hard_total,
+                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, hard_ip,
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, s->o.conn_memory,
+                            MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)o->idle_timeout_s,
                             MHD_OPTION_LISTEN_BACKLOG_SIZE, 128u,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
@@ -499,10 +637,17 @@ struct query_iter {
     int rc;
 };
 
-static enum MHD_Result query_cb(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+/* MHD unescapes %00 into a NUL byte: "?share=on%00x" would read as "on" and
+ * "?share%00x=on" as "share". A key or value with an embedded NUL is handed
+ * on in a spelling the allow-list rejects (key "\x7f": not a plain name ->
+ * param "query"; value "": empty -> 400 naming the key). */
+static enum MHD_Result query_cb(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+                                const char *value, size_t value_size)
 {
     (void)kind;
     struct query_iter *it = cls;
+    if (key && strlen(key) != key_size) key = "\x7f";
+    if (value && strlen(value) != value_size) value = "";
     it->rc = it->fn(it->ctx, key, value ? value : "");
     return it->rc ? MHD_NO : MHD_YES;
 }
@@ -510,13 +655,14 @@ static enum MHD_Result query_cb(void *cls, enum MHD_ValueKind kind, const char *
 int http_query_each(struct http_request *r, int (*fn)(void *ctx, const char *key, const char *value), void *ctx)
 {
     struct query_iter it = {fn, ctx, 0};
-    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, query_cb, &it);
+    MHD_get_connection_values_n(r->conn, MHD_GET_ARGUMENT_KIND, query_cb, &it);
     return it.rc;
 }
 
 void http_set_user(struct http_request *r, void *user) { r->user = user; }
 void *http_user(const struct http_request *r) { return r->user; }
 double http_age_s(const struct http_request *r) { return mono_s() - r->t_start; }
+bool http_client_gone(const struct http_request *r) { return r->gone; }
 
 void http_respond(struct http_request *r, int status, const char *content_type, const char *body, size_t len,
                   const char *const *extra_headers)

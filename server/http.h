@@ -33,7 +33,8 @@ struct http_request;
 struct http_handlers {
     void (*on_request)(void *app, struct http_request *r);
     void (*on_closed)(void *app, struct http_request *r, bool client_gone);
-    /* optional: the HTTP layer answered by itself (413, 408, escaped path 404) */
+    /* optional: the HTTP layer answered by itself (413, 408, escaped path 404,
+     * 429 over per_ip_connections, 503 over max_connections) */
     void (*on_early_reply)(void *app, const char *path, int status);
 };
 
@@ -41,7 +42,8 @@ struct http_options {
     const char *host;      /* numeric IPv4/IPv6 address */
     uint16_t port;         /* 0 = pick a free port (see http_port) */
     size_t max_body;       /* bytes; larger bodies get 413 */
-    unsigned max_connections, per_ip_connections;
+    unsigned max_connections, per_ip_connections; /* answered 503 / 429 above */
+    size_t conn_memory;    /* MHD per-connection pool: request line and headers */
     unsigned idle_timeout_s;    /* MHD inactivity timeout */
     unsigned request_timeout_s; /* headers + body deadline (408) */
     unsigned heartbeat_ms;
@@ -69,6 +71,9 @@ int http_query_each(struct http_request *r, int (*fn)(void *ctx, const char *key
 void http_set_user(struct http_request *r, void *user);
 void *http_user(const struct http_request *r);
 double http_age_s(const struct http_request *r); /* seconds since the request started */
+/* The client closed its connection before the answer went out (the heartbeat
+ * probe saw it); whatever the application answers now is never delivered. */
+bool http_client_gone(const struct http_request *r);
 
 /* Complete answer; body is copied. extra_headers: NULL or "Name: value" strings, NULL-terminated. */
 void http_respond(struct http_request *r, int status, const char *content_type, const char *body, size_t len,

@@ -18,7 +18,7 @@ static const char *const metrics_ep_names[METRICS_EP_COUNT] = {
     "completions", "chat_completions", "models", "health", "metrics", "other",
 };
 
-static const int metrics_statuses[] = {200, 400, 401, 404, 405, 408, 413, 429, 500, 503};
+static const int metrics_statuses[] = {200, 400, 401, 404, 405, 408, 413, 429, 499, 500, 503};
 #define METRICS_N_STATUS (sizeof metrics_statuses / sizeof metrics_statuses[0])
 /* index METRICS_N_STATUS is "other" */
 
@@ -87,6 +87,27 @@ void metrics_sharing(struct metrics *m, bool share_on, bool rebalance_on)
     if (!m) return;
     m->share[share_on ? 1 : 0]++;
     m->rebalance[rebalance_on ? 1 : 0]++;
+}
+
+void metrics_summary(const struct metrics *m, char *buf, size_t cap)
+{
+    if (!cap) return;
+    buf[0] = 0;
+    if (!m) return;
+    size_t off = 0;
+    for (int ep = 0; ep < METRICS_EP_COUNT; ep++)
+        for (size_t si = 0; si <= METRICS_N_STATUS; si++) {
+            if (!m->requests[ep][si] || off >= cap) continue;
+            char st[8];
+            if (si < METRICS_N_STATUS) snprintf(st, sizeof st, "%d", metrics_statuses[si]);
+            else snprintf(st, sizeof st, "other");
+            int n = snprintf(buf + off, cap - off, "%s/%s=%llu ", metrics_ep_names[ep], st,
+                             (unsigned long long)m->requests[ep][si]);
+            if (n > 0) off += (size_t)n;
+        }
+    if (off < cap)
+        snprintf(buf + off, cap - off, "prompt_tokens=%llu generated_tokens=%llu", (unsigned long long)m->prompt_tokens,
+                 (unsigned long long)m->generated_tokens);
 }
 
 /* ---- a growable text buffer ---- */

@@ -11,7 +11,8 @@
  * Families:
  *   saserve_up                                 gauge     1
  *   saserve_model_info{model}                  gauge     1
- *   saserve_requests_total{endpoint,status}    counter   status: 200 400 401 404 405 408 413 429 500 503 other
+ *   saserve_requests_total{endpoint,status}    counter   status: 200 400 401 404 405 408 413 429 499 500 503 other
+ *      (499 = the client closed the connection before the answer was complete)
  *   saserve_request_duration_seconds{endpoint} histogram
  *   saserve_time_to_first_token_seconds        histogram
  *      buckets .005 .01 .025 .05 .1 .25 .5 1 2.5 5 10 30 60 +Inf
@@ -65,6 +66,11 @@ void metrics_first_token(struct metrics *m, double seconds);
 void metrics_tokens(struct metrics *m, uint64_t prompt, uint64_t generated);
 /* Settings a generation request ran with. */
 void metrics_sharing(struct metrics *m, bool share_on, bool rebalance_on);
+
+/* One line for the log at shutdown, so the last counts survive the process:
+ * "ENDPOINT/STATUS=N ..." for every non-zero request counter, then
+ * "prompt_tokens=N generated_tokens=N". Truncated to cap. */
+void metrics_summary(const struct metrics *m, char *buf, size_t cap);
 
 /* The exposition text; malloc'd, caller frees; *len (if len) = strlen.
  * em may be NULL (engine gauges omitted); model_name may be NULL (""). NULL

@@ -428,8 +428,9 @@ static int req_stop_one(json_t *s, const char *param, struct api_request *r, str
     return 0;
 }
 
-static int req_stop(json_t *root, struct api_request *r, struct api_error *err)
+static int req_stop(json_t *root, const struct request_limits *lim, struct api_request *r, struct api_error *err)
 {
+    size_t max_stop = lim->max_stop && lim->max_stop < REQUEST_MAX_STOP ? lim->max_stop : REQUEST_MAX_STOP;
     json_t *v = req_field(root, "stop");
     if (!v) return 0;
     if (json_is_string(v)) return req_stop_one(v, "stop", r, err);
@@ -438,8 +439,8 @@ static int req_stop(json_t *root, struct api_request *r, struct api_error *err)
         return -1;
     }
     size_t n = json_array_size(v);
-    if (n > REQUEST_MAX_STOP) {
-        request_error(err, "stop", "'stop' holds more than %d strings", REQUEST_MAX_STOP);
+    if (n > max_stop) {
+        request_error(err, "stop", "'stop' holds more than %zu strings", max_stop);
         return -1;
     }
     for (size_t i = 0; i < n; i++)
@@ -568,7 +569,7 @@ static int req_parse_fields(json_t *root, enum request_kind kind, const struct r
         r->seed_set = true;
     }
 
-    if (req_stop(root, r, err) != 0) return -1;
+    if (req_stop(root, lim, r, err) != 0) return -1;
     if (req_bool(root, "stream", &r->stream, err) < 0) return -1;
 
     json_t *so = req_field(root, "stream_options");

@@ -81,6 +81,7 @@ struct request_limits {
     uint32_t max_logprobs;     /* cap on logprobs / top_logprobs (<= 20 used) */
     uint32_t n_vocab;          /* token ids must be < n_vocab */
     uint32_t n_ctx;            /* token-id prompts hold at most n_ctx ids */
+    uint32_t max_stop;         /* cap on stop strings; 0 or > REQUEST_MAX_STOP = REQUEST_MAX_STOP */
 };
 
 enum request_kind { REQUEST_COMPLETION = 1, REQUEST_CHAT };

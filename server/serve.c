@@ -147,6 +147,7 @@ int serve_main(int argc, char **argv)
     struct http_options ho = {.host = s->cfg.host, .port = (uint16_t)s->cfg.port, .max_body = s->cfg.max_body,
                               .max_connections = s->cfg.max_connections,
                               .per_ip_connections = s->cfg.per_ip_connections,
+                              .conn_memory = (size_t)s->cfg.connection_memory,
                               .idle_timeout_s = s->cfg.idle_timeout, .request_timeout_s = s->cfg.request_timeout,
                               .heartbeat_ms = 1000};
     struct http_handlers hh = api_http_handlers();

@@ -21,7 +21,8 @@
 #
 # Environment: BUILD (default build), SHARED (default ../shared), SASERVE
 # (default $BUILD/saserve), MODEL (default stories260K), SPEC (default
-# openapi.yaml), KEEP_TMP=1 keeps the scratch directory.
+# openapi.yaml), KEEP_TMP=1 keeps the scratch directory, SAN_CHECK=1 (SASERVE is
+# a sanitizer build) fails on any sanitizer report in the servers' logs.
 # Output: one PASS/FAIL line per check, then "N passed, M failed"; exit 1 on
 # any failure.
 set -u
@@ -767,6 +768,14 @@ for s in A B C; do
     rc=$RC
     check "server $s: SIGTERM when idle -> exit 0 (status $rc)" test "$rc" = 0
 done
+
+# a sanitizer build (SAN_CHECK=1, e.g. tests/scripts/test_http_asan.sh): no report in any server log
+if [ "${SAN_CHECK:-0}" = 1 ]; then
+    reports=$(grep -hE 'ERROR: (Address|Leak)Sanitizer|runtime error:|WARNING: ThreadSanitizer|SUMMARY: [A-Za-z]*Sanitizer' \
+        "$TMP"/[A-E].log 2>/dev/null | head -n 5)
+    check "sanitizers: no report in the logs of servers A-E (${SASERVE})" test -z "$reports"
+    [ -z "$reports" ] || printf '    %s\n' "$reports"
+fi
 
 echo "($((SECONDS - T0)) s)"
 [ "$known" -eq 0 ] || echo "$known known server bug(s) reported above as KNOWN-BUG (not counted)"
