@@ -631,7 +631,7 @@ int engine_create(const struct engine_config *cfg_in, struct engine **out, char 
         goto fail;
     }
     if (n_pages > UINT32_MAX - 1) n_pages = UINT32_MAX - 1;
-    if ((rc = kv_pool_create(page_bytes, (uint32_t)n_pages, &e->kv))) {
+    if ((rc = kv_pool_create(page_bytes, (uint32_t)n_pages, true, &e->kv))) {
         snprintf(msg, msg_len, "kv_budget: cannot map %llu bytes of KV pages", (unsigned long long)(n_pages * page_bytes));
         goto fail;
     }

@@ -14,7 +14,7 @@ struct kv_pool {
     uint32_t *refs;      /* [n_pages] 0 = free */
 };
 
-int kv_pool_create(size_t page_bytes, uint32_t n_pages, struct kv_pool **out)
+int kv_pool_create(size_t page_bytes, uint32_t n_pages, bool prefault, struct kv_pool **out)
 {
     *out = NULL;
     if (!page_bytes || page_bytes % 64 || !n_pages || (size_t)n_pages > SIZE_MAX / page_bytes) return SA_ERR_INVALID_ARG;
@@ -23,7 +23,8 @@ int kv_pool_create(size_t page_bytes, uint32_t n_pages, struct kv_pool **out)
     p->page_bytes = page_bytes;
     p->n_pages = n_pages;
     p->arena_bytes = page_bytes * n_pages;
-    p->arena = mmap(NULL, p->arena_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    p->arena = mmap(NULL, p->arena_bytes, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | (prefault ? MAP_POPULATE : MAP_NORESERVE), -1, 0);
     if (p->arena == MAP_FAILED) p->arena = NULL;
     p->free_list = malloc((size_t)n_pages * sizeof *p->free_list);
     p->refs = calloc(n_pages, sizeof *p->refs);

@@ -15,8 +15,11 @@
  * it can ever need (prompt + max_tokens) up front, and later allocations draw
  * on that reservation, so a running sequence never fails for lack of cache.
  *
- * The arena is one anonymous mapping: pages never touched cost no resident
- * memory. Not thread-safe: the engine's step thread owns the pool.
+ * The arena is one anonymous mapping. With prefault (the server's pool) it is
+ * made resident at creation, so the process's memory is weights + budget
+ * from the start and serving never stalls on page faults; without it (a
+ * standalone context) untouched pages cost nothing. Not thread-safe: the
+ * engine's step thread owns the pool.
  */
 #ifndef SA_KVPOOL_H
 #define SA_KVPOOL_H
@@ -30,7 +33,7 @@
 struct kv_pool;
 
 /* n_pages pages of page_bytes each (page_bytes a multiple of 64). */
-int kv_pool_create(size_t page_bytes, uint32_t n_pages, struct kv_pool **out);
+int kv_pool_create(size_t page_bytes, uint32_t n_pages, bool prefault, struct kv_pool **out);
 void kv_pool_destroy(struct kv_pool *p); /* accepts NULL */
 
 /* Set aside n free pages for later kv_pool_alloc(.., true). False (nothing

@@ -101,7 +101,7 @@ int tf_create(const struct model *m, const struct tf_opts *opts, struct tf_ctx *
     if (o.kv_pool) {
         c->kv = o.kv_pool;
     } else {
-        int rc = kv_pool_create(tf_kv_page_bytes(m, o.kv_block, o.kv_f16), (uint32_t)(2 * tables), &c->kv);
+        int rc = kv_pool_create(tf_kv_page_bytes(m, o.kv_block, o.kv_f16), (uint32_t)(2 * tables), false, &c->kv);
         if (rc) {
             tf_destroy(c);
             return rc;

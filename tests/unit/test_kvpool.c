@@ -12,8 +12,8 @@
 static void test_reserve_alloc_free(void)
 {
     struct kv_pool *p;
-    ASSERT_EQ(kv_pool_create(100, 4, &p), SA_ERR_INVALID_ARG); /* not a multiple of 64 */
-    ASSERT_OK(kv_pool_create(128, 4, &p));
+    ASSERT_EQ(kv_pool_create(100, 4, false, &p), SA_ERR_INVALID_ARG); /* not a multiple of 64 */
+    ASSERT_OK(kv_pool_create(128, 4, true, &p));
     struct kv_pool_stats st;
     ASSERT_TRUE(kv_pool_reserve(p, 3));
     ASSERT_TRUE(!kv_pool_reserve(p, 2)); /* 1 unreserved left */
@@ -54,7 +54,7 @@ static void test_reserve_alloc_free(void)
 static void test_prefix_chains(void)
 {
     struct kv_pool *p;
-    ASSERT_OK(kv_pool_create(64, 16, &p));
+    ASSERT_OK(kv_pool_create(64, 16, false, &p));
     struct prefix_cache *pc;
     ASSERT_OK(prefix_create(p, 4, &pc));
     struct share_plan off, on;
