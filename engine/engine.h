@@ -19,7 +19,7 @@
  *
  * Threading: the step thread is thread 0 of the worker pool (workers.h); the
  * pool's helpers split each matrix product by output rows and each
- * attention by (sequence, head); OpenBLAS (sgemm from 16 rows) is called
+ * attention by (sequence, head); OpenBLAS (sgemm from OPS_GEMM_MIN_TOKENS rows) is called
  * only from the step thread, between pool tasks, with as many threads as the
  * pool, so the two never oversubscribe the cores.
  *

@@ -40,12 +40,6 @@ void ops_cleanup(struct ops *o)
 /* ---- matrix-vector path ---- */
 
 #define OPS_MAX_MANY 4
-/* From this many activation rows F32/F16 weights go through the blocked
- * 2 x 6 kernel (quant_dot_multi_rows2); below, results are bit-identical to
- * one row at a time. */
-#ifndef OPS_BLOCKED_MIN_ROWS
-#define OPS_BLOCKED_MIN_ROWS 3
-#endif
 
 struct matvec_task {
     const struct model_weight *w[OPS_MAX_MANY]; /* same type and n_in */
@@ -69,13 +63,7 @@ static void matvec_worker(void *p, int ith, int nth)
         if (a < 0) a = 0;
         if (b > (long)w->n_out) b = (long)w->n_out;
         const char *data = w->data;
-        long r = a;
-        /* 3+ rows: pairs of weight rows through the register-blocked kernel */
-        for (; t->T >= OPS_BLOCKED_MIN_ROWS && r + 2 <= b; r += 2)
-            if (!quant_dot_multi_rows2(w->type, data + (size_t)r * w->row_bytes, w->row_bytes, t->xq, t->xq_stride,
-                                       t->T, w->n_in, t->y[m] + r, t->y[m] + r + 1, w->n_out))
-                break;
-        for (; r < b; r++)
+        for (long r = a; r < b; r++)
             quant_dot_multi(w->type, data + (size_t)r * w->row_bytes, t->xq, t->xq_stride, t->T, w->n_in,
                             t->y[m] + r, w->n_out);
         base_row += w->n_out;

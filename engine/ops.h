@@ -28,7 +28,15 @@
 
 struct workers;
 
-#define OPS_GEMM_MIN_TOKENS 16
+/* sgemm from this many rows. OpenBLAS packs the weight matrix on every call,
+ * a full extra pass over the weights, which a decode step of a few dozen rows
+ * does not win back: measured on the 110M F32 shape (bench_step --batch, 2
+ * threads), 16 and 32 decode rows ran at 160 and 200 tok/s through sgemm
+ * against 205-257 through the matrix-vector path. Prefill chunks (128 rows)
+ * are several times faster through sgemm. */
+#ifndef OPS_GEMM_MIN_TOKENS
+#define OPS_GEMM_MIN_TOKENS 48
+#endif
 #define OPS_DEQ_ROWS 256 /* rows dequantised per sgemm block */
 
 struct ops {

@@ -77,16 +77,6 @@ float quant_dot(enum quant_type t, const void *row, const void *y, size_t n);
  * same summation order as quant_dot, so the results are bit-identical. */
 void quant_dot_multi(enum quant_type t, const void *row, const void *ys, size_t y_stride, size_t T, size_t n,
                      float *out, size_t out_stride);
-/* Two consecutive weight rows (row0, row0 + row_bytes) against T >= 3
- * activation rows, F32/F16 only (others fall back to quant_dot_multi per
- * row): a register-blocked kernel, 2 weight rows x up to 6 activation rows
- * of independent sums, so each weight vector and each activation vector
- * loaded serves several FMAs. The summation order differs from quant_dot
- * (one sum per pair instead of four), so results agree with it to float
- * rounding, not bit for bit. out0/out1 get stride out_stride. */
-bool quant_dot_multi_rows2(enum quant_type t, const void *row0, size_t row_bytes, const void *ys, size_t y_stride,
-                           size_t T, size_t n, float *out0, float *out1, size_t out_stride);
-
 /* Plain-C reference of the same, for tests. */
 float quant_dot_ref(enum quant_type t, const void *row, const void *y, size_t n);
 

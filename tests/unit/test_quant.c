@@ -500,51 +500,6 @@ static void test_dequantize_rows(void)
     ASSERT_EQ(memcmp(x, y, sizeof x), 0);
 }
 
-/* The blocked 2-row kernel against double-precision sums of the dequantised
- * rows, for T = 3..13 activation rows and lengths with a tail (n % 8 != 0). */
-static void test_dot_multi_rows2(void)
-{
-    const enum quant_type types[2] = {QUANT_F32, QUANT_F16};
-    const size_t lens[3] = {64, 70, 768};
-    for (int ti = 0; ti < 2; ti++)
-        for (int li = 0; li < 3; li++) {
-            enum quant_type t = types[ti];
-            size_t n = lens[li], rb = quant_row_bytes(t, n);
-            float *w = malloc(2 * n * sizeof *w), *deq = malloc(2 * n * sizeof *deq), *ys = malloc(13 * n * sizeof *ys);
-            char *rows = malloc(2 * rb);
-            fill(w, 2 * n, 0);
-            fill(ys, 13 * n, 1);
-            quant_quantize_row(t, w, rows, n);
-            quant_quantize_row(t, w + n, rows + rb, n);
-            quant_dequantize_row(t, rows, deq, n);
-            quant_dequantize_row(t, rows + rb, deq + n, n);
-            for (size_t T = 3; T <= 13; T++) {
-                float o0[13], o1[13];
-                bool used = quant_dot_multi_rows2(t, rows, rb, ys, n * sizeof(float), T, n, o0, o1, 1);
-                if (!used) { /* a build without AVX2 falls back to quant_dot_multi */
-                    quant_dot_multi(t, rows, ys, n * sizeof(float), T, n, o0, 1);
-                    quant_dot_multi(t, rows + rb, ys, n * sizeof(float), T, n, o1, 1);
-                }
-                for (size_t k = 0; k < T; k++) {
-                    double r0 = 0, r1 = 0, a0 = 0, a1 = 0;
-                    for (size_t i = 0; i < n; i++) {
-                        r0 += (double)deq[i] * ys[k * n + i];
-                        r1 += (double)deq[n + i] * ys[k * n + i];
-                        a0 += fabs((double)deq[i] * ys[k * n + i]);
-                        a1 += fabs((double)deq[n + i] * ys[k * n + i]);
-                    }
-                    /* float accumulation over n terms: |error| <= n * eps * sum|terms| (loose) */
-                    ASSERT_TRUE(fabs(o0[k] - r0) <= 1e-6 * (double)n * a0 + 1e-30);
-                    ASSERT_TRUE(fabs(o1[k] - r1) <= 1e-6 * (double)n * a1 + 1e-30);
-                }
-            }
-            free(w);
-            free(deq);
-            free(ys);
-            free(rows);
-        }
-}
-
 int main(void)
 {
     TEST_RUN(test_type_table);
@@ -555,7 +510,6 @@ int main(void)
     TEST_RUN(test_roundtrip_bounds);
     TEST_RUN(test_dot_vs_ref);
     TEST_RUN(test_dot_extremes);
-    TEST_RUN(test_dot_multi_rows2);
     TEST_RUN(test_dequantize_rows);
     TEST_DONE();
 }
