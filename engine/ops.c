@@ -40,6 +40,9 @@ void ops_cleanup(struct ops *o)
 /* ---- matrix-vector path ---- */
 
 #define OPS_MAX_MANY 4
+#ifndef OPS_PREFETCH_ROWS
+#define OPS_PREFETCH_ROWS 2
+#endif
 
 struct matvec_task {
     const struct model_weight *w[OPS_MAX_MANY]; /* same type and n_in */
@@ -63,9 +66,18 @@ static void matvec_worker(void *p, int ith, int nth)
         if (a < 0) a = 0;
         if (b > (long)w->n_out) b = (long)w->n_out;
         const char *data = w->data;
-        for (long r = a; r < b; r++)
+        for (long r = a; r < b; r++) {
+#if OPS_PREFETCH_ROWS > 0
+            /* several activation rows: each weight row is used for a while, so fetch the one
+             * OPS_PREFETCH_ROWS ahead meanwhile instead of stalling on it when it is reached */
+            if (t->T > 2 && r + OPS_PREFETCH_ROWS < b) {
+                const char *next = data + (size_t)(r + OPS_PREFETCH_ROWS) * w->row_bytes;
+                for (size_t off = 0; off < w->row_bytes; off += 64) __builtin_prefetch(next + off, 0, 3);
+            }
+#endif
             quant_dot_multi(w->type, data + (size_t)r * w->row_bytes, t->xq, t->xq_stride, t->T, w->n_in,
                             t->y[m] + r, w->n_out);
+        }
         base_row += w->n_out;
     }
 }
