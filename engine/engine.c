@@ -394,9 +394,7 @@ static void run_step(struct engine *e, struct slot **act, uint32_t n_act)
         struct seq *s = of[i]->seq;
         s->n_past += segs[i].T;
         if (!segs[i].logits) continue; /* more prompt to go */
-        if (segs[i].T > 1 || s->n_past == s->n_prompt) {
-            if (!s->t_prompt_done) s->t_prompt_done = now_ms();
-        }
+        if (!s->t_prompt_done) s->t_prompt_done = now_ms(); /* the prompt's last chunk */
         sample_next(e, of[i], segs[i].logits);
     }
 }
@@ -443,10 +441,9 @@ static bool try_admit(struct engine *e, struct slot *sl, struct seq *s)
     return true;
 }
 
-/* After try_admit reserved the slot for s. */
-static void admit(struct engine *e, struct slot *sl, struct seq *s)
+/* After try_admit reserved the slot and the pages for s. */
+static void admit(struct engine *e, struct seq *s)
 {
-    (void)sl;
     s->t_start = now_ms();
     if (!s->share) share_plan_init(&s->plan, e->info.n_layer);
     /* a generation from BOS alone starts with the word's SPM space: drop it, as the CLI does */
@@ -527,9 +524,7 @@ static void *step_main(void *arg)
             refused->cb(refused->user, &ev);
             seq_free(refused);
         }
-        for (uint32_t i = 0; i < e->cfg.n_slots; i++)
-            for (uint32_t k = 0; k < n_adm; k++)
-                if (e->slots[i].seq == admitted[k]) admit(e, &e->slots[i], admitted[k]);
+        for (uint32_t k = 0; k < n_adm; k++) admit(e, admitted[k]);
         /* cancellations at the step boundary, then one step for everyone else */
         struct slot *act[256];
         uint32_t n_act = 0;
