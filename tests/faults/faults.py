@@ -566,9 +566,11 @@ def t2_disconnect(ctx):
     times.append(dt)
     checks.append(("prefill", busy and ok, "mid-prefill: idle after %.2f s" % dt))
     # (d) a stream whose n choices do not all fit the queue (1 slot + 4 waiting < 8): the
-    # submitted ones are cancelled and the request is answered 503, not left suspended
+    # submitted ones are cancelled and the request is answered 503, not left suspended.
+    # max_tokens is large so the first choice is still running while the others are
+    # submitted (with 5 tokens it could finish, and free the slot, mid-loop: then all fit)
     st, hd, data = http(srv.port, "POST", "/v1/completions",
-                        json.dumps({"prompt": "Once", "max_tokens": 5, "n": 8, "stream": True}), timeout=10)
+                        json.dumps({"prompt": "Once", "max_tokens": 3000, "n": 8, "stream": True}), timeout=10)
     if st:
         tally.answer("/v1/completions", st, data, st == 200)
     checks.append(("partial", st == 503 and "retry-after" in hd, "stream with n=8 over the queue -> %s%s" % (
