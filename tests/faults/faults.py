@@ -1148,24 +1148,23 @@ def lim_limits(ctx):
     tally.add("health", st)
     expect("2k header->200", st, 200)
     # per_ip_connections 4: a fifth connection from 127.0.0.4 gets 429 + Retry-After
-    held = []
-    for _ in range(4):
-        s = socket.socket()
-        s.bind(("127.0.0.4", 0))
-        s.connect(("127.0.0.1", srv.port))
-        held.append(s)
-    time.sleep(0.2)
+    def hold(n, src):  # n idle connections from address src
+        out = []
+        for _ in range(n):
+            c = socket.socket()
+            c.bind((src, 0))
+            c.connect(("127.0.0.1", srv.port))
+            out.append(c)
+        time.sleep(0.2)
+        return out
+
+    held = hold(4, "127.0.0.4")
     st, raw = raw_exchange(srv.port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", src="127.0.0.4")
     tally.add("health", st)
     body = raw.split(b"\r\n\r\n", 1)[-1]
     expect("per_ip_connections->429", st, 429, b"retry-after: 1" in raw.lower() and b"rate_limit_exceeded" in body)
     # max_connections 6: two more from 127.0.0.5 (6 open), the seventh from 127.0.0.6 gets 503
-    for _ in range(2):
-        s = socket.socket()
-        s.bind(("127.0.0.5", 0))
-        s.connect(("127.0.0.1", srv.port))
-        held.append(s)
-    time.sleep(0.2)
+    held += hold(2, "127.0.0.5")
     st, raw = raw_exchange(srv.port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", src="127.0.0.6")
     tally.add("health", st)
     expect("max_connections->503", st, 503, b"retry-after: 1" in raw.lower() and b"server_busy" in raw)
