@@ -71,15 +71,21 @@ FUZZ_FLAGS:= -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 $(ARCH_FLAGS) -I. $(PKG_C
 
 all: $(BUILD)/saserve $(UNIT_BIN) $(TOOL_BIN) $(BUILD)/bench $(BUILD)/bench_step $(REPLAY_BIN)
 
-deps:
-	@missing=""; for p in $(DEB_PKGS); do \
+# $(call apt_ensure,packages): install the ones missing (root or sudo); the
+# deployment targets (docker/make-targets.mk) use it too
+define apt_ensure
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
-	  echo "make deps: installing$$missing"; \
+	  echo "make $@: installing$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
-	else echo "make deps: all Debian packages present"; fi
+	else echo "make $@: all Debian packages present"; fi
+endef
+
+deps:
+	$(call apt_ensure,$(DEB_PKGS))
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -19,17 +19,7 @@ IMAGE_TAG   ?= saserve:latest
 
 .PHONY: deps-deploy deps-image deps-scale test-manifests test-image test-scale image
 
-# $(call apt_ensure,packages): install the ones missing (root or sudo)
-define apt_ensure
-	@missing=""; for p in $(1); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "make $@: installing$$missing"; \
-	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
-	else echo "make $@: Debian packages present"; fi
-endef
+# apt_ensure: defined in the Makefile
 
 deps-deploy:
 	$(call apt_ensure,$(sort $(IMAGE_PKGS) $(SCALE_PKGS) $(LINT_PKGS)))
