@@ -20,6 +20,7 @@
 #include "transformer.h"
 #include "workers.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -70,6 +71,7 @@ struct engine {
     struct prefix_cache *prefix; /* NULL when disabled */
     struct tf_ctx *ws;          /* scratch of a step; the slots' contexts hold only their pages */
     uint32_t block;
+    uint64_t published_version; /* kv_pool_version at the last publish of the prefix figures */
     struct slot *slots;
     uint32_t n_ctx;
     char chat_template[16384];
@@ -139,6 +141,16 @@ static void dequeued(struct engine *e, const struct seq *s)
     e->stats.queue_tokens -= s->n_prompt;
 }
 
+/* Unlink the head of the queue (under mu). */
+static struct seq *pop_head(struct engine *e)
+{
+    struct seq *s = e->q_head;
+    e->q_head = s->next;
+    if (!e->q_head) e->q_tail = NULL;
+    dequeued(e, s);
+    return s;
+}
+
 /* ---- step thread ---- */
 
 /* Publish the cache figures of the active sequences and the pool (step thread, under mu). */
@@ -166,10 +178,13 @@ static void publish_kv(struct engine *e)
     e->stats.kv_pages_used = ps.used;
     e->stats.kv_pages_reserved = ps.reserved;
     e->stats.kv_pages_held = held;
-    struct prefix_stats pst = {0};
-    if (e->prefix) prefix_get_stats(e->prefix, &pst);
-    e->stats.kv_pages_cached = pst.pages_only_cached;
-    e->stats.prefix_entries = pst.entries;
+    /* the prefix cache's figures walk its entries: only when a reference changed */
+    if (e->prefix && kv_pool_version(e->kv) != e->published_version) {
+        struct prefix_stats pst;
+        prefix_get_stats(e->prefix, &pst);
+        e->stats.kv_pages_cached = pst.pages_only_cached;
+        e->published_version = kv_pool_version(e->kv);
+    }
 }
 
 /* Keep the prompt's computed full blocks for later requests (prefix.h). */
@@ -358,14 +373,13 @@ static void run_step(struct engine *e, struct slot **act, uint32_t n_act)
 {
     struct tf_seg segs[TF_MAX_BATCH];
     struct slot *of[TF_MAX_BATCH];
-    uint32_t n = 0, n_logits = 0, n_dec = 0, budget = e->cfg.prefill_chunk, prompt_rows = 0;
-    const size_t nv = e->info.n_vocab;
+    uint32_t n = 0, n_dec = 0, budget = e->cfg.prefill_chunk, prompt_rows = 0;
     for (uint32_t i = 0; i < n_act; i++) {
         struct seq *s = act[i]->seq;
         if (s->n_past < s->n_prompt) continue;
         of[n] = act[i];
         segs[n++] = (struct tf_seg){.seq = act[i]->ctx, .tokens = &s->last, .T = 1, .pos0 = s->n_past,
-                                    .logits = e->batch_logits + n_logits++ * nv};
+                                    .want_logits = true};
         n_dec++;
     }
     for (uint32_t i = 0; i < n_act && budget; i++) { /* act[] is in admission order */
@@ -377,10 +391,10 @@ static void run_step(struct engine *e, struct slot **act, uint32_t n_act)
         prompt_rows += T;
         of[n] = act[i];
         segs[n++] = (struct tf_seg){.seq = act[i]->ctx, .tokens = s->prompt + s->n_past, .T = T, .pos0 = s->n_past,
-                                    .logits = s->n_past + T == s->n_prompt ? e->batch_logits + n_logits++ * nv : NULL};
+                                    .want_logits = s->n_past + T == s->n_prompt};
     }
     if (!n) return;
-    int rc = tf_step(e->ws, segs, n);
+    int rc = tf_step(e->ws, segs, n, e->batch_logits);
     if (rc) {
         SA_LOGE("forward step failed: %s", sa_err_str(rc));
         for (uint32_t i = 0; i < n; i++) fail_seq(e, of[i], rc);
@@ -390,12 +404,14 @@ static void run_step(struct engine *e, struct slot **act, uint32_t n_act)
     e->stats.generated_tokens_total += n_dec;
     e->stats.prompt_tokens_total += prompt_rows;
     pthread_mutex_unlock(&e->mu);
+    const float *logits = e->batch_logits; /* one row per segment that asked, in order */
     for (uint32_t i = 0; i < n; i++) {
         struct seq *s = of[i]->seq;
         s->n_past += segs[i].T;
-        if (!segs[i].logits) continue; /* more prompt to go */
+        if (!segs[i].want_logits) continue; /* more prompt to go */
         if (!s->t_prompt_done) s->t_prompt_done = now_ms(); /* the prompt's last chunk */
-        sample_next(e, of[i], segs[i].logits);
+        sample_next(e, of[i], logits);
+        logits += e->info.n_vocab;
     }
 }
 
@@ -425,29 +441,28 @@ static bool try_admit(struct engine *e, struct slot *sl, struct seq *s)
         }
         if (!ok) return false;
     }
+    /* neither fails for a request engine_submit accepted (plan and re-balancer validated there,
+     * the chain shorter than the context); if one did, the request stays queued */
     int rc = tf_reset(sl->ctx, plan, &s->rb);
     for (uint32_t i = 0; i < n_chain && !rc; i++) {
         uint32_t np;
         rc = tf_adopt_block(sl->ctx, prefix_pages(e->prefix, chain[i], &np));
     }
-    tf_set_reservation(sl->ctx, need);
-    if (rc) { /* cannot happen for a validated plan; start cold */
+    if (rc) {
+        SA_LOGE("request %llu: cannot set up its sequence: %s", (unsigned long long)s->id, sa_err_str(rc));
         tf_release_kv(sl->ctx);
-        matched = 0;
+        kv_pool_unreserve(e->kv, need);
+        return false;
     }
+    tf_set_reservation(sl->ctx, need);
     s->n_past = s->cached_tokens = matched;
     e->stats.prefix_tokens_total += matched;
     e->stats.prefix_hits_total += matched > 0;
-    return true;
-}
-
-/* After try_admit reserved the slot and the pages for s. */
-static void admit(struct engine *e, struct seq *s)
-{
     s->t_start = now_ms();
     if (!s->share) share_plan_init(&s->plan, e->info.n_layer);
     /* a generation from BOS alone starts with the word's SPM space: drop it, as the CLI does */
     tok_stream_init(&s->ts, e->m->tok, s->n_prompt == 1 && s->prompt[0] == e->info.bos);
+    return true;
 }
 
 /* Debug builds and tests: the pool's books balance after every step. Every
@@ -480,8 +495,6 @@ static void check_pool(struct engine *e)
 static void *step_main(void *arg)
 {
     struct engine *e = arg;
-    uint64_t admit_seq = 0;
-    uint64_t *order = calloc(e->cfg.n_slots, sizeof *order); /* admission number per slot */
     for (;;) {
         pthread_mutex_lock(&e->mu);
         for (;;) {
@@ -490,33 +503,20 @@ static void *step_main(void *arg)
             if (any_active || e->q_head || e->stopping) break;
             pthread_cond_wait(&e->cv, &e->mu);
         }
-        bool stopping = e->stopping;
+        bool stopping = e->stopping, admitted = false;
         /* admit FIFO while a slot is free and the pool can hold the head's pages */
-        struct seq *admitted[256];
-        uint32_t n_adm = 0;
         for (uint32_t i = 0; i < e->cfg.n_slots && e->q_head && !stopping; i++) {
             if (e->slots[i].seq) continue;
-            struct seq *s = e->q_head;
-            if (!try_admit(e, &e->slots[i], s)) break;
-            e->q_head = s->next;
-            if (!e->q_head) e->q_tail = NULL;
-            dequeued(e, s);
-            e->stats.active_sequences++;
-            if (e->stats.active_sequences > e->stats.active_sequences_peak)
+            if (!try_admit(e, &e->slots[i], e->q_head)) break;
+            e->slots[i].seq = pop_head(e);
+            admitted = true;
+            if (++e->stats.active_sequences > e->stats.active_sequences_peak)
                 e->stats.active_sequences_peak = e->stats.active_sequences;
-            e->slots[i].seq = s; /* reserve */
-            order[i] = ++admit_seq;
-            admitted[n_adm++] = s;
         }
         /* nothing running and the head still does not fit: it never will (engine_create
          * checked that a full context fits an empty pool), so refuse it rather than spin */
         struct seq *refused = NULL;
-        if (!n_adm && e->q_head && !stopping && e->stats.active_sequences == 0) {
-            refused = e->q_head;
-            e->q_head = refused->next;
-            if (!e->q_head) e->q_tail = NULL;
-            dequeued(e, refused);
-        }
+        if (!admitted && e->q_head && !stopping && e->stats.active_sequences == 0) refused = pop_head(e);
         pthread_mutex_unlock(&e->mu);
         if (refused) {
             SA_LOGE("request %llu cannot fit in the KV pool", (unsigned long long)refused->id);
@@ -524,7 +524,6 @@ static void *step_main(void *arg)
             refused->cb(refused->user, &ev);
             seq_free(refused);
         }
-        for (uint32_t k = 0; k < n_adm; k++) admit(e, admitted[k]);
         /* cancellations at the step boundary, then one step for everyone else */
         struct slot *act[256];
         uint32_t n_act = 0;
@@ -536,8 +535,9 @@ static void *step_main(void *arg)
             else
                 act[n_act++] = sl;
         }
-        for (uint32_t i = 1; i < n_act; i++) /* admission order (insertion sort: n is small) */
-            for (uint32_t k = i; k > 0 && order[act[k] - e->slots] < order[act[k - 1] - e->slots]; k--) {
+        /* admission order = submission order (FIFO), i.e. by id; insertion sort: n is small */
+        for (uint32_t i = 1; i < n_act; i++)
+            for (uint32_t k = i; k > 0 && act[k]->seq->id < act[k - 1]->seq->id; k--) {
                 struct slot *t = act[k];
                 act[k] = act[k - 1];
                 act[k - 1] = t;
@@ -552,7 +552,6 @@ static void *step_main(void *arg)
         pthread_mutex_unlock(&e->mu);
         if (done) break;
     }
-    free(order);
     return NULL;
 }
 
@@ -652,7 +651,6 @@ int engine_create(const struct engine_config *cfg_in, struct engine **out, char 
     e->stats.n_slots = cfg->n_slots;
     e->stats.queue_max = cfg->queue_max;
     e->stats.kv_page_bytes = page_bytes;
-    e->stats.kv_block = e->block;
     e->stats.kv_bytes_capacity = n_pages * page_bytes;
     publish_kv(e);
     if (pthread_create(&e->thread, NULL, step_main, e) != 0) {
@@ -744,7 +742,8 @@ int engine_submit(struct engine *e, const struct engine_request *req, uint64_t *
         if (req->prompt[i] < 0 || (uint32_t)req->prompt[i] >= e->info.n_vocab) return SA_ERR_INVALID_ARG;
     if (req->share && req->plan.n_layer != e->info.n_layer) return SA_ERR_INVALID_ARG;
     if (req->n_stop > ENGINE_MAX_STOP) return SA_ERR_RANGE;
-    if (req->rebalance.on && !(req->rebalance.tau >= 0 && req->rebalance.tau <= 1)) return SA_ERR_RANGE;
+    if (req->rebalance.on && !(isfinite(req->rebalance.alpha) && req->rebalance.tau >= 0 && req->rebalance.tau <= 1))
+        return SA_ERR_RANGE;
     struct seq *s = calloc(1, sizeof *s);
     if (!s) return SA_ERR_NOMEM;
     int rc = sampler_create(&req->sampling, (int32_t)e->info.n_vocab, &s->smp);

@@ -183,7 +183,7 @@ struct engine_metrics {
     /* the page pool: used = held by sequences or the prefix cache; cached = held by the
      * prefix cache alone (evictable); held = page references of the active sequences */
     uint64_t kv_page_bytes;
-    uint32_t kv_block, kv_pages_total, kv_pages_used, kv_pages_reserved, kv_pages_cached, prefix_entries;
+    uint32_t kv_pages_total, kv_pages_used, kv_pages_reserved, kv_pages_cached;
     uint64_t kv_pages_held;
     uint64_t prefix_hits_total, prefix_tokens_total;
     uint64_t steps, prompt_tokens_total, generated_tokens_total;

@@ -10,6 +10,8 @@ struct kv_pool {
     char *arena;
     size_t page_bytes, arena_bytes;
     uint32_t n_pages, n_free, n_reserved;
+    uint64_t n_refs;  /* sum of refs[] */
+    uint64_t version; /* bumped by every change of a reference */
     uint32_t *free_list; /* stack of free page ids */
     uint32_t *refs;      /* [n_pages] 0 = free */
 };
@@ -70,15 +72,27 @@ uint32_t kv_pool_alloc(struct kv_pool *p, bool from_reservation)
     }
     uint32_t id = p->free_list[--p->n_free];
     p->refs[id] = 1;
+    p->n_refs++;
+    p->version++;
     return id;
 }
 
-void kv_pool_ref(struct kv_pool *p, uint32_t page) { p->refs[page]++; }
+void kv_pool_ref(struct kv_pool *p, uint32_t page)
+{
+    p->refs[page]++;
+    p->n_refs++;
+    p->version++;
+}
 
 void kv_pool_unref(struct kv_pool *p, uint32_t page)
 {
-    if (p->refs[page] && --p->refs[page] == 0) p->free_list[p->n_free++] = page;
+    if (!p->refs[page]) return;
+    p->n_refs--;
+    p->version++;
+    if (--p->refs[page] == 0) p->free_list[p->n_free++] = page;
 }
+
+uint64_t kv_pool_version(const struct kv_pool *p) { return p->version; }
 
 uint32_t kv_pool_refcount(const struct kv_pool *p, uint32_t page) { return p->refs[page]; }
 
@@ -95,16 +109,19 @@ void kv_pool_stats(const struct kv_pool *p, struct kv_pool_stats *out)
     out->free = p->n_free;
     out->used = p->n_pages - p->n_free;
     out->reserved = p->n_reserved;
-    out->refs = 0;
-    for (uint32_t i = 0; i < p->n_pages; i++) out->refs += p->refs[i];
+    out->refs = p->n_refs;
 }
 
 int kv_pool_check(const struct kv_pool *p)
 {
     if (p->n_free > p->n_pages || p->n_reserved > p->n_free) return SA_ERR_INTERNAL;
     uint32_t referenced = 0;
-    for (uint32_t i = 0; i < p->n_pages; i++) referenced += p->refs[i] != 0;
-    if (referenced + p->n_free != p->n_pages) return SA_ERR_INTERNAL;
+    uint64_t refs = 0;
+    for (uint32_t i = 0; i < p->n_pages; i++) {
+        referenced += p->refs[i] != 0;
+        refs += p->refs[i];
+    }
+    if (referenced + p->n_free != p->n_pages || refs != p->n_refs) return SA_ERR_INTERNAL;
     uint8_t *seen = calloc(p->n_pages, 1);
     if (!seen) return SA_ERR_NOMEM;
     int rc = 0;

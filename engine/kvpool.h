@@ -50,6 +50,10 @@ void kv_pool_ref(struct kv_pool *p, uint32_t page);
 void kv_pool_unref(struct kv_pool *p, uint32_t page); /* frees at refcount 0 */
 uint32_t kv_pool_refcount(const struct kv_pool *p, uint32_t page);
 
+/* Changes whenever a page is taken, referenced or released: figures derived
+ * from the references need recomputing only when it moved. */
+uint64_t kv_pool_version(const struct kv_pool *p);
+
 float *kv_pool_page(const struct kv_pool *p, uint32_t page);
 size_t kv_pool_page_bytes(const struct kv_pool *p);
 
@@ -60,8 +64,8 @@ struct kv_pool_stats {
 void kv_pool_stats(const struct kv_pool *p, struct kv_pool_stats *out);
 
 /* Consistency check (debug builds and tests): the free list and the
- * refcounts agree, no page is both free and referenced, used + free == total
- * and reservations fit in the free pages. 0 or SA_ERR_INTERNAL. */
+ * refcounts agree, no page is both free and referenced, used + free == total,
+ * the reference total matches and reservations fit in the free pages. 0 or SA_ERR_INTERNAL. */
 int kv_pool_check(const struct kv_pool *p);
 
 #endif

@@ -242,25 +242,17 @@ static int own_page(struct tf_ctx *c, uint32_t *pt, float **ptr, size_t i)
 static int kv_prepare(struct tf_ctx *c, uint32_t pos0, uint32_t end)
 {
     const uint32_t L = c->m->hp.n_layer;
-    uint32_t need = (end + c->block - 1) / c->block;
-    for (uint32_t b = pos0 / c->block; b < need; b++)
+    for (uint32_t b = pos0 / c->block; b < (end + c->block - 1) / c->block; b++) {
+        bool fresh = b >= c->n_blocks;
+        if (fresh) c->n_blocks = b + 1; /* its entries stay KV_NO_PAGE until taken: a failure releases cleanly */
+        int (*get)(struct tf_ctx *, uint32_t *, float **, size_t) = fresh ? take_page : own_page;
         for (uint32_t l = 0; l < L; l++) {
             size_t i = (size_t)l * c->max_blocks + b;
-            bool has_k = !share_plan_is_sharing(&c->plan, l);
-            int rc = 0;
-            if (b < c->n_blocks) {
-                rc = own_page(c, c->vpt, c->vptr, i);
-                if (!rc && has_k) rc = own_page(c, c->kpt, c->kptr, i);
-            } else {
-                rc = take_page(c, c->vpt, c->vptr, i);
-                if (!rc && has_k) rc = take_page(c, c->kpt, c->kptr, i);
-            }
-            if (rc) {
-                if (b >= c->n_blocks) c->n_blocks = b + 1; /* so the partial block is released */
-                return rc;
-            }
-            if (l + 1 == L && b >= c->n_blocks) c->n_blocks = b + 1;
+            int rc = get(c, c->vpt, c->vptr, i);
+            if (!rc && !share_plan_is_sharing(&c->plan, l)) rc = get(c, c->kpt, c->kptr, i);
+            if (rc) return rc;
         }
+    }
     return 0;
 }
 
@@ -462,7 +454,7 @@ static void qkv_rows(struct tf_ctx *ws, const struct tf_seg *segs, uint32_t n_se
     }
 }
 
-int tf_step(struct tf_ctx *ws, const struct tf_seg *segs, uint32_t n_segs)
+int tf_step(struct tf_ctx *ws, const struct tf_seg *segs, uint32_t n_segs, float *logits)
 {
     const struct model *m = ws->m;
     const struct model_hparams *hp = &m->hp;
@@ -513,40 +505,21 @@ int tf_step(struct tf_ctx *ws, const struct tf_seg *segs, uint32_t n_segs)
         for (size_t i = 0; i < R * dim; i++) ws->x[i] += ws->xb[i];
         ffn_rows(ws, L, R);
     }
-    /* logits: every row (all_logits, one segment) or each asking segment's last row */
-    const bool all = ws->all_logits && n_segs == 1 && segs[0].seq == ws;
+    /* logits: every row (all_logits, one segment), else each asking segment's last row */
+    if (ws->all_logits && n_segs == 1 && segs[0].seq == ws) {
+        for (uint32_t t = 0; t < R; t++)
+            ops_rmsnorm(ws->xb + (size_t)t * dim, ws->x + (size_t)t * dim, m->output_norm, dim, hp->rms_eps, ws->reference);
+        ops_matmul(&ws->ops, &m->output, ws->xb, R, logits);
+        return 0;
+    }
     uint32_t n_out = 0;
     for (uint32_t i = 0, r = 0; i < n_segs; i++) {
         r += segs[i].T;
-        if (all) {
-            for (uint32_t t = 0; t < R; t++)
-                ops_rmsnorm(ws->xb + (size_t)t * dim, ws->x + (size_t)t * dim, m->output_norm, dim, hp->rms_eps, ws->reference);
-            n_out = R;
-        } else if (segs[i].logits) {
+        if (segs[i].want_logits)
             ops_rmsnorm(ws->xb + (size_t)n_out++ * dim, ws->x + (size_t)(r - 1) * dim, m->output_norm, dim, hp->rms_eps,
                         ws->reference);
-        }
     }
-    if (!n_out) return 0;
-    if (all) {
-        ops_matmul(&ws->ops, &m->output, ws->xb, n_out, ws->logits);
-        return 0;
-    }
-    /* one output matmul for all asking segments when their buffers are consecutive
-     * rows of one array (the engine's case); otherwise one per segment */
-    float *base = NULL;
-    bool contiguous = true;
-    for (uint32_t i = 0, k = 0; i < n_segs; i++) {
-        if (!segs[i].logits) continue;
-        if (!base) base = segs[i].logits;
-        contiguous = contiguous && segs[i].logits == base + (size_t)k++ * hp->n_vocab;
-    }
-    if (contiguous) {
-        ops_matmul(&ws->ops, &m->output, ws->xb, n_out, base);
-        return 0;
-    }
-    for (uint32_t i = 0, k = 0; i < n_segs; i++)
-        if (segs[i].logits) ops_matmul(&ws->ops, &m->output, ws->xb + (size_t)k++ * dim, 1, segs[i].logits);
+    if (n_out) ops_matmul(&ws->ops, &m->output, ws->xb, n_out, logits);
     return 0;
 }
 
@@ -558,8 +531,8 @@ int tf_forward(struct tf_ctx *c, const int32_t *tokens, uint32_t n, uint32_t pos
     for (uint32_t done = 0; done < n;) {
         uint32_t T = n - done < c->n_batch ? n - done : c->n_batch;
         struct tf_seg sg = {.seq = c, .tokens = tokens + done, .T = T, .pos0 = pos0 + done,
-                            .logits = done + T == n ? c->logits : NULL};
-        int rc = tf_step(c, &sg, 1);
+                            .want_logits = done + T == n};
+        int rc = tf_step(c, &sg, 1, c->logits);
         if (rc) return rc;
         done += T;
     }
@@ -573,7 +546,6 @@ int tf_forward_batch(struct tf_ctx *ws, struct tf_ctx *const *ctxs, const int32_
     if (n == 0 || n > TF_MAX_BATCH) return SA_ERR_INVALID_ARG;
     struct tf_seg segs[TF_MAX_BATCH];
     for (uint32_t i = 0; i < n; i++)
-        segs[i] = (struct tf_seg){.seq = ctxs[i], .tokens = tokens + i, .T = 1, .pos0 = pos[i],
-                                  .logits = logits + (size_t)i * ws->m->hp.n_vocab};
-    return tf_step(ws, segs, n);
+        segs[i] = (struct tf_seg){.seq = ctxs[i], .tokens = tokens + i, .T = 1, .pos0 = pos[i], .want_logits = true};
+    return tf_step(ws, segs, n, logits);
 }

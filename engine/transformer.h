@@ -134,18 +134,19 @@ void tf_set_attention_hook(struct tf_ctx *c, tf_attention_hook fn, void *user);
  * rows); Q and K are projected only for rows whose sequence computes that
  * layer; attention runs per (segment, head). Scratch comes from ws (a context
  * of the same model with scratch, n_batch >= total rows, n_ctx >= every
- * segment's; it may be one of the segments). A segment with logits != NULL
- * receives its last row's [n_vocab] logits there. Errors as tf_forward, and
- * more than TF_MAX_BATCH segments; SA_ERR_NOMEM if the pool has no page. */
+ * segment's; it may be one of the segments). Each segment with want_logits
+ * gets its last row's [n_vocab] logits in the next row of logits (in segment
+ * order). Errors as tf_forward, and more than TF_MAX_BATCH segments;
+ * SA_ERR_NOMEM if the pool has no page. */
 #define TF_MAX_BATCH 256  /* segments per step */
 #define TF_MAX_ROWS 8192  /* rows (tokens) per step */
 struct tf_seg {
     struct tf_ctx *seq;
     const int32_t *tokens;
     uint32_t T, pos0;
-    float *logits;
+    bool want_logits;
 };
-int tf_step(struct tf_ctx *ws, const struct tf_seg *segs, uint32_t n_segs);
+int tf_step(struct tf_ctx *ws, const struct tf_seg *segs, uint32_t n_segs, float *logits);
 
 /* n decode rows (sequence i takes tokens[i] at pos[i]); logits [n][n_vocab]. */
 int tf_forward_batch(struct tf_ctx *ws, struct tf_ctx *const *ctxs, const int32_t *tokens, const uint32_t *pos,
