@@ -93,9 +93,10 @@ int calib_similarity(const struct model *m, const int32_t *tokens, size_t n, uin
 }
 
 int calib_auto_plan(const struct model *m, const char *text, int n_threads, float threshold,
-                    struct share_plan *plan, float *sim)
+                    struct share_plan *plan, float *sim, char *why, size_t why_len)
 {
-    if (!m->tok) return SA_ERR_INVALID_ARG;
+    if (why && why_len) why[0] = 0;
+    if (!m->tok) return sa_errf(SA_ERR_INVALID_ARG, why, why_len, "the model has no tokenizer");
     if (!text) text = calib_builtin_text;
     size_t len = strlen(text), n = 0, cap = len + 2;
     int32_t *ids = malloc(cap * sizeof *ids);
@@ -104,7 +105,14 @@ int calib_auto_plan(const struct model *m, const char *text, int n_threads, floa
     float *S = sim ? sim : own;
     int rc = (!ids || !S) ? SA_ERR_NOMEM : tok_encode(m->tok, text, len, true, false, ids, cap, &n);
     uint32_t n_ctx = m->hp.n_ctx_train < 512 ? m->hp.n_ctx_train : 512;
-    if (!rc) rc = calib_similarity(m, ids, n, n_ctx, n_threads, S);
+    if (rc)
+        sa_errf(rc, why, why_len, "cannot tokenize the calibration text: %s", sa_err_str(rc));
+    else if ((n < n_ctx ? n : n_ctx) < 2)
+        rc = sa_errf(SA_ERR_INVALID_ARG, why, why_len,
+                     "layers are compared over at least 2 tokens: the context holds %u and the text gives %zu", n_ctx,
+                     n);
+    if (!rc && (rc = calib_similarity(m, ids, n, n_ctx, n_threads, S)))
+        sa_errf(rc, why, why_len, "the calibration pass failed: %s", sa_err_str(rc));
     if (!rc) share_plan_auto(plan, S, L, threshold);
     free(ids);
     free(own);

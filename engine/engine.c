@@ -361,7 +361,18 @@ static void sample_next(struct engine *e, struct slot *sl, const float *logits)
 {
     struct seq *s = sl->seq;
     struct sampler_result res;
+    for (uint32_t i = 0; i < e->info.n_vocab; i++)
+        if (!isfinite(logits[i])) { /* weights that overflow, or a bad file: this sequence only */
+            SA_LOGE("request %llu: logit %u is %g: failing the sequence", (unsigned long long)s->id, i,
+                    (double)logits[i]);
+            fail_seq(e, sl, SA_ERR_NUMERIC);
+            return;
+        }
     int32_t tok = sampler_sample(s->smp, logits, s->sampling.n_logprobs ? &res : NULL);
+    if (tok < 0) {
+        fail_seq(e, sl, tok);
+        return;
+    }
     enum engine_finish f = accept_token(e, s, tok, s->sampling.n_logprobs ? &res : NULL);
     if (f != ENGINE_FINISH_NONE) finish(e, sl, f);
 }
@@ -395,9 +406,9 @@ static void run_step(struct engine *e, struct slot **act, uint32_t n_act)
     }
     if (!n) return;
     int rc = tf_step(e->ws, segs, n, e->batch_logits);
-    if (rc) {
+    if (rc) { /* inputs were validated at submit: whatever failed is the server's fault */
         SA_LOGE("forward step failed: %s", sa_err_str(rc));
-        for (uint32_t i = 0; i < n; i++) fail_seq(e, of[i], rc);
+        for (uint32_t i = 0; i < n; i++) fail_seq(e, of[i], rc == SA_ERR_NOMEM ? rc : SA_ERR_INTERNAL);
         return;
     }
     pthread_mutex_lock(&e->mu);
@@ -602,10 +613,12 @@ int engine_create(const struct engine_config *cfg_in, struct engine **out, char 
         goto fail;
     }
     /* "auto" is calibrated once, here, not per request */
-    rc = calib_auto_plan(e->m, NULL, cfg->n_threads, cfg->share_threshold, &e->auto_plan, NULL);
-    if (rc) {
-        snprintf(msg, msg_len, "share_spans: auto calibration failed: %s", sa_err_str(rc));
-        goto fail;
+    char why[256];
+    rc = calib_auto_plan(e->m, NULL, cfg->n_threads, cfg->share_threshold, &e->auto_plan, NULL, why, sizeof why);
+    if (rc) { /* a model that loads also serves: "auto" then shares nothing */
+        SA_LOGW("share_spans auto: calibration failed (%s); the auto plan is off", why);
+        share_plan_init(&e->auto_plan, hp->n_layer);
+        rc = 0;
     }
     const char *spans = cfg->share_spans ? cfg->share_spans : "auto";
     if ((rc = engine_parse_plan(e, spans, &e->default_plan, msg, msg_len))) goto fail;

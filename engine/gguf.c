@@ -139,6 +139,8 @@ static int parse_kv(struct cursor *c, struct gguf_kv *kv, uint64_t idx)
     snprintf(field, sizeof field, "metadata entry %llu key", (unsigned long long)idx);
     if (read_str(c, &kv->key, field)) return SA_ERR_BAD_MODEL;
     if (kv->key.len == 0) return fail(c, "metadata entry %llu: empty key", (unsigned long long)idx);
+    if (memchr(kv->key.data, 0, (size_t)kv->key.len))
+        return fail(c, "metadata entry %llu: key contains a NUL byte", (unsigned long long)idx);
     show(kv->key, keybuf, sizeof keybuf);
     uint32_t type = 0;
     snprintf(field, sizeof field, "metadata '%s' type", keybuf);
@@ -582,6 +584,7 @@ int gguf_get_cstr(const struct gguf *g, const char *key, char *buf, size_t cap)
     int rc = gguf_get_str(g, key, &s);
     if (rc) return rc;
     if (cap == 0) return SA_ERR_INVALID_ARG; /* cap - 1 below would wrap */
+    if (memchr(s.data, 0, (size_t)s.len)) return SA_ERR_INVALID_ARG; /* "llama\0x" must not compare as "llama" */
     size_t n = s.len < cap - 1 ? (size_t)s.len : cap - 1;
     memcpy(buf, s.data, n);
     buf[n] = 0;

@@ -7,7 +7,9 @@
 #include "tokenizer.h"
 
 #include <errno.h>
+#include <float.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +63,8 @@ static int get_weight(const struct gguf *g, const char *name, uint32_t n_in, uin
         return fail(msg, msg_len, "%s: shape [%lld, %lld, %lld, %lld] does not match the expected [%u, %u]", name,
                     (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3], n_in,
                     n_out);
+    if (!quant_scales_finite((enum quant_type)t->type, t->data, t->n_elements))
+        return fail(msg, msg_len, "%s: a block scale is not a finite number", name);
     w->type = (enum quant_type)t->type;
     w->n_in = n_in;
     w->n_out = n_out;
@@ -76,7 +80,11 @@ static int get_norm(const struct gguf *g, const char *name, uint32_t n, float *d
     if (!t) return fail(msg, msg_len, "%s: required tensor is missing", name);
     if (t->n_elements != n || t->ne[0] != n)
         return fail(msg, msg_len, "%s: %llu elements, expected %u", name, (unsigned long long)t->n_elements, n);
+    if (!quant_scales_finite((enum quant_type)t->type, t->data, n))
+        return fail(msg, msg_len, "%s: a block scale is not a finite number", name);
     quant_dequantize_row((enum quant_type)t->type, t->data, dst, n);
+    for (uint32_t i = 0; i < n; i++)
+        if (!isfinite(dst[i])) return fail(msg, msg_len, "%s: element %u is %g", name, i, (double)dst[i]);
     return 0;
 }
 
@@ -144,7 +152,8 @@ int model_load(const char *path, const struct model_load_opts *opts, struct mode
     char arch[64];
     rc = gguf_get_cstr(g, "general.architecture", arch, sizeof arch);
     if (rc) {
-        rc = fail(msg, msg_len, "general.architecture: %s", rc == SA_ERR_NOT_FOUND ? "missing" : "must be a string");
+        rc = fail(msg, msg_len, "general.architecture: %s",
+                  rc == SA_ERR_NOT_FOUND ? "missing" : rc == SA_ERR_INVALID_ARG ? "contains a NUL byte" : "must be a string");
         goto err;
     }
     if (strcmp(arch, "llama") != 0) {
@@ -181,7 +190,8 @@ int model_load(const char *path, const struct model_load_opts *opts, struct mode
         rc = fail(msg, msg_len, "%s.rope.dimension_count: %u must be even", arch, hp->n_rot);
         goto err;
     }
-    if ((rc = hp_f32(g, arch, "attention.layer_norm_rms_epsilon", 1e-5f, 0.0f, 1.0f, &hp->rms_eps, msg, msg_len)) ||
+    /* epsilon > 0: a zero hidden state would otherwise divide by zero */
+    if ((rc = hp_f32(g, arch, "attention.layer_norm_rms_epsilon", 1e-5f, FLT_MIN, 1.0f, &hp->rms_eps, msg, msg_len)) ||
         (rc = hp_f32(g, arch, "rope.freq_base", 10000.0f, 1.0f, 1e9f, &hp->rope_base, msg, msg_len)))
         goto err;
     hp->rope = ROPE_NORMAL; /* llama in GGUF: Q/K rows already permuted for adjacent-pair rotation */
@@ -240,7 +250,7 @@ int model_load(const char *path, const struct model_load_opts *opts, struct mode
     if (!opts->no_tokenizer) {
         rc = tok_create(g, &m->tok, msg, msg_len);
         if (rc) goto err;
-        if (tok_n_vocab(m->tok) > (int32_t)hp->n_vocab) {
+        if (tok_n_vocab(m->tok) != (int32_t)hp->n_vocab) { /* fewer: rows no token names could be sampled */
             rc = fail(msg, msg_len, "tokenizer.ggml.tokens: %d tokens but token_embd.weight has %u rows",
                       tok_n_vocab(m->tok), hp->n_vocab);
             goto err;
@@ -251,6 +261,18 @@ int model_load(const char *path, const struct model_load_opts *opts, struct mode
 err:
     model_free(m);
     return rc ? rc : SA_ERR_BAD_MODEL;
+}
+
+int model_check_values(const struct model *m, char *msg, size_t msg_len)
+{
+    float buf[4096];
+    for (uint64_t i = 0; i < gguf_n_tensors(m->gguf); i++) {
+        const struct gguf_tensor *t = gguf_tensor(m->gguf, i);
+        size_t bad;
+        if (!quant_values_finite((enum quant_type)t->type, t->data, t->n_elements, buf, 4096, &bad))
+            return fail(msg, msg_len, "%.*s: element %zu is not a finite number", (int)t->name.len, t->name.data, bad);
+    }
+    return 0;
 }
 
 void model_free(struct model *m)

@@ -8,7 +8,8 @@
  * copy. Norm vectors are converted to F32 once at load (they are tiny).
  *
  * Every tensor's presence, type and shape is checked against the
- * hyper-parameters at load; a mismatch is SA_ERR_BAD_MODEL with a message
+ * hyper-parameters at load, and what is cheap to check for finiteness is: the
+ * norm vectors (converted to F32) and every block scale of the quantised types; a mismatch is SA_ERR_BAD_MODEL with a message
  * naming the tensor or key. A loaded model is immutable and may be shared by
  * any number of threads.
  */
@@ -91,6 +92,11 @@ struct model_load_opts {
 int model_load(const char *path, const struct model_load_opts *opts, struct model **out, char *msg,
                size_t msg_len);
 void model_free(struct model *m); /* accepts NULL */
+
+/* Every element of every tensor is a finite number (a full pass over the weights:
+ * check-model --full; model_load checks only the cheap part: norms and block scales).
+ * SA_ERR_BAD_MODEL with msg naming the tensor and element otherwise. */
+int model_check_values(const struct model *m, char *msg, size_t msg_len);
 
 /* Parameter count (unique tensors; a tied head counts once). */
 uint64_t model_n_params(const struct model *m);

@@ -203,6 +203,40 @@ void quant_dequantize_row(enum quant_type t, const void *row, float *out, size_t
     }
 }
 
+bool quant_scales_finite(enum quant_type t, const void *data, size_t n_elements)
+{
+    size_t nb = n_elements / QUANT_BLOCK;
+    switch (t) {
+    case QUANT_Q8_0:
+        for (size_t i = 0; i < nb; i++)
+            if (!isfinite(quant_f16_to_f32(((const struct quant_block_q8_0 *)data)[i].d))) return false;
+        return true;
+    case QUANT_Q4_0:
+        for (size_t i = 0; i < nb; i++)
+            if (!isfinite(quant_f16_to_f32(((const struct quant_block_q4_0 *)data)[i].d))) return false;
+        return true;
+    default: return true; /* no scales: F32, F16, BF16 values are checked by quant_values_finite */
+    }
+}
+
+bool quant_values_finite(enum quant_type t, const void *data, size_t n_elements, float *buf, size_t buf_n,
+                         size_t *first_bad)
+{
+    size_t step = buf_n / 256 * 256, bytes_per_block = quant_block_bytes(t); /* whole blocks of any type */
+    size_t bs = quant_block_size(t);
+    if (step == 0) return false;
+    for (size_t i = 0; i < n_elements; i += step) {
+        size_t n = n_elements - i < step ? n_elements - i : step;
+        quant_dequantize_row(t, (const uint8_t *)data + i / bs * bytes_per_block, buf, n);
+        for (size_t k = 0; k < n; k++)
+            if (!isfinite(buf[k])) {
+                if (first_bad) *first_bad = i + k;
+                return false;
+            }
+    }
+    return true;
+}
+
 static void quantize_q8_0(const float *x, struct quant_block_q8_0 *b, size_t n)
 {
     for (size_t k = 0; k < n / QUANT_BLOCK; k++) {

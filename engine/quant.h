@@ -60,6 +60,16 @@ uint16_t quant_f32_to_bf16(float f);
 /* Dequantise n elements of a row of type t into out. */
 void quant_dequantize_row(enum quant_type t, const void *row, float *out, size_t n);
 
+/* true if every block scale of n_elements elements of type t is finite (Q8_0, Q4_0:
+ * each block's f16 d; types without scales: always true). Cheap: one read per block,
+ * done for every weight at load. */
+bool quant_scales_finite(enum quant_type t, const void *data, size_t n_elements);
+/* true if every element of the tensor dequantises to a finite value (a full pass:
+ * check-model --full). buf is caller scratch of buf_n >= 256 floats (whole multiples of
+ * 256 are used); on false *first_bad (if not NULL) is the first bad element. */
+bool quant_values_finite(enum quant_type t, const void *data, size_t n_elements, float *buf, size_t buf_n,
+                         size_t *first_bad);
+
 /* Quantise n floats into a row of type t (F32, F16, BF16, Q8_0, Q4_0).
  * n must be a multiple of 32 for the block types. */
 void quant_quantize_row(enum quant_type t, const float *x, void *out, size_t n);

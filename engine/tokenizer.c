@@ -403,7 +403,9 @@ static int load_scores_and_types(struct tokenizer *t, const struct gguf *g, char
         gguf_get_arr(g, skey, GGUF_TYPE_FLOAT32, &data, &n);
         for (int32_t i = 0; i < t->n_vocab; i++) {
             float s = gguf_arr_f32(data, (uint64_t)i);
-            t->tokens[i].score = isnan(s) ? -INFINITY : s;
+            if (!isfinite(s))
+                return fail(msg, msg_len, SA_ERR_BAD_MODEL, "%s[%d]: %g is not a finite number", skey, i, (double)s);
+            t->tokens[i].score = s;
         }
     }
     rc = find_array(g, tkey, GGUF_TYPE_INT32, false, &n, msg, msg_len);
@@ -415,8 +417,10 @@ static int load_scores_and_types(struct tokenizer *t, const struct gguf *g, char
         gguf_get_arr(g, tkey, GGUF_TYPE_INT32, &data, &n);
         for (int32_t i = 0; i < t->n_vocab; i++) {
             int32_t ty = gguf_arr_i32(data, (uint64_t)i);
-            t->tokens[i].type = (ty >= TOK_TYPE_UNDEFINED && ty <= TOK_TYPE_BYTE) ? (uint8_t)ty
-                                                                                  : TOK_TYPE_UNDEFINED;
+            if (ty < TOK_TYPE_UNDEFINED || ty > TOK_TYPE_BYTE)
+                return fail(msg, msg_len, SA_ERR_BAD_MODEL, "%s[%d]: %d is not a token type (%d..%d)", tkey, i, ty,
+                            TOK_TYPE_UNDEFINED, TOK_TYPE_BYTE);
+            t->tokens[i].type = (uint8_t)ty;
         }
     }
     /* Byte tokens index a 256-entry table: parse them strictly (A5). */

@@ -112,8 +112,8 @@ static int attn_opts_plan(const struct attn_opts *a, const struct model *m, int 
 {
     char msg[256];
     if (a->share && !strcmp(a->share, "auto")) {
-        int rc = calib_auto_plan(m, NULL, threads, a->threshold, plan, NULL);
-        if (rc) fprintf(stderr, "saserve: --share auto: %s\n", sa_err_str(rc));
+        int rc = calib_auto_plan(m, NULL, threads, a->threshold, plan, NULL, msg, sizeof msg);
+        if (rc) fprintf(stderr, "saserve: --share auto: %s\n", msg);
         return rc;
     }
     if (share_plan_parse(plan, a->share, m->hp.n_layer, msg, sizeof msg)) {
@@ -309,13 +309,22 @@ int cli_generate(int argc, char **argv)
 
 int cli_check_model(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: saserve check-model FILE\n");
+    bool full = argc == 3 && strcmp(argv[1], "--full") == 0;
+    if (argc != 2 + full) {
+        fprintf(stderr, "usage: saserve check-model [--full] FILE\n"
+                        "  --full  also check that every weight is a finite number (reads the whole file)\n");
         return 1;
     }
-    struct model *m = load_model_or_report(argv[1], NULL);
+    const char *path = argv[1 + full];
+    struct model *m = load_model_or_report(path, NULL);
     if (!m) return 2;
-    printf("%s: ok: %s, %u layers, dim %u, %u heads (%u kv), ffn %u, vocab %u, %llu parameters\n", argv[1], m->name,
+    char msg[512];
+    if (full && model_check_values(m, msg, sizeof msg) != 0) {
+        fprintf(stderr, "saserve: %s: %s\n", path, msg);
+        model_free(m);
+        return 2;
+    }
+    printf("%s: ok: %s, %u layers, dim %u, %u heads (%u kv), ffn %u, vocab %u, %llu parameters\n", path, m->name,
            m->hp.n_layer, m->hp.dim, m->hp.n_head, m->hp.n_head_kv, m->hp.ffn, m->hp.n_vocab,
            (unsigned long long)model_n_params(m));
     model_free(m);

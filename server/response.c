@@ -165,6 +165,7 @@ static const struct resp_error_row response_error_table[] = {
     {SA_ERR_BAD_MODEL, 0, 500, RESP_SRV, "internal_error", NULL},
     {SA_ERR_UNSUPPORTED, 0, 500, RESP_SRV, "internal_error", NULL},
     {SA_ERR_INTERNAL, 0, 500, RESP_SRV, "internal_error", NULL},
+    {SA_ERR_NUMERIC, 0, 500, RESP_SRV, "numeric_error", NULL},
     {0, RESPONSE_HTTP_BAD_REQUEST, 400, RESP_REQ, "invalid_request", "invalid request"},
     {0, RESPONSE_HTTP_UNAUTHORIZED, 401, "authentication_error", "invalid_api_key",
      "missing or invalid API key"},

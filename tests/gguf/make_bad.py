@@ -379,6 +379,110 @@ def build_cases(src):
     add("model_unknown_architecture",
         variant(lambda g: g.set(KV(b"general.architecture", STRING, gstr("mamba")))).encode(),
         "general.architecture")
+
+    # ---- non-finite numbers and strings compared with fixed names (issue 12)
+    def poke(g, tname, byte_off, raw):
+        """Overwrite raw bytes at byte_off inside tensor tname's data."""
+        t = g.tensor(tname)
+        d = bytearray(g.data)
+        d[t.offset + byte_off:t.offset + byte_off + len(raw)] = raw
+        g.data = bytes(d)
+
+    def retype(g, tname, typ, encode_row):
+        """Re-encode an F32 tensor in place as a smaller type (the bytes after it stay unused)."""
+        t = g.tensor(tname)
+        vals = struct.unpack("<%df" % (t.n_bytes() // 4), g.data[t.offset:t.offset + t.n_bytes()])
+        t.type = typ
+        blob = encode_row(vals)
+        d = bytearray(g.data)
+        d[t.offset:t.offset + len(blob)] = blob
+        g.data = bytes(d)
+
+    def q8_0(vals, bad_block=None, bad_d=0x7E00):
+        out = b""
+        for b in range(len(vals) // 32):
+            blk = vals[32 * b:32 * b + 32]
+            amax = max(abs(v) for v in blk)
+            d = amax / 127 if amax else 0.0
+            qs = [max(-127, min(127, int(round(v / d)))) if d else 0 for v in blk]
+            dh = struct.unpack("<H", struct.pack("<e", d))[0] if b != bad_block else bad_d
+            out += struct.pack("<H", dh) + struct.pack("<32b", *qs)
+        return out
+
+    def q4_0(vals, bad_block=None, bad_d=0x7C00):
+        out = b""
+        for b in range(len(vals) // 32):
+            blk = vals[32 * b:32 * b + 32]
+            m = max(blk, key=abs)
+            d = m / -8 if m else 0.0
+            q = [max(0, min(15, int(v / d + 8.5))) if d else 8 for v in blk]
+            dh = struct.unpack("<H", struct.pack("<e", d))[0] if b != bad_block else bad_d
+            out += struct.pack("<H", dh) + bytes(q[i] | (q[i + 16] << 4) for i in range(16))
+        return out
+
+    def f16(vals, bad_index=None):
+        v = list(vals)
+        if bad_index is not None:
+            v[bad_index] = float("nan")
+        return struct.pack("<%de" % len(v), *v)
+
+    f32_nan, f32_inf = struct.pack("<f", float("nan")), struct.pack("<f", float("inf"))
+    add("n_nan_output_norm", variant(lambda g: poke(g, "output_norm.weight", 4 * 5, f32_nan)).encode(),
+        "output_norm.weight")
+    add("n_inf_ffn_norm", variant(lambda g: poke(g, "blk.1.ffn_norm.weight", 0, f32_inf)).encode(),
+        "blk.1.ffn_norm.weight")
+    add("n_q8_0_scale_nan",
+        variant(lambda g: retype(g, "blk.0.attn_q.weight", 8, lambda v: q8_0(v, bad_block=3))).encode(),
+        "blk.0.attn_q.weight")
+    add("n_q8_0_scale_inf",
+        variant(lambda g: retype(g, "blk.2.ffn_up.weight", 8, lambda v: q8_0(v, bad_block=0, bad_d=0xFC00))).encode(),
+        "blk.2.ffn_up.weight")
+    add("n_q4_0_scale_inf",
+        variant(lambda g: retype(g, "blk.1.attn_v.weight", 2, lambda v: q4_0(v, bad_block=1))).encode(),
+        "blk.1.attn_v.weight")
+    add("n_q4_0_norm_scale_nan",
+        variant(lambda g: retype(g, "blk.0.attn_norm.weight", 2, lambda v: q4_0(v, bad_block=0, bad_d=0x7E01))).encode(),
+        "blk.0.attn_norm.weight")
+    # full_*: load (the cheap checks cannot see them), and check-model --full names the tensor
+    add("full_f16_weight_nan",
+        variant(lambda g: retype(g, "blk.3.attn_output.weight", 1, lambda v: f16(v, bad_index=77))).encode(),
+        "blk.3.attn_output.weight")
+    add("full_f32_embedding_inf", variant(lambda g: poke(g, "token_embd.weight", 4 * 1000, f32_inf)).encode(),
+        "token_embd.weight")
+    add("full_f32_output_nan", variant(lambda g: poke(g, "output.weight", 4 * 64 * 9, f32_nan)).encode(),
+        "output.weight")
+
+    add("n_rms_epsilon_0",
+        variant(lambda g: g.set(kv_scalar("llama.attention.layer_norm_rms_epsilon", FLOAT32, 0.0))).encode(),
+        "llama.attention.layer_norm_rms_epsilon")
+    add("n_rms_epsilon_nan",
+        variant(lambda g: g.set(kv_scalar("llama.attention.layer_norm_rms_epsilon", FLOAT32, float("nan")))).encode(),
+        "llama.attention.layer_norm_rms_epsilon")
+    add("n_architecture_nul",
+        variant(lambda g: g.set(KV(b"general.architecture", STRING, gstr(b"llama\0mamba")))).encode(),
+        "general.architecture")
+    add("n_key_nul", variant(lambda g: g.kvs.append(kv_scalar("llama.block_count\0x", UINT32, 1))).encode(),
+        "NUL")
+
+    def fewer_tokens(g):
+        g.set(kv_array("tokenizer.ggml.tokens", STRING, tok_list[:-1]))
+        g.set(kv_array("tokenizer.ggml.scores", FLOAT32, src.find("tokenizer.ggml.scores").scalars()[:-1]))
+        g.set(kv_array("tokenizer.ggml.token_type", INT32, ttype.scalars()[:-1]))
+    add("n_fewer_tokens_than_rows", variant(fewer_tokens).encode(), "%d tokens but token_embd.weight has %d rows"
+        % (n_vocab - 1, n_vocab))
+    scores = src.find("tokenizer.ggml.scores").scalars()
+    for label, v, at in (("nan", float("nan"), 7), ("inf", float("inf"), 300), ("minus_inf", float("-inf"), 0)):
+        def f(g, v=v, at=at):
+            sc = list(scores)
+            sc[at] = v
+            g.set(kv_array("tokenizer.ggml.scores", FLOAT32, sc))
+        add("n_score_" + label, variant(f).encode(), "tokenizer.ggml.scores[%d]" % at)
+    for label, v, at in (("9", 9, 3), ("minus_1", -1, 200)):
+        def f(g, v=v, at=at):
+            tt = list(ttype.scalars())
+            tt[at] = v
+            g.set(kv_array("tokenizer.ggml.token_type", INT32, tt))
+        add("n_token_type_" + label, variant(f).encode(), "tokenizer.ggml.token_type[%d]" % at)
     return cases
 
 
