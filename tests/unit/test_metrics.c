@@ -223,9 +223,10 @@ static void test_series_bounded(void)
     ASSERT_EQ(count_lines(s1, "saserve_"), lines0);
     double total = 0;
     static const char *const eps[] = {"completions", "chat_completions", "models", "health", "metrics", "other"};
-    static const char *const sts[] = {"200", "400", "401", "404", "405", "408", "413", "429", "499", "500", "503", "other"};
+    static const char *const sts[] = {"200", "400", "401", "404", "405", "408", "413", "414",
+                                      "429", "431", "499", "500", "501", "503", "other"};
     for (size_t e = 0; e < 6; e++) {
-        for (size_t k = 0; k < 12; k++) {
+        for (size_t k = 0; k < sizeof sts / sizeof sts[0]; k++) {
             char series[128];
             snprintf(series, sizeof series, "saserve_requests_total{endpoint=\"%s\",status=\"%s\"}", eps[e], sts[k]);
             double v = series_value(s1, series);
