@@ -162,8 +162,11 @@ struct engine_event {
     uint32_t cached_tokens; /* prompt tokens taken from the prefix cache */
     struct engine_cache_stats cache;
     struct engine_timings timings;
-    /* ERROR */
-    int error; /* SA_ERR_* */
+    /* ERROR: this sequence alone failed; the others in its step go on.
+     * SA_ERR_NUMERIC: its logits were not finite (NaN/inf from the weights)
+     * SA_ERR_CONTEXT_FULL: it can never fit in the KV pool
+     * SA_ERR_INTERNAL / SA_ERR_NOMEM: the forward step itself failed (then for every sequence in it) */
+    int error;
 };
 
 /* Queue a request. Returns 0 and *id, or SA_ERR_BUSY (queue full / shutting

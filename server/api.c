@@ -88,8 +88,8 @@ struct api {
     struct job *jobs;
     unsigned n_jobs;
     uint64_t seed_counter, id_counter;
-    /* test hook (SASERVE_FAIL_EVENT_ALLOC=N): every N-th allocation of the event path
-     * fails; 0 = off. Counted on the step thread only. */
+    /* test hook, environment SA_FAULT_EVENT_ALLOC=N (not a setting, so not SASERVE_*):
+     * every N-th allocation of the event path fails; 0 = off. Step thread only. */
     uint64_t fail_every, ev_allocs;
 };
 
@@ -815,7 +815,7 @@ struct api *api_create(uv_loop_t *loop, struct engine *e, const struct config *c
                                         .n_vocab = info->n_vocab, .n_ctx = info->n_ctx, .max_stop = cfg->max_stop};
     if (chat_format_pick(cfg->chat_template[0] ? cfg->chat_template : NULL, info->chat_template, &a->chat) != 0)
         a->chat = CHAT_FORMAT_LLAMA2;
-    const char *fail = getenv("SASERVE_FAIL_EVENT_ALLOC");
+    const char *fail = getenv("SA_FAULT_EVENT_ALLOC");
     if (fail && *fail) {
         a->fail_every = strtoull(fail, NULL, 10);
         SA_LOGW("test hook: every %llu-th event allocation fails", (unsigned long long)a->fail_every);

@@ -575,7 +575,8 @@ static void on_heartbeat(uv_timer_t *t)
  * socket waits until its first bytes arrive; then the head of its first
  * request is read without consuming it (MSG_PEEK) and, as RFC 9112 asks of a
  * server that may sit behind a proxy:
- *   - bytes that cannot start a request line (a TLS ClientHello, binary) -> 400;
+ *   - bytes that cannot start a request line (a TLS ClientHello, binary) -> 400,
+ *     and so is a Content-Length that is not a decimal number;
  *   - no end of the request line within conn_memory bytes -> 414, no end of
  *     the head within conn_memory -> 431;
  *   - a chunked body whose first chunk size is in view and over max_body -> 413;
@@ -676,7 +677,8 @@ static void door_refuse(struct door *d, int status, const char *reason, const ch
 
 static bool tchar(unsigned char c) /* RFC 9110 token characters */
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("!#$%&'*+-.^_`|~", c);
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
 }
 
 /* Case-insensitive search of a header field line "\r\nname:" in head[0..n). */
@@ -735,6 +737,19 @@ static enum door_verdict door_look(struct door *d, double now)
             return DOOR_CLOSED;
         }
         return DOOR_WAIT;
+    }
+    /* libmicrohttpd refuses a Content-Length that is not a number with its own page: answer first */
+    const char *cl = head_field(p, (size_t)(end - p), "content-length");
+    if (cl) {
+        while (*cl == ' ' || *cl == '\t') cl++;
+        const char *q = cl;
+        while (*q >= '0' && *q <= '9') q++;
+        while (*q == ' ' || *q == '\t') q++;
+        if (q == cl || *q != '\r') {
+            door_refuse(d, 400, "Bad Request", "Content-Length is not a decimal number", "invalid_request_error",
+                        "invalid_framing");
+            return DOOR_CLOSED;
+        }
     }
     /* a chunked body whose first chunk size is already in view */
     const char *te = head_field(p, (size_t)(end - p), "transfer-encoding");
