@@ -72,12 +72,14 @@ int calib_similarity(const struct model *m, const int32_t *tokens, size_t n, uin
     s.rows = calloc((size_t)L * s.n_head * s.chunk * n, sizeof(float));
     s.sum = calloc((size_t)L * L, sizeof(double));
     struct tf_opts o = {.n_ctx = (uint32_t)n, .n_batch = s.chunk, .n_threads = n_threads};
-    struct tf_ctx *c = NULL;
-    int rc = (!s.rows || !s.sum) ? SA_ERR_NOMEM : tf_create(m, &o, &c);
+    struct tf_ws *ws = NULL;
+    struct tf_seq *c = NULL;
+    int rc = (!s.rows || !s.sum) ? SA_ERR_NOMEM : tf_ws_create(m, &o, &ws);
+    if (!rc) rc = tf_seq_create(m, &o, &c);
     if (!rc) {
-        tf_set_attention_hook(c, calib_hook, &s);
+        tf_set_attention_hook(ws, calib_hook, &s);
         const float *logits;
-        rc = tf_forward(c, tokens, (uint32_t)n, 0, &logits);
+        rc = tf_forward(ws, c, tokens, (uint32_t)n, 0, &logits);
     }
     if (!rc) {
         for (uint32_t a = 0; a < L; a++) {
@@ -86,7 +88,8 @@ int calib_similarity(const struct model *m, const int32_t *tokens, size_t n, uin
                 sim[a * L + b] = sim[b * L + a] = (float)(s.sum[a * L + b] / (double)s.count);
         }
     }
-    tf_destroy(c);
+    tf_seq_destroy(c);
+    tf_ws_destroy(ws);
     free(s.rows);
     free(s.sum);
     return rc;

@@ -132,7 +132,8 @@ struct engine_request {
 
 struct engine_cache_stats {
     bool shared_attention, rebalance;
-    char spans[256];
+    uint32_t n_spans;                         /* the sequence's plan as data, sorted by first layer */
+    struct share_span spans[SHARE_MAX_SPANS]; /* (0 spans: sharing nothing) */
     uint32_t layers, sharing_layers, tokens;
     uint64_t k_bytes, v_bytes, kv_bytes, kv_bytes_without_sharing, kv_bytes_saved;
     double kv_saved_ratio;

@@ -245,12 +245,15 @@ int cli_generate(int argc, char **argv)
     struct tf_opts to = {.n_ctx = (uint32_t)n_ctx, .n_threads = (int)threads, .plan = &plan, .rebalance = ao.rb};
     if (!to.n_ctx) to.n_ctx = m->hp.n_ctx_train;
     if (n_prompt + (size_t)n_predict > to.n_ctx) n_predict = (double)(to.n_ctx > n_prompt ? to.n_ctx - n_prompt : 0);
-    struct tf_ctx *ctx = NULL;
+    struct tf_ws *ws = NULL;
+    struct tf_seq *ctx = NULL;
     struct sampler *smp = NULL;
-    if ((rc = tf_create(m, &to, &ctx)) || (rc = sampler_create(&sp, (int32_t)m->hp.n_vocab, &smp))) {
+    if ((rc = tf_ws_create(m, &to, &ws)) || (rc = tf_seq_create(m, &to, &ctx)) ||
+        (rc = sampler_create(&sp, (int32_t)m->hp.n_vocab, &smp))) {
         fprintf(stderr, "saserve: %s\n", sa_err_str(rc));
         free(ids);
-        tf_destroy(ctx);
+        tf_seq_destroy(ctx);
+        tf_ws_destroy(ws);
         model_free(m);
         return 1;
     }
@@ -263,7 +266,7 @@ int cli_generate(int argc, char **argv)
     tok_stream_init(&ts, tok, n_prompt == 1 && ids[0] == tok_bos(tok));
     const float *logits;
     double t1 = now_s();
-    rc = tf_forward(ctx, ids, (uint32_t)n_prompt, 0, &logits);
+    rc = tf_forward(ws, ctx, ids, (uint32_t)n_prompt, 0, &logits);
     double t_prompt = now_s() - t1;
     int n_gen = 0;
     uint32_t n_cached = (uint32_t)n_prompt;
@@ -285,7 +288,7 @@ int cli_generate(int argc, char **argv)
             fprintf(stderr, "]\n");
         }
         if (n_gen == (int)n_predict) break;
-        rc = tf_forward(ctx, &id, 1, pos, &logits);
+        rc = tf_forward(ws, ctx, &id, 1, pos, &logits);
         if (!rc) n_cached++;
     }
     size_t len = tok_stream_flush(&ts, piece, sizeof piece);
@@ -301,7 +304,8 @@ int cli_generate(int argc, char **argv)
     print_cache_stats(stderr, &st, &plan, &ao.rb);
     if (rc) fprintf(stderr, "saserve: %s\n", sa_err_str(rc));
     sampler_destroy(smp);
-    tf_destroy(ctx);
+    tf_seq_destroy(ctx);
+    tf_ws_destroy(ws);
     free(ids);
     model_free(m);
     return rc ? 1 : 0;
@@ -540,9 +544,11 @@ int cli_perplexity(int argc, char **argv)
     uint32_t W = (uint32_t)n_ctx, V = m->hp.n_vocab;
     struct tf_opts to = {.n_ctx = W, .n_batch = W < 128 ? W : 128, .n_threads = (int)threads, .all_logits = true,
                          .plan = &plan, .rebalance = ao.rb};
-    struct tf_ctx *ctx;
-    if ((rc = tf_create(m, &to, &ctx))) {
+    struct tf_ws *ws = NULL;
+    struct tf_seq *ctx = NULL;
+    if ((rc = tf_ws_create(m, &to, &ws)) || (rc = tf_seq_create(m, &to, &ctx))) {
         fprintf(stderr, "saserve: %s\n", sa_err_str(rc));
+        tf_ws_destroy(ws);
         free(ids);
         model_free(m);
         return 1;
@@ -556,10 +562,10 @@ int cli_perplexity(int argc, char **argv)
         uint32_t len = (uint32_t)((n - start < W - 1) ? n - start : W - 1) + 1;
         win[0] = tok_bos(m->tok) >= 0 ? tok_bos(m->tok) : ids[0];
         memcpy(win + 1, ids + start, (len - 1) * sizeof *win);
-        for (uint32_t p = 0; p < len && !rc; p += tf_n_batch(ctx)) {
-            uint32_t cnt = len - p < tf_n_batch(ctx) ? len - p : tf_n_batch(ctx);
+        for (uint32_t p = 0; p < len && !rc; p += tf_ws_n_batch(ws)) {
+            uint32_t cnt = len - p < tf_ws_n_batch(ws) ? len - p : tf_ws_n_batch(ws);
             const float *lg;
-            rc = tf_forward(ctx, win + p, cnt, p, &lg);
+            rc = tf_forward(ws, ctx, win + p, cnt, p, &lg);
             for (uint32_t t = 0; t < cnt && !rc; t++) {
                 if (p + t + 1 >= len) break; /* the last token predicts nothing in this window */
                 const float *row = lg + (size_t)t * V;
@@ -598,7 +604,8 @@ int cli_perplexity(int argc, char **argv)
     }
     free(win);
     free(ids);
-    tf_destroy(ctx);
+    tf_seq_destroy(ctx);
+    tf_ws_destroy(ws);
     model_free(m);
     return rc ? 1 : 0;
 }
