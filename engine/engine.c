@@ -590,7 +590,7 @@ int engine_create(const struct engine_config *cfg_in, struct engine **out, char 
     info->eos = tok_eos(e->m->tok);
     info->share_default = cfg->share_default;
     info->rebalance_default = cfg->rebalance;
-    info->chat_template = gguf_get_cstr(e->m->gguf, "tokenizer.chat_template", e->chat_template,
+    info->chat_template = e->m->gguf && gguf_get_cstr(e->m->gguf, "tokenizer.chat_template", e->chat_template,
                                         sizeof e->chat_template) == 0 ? e->chat_template : NULL;
     e->pool = workers_create(cfg->n_threads);
     e->slots = calloc(cfg->n_slots, sizeof *e->slots);

@@ -3,6 +3,7 @@
 
 #include "errors.h"
 #include "gguf.h"
+#include "hf.h"
 #include "log.h"
 #include "tokenizer.h"
 
@@ -132,6 +133,12 @@ int model_load(const char *path, const struct model_load_opts *opts, struct mode
     struct model *m = calloc(1, sizeof *m);
     if (!m) return SA_ERR_NOMEM;
     int rc;
+    if (hf_is_checkpoint(path)) { /* Hugging Face directory: hf.c does the rest */
+        rc = hf_load(path, opts, m, msg, msg_len);
+        if (rc) goto err;
+        *out = m;
+        return 0;
+    }
     if (opts->use_mmap) {
         rc = gguf_open_file(path, &m->gguf, msg, msg_len);
     } else {
@@ -258,6 +265,7 @@ void model_free(struct model *m)
     if (!m) return;
     tok_destroy(m->tok);
     gguf_close(m->gguf);
+    hf_storage_free(m->hf);
     free(m->file_copy);
     free(m->norms);
     free(m->layers);
