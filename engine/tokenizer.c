@@ -131,6 +131,7 @@ struct tokenizer {
     enum tok_prefix prefix_mode; /* SPM: where U+2581 is prepended */
     bool merges_by_rank;         /* SPM: merge by rank in the merge list, not by score */
     bool split_words;            /* SPM: never merge into a symbol that starts with U+2581 */
+    bool fuse_unk;               /* SPM by rank: consecutive unknown characters give one <unk> */
     size_t max_text_len;
     pcre2_code *re[TOK_MAX_REGEX];
     size_t n_re;
@@ -751,6 +752,7 @@ int tok_create_vocab(const struct tok_vocab *v, struct tokenizer **out, char *ms
     t->prefix_mode = v->prefix_mode;
     t->merges_by_rank = v->kind == TOK_KIND_SPM;
     t->split_words = v->split_words;
+    t->fuse_unk = v->fuse_unk;
     t->ignore_merges = v->ignore_merges;
     t->tokens = calloc((size_t)v->n_vocab, sizeof *t->tokens);
     size_t total = 0;
@@ -923,6 +925,7 @@ struct enc {
     unsigned char *buf; /* SPM escaped text, BPE mapped word */
     size_t buf_cap;
     pcre2_match_data *md;
+    bool last_was_unk; /* the last id pushed is an <unk> for unknown characters (fuse_unk) */
 };
 
 /* Room for need elements of elem bytes in buffer p of capacity *cap: returns
@@ -940,6 +943,7 @@ static void *grow(void *p, size_t *cap, size_t need, size_t elem)
 
 static int push_id(struct enc *e, int32_t id)
 {
+    e->last_was_unk = false;
     int32_t *v = grow(e->ids.v, &e->ids.cap, e->ids.n + 1, sizeof *v);
     if (!v) return SA_ERR_NOMEM;
     e->ids.v = v;
@@ -1123,6 +1127,18 @@ static int spm_fragment(struct enc *e, const char *text, size_t n, bool prefix)
         if (s->id >= 0) {
             rc = push_id(e, s->id);
             continue;
+        }
+        if (e->t->merges_by_rank) { /* HF BPE: all bytes as <0xXX>, else one <unk> (fused) */
+            bool all = true;
+            for (uint32_t j = 0; j < s->len; j++) all = all && e->t->byte_tok[w[s->start + j]] >= 0;
+            if (!all) {
+                int32_t unk = e->t->special[SPECIAL_UNK];
+                if (unk < 0) return SA_ERR_TOKENIZER;
+                bool fused = e->t->fuse_unk && e->ids.n && e->ids.v[e->ids.n - 1] == unk && e->last_was_unk;
+                if (!fused) rc = push_id(e, unk);
+                e->last_was_unk = true;
+                continue;
+            }
         }
         for (uint32_t j = 0; j < s->len && !rc; j++) rc = spm_push_byte(e, w[s->start + j]);
     }

@@ -73,8 +73,10 @@ enum tok_prefix {
  *   TOK_KIND_SPM: spaces -> U+2581, the prefix per prefix_mode, UTF-8
  *     characters merged by the rank of (left id, right id) in merges (lowest
  *     first, ties leftmost: HF's BPE model), then characters that are not
- *     tokens fall back to <0xXX> (byte_fallback) or unk. split_words forbids
- *     a merge into a symbol starting with U+2581 (Metaspace split = true).
+ *     tokens fall back to <0xXX> (byte_fallback: only if every byte of the
+ *     character has one) or one unk per character; fuse_unk makes a run of
+ *     such characters one unk. split_words forbids a merge into a symbol
+ *     starting with U+2581 (Metaspace split = true).
  *   TOK_KIND_BPE: byte-level (GPT-2 byte map), cut by pre_regex in sequence
  *     (none: the GPT-2 regex), merged by rank.
  * Types are enum tok_type values; TOK_TYPE_BYTE texts must read <0xXX>.
@@ -90,7 +92,7 @@ struct tok_vocab {
     int32_t bos, eos, unk;
     bool add_bos, add_eos;
     enum tok_prefix prefix_mode;
-    bool split_words, byte_fallback, ignore_merges;
+    bool split_words, byte_fallback, fuse_unk, ignore_merges;
     const char *const *pre_regex; /* BPE: [n_pre_regex] PCRE2 patterns, or NULL */
     size_t n_pre_regex;
 };

@@ -12,9 +12,8 @@
  * is not in the vocabulary becomes its UTF-8 bytes as <0xXX> tokens.
  *
  * Known differences: Metaspace "always" prepends U+2581 even when the piece
- * already starts with a space (HF skips it then); fuse_unk is not applied
- * (consecutive <unk> stay separate); merges that involve <0xXX> byte tokens
- * are ignored.
+ * already starts with a space (HF skips it then); merges that involve
+ * <0xXX> byte tokens are ignored.
  */
 #include "tokenizer.h"
 
@@ -308,6 +307,7 @@ int tok_create_hf_json(const char *text, size_t len, int32_t bos, int32_t eos, i
     }
     v.byte_fallback = json_is_true(json_object_get(model, "byte_fallback"));
     v.ignore_merges = json_is_true(json_object_get(model, "ignore_merges"));
+    v.fuse_unk = json_is_true(json_object_get(model, "fuse_unk"));
     if (v.byte_fallback && v.kind == TOK_KIND_SPM) {
         for (int32_t i = 0; i < n_vocab; i++) {
             const char *s = texts[i];
