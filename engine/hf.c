@@ -362,7 +362,7 @@ static int load_tokenizer(const char *dir, struct model *m, int32_t bos, int32_t
     free(text);
     if (rc) return rc;
     if (tok_n_vocab(m->tok) > (int32_t)m->hp.n_vocab)
-        return fail(msg, msg_len, "tokenizer.json: %d tokens but model.embed_tokens.weight has %u rows",
+        return fail(msg, msg_len, "tokenizer.json: %d tokens but the embedding matrix has %u rows",
                     tok_n_vocab(m->tok), m->hp.n_vocab);
     return 0;
 }

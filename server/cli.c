@@ -310,7 +310,7 @@ int cli_generate(int argc, char **argv)
 int cli_check_model(int argc, char **argv)
 {
     if (argc != 2) {
-        fprintf(stderr, "usage: saserve check-model FILE\n");
+        fprintf(stderr, "usage: saserve check-model FILE.gguf | HF_DIR | FILE.safetensors\n");
         return 1;
     }
     struct model *m = load_model_or_report(argv[1], NULL);
