@@ -19,6 +19,9 @@
  *    were computed by HF's JavaScript tokenizers (tests/hf/make_tok_ref.mjs).
  *    Round trip: decode(encode(eval text)) is the text without the
  *    characters the vocabulary lacks (those become <unk>).
+ *  - byte-level tokenizer.json: one made from ggml-vocab-gpt-2 / -mpt
+ *    (tests/gguf/gguf_vocab_to_tokenizer_json.py) passes llama.cpp's vectors
+ *    for those vocabularies (HF tokenizers' ids).
  *  - hand-checkable tokenizer.json cases: byte-level BPE and Metaspace split.
  *  - safetensors: crafted bad headers are rejected naming the field.
  */
@@ -524,6 +527,60 @@ static void test_tokenizer_json_cases(void)
     }
 }
 
+/* llama.cpp's byte-level vectors (computed with HF tokenizers) through a
+ * tokenizer.json made from the same GGUF vocabulary (encode without BOS, no
+ * special parsing, as test_tokenizer.c runs them on the GGUF tokenizer). */
+static void test_tokenizer_json_bytelevel_vectors(void)
+{
+    static const char *const vocabs[] = {"gpt-2", "mpt"};
+    for (size_t v = 0; v < sizeof vocabs / sizeof vocabs[0]; v++) {
+        char gguf[1024], json[256], cmd[2048], path[1100];
+        snprintf(gguf, sizeof gguf, "%s/tokenizer-vectors/ggml-vocab-%s.gguf", test_shared_dir(), vocabs[v]);
+        snprintf(json, sizeof json, "/tmp/test_hf_%d_%s.json", (int)getpid(), vocabs[v]);
+        snprintf(cmd, sizeof cmd, "python3 tests/gguf/gguf_vocab_to_tokenizer_json.py '%s' '%s'", gguf, json);
+        if (system(cmd) != 0) {
+            TEST_FAIL_("%s failed", cmd);
+            continue;
+        }
+        size_t jl = 0, li = 0, lo = 0;
+        char *js = read_all(json, &jl);
+        unlink(json);
+        snprintf(path, sizeof path, "%s.inp", gguf);
+        char *inp = read_all(path, &li);
+        snprintf(path, sizeof path, "%s.out", gguf);
+        char *out = read_all(path, &lo);
+        struct tokenizer *t = NULL;
+        char msg[256];
+        int rc = js ? tok_create_hf_json(js, jl, -1, -1, 0, 0, &t, msg, sizeof msg) : -1;
+        if (rc) fprintf(stderr, "  %s: %s\n", vocabs[v], msg);
+        ASSERT_TRUE(t && inp && out);
+        int cases = 0, ok = 0;
+        static const char sep[] = "\n__ggml_vocab_test__\n";
+        for (char *p = inp, *q = out; t && p && q;) {
+            char *e = strstr(p, sep);
+            if (!e) break; /* the .inp ends with a separator */
+            char *nl = strchr(q, '\n');
+            if (!nl) break;
+            *nl = 0;
+            int32_t want[1024], got[1024];
+            size_t nw = parse_ids(q, want, 1024), ng = 0;
+            rc = tok_encode(t, p, (size_t)(e - p), false, false, got, 1024, &ng);
+            cases++;
+            if (rc == 0 && ng == nw && memcmp(got, want, nw * sizeof *got) == 0) ok++;
+            else fprintf(stderr, "  %s case %d differs (%zu ids vs %zu)\n", vocabs[v], cases, ng, nw);
+            p = e + strlen(sep);
+            q = nl + 1;
+        }
+        fprintf(stderr, "  tokenizer.json from ggml-vocab-%s: %d/%d llama.cpp vectors identical\n", vocabs[v], ok, cases);
+        ASSERT_TRUE(cases >= 20);
+        ASSERT_EQ(ok, cases);
+        tok_destroy(t);
+        free(js);
+        free(inp);
+        free(out);
+    }
+}
+
 /* A one-tensor safetensors file in buf: header text h (padded), then nbytes of data. */
 static size_t make_st(unsigned char *buf, const char *h, size_t nbytes)
 {
@@ -604,6 +661,7 @@ int main(void)
     TEST_RUN(test_safetensors_bad);
     TEST_RUN(test_tokenizer_json_cases);
     TEST_RUN(test_tokenizer_vectors);
+    TEST_RUN(test_tokenizer_json_bytelevel_vectors);
     TEST_RUN(test_tokenizer_eval_text);
     TEST_RUN(test_weights_vs_llamacpp_q8);
     TEST_RUN(test_golden_greedy);
