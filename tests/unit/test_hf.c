@@ -14,6 +14,8 @@
  *    q_proj rows must NOT (so the check can fail).
  *  - golden: greedy decoding from BOS gives the 30 ids ASSETS.md lists for
  *    the F32 checkpoint (an independent numpy run with HF rotate-half RoPE).
+ *  - dtypes: the checkpoint rewritten as F16 / BF16 / misaligned F32
+ *    (tests/gguf/hf_retype.py) loads with the dtype's rounding and decodes.
  *  - tokenizer: ids of tests/hf/tinystories-656k.inp equal .out, and the ids
  *    of the whole evaluation text match the count and hash in .eval.out; both
  *    were computed by HF's JavaScript tokenizers (tests/hf/make_tok_ref.mjs).
@@ -282,6 +284,92 @@ static void test_golden_greedy(void)
         tf_destroy(c);
     }
     model_free(m);
+}
+
+/* The checkpoint rewritten as F16, BF16 and (F32, misaligned data) by
+ * tests/gguf/hf_retype.py: every loaded matrix equals the F32 model's within
+ * the dtype's rounding (relative to the largest |w|: 2^-11 F16, 2^-8 BF16;
+ * exactly for the misaligned F32 copy), and greedy decoding from BOS still
+ * gives the ASSETS ids (30 for F32, at least 20 for F16 and BF16). This
+ * checkpoint's F32 values all happen to be exact in BF16 and F16 (it was
+ * trained in bfloat16), so the measured difference is 0; a wrong stride or
+ * permutation for 2-byte rows would show as a difference of order 1. */
+static void test_dtypes(void)
+{
+    static const struct {
+        const char *dtype, *flag;
+        double rel_tol;
+        int min_golden;
+    } cases[] = {{"F32", "--misalign", 0.0, 30}, {"F16", "", 1.0 / 2048, 20}, {"BF16", "", 1.0 / 256, 20}};
+    struct model *ref = load(HF_DIR, false);
+    ASSERT_TRUE(ref != NULL);
+    if (!ref) return;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char dir[256], cmd[2048], msg[512];
+        snprintf(dir, sizeof dir, "/tmp/test_hf_%d_%s", (int)getpid(), cases[c].dtype);
+        snprintf(cmd, sizeof cmd, "python3 tests/gguf/hf_retype.py '%s/" HF_DIR "' '%s' %s %s", test_shared_dir(), dir,
+                 cases[c].dtype, cases[c].flag);
+        if (system(cmd) != 0) {
+            TEST_FAIL_("%s failed", cmd);
+            continue;
+        }
+        struct model *m = NULL;
+        struct model_load_opts o = {.use_mmap = true, .no_tokenizer = true};
+        if (model_load(dir, &o, &m, msg, sizeof msg)) TEST_FAIL_("load %s: %s", dir, msg);
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        if (system(cmd) != 0) fprintf(stderr, "  (could not remove %s)\n", dir);
+        if (!m) continue;
+        double worst = 0, wmax = 0;
+        const struct model_weight *wa[1 + 7 * 2], *wb[1 + 7 * 2];
+        size_t nw = 0;
+        wa[nw] = &m->token_embd;
+        wb[nw++] = &ref->token_embd;
+        for (uint32_t l = 0; l < m->hp.n_layer && l < 2; l++) {
+            const struct model_layer *a = &m->layers[l], *b = &ref->layers[l];
+            const struct model_weight *la[7] = {&a->wq, &a->wk, &a->wv, &a->wo, &a->w_gate, &a->w_up, &a->w_down};
+            const struct model_weight *lb[7] = {&b->wq, &b->wk, &b->wv, &b->wo, &b->w_gate, &b->w_up, &b->w_down};
+            for (int k = 0; k < 7; k++) {
+                wa[nw] = la[k];
+                wb[nw++] = lb[k];
+            }
+        }
+        for (size_t i = 0; i < nw; i++) {
+            worst = fmax(worst, weight_diff(wa[i], wb[i]));
+            float *row = malloc(wb[i]->n_in * sizeof *row);
+            for (uint32_t r = 0; r < wb[i]->n_out; r++) {
+                quant_dequantize_row(wb[i]->type, (const char *)wb[i]->data + (size_t)r * wb[i]->row_bytes, row,
+                                     wb[i]->n_in);
+                for (uint32_t k = 0; k < wb[i]->n_in; k++) wmax = fmax(wmax, fabs(row[k]));
+            }
+            free(row);
+        }
+        ASSERT_EQ(m->layers[0].wq.type, strcmp(cases[c].dtype, "F16") == 0    ? QUANT_F16
+                                        : strcmp(cases[c].dtype, "BF16") == 0 ? QUANT_BF16
+                                                                              : QUANT_F32);
+        struct tf_ctx *ctx;
+        struct tf_opts to = {.n_ctx = 64, .n_threads = 1};
+        int matched = 0;
+        if (tf_create(m, &to, &ctx) == 0) {
+            int32_t tok = 1;
+            for (int i = 0; i < 30; i++) {
+                const float *lg;
+                if (tf_forward(ctx, &tok, 1, (uint32_t)i, &lg)) break;
+                int b = 0;
+                for (uint32_t k = 1; k < m->hp.n_vocab; k++)
+                    if (lg[k] > lg[b]) b = (int)k;
+                tok = b;
+                if (tok != golden_656k[i]) break;
+                matched++;
+            }
+            tf_destroy(ctx);
+        }
+        fprintf(stderr, "  %s%s: max |w - w_F32| %.3g (%.3g of max |w| %.3g, tol %.3g); greedy matches %d/30 golden ids\n",
+                cases[c].dtype, cases[c].flag, worst, worst / wmax, wmax, cases[c].rel_tol, matched);
+        ASSERT_TRUE(worst <= cases[c].rel_tol * wmax);
+        ASSERT_TRUE(matched >= cases[c].min_golden);
+        model_free(m);
+    }
+    model_free(ref);
 }
 
 /* Parse "a b c" into ids; returns the count (at most cap). */
@@ -665,6 +753,7 @@ int main(void)
     TEST_RUN(test_tokenizer_eval_text);
     TEST_RUN(test_weights_vs_llamacpp_q8);
     TEST_RUN(test_golden_greedy);
+    TEST_RUN(test_dtypes);
     TEST_RUN(test_logits_vs_f32_gguf);
     TEST_DONE();
 }
