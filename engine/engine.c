@@ -12,6 +12,7 @@
 
 #include "calibrate.h"
 #include "gguf.h"
+#include "hf.h"
 #include "kvpool.h"
 #include "log.h"
 #include "model.h"
@@ -592,6 +593,10 @@ int engine_create(const struct engine_config *cfg_in, struct engine **out, char 
     info->rebalance_default = cfg->rebalance;
     info->chat_template = e->m->gguf && gguf_get_cstr(e->m->gguf, "tokenizer.chat_template", e->chat_template,
                                         sizeof e->chat_template) == 0 ? e->chat_template : NULL;
+    if (!e->m->gguf && hf_chat_template(e->m->hf)) { /* a Hugging Face checkpoint */
+        snprintf(e->chat_template, sizeof e->chat_template, "%s", hf_chat_template(e->m->hf));
+        info->chat_template = e->chat_template;
+    }
     e->pool = workers_create(cfg->n_threads);
     e->slots = calloc(cfg->n_slots, sizeof *e->slots);
     e->piece_cap = 3 * (tok_max_piece_len(e->m->tok) + 3) + 64;

@@ -25,6 +25,7 @@
 
 struct hf_storage {
     struct safetensors *st;
+    char *chat_template; /* tokenizer_config.json chat_template, or NULL */
     void **owned; /* permuted or realigned weight copies */
     size_t n_owned, cap_owned;
 };
@@ -34,6 +35,7 @@ void hf_storage_free(struct hf_storage *s)
     if (!s) return;
     for (size_t i = 0; i < s->n_owned; i++) free(s->owned[i]);
     free(s->owned);
+    free(s->chat_template);
     safetensors_close(s->st);
     free(s);
 }
@@ -50,6 +52,11 @@ static void *own_alloc(struct hf_storage *s, size_t n)
     void *p = aligned_alloc(64, (n + 63) / 64 * 64);
     if (p) s->owned[s->n_owned++] = p;
     return p;
+}
+
+const char *hf_chat_template(const struct hf_storage *s)
+{
+    return s ? s->chat_template : NULL;
 }
 
 bool hf_is_checkpoint(const char *path)
@@ -351,6 +358,12 @@ static int load_tokenizer(const char *dir, struct model *m, int32_t bos, int32_t
         const json_t *b = json_object_get(tc, "add_bos_token"), *e = json_object_get(tc, "add_eos_token");
         if (json_is_boolean(b)) add_bos = json_is_true(b);
         if (json_is_boolean(e)) add_eos = json_is_true(e);
+        const char *tpl = json_string_value(json_object_get(tc, "chat_template"));
+        if (tpl && !(m->hf->chat_template = strdup(tpl))) {
+            json_decref(tc);
+            free(text);
+            return sa_errf(SA_ERR_NOMEM, msg, msg_len, "tokenizer_config.json: out of memory");
+        }
         json_decref(tc);
         free(text);
         text = NULL;

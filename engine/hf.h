@@ -4,7 +4,7 @@
  *   DIR/config.json          LlamaForCausalLM hyper-parameters
  *   DIR/model.safetensors    F32 / F16 / BF16 weights (safetensors.h validates it)
  *   DIR/tokenizer.json       the tokenizer (tokenizer_hf.c)
- *   DIR/tokenizer_config.json  optional: add_bos_token / add_eos_token
+ *   DIR/tokenizer_config.json  optional: add_bos_token / add_eos_token, chat_template
  *
  * config.json: hidden_size, intermediate_size, num_hidden_layers and
  * num_attention_heads are required; num_key_value_heads (default
@@ -31,7 +31,8 @@
  * head_dim rows, GGUF row 2i+j = HF row j*head_dim/2 + i (reshape
  * (n_head, 2, head_dim/2, in), swap axes 1 and 2). Other weights stay views
  * into the mmap unless their data is not aligned to the element size, in
- * which case they are copied. Norms are converted to F32.
+ * which case they are copied. Norms are converted to F32. The file is
+ * always mapped (model_load_opts.use_mmap = false has no effect here).
  */
 #ifndef SA_HF_H
 #define SA_HF_H
@@ -52,6 +53,10 @@ bool hf_is_checkpoint(const char *path);
  * / SA_ERR_NOMEM with msg naming the file and the field. On error m may hold
  * partial state that model_free releases. */
 int hf_load(const char *path, const struct model_load_opts *opts, struct model *m, char *msg, size_t msg_len);
+
+/* tokenizer_config.json's chat_template (NUL-terminated, owned by s), or
+ * NULL (none, or s is NULL). */
+const char *hf_chat_template(const struct hf_storage *s);
 
 /* Free what hf_load owns (accepts NULL; model_free calls it). */
 void hf_storage_free(struct hf_storage *s);

@@ -30,6 +30,7 @@
 #include "../test.h"
 
 #include "engine/errors.h"
+#include "engine/hf.h"
 #include "engine/model.h"
 #include "engine/quant.h"
 #include "engine/safetensors.h"
@@ -370,6 +371,37 @@ static void test_dtypes(void)
         model_free(m);
     }
     model_free(ref);
+}
+
+/* tokenizer_config.json: add_bos_token false is followed, chat_template kept. */
+static void test_tokenizer_config(void)
+{
+    char dir[256], cmd[2048], path[300], msg[512];
+    snprintf(dir, sizeof dir, "/tmp/test_hf_%d_cfg", (int)getpid());
+    snprintf(cmd, sizeof cmd, "python3 tests/gguf/hf_retype.py '%s/" HF_DIR "' '%s' F32", test_shared_dir(), dir);
+    if (system(cmd) != 0) {
+        TEST_FAIL_("%s failed", cmd);
+        return;
+    }
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    FILE *f = fopen(path, "w");
+    ASSERT_TRUE(f != NULL);
+    if (f) {
+        fputs("{\"add_bos_token\": false, \"chat_template\": \"{% for m in messages %}<|im_start|>{{ m.content }}{% endfor %}\"}", f);
+        fclose(f);
+    }
+    struct model *m = NULL;
+    if (model_load(dir, NULL, &m, msg, sizeof msg)) TEST_FAIL_("load %s: %s", dir, msg);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "  (could not remove %s)\n", dir);
+    if (!m) return;
+    ASSERT_TRUE(!tok_add_bos(m->tok));
+    ASSERT_TRUE(hf_chat_template(m->hf) && strstr(hf_chat_template(m->hf), "<|im_start|>"));
+    int32_t ids[8];
+    size_t n = 0;
+    ASSERT_OK(tok_encode(m->tok, "a", 1, true, false, ids, 8, &n));
+    ASSERT_EQ(n, 1); /* no BOS */
+    model_free(m);
 }
 
 /* Parse "a b c" into ids; returns the count (at most cap). */
@@ -754,6 +786,7 @@ int main(void)
     TEST_RUN(test_weights_vs_llamacpp_q8);
     TEST_RUN(test_golden_greedy);
     TEST_RUN(test_dtypes);
+    TEST_RUN(test_tokenizer_config);
     TEST_RUN(test_logits_vs_f32_gguf);
     TEST_DONE();
 }
