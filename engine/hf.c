@@ -353,8 +353,14 @@ static int load_tokenizer(const char *dir, struct model *m, int32_t bos, int32_t
     int add_bos = -1, add_eos = -1;
     int rc = join(path, sizeof path, dir, "tokenizer_config.json", msg, msg_len);
     if (rc) return rc;
-    if (read_file(path, &text, &len, msg, msg_len) == 0) { /* optional */
-        json_t *tc = json_loadb(text, len, 0, NULL);
+    if (read_file(path, &text, &len, msg, msg_len) == 0) { /* optional, but must be valid if present */
+        json_error_t jerr;
+        /* INT_AS_REAL: transformers writes model_max_length = 1e30 as an integer */
+        json_t *tc = json_loadb(text, len, JSON_DECODE_INT_AS_REAL, &jerr);
+        if (!tc) {
+            free(text);
+            return fail(msg, msg_len, "tokenizer_config.json: invalid JSON at line %d: %.80s", jerr.line, jerr.text);
+        }
         const json_t *b = json_object_get(tc, "add_bos_token"), *e = json_object_get(tc, "add_eos_token");
         if (json_is_boolean(b)) add_bos = json_is_true(b);
         if (json_is_boolean(e)) add_eos = json_is_true(e);

@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define HF_MAX_VOCAB (1 << 24)
+#define HF_MAX_VOCAB (1 << 21) /* ids above this are refused (the largest real vocabularies have ~256K) */
 
 static const char spiece[] = "\xE2\x96\x81"; /* U+2581 */
 

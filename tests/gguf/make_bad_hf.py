@@ -46,12 +46,13 @@ def main():
     os.makedirs(a.out)
     cases = []
 
-    def case(name, expect, st=None, cfg=None, tok=None, drop=()):
+    def case(name, expect, st=None, cfg=None, tok=None, drop=(), extra=None):
         d = os.path.join(a.out, name)
         os.makedirs(d)
         files = {"model.safetensors": st if st is not None else st_bytes(header, body),
                  "config.json": cfg if cfg is not None else json.dumps(config).encode(),
                  "tokenizer.json": tok if tok is not None else tok_text}
+        files.update(extra or {})
         for fn, content in files.items():
             if fn not in drop:
                 open(os.path.join(d, fn), "wb").write(content)
@@ -160,6 +161,10 @@ def main():
     t5 = json.loads(tok_text)
     t5["model"]["vocab"]["extra-token"] = 5000
     case("tok_too_many", ["tokenizer.json"], tok=json.dumps(t5).encode())
+    case("tokcfg_bad_json", ["tokenizer_config.json: invalid JSON"], extra={"tokenizer_config.json": b'{"add_bos_token": tru'})
+    t6 = json.loads(tok_text)
+    t6["model"]["vocab"]["huge-id"] = 1 << 30
+    case("tok_huge_id", ["tokenizer.json model.vocab"], tok=json.dumps(t6).encode())
     del tj
     print("wrote %d bad checkpoints to %s" % (len(cases), a.out), file=sys.stderr)
 
