@@ -132,6 +132,7 @@ struct tokenizer {
     bool merges_by_rank;         /* SPM: merge by rank in the merge list, not by score */
     bool split_words;            /* SPM: never merge into a symbol that starts with U+2581 */
     bool fuse_unk;               /* SPM by rank: consecutive unknown characters give one <unk> */
+    bool prefix_unless_space;    /* no U+2581 prefix for a fragment that starts with ' ' or U+2581 (Metaspace) */
     size_t max_text_len;
     pcre2_code *re[TOK_MAX_REGEX];
     size_t n_re;
@@ -753,6 +754,7 @@ int tok_create_vocab(const struct tok_vocab *v, struct tokenizer **out, char *ms
     t->merges_by_rank = v->kind == TOK_KIND_SPM;
     t->split_words = v->split_words;
     t->fuse_unk = v->fuse_unk;
+    t->prefix_unless_space = v->prefix_unless_space;
     t->ignore_merges = v->ignore_merges;
     t->tokens = calloc((size_t)v->n_vocab, sizeof *t->tokens);
     size_t total = 0;
@@ -1341,6 +1343,9 @@ static int encode_all(struct enc *e, const char *text, size_t len, bool add_spec
         const struct frag *fr = &e->frags.v[f];
         bool prefix = t->add_space_prefix && prev_special;
         if (t->prefix_mode != TOK_PREFIX_EACH) prefix = t->add_space_prefix && fr->off == 0;
+        if (prefix && t->prefix_unless_space && fr->id < 0 && fr->len &&
+            (text[fr->off] == ' ' || (fr->len >= 3 && memcmp(text + fr->off, "\xE2\x96\x81", 3) == 0)))
+            prefix = false; /* HF Metaspace: the piece already starts with the replacement */
         if (fr->id >= 0) {
             /* a Prepend normalizer puts U+2581 before a special at the start */
             if (prefix && t->kind == TOK_KIND_SPM && t->prefix_mode == TOK_PREFIX_TEXT) {

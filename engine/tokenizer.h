@@ -93,6 +93,7 @@ struct tok_vocab {
     bool add_bos, add_eos;
     enum tok_prefix prefix_mode;
     bool split_words, byte_fallback, fuse_unk, ignore_merges;
+    bool prefix_unless_space; /* SPM: no prefix when the fragment starts with ' ' or U+2581 */
     const char *const *pre_regex; /* BPE: [n_pre_regex] PCRE2 patterns, or NULL */
     size_t n_pre_regex;
 };

@@ -11,9 +11,9 @@
  * (lowest first, leftmost on ties), and with byte_fallback a character that
  * is not in the vocabulary becomes its UTF-8 bytes as <0xXX> tokens.
  *
- * Known differences: Metaspace "always" prepends U+2581 even when the piece
- * already starts with a space (HF skips it then); merges that involve
- * <0xXX> byte tokens are ignored.
+ * Known difference: merges that involve <0xXX> byte tokens are ignored.
+ * Metaspace prepends U+2581 only to a piece that does not already start with
+ * it (a space), as HF does; the Prepend normalizer always prepends.
  */
 #include "tokenizer.h"
 
@@ -300,6 +300,7 @@ int tok_create_hf_json(const char *text, size_t len, int32_t bos, int32_t eos, i
         v.kind = TOK_KIND_SPM;
         v.prefix_mode = h.metaspace ? h.prefix : h.prepend ? TOK_PREFIX_TEXT : TOK_PREFIX_NONE;
         v.split_words = h.metaspace && h.split_words;
+        v.prefix_unless_space = h.metaspace; /* Metaspace prepends only if not already there */
     } else {
         rc = unsupported(msg, msg_len, "normalizer/pre_tokenizer",
                          "a setup that is neither SentencePiece-style (Metaspace, Prepend+Replace) nor ByteLevel");

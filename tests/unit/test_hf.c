@@ -622,6 +622,14 @@ static void test_tokenizer_json_cases(void)
     ASSERT_EQ(n, 2);
     ASSERT_EQ(ids[0], 3);
     ASSERT_EQ(ids[1], 5);
+    /* a leading space: Metaspace does not prepend a second U+2581, Prepend does */
+    n = enc_json(sp2, " a", ids, 16, NULL);
+    ASSERT_EQ(n, 1);
+    ASSERT_EQ(ids[0], 3);
+    n = enc_json(sp1, " a", ids, 16, NULL);
+    ASSERT_EQ(n, 2);
+    ASSERT_EQ(ids[0], 0);
+    ASSERT_EQ(ids[1], 3);
 
     /* unsupported and malformed setups name the field */
     static const struct {
