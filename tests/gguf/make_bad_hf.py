@@ -143,6 +143,8 @@ def main():
     case("cfg_vocab_size", ["config.json vocab_size"], cfg=cfg(vocab_size=4096))
     case("cfg_layers", ["model.layers.2.self_attn.q_proj.weight: required tensor is missing"],
          cfg=cfg(num_hidden_layers=3))
+    case("cfg_untied_no_embedding", ["model.embed_tokens.weight: required tensor is missing"],
+         cfg=cfg(tie_word_embeddings=False))
     case("cfg_eps_negative", ["config.json rms_norm_eps"], cfg=cfg(rms_norm_eps=-1.0))
 
     # --- tokenizer.json

@@ -291,7 +291,8 @@ static void test_golden_greedy(void)
  * tests/gguf/hf_retype.py: every loaded matrix equals the F32 model's within
  * the dtype's rounding (relative to the largest |w|: 2^-11 F16, 2^-8 BF16;
  * exactly for the misaligned F32 copy), and greedy decoding from BOS still
- * gives the ASSETS ids (30 for F32, at least 20 for F16 and BF16). This
+ * gives the ASSETS ids (30 for F32, at least 20 for F16 and BF16); --untie
+ * stores embed_tokens and lm_head separately (tie_word_embeddings false). This
  * checkpoint's F32 values all happen to be exact in BF16 and F16 (it was
  * trained in bfloat16), so the measured difference is 0; a wrong stride or
  * permutation for 2-byte rows would show as a difference of order 1. */
@@ -301,13 +302,16 @@ static void test_dtypes(void)
         const char *dtype, *flag;
         double rel_tol;
         int min_golden;
-    } cases[] = {{"F32", "--misalign", 0.0, 30}, {"F16", "", 1.0 / 2048, 20}, {"BF16", "", 1.0 / 256, 20}};
+    } cases[] = {{"F32", "--misalign", 0.0, 30},
+                 {"F32", "--untie", 0.0, 30},
+                 {"F16", "", 1.0 / 2048, 20},
+                 {"BF16", "", 1.0 / 256, 20}};
     struct model *ref = load(HF_DIR, false);
     ASSERT_TRUE(ref != NULL);
     if (!ref) return;
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         char dir[256], cmd[2048], msg[512];
-        snprintf(dir, sizeof dir, "/tmp/test_hf_%d_%s", (int)getpid(), cases[c].dtype);
+        snprintf(dir, sizeof dir, "/tmp/test_hf_%d_%s%s", (int)getpid(), cases[c].dtype, cases[c].flag);
         snprintf(cmd, sizeof cmd, "python3 tests/gguf/hf_retype.py '%s/" HF_DIR "' '%s' %s %s", test_shared_dir(), dir,
                  cases[c].dtype, cases[c].flag);
         if (system(cmd) != 0) {
@@ -325,6 +329,8 @@ static void test_dtypes(void)
         size_t nw = 0;
         wa[nw] = &m->token_embd;
         wb[nw++] = &ref->token_embd;
+        ASSERT_EQ(m->tied_output, strcmp(cases[c].flag, "--untie") != 0);
+        if (!m->tied_output) ASSERT_TRUE(weight_diff(&m->output, &ref->output) == 0 && m->output.data != m->token_embd.data);
         for (uint32_t l = 0; l < m->hp.n_layer && l < 2; l++) {
             const struct model_layer *a = &m->layers[l], *b = &ref->layers[l];
             const struct model_weight *la[7] = {&a->wq, &a->wk, &a->wv, &a->wo, &a->w_gate, &a->w_up, &a->w_down};
