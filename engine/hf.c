@@ -353,7 +353,9 @@ static int load_tokenizer(const char *dir, struct model *m, int32_t bos, int32_t
     int add_bos = -1, add_eos = -1;
     int rc = join(path, sizeof path, dir, "tokenizer_config.json", msg, msg_len);
     if (rc) return rc;
-    if (read_file(path, &text, &len, msg, msg_len) == 0) { /* optional, but must be valid if present */
+    rc = read_file(path, &text, &len, msg, msg_len);
+    if (rc && rc != SA_ERR_NOT_FOUND) return rc; /* optional, but readable and valid if present */
+    if (rc == 0) {
         json_error_t jerr;
         /* INT_AS_REAL: transformers writes model_max_length = 1e30 as an integer */
         json_t *tc = json_loadb(text, len, JSON_DECODE_INT_AS_REAL, &jerr);
@@ -394,6 +396,7 @@ int hf_load(const char *path, const struct model_load_opts *opts, struct model *
     if (stat(path, &sb) != 0) return sa_errf(SA_ERR_NOT_FOUND, msg, msg_len, "%s: %s", path, strerror(errno));
     if (S_ISDIR(sb.st_mode)) {
         snprintf(dir, sizeof dir, "%s", path);
+        for (size_t n = strlen(dir); n > 1 && dir[n - 1] == '/'; n--) dir[n - 1] = 0; /* "hf/" -> "hf" */
         if ((rc = join(file, sizeof file, dir, "model.safetensors", msg, msg_len))) return rc;
     } else {
         snprintf(file, sizeof file, "%s", path);
