@@ -12,6 +12,7 @@
 
 #include "calibrate.h"
 #include "gguf.h"
+#include "hf.h"
 #include "kvpool.h"
 #include "log.h"
 #include "model.h"
@@ -599,8 +600,12 @@ int engine_create(const struct engine_config *cfg_in, struct engine **out, char 
     info->eos = tok_eos(e->m->tok);
     info->share_default = cfg->share_default;
     info->rebalance_default = cfg->rebalance;
-    info->chat_template = gguf_get_cstr(e->m->gguf, "tokenizer.chat_template", e->chat_template,
+    info->chat_template = e->m->gguf && gguf_get_cstr(e->m->gguf, "tokenizer.chat_template", e->chat_template,
                                         sizeof e->chat_template) == 0 ? e->chat_template : NULL;
+    if (!e->m->gguf && hf_chat_template(e->m->hf)) { /* a Hugging Face checkpoint */
+        snprintf(e->chat_template, sizeof e->chat_template, "%s", hf_chat_template(e->m->hf));
+        info->chat_template = e->chat_template;
+    }
     e->pool = workers_create(cfg->n_threads);
     /* OpenBLAS runs on the step thread between pool tasks, with as many threads as the pool:
      * set once, here */

@@ -3,6 +3,7 @@
 
 #include "errors.h"
 #include "gguf.h"
+#include "hf.h"
 #include "log.h"
 #include "tokenizer.h"
 
@@ -140,6 +141,12 @@ int model_load(const char *path, const struct model_load_opts *opts, struct mode
     struct model *m = calloc(1, sizeof *m);
     if (!m) return SA_ERR_NOMEM;
     int rc;
+    if (hf_is_checkpoint(path)) { /* Hugging Face directory: hf.c does the rest */
+        rc = hf_load(path, opts, m, msg, msg_len);
+        if (rc) goto err;
+        *out = m;
+        return 0;
+    }
     if (opts->use_mmap) {
         rc = gguf_open_file(path, &m->gguf, msg, msg_len);
     } else {
@@ -263,16 +270,35 @@ err:
     return rc ? rc : SA_ERR_BAD_MODEL;
 }
 
+/* One weight matrix, every element (name for the message). */
+static int check_weight(const struct model_weight *w, const char *name, float *buf, size_t buf_n, char *msg,
+                        size_t msg_len)
+{
+    size_t bad;
+    if (!quant_values_finite(w->type, w->data, (size_t)w->n_in * w->n_out, buf, buf_n, &bad))
+        return fail(msg, msg_len, "%s: element %zu is not a finite number", name, bad);
+    return 0;
+}
+
 int model_check_values(const struct model *m, char *msg, size_t msg_len)
 {
     float buf[4096];
-    for (uint64_t i = 0; i < gguf_n_tensors(m->gguf); i++) {
-        const struct gguf_tensor *t = gguf_tensor(m->gguf, i);
-        size_t bad;
-        if (!quant_values_finite((enum quant_type)t->type, t->data, t->n_elements, buf, 4096, &bad))
-            return fail(msg, msg_len, "%.*s: element %zu is not a finite number", (int)t->name.len, t->name.data, bad);
+    int rc = check_weight(&m->token_embd, "token_embd.weight", buf, 4096, msg, msg_len);
+    if (!rc && !m->tied_output) rc = check_weight(&m->output, "output.weight", buf, 4096, msg, msg_len);
+    for (uint32_t l = 0; l < m->hp.n_layer && !rc; l++) {
+        const struct model_layer *L = &m->layers[l];
+        const struct {
+            const struct model_weight *w;
+            const char *suffix;
+        } ws[] = {{&L->wq, "attn_q"},       {&L->wk, "attn_k"},   {&L->wv, "attn_v"},      {&L->wo, "attn_output"},
+                  {&L->w_gate, "ffn_gate"}, {&L->w_up, "ffn_up"}, {&L->w_down, "ffn_down"}};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0] && !rc; i++) {
+            char name[96];
+            snprintf(name, sizeof name, "blk.%u.%s.weight", l, ws[i].suffix);
+            rc = check_weight(ws[i].w, name, buf, 4096, msg, msg_len);
+        }
     }
-    return 0;
+    return rc; /* norms: checked at load */
 }
 
 void model_free(struct model *m)
@@ -280,6 +306,7 @@ void model_free(struct model *m)
     if (!m) return;
     tok_destroy(m->tok);
     gguf_close(m->gguf);
+    hf_storage_free(m->hf);
     free(m->file_copy);
     free(m->norms);
     free(m->layers);

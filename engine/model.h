@@ -24,6 +24,7 @@
 
 struct gguf;
 struct tokenizer;
+struct hf_storage;
 
 enum rope_mode {
     ROPE_NORMAL = 0, /* rotate adjacent pairs (x[2i], x[2i+1]): GGUF llama */
@@ -81,6 +82,7 @@ struct model {
     float *norms;                   /* all norm vectors, F32 */
     void *file_copy;                /* use_mmap = false: the whole file */
     size_t file_copy_len;
+    struct hf_storage *hf;          /* a Hugging Face checkpoint (hf.h); gguf is NULL then */
 };
 
 struct model_load_opts {
@@ -88,7 +90,9 @@ struct model_load_opts {
     bool no_tokenizer;  /* skip tokenizer creation */
 };
 
-/* Load and validate. On error *out is NULL and msg names the field. */
+/* Load and validate. path is a GGUF file, or a Hugging Face checkpoint (a
+ * directory or a *.safetensors file; hf.h), which then has no gguf. On error
+ * *out is NULL and msg names the field. */
 int model_load(const char *path, const struct model_load_opts *opts, struct model **out, char *msg,
                size_t msg_len);
 void model_free(struct model *m); /* accepts NULL */

@@ -315,7 +315,7 @@ int cli_check_model(int argc, char **argv)
 {
     bool full = argc == 3 && strcmp(argv[1], "--full") == 0;
     if (argc != 2 + full) {
-        fprintf(stderr, "usage: saserve check-model [--full] FILE\n"
+        fprintf(stderr, "usage: saserve check-model [--full] FILE.gguf | HF_DIR | FILE.safetensors\n"
                         "  --full  also check that every weight is a finite number (reads the whole file)\n");
         return 1;
     }

@@ -3,7 +3,7 @@
  *
  *   saserve serve ...         the HTTP service (serve.c); also the default with only options
  *   saserve generate ...      text generation on the command line (cli.c)
- *   saserve check-model FILE  validate a GGUF model (exit 2 naming the bad field)
+ *   saserve check-model FILE  validate a GGUF model or a Hugging Face checkpoint directory (exit 2 naming the bad field)
  *   saserve similarity ...    layer-to-layer attention similarity, auto spans, heatmap
  *   saserve perplexity ...    perplexity with and without Shared Attention / re-balancing
  */
@@ -19,7 +19,7 @@ static void usage(void)
             "usage: saserve COMMAND [options]\n"
             "  serve [--config FILE] [-m MODEL] [--port N] ...   the HTTP service (saserve serve --help)\n"
             "  generate -m MODEL -p PROMPT   generate text (see saserve generate --help)\n"
-            "  check-model FILE              validate a GGUF model file\n"
+            "  check-model FILE|DIR          validate a GGUF file or a Hugging Face checkpoint directory\n"
             "  similarity -m MODEL [-f TEXT] attention similarity between layers (which layers to share)\n"
             "  perplexity -m MODEL -f TEXT   perplexity, with --share SPANS / --rebalance\n");
 }
