@@ -61,6 +61,8 @@ static int get_weight(const struct gguf *g, const char *name, uint32_t n_in, uin
         return fail(msg, msg_len, "%s: shape [%lld, %lld, %lld, %lld] does not match the expected [%u, %u]", name,
                     (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3], n_in,
                     n_out);
+    if (!quant_scales_finite((enum quant_type)t->type, t->data, (size_t)t->n_elements))
+        return fail(msg, msg_len, "%s: a %s block scale is NaN or infinite", name, quant_type_name(t->type));
     w->type = (enum quant_type)t->type;
     w->n_in = n_in;
     w->n_out = n_out;
@@ -76,6 +78,8 @@ static int get_norm(const struct gguf *g, const char *name, uint32_t n, float *d
     if (!t) return fail(msg, msg_len, "%s: required tensor is missing", name);
     if (t->n_elements != n || t->ne[0] != n)
         return fail(msg, msg_len, "%s: %llu elements, expected %u", name, (unsigned long long)t->n_elements, n);
+    if (!quant_scales_finite((enum quant_type)t->type, t->data, n))
+        return fail(msg, msg_len, "%s: a %s block scale is NaN or infinite", name, quant_type_name(t->type));
     quant_dequantize_row((enum quant_type)t->type, t->data, dst, n);
     return 0;
 }

@@ -636,7 +636,7 @@ static void test_reject_tensor_shape(void)
     EXPECT_BAD(&b, "huge", "2^51 elements in a tiny file");
 
     /* types */
-    const uint32_t bad_types[] = {0xFFFFFFFFu, 999, 12, 3, 6, 31};
+    const uint32_t bad_types[] = {0xFFFFFFFFu, 999, 15, 3, 6, 31};
     for (size_t i = 0; i < sizeof bad_types / sizeof bad_types[0]; i++) {
         one_tensor(&b, "blk.0.ffn_up.weight", 1, ne, bad_types[i], 0, 64);
         EXPECT_BAD(&b, "type", "unsupported tensor type");
