@@ -72,7 +72,7 @@ static int get_weight(const struct model *m, const char *name, uint32_t n_in, ui
                     (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3], n_in,
                     n_out);
     if (!quant_scales_finite((enum quant_type)t->type, t->data, (size_t)t->n_elements))
-        return fail(msg, msg_len, "%s: a %s block scale is NaN or infinite", name, quant_type_name(t->type));
+        return fail(msg, msg_len, "%s: NaN or infinite block scale (%s)", name, quant_type_name(t->type));
     w->type = (enum quant_type)t->type;
     w->n_in = n_in;
     w->n_out = n_out;
@@ -89,7 +89,7 @@ static int get_norm(const struct model *m, const char *name, uint32_t n, float *
     if (t->n_elements != n || t->ne[0] != n)
         return fail(msg, msg_len, "%s: %llu elements, expected %u", name, (unsigned long long)t->n_elements, n);
     if (!quant_scales_finite((enum quant_type)t->type, t->data, n))
-        return fail(msg, msg_len, "%s: a %s block scale is NaN or infinite", name, quant_type_name(t->type));
+        return fail(msg, msg_len, "%s: NaN or infinite block scale (%s)", name, quant_type_name(t->type));
     quant_dequantize_row((enum quant_type)t->type, t->data, dst, n);
     return 0;
 }
@@ -198,20 +198,22 @@ static int open_split(struct model *m, const char *path, bool use_mmap, char *ms
             m->shards[i] = NULL;
             free(m->shard_copies[i]);
             m->shard_copies[i] = NULL;
-            return sa_errf(SA_ERR_BAD_MODEL, msg, msg_len, "split shard %u of %u %s: %s", i + 1, count, sp, sub);
+            size_t spl = strlen(sp); /* open errors already start with the path */
+            const char *why = strncmp(sub, sp, spl) == 0 && sub[spl] == ':' ? sub + spl + 2 : sub;
+            return sa_errf(SA_ERR_BAD_MODEL, msg, msg_len, "split shard %u of %u %s: %s", i + 1, count, sp, why);
         }
         m->n_shards = i + 1;
         const struct gguf *g = m->shards[i];
         uint32_t c2 = 0, n2 = 0;
         int64_t t2 = 0;
         if (gguf_get_u32(g, "split.count", &c2) || c2 != count)
-            return fail(msg, msg_len, "split shard %s: split.count %u does not match the first shard's %u", sp, c2,
-                        count);
+            return fail(msg, msg_len, "split shard %u of %u %s: split.count %u, the first shard says %u", i + 1,
+                        count, sp, c2, count);
         if (gguf_get_u32(g, "split.no", &n2) || n2 != i)
-            return fail(msg, msg_len, "split shard %s: split.no %u, expected %u", sp, n2, i);
+            return fail(msg, msg_len, "split shard %u of %u %s: split.no %u, expected %u", i + 1, count, sp, n2, i);
         if (gguf_get_i64(g, "split.tensors.count", &t2) || t2 != n_tensors)
-            return fail(msg, msg_len, "split shard %s: split.tensors.count %lld does not match the first shard's %lld",
-                        sp, (long long)t2, (long long)n_tensors);
+            return fail(msg, msg_len, "split shard %u of %u %s: split.tensors.count %lld does not match the first shard's %lld",
+                        i + 1, count, sp, (long long)t2, (long long)n_tensors);
         total += gguf_n_tensors(g);
     }
     if ((uint64_t)n_tensors != total)

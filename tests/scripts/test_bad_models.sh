@@ -5,7 +5,10 @@
 # make `saserve check-model FILE` exit with status 2 (not 0, not 1, not a
 # signal, not a timeout) within 5 s, printing exactly one line on stderr of
 # the form "saserve: FILE: <message>" that contains one of the substrings in
-# FILE's .expect. The valid input must exit 0. If the sanitizer build
+# FILE's .expect. The valid input must exit 0, and so must every model of
+# $SHARED/models/kquant (llama.cpp's K-quant/IQ4 files and the first shard of
+# its split set) when that directory exists. Bad split sets lie in
+# $OUT/split_*/: their first shard (...-00001-of-...) is the file checked. If the sanitizer build
 # build/san-address-undefined/saserve exists, every file also goes through it
 # (any ASan/UBSan report breaks the one-line/exit-2 rule and so fails).
 #
@@ -115,7 +118,10 @@ for b in "${bins[@]}"; do
     label=${b%%:*}
     bin=${b#*:}
     check_one "$label" "$bin" "$VALID" 0
-    for f in "$OUT"/*.gguf; do
+    for f in "$SHARED"/models/kquant/*.gguf "$SHARED"/models/kquant/split/*-00001-of-*.gguf; do
+        [ -e "$f" ] && check_one "$label" "$bin" "$f" 0
+    done
+    for f in "$OUT"/*.gguf "$OUT"/split_*/*-00001-of-*.gguf; do
         [ -e "$f" ] || continue
         exp=${f%.gguf}.expect
         if [ ! -f "$exp" ]; then
