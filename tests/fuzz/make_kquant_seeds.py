@@ -8,7 +8,8 @@ OUTDIR to tests/fuzz/corpus/gguf. Each seed is a GGUF of a few KB: the
 metadata of the tiny model, and two rows of blk.0.attn_q.weight (plus the
 F32 output_norm) copied from one of llama.cpp's files, so real block bytes of
 every type reach the fuzzer; one seed carries the split.* keys of a first
-shard. Python 3 stdlib only; reuses tests/gguf/make_bad.py's reader.
+shard. The seeds are named .bin (the repository ignores *.gguf; the fuzzer
+does not care about names). Python 3 stdlib only; reuses tests/gguf/make_bad.py's reader.
 """
 import argparse
 import os
@@ -49,14 +50,14 @@ def main():
     n = 0
     for typ in ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS"):
         src = mb.load_gguf(os.path.join(args.kquant, "tiny-pure-%s.gguf" % typ))
-        with open(os.path.join(args.out, "kquant_%s.gguf" % typ.lower()), "wb") as f:
+        with open(os.path.join(args.out, "kquant_%s.bin" % typ.lower()), "wb") as f:
             f.write(seed(src, ["blk.0.attn_q.weight", "output_norm.weight"]))
         n += 1
     src = mb.load_gguf(os.path.join(args.kquant, "tiny-mix-Q4_K_M.gguf"))
-    with open(os.path.join(args.out, "kquant_mix_q4_k_m.gguf"), "wb") as f:
+    with open(os.path.join(args.out, "kquant_mix_q4_k_m.bin"), "wb") as f:
         f.write(seed(src, ["blk.0.attn_q.weight", "output.weight", "output_norm.weight"], rows=1))
     first = mb.load_gguf(os.path.join(args.kquant, "split", "tiny-mix-Q4_K_M-00001-of-00003.gguf"))
-    with open(os.path.join(args.out, "kquant_split_first_shard.gguf"), "wb") as f:
+    with open(os.path.join(args.out, "kquant_split_first_shard.bin"), "wb") as f:
         f.write(seed(first, [first.tensors[0].name.decode()], rows=1))
     n += 2
     print("make_kquant_seeds.py: wrote %d seeds to %s" % (n, args.out))
