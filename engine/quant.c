@@ -1336,7 +1336,8 @@ static float kdot_avx2(enum quant_type t, const void *row, const struct quant_bl
     for (size_t k = 0; k < nb; k++) {
         kunpack_avx2(t, (const char *)row + k * bb, &u);
         int32_t isum = kcore_avx2(&u, y[k].qs, uw);
-        sum += y[k].d * (u.d * (float)isum - u.dmin * (float)kmins(&u, &y[k]));
+        float msum = uw ? (float)kmins(&u, &y[k]) : 0.0f; /* the unsigned types are the ones with mins */
+        sum += y[k].d * (u.d * (float)isum - u.dmin * msum);
     }
     return sum;
 }
@@ -1394,7 +1395,8 @@ static float kdot_avx512(enum quant_type t, const void *row, const struct quant_
     for (size_t k = 0; k < nb; k++) {
         kunpack_avx2(t, (const char *)row + k * bb, &u);
         int32_t isum = kcore_avx512(&u, y[k].qs, uw);
-        sum += y[k].d * (u.d * (float)isum - u.dmin * (float)kmins(&u, &y[k]));
+        float msum = uw ? (float)kmins(&u, &y[k]) : 0.0f; /* the unsigned types are the ones with mins */
+        sum += y[k].d * (u.d * (float)isum - u.dmin * msum);
     }
     return sum;
 }
