@@ -32,12 +32,13 @@
 #include "engine/gguf.h"
 #include "engine/model.h"
 #include "engine/quant.h"
+#include "engine/quantize.h"
 #include "engine/transformer.h"
 #include "tests/test.h"
 
-#include <dirent.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static const enum quant_type new_types[] = {QUANT_Q2_K, QUANT_Q3_K, QUANT_Q4_K, QUANT_Q5_K,
                                             QUANT_Q6_K, QUANT_IQ4_NL, QUANT_IQ4_XS};
@@ -551,6 +552,76 @@ static void test_quantizer_rms(void)
     gguf_close(src);
 }
 
+/* quantize_file on tiny-f32 with llama.cpp's mixtures: every tensor gets the
+ * type llama.cpp gave it in its own Q4_K_M / Q5_K_M file; each quantised
+ * tensor's bytes are quant_quantize_row of the source; the file loads; its
+ * seqA logits are as far from the F32 model's as llama.cpp's are: RMS of the
+ * difference to the F32 model's logits within 1.25x of llama.cpp's (both
+ * printed, and the max |diff|, a noisier figure, for information). */
+static void test_quantize_file(void)
+{
+    if (!have_kquant()) return;
+    static const char *const schemes[] = {"Q4_K_M", "Q5_K_M"};
+    char src[700], msg[256];
+    snprintf(src, sizeof src, "%s/tiny-f32.gguf", kdir);
+    uint32_t nv = 0;
+    float *lf32 = seq_logits(src, &nv);
+    if (!lf32) return;
+    for (size_t si = 0; si < 2; si++) {
+        char out[256], theirs_p[700], la_p[700];
+        snprintf(out, sizeof out, "/tmp/test_kquant_%d_%s.gguf", (int)getpid(), schemes[si]);
+        snprintf(theirs_p, sizeof theirs_p, "%s/tiny-mix-%s.gguf", kdir, schemes[si]);
+        snprintf(la_p, sizeof la_p, "%s/logits/tiny-mix-%s.A.f32", kdir, schemes[si]);
+        struct quantize_stats st;
+        ASSERT_OK(quantize_file(src, out, schemes[si], &st, msg, sizeof msg));
+        struct gguf *go = NULL, *gt = NULL, *gs = NULL;
+        if (gguf_open_file(out, &go, msg, sizeof msg) || gguf_open_file(theirs_p, &gt, msg, sizeof msg) ||
+            gguf_open_file(src, &gs, msg, sizeof msg)) {
+            TEST_FAIL_("%s: %s", schemes[si], msg);
+        } else {
+            ASSERT_EQ(gguf_n_tensors(go), gguf_n_tensors(gt));
+            for (uint64_t i = 0; i < gguf_n_tensors(go); i++) {
+                const struct gguf_tensor *t = gguf_tensor(go, i);
+                char nm[256];
+                snprintf(nm, sizeof nm, "%.*s", (int)t->name.len, t->name.data);
+                const struct gguf_tensor *tt = gguf_find_tensor(gt, nm), *ts = gguf_find_tensor(gs, nm);
+                if (!tt || !ts || tt->type != t->type) {
+                    TEST_FAIL_("%s %s: type %s, llama.cpp has %s", schemes[si], nm, quant_type_name(t->type),
+                               tt ? quant_type_name(tt->type) : "none");
+                    continue;
+                }
+                void *q = xmalloc(t->n_bytes);
+                quant_quantize_row((enum quant_type)t->type, ts->data, q, (size_t)t->n_elements);
+                if (memcmp(q, t->data, t->n_bytes) != 0) TEST_FAIL_("%s %s: bytes differ", schemes[si], nm);
+                free(q);
+            }
+        }
+        gguf_close(go);
+        gguf_close(gt);
+        gguf_close(gs);
+        uint32_t nv2 = 0;
+        float *lo = seq_logits(out, &nv2), *la = read_f32(la_p, (size_t)64 * nv);
+        if (lo && la && nv2 == nv) {
+            size_t nl = (size_t)64 * nv;
+            double so = 0, sl = 0;
+            for (size_t k = 0; k < nl; k++) {
+                so += ((double)lo[k] - lf32[k]) * ((double)lo[k] - lf32[k]);
+                sl += ((double)la[k] - lf32[k]) * ((double)la[k] - lf32[k]);
+            }
+            double ours = sqrt(so / (double)nl), theirs = sqrt(sl / (double)nl);
+            fprintf(stderr, "  %s: logits vs the F32 model: RMS ours %.4f, llama.cpp's %.4f (max |diff| %.4f, %.4f)\n",
+                    schemes[si], ours, theirs, max_abs_diff(lo, lf32, nl), max_abs_diff(la, lf32, nl));
+            if (!(ours <= 1.25 * theirs)) TEST_FAIL_("%s: %.4f > 1.25 x %.4f", schemes[si], ours, theirs);
+        } else {
+            TEST_FAIL_("%s: logits unavailable", schemes[si]);
+        }
+        free(lo);
+        free(la);
+        remove(out);
+    }
+    free(lf32);
+}
+
 int main(void)
 {
     TEST_RUN(test_types);
@@ -561,5 +632,6 @@ int main(void)
     TEST_RUN(test_conformance);
     TEST_RUN(test_split);
     TEST_RUN(test_quantizer_rms);
+    TEST_RUN(test_quantize_file);
     TEST_DONE();
 }
