@@ -1632,11 +1632,53 @@ static void dot2_float(enum quant_type t, const void *row, const float *y0, cons
 }
 #endif
 
+#ifdef QUANT_AVX2
+/* K-quant / IQ4_XS row against up to KMULTI_MAX activation rows: each
+ * super-block is unpacked once and used for every row. Per row, the blocks
+ * are summed in the same order with the same operations as kdot_avx2 /
+ * kdot_avx512, so the results are bit-identical to quant_dot. */
+#define KMULTI_MAX 16
+static void kdot_multi(enum quant_isa isa, enum quant_type t, const void *row, const void *ys, size_t y_stride,
+                       size_t T, size_t n, float *out, size_t out_stride)
+{
+    size_t bb = quant_block_bytes(t), nb = n / QUANT_K;
+    bool uw = kunsigned(t);
+    float sum[KMULTI_MAX] = {0};
+    struct kunpacked u;
+    for (size_t k = 0; k < nb; k++) {
+        kunpack_avx2(t, (const char *)row + k * bb, &u);
+        for (size_t r = 0; r < T; r++) {
+            const struct quant_block_q8_k *y = (const struct quant_block_q8_k *)((const char *)ys + r * y_stride) + k;
+            int32_t isum;
+#ifdef QUANT_AVX512
+            if (isa == QUANT_ISA_AVX512)
+                isum = kcore_avx512(&u, y->qs, uw);
+            else
+#endif
+                isum = kcore_avx2(&u, y->qs, uw);
+            float msum = uw ? (float)kmins(&u, y) : 0.0f;
+            sum[r] += y->d * (u.d * (float)isum - u.dmin * msum);
+        }
+    }
+    (void)isa;
+    for (size_t r = 0; r < T; r++) out[r * out_stride] = sum[r];
+}
+#endif
+
 void quant_dot_multi(enum quant_type t, const void *row, const void *ys, size_t y_stride, size_t T, size_t n,
                      float *out, size_t out_stride)
 {
     size_t k = 0;
 #ifdef QUANT_AVX2
+    enum quant_isa isa = quant_isa_active();
+    if (is_ktype(t) && isa >= QUANT_ISA_AVX2 && T > 1) {
+        for (; k < T; k += KMULTI_MAX) {
+            size_t m = T - k < KMULTI_MAX ? T - k : KMULTI_MAX;
+            kdot_multi(isa, t, row, (const char *)ys + k * y_stride, y_stride, m, n, out + k * out_stride,
+                       out_stride);
+        }
+        return;
+    }
     if (t == QUANT_F32 || t == QUANT_F16)
         for (; k + 2 <= T; k += 2)
             dot2_float(t, row, (const float *)((const char *)ys + k * y_stride),

@@ -160,8 +160,10 @@ enum quant_type quant_vec_dot_type(enum quant_type t);
 float quant_dot(enum quant_type t, const void *row, const void *y, size_t n);
 /* The same weight row against T activation rows at once (batched decode):
  * out[k * out_stride] = quant_dot(t, row, ys + k * y_stride, n) for k < T.
- * F32 and F16 rows are read once for 2 activation rows at a time, with the
- * same summation order as quant_dot, so the results are bit-identical. */
+ * F32 and F16 rows are read once for 2 activation rows at a time, and K-quant
+ * / IQ4_XS super-blocks unpacked once for up to 16 rows, with the same
+ * summation order as quant_dot, so the results are bit-identical; the other
+ * types loop over the rows. */
 void quant_dot_multi(enum quant_type t, const void *row, const void *ys, size_t y_stride, size_t T, size_t n,
                      float *out, size_t out_stride);
 /* Plain-C reference of the same, for tests. */

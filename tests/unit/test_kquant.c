@@ -158,15 +158,17 @@ static void test_dot_levels(void)
     }
 }
 
-/* quant_dot_multi over T activation rows (odd T) equals T single dots */
+/* quant_dot_multi over T activation rows (odd T: 1, 5, and 19, more than
+ * the 16 rows the K-quant kernel takes at once) equals T single dots bit for bit */
 static void test_dot_multi(void)
 {
-    for (size_t ti = 0; ti < N_NEW; ti++) {
-        enum quant_type t = new_types[ti];
-        size_t n = 3 * QUANT_K, T = 5, vb = quant_vec_bytes(t, n);
+    static const size_t Ts[] = {1, 5, 19};
+    for (size_t ti = 0; ti < N_NEW * 3; ti++) {
+        enum quant_type t = new_types[ti % N_NEW];
+        size_t n = 3 * QUANT_K, T = Ts[ti / N_NEW], vb = quant_vec_bytes(t, n);
         void *row = xmalloc(quant_row_bytes(t, n));
         char *ys = xmalloc(T * vb);
-        float *x = xmalloc(n * sizeof(float)), out[5 * 3];
+        float *x = xmalloc(n * sizeof(float)), out[19 * 3];
         random_row(t, row, n);
         for (size_t k = 0; k < T; k++) {
             for (size_t i = 0; i < n; i++) x[i] = rndf();
