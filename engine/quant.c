@@ -1430,19 +1430,25 @@ static float dot_iq4_nl_avx512(const struct quant_block_iq4_nl *a, const struct 
 
 /* ---- SIMD level ---- */
 
+static int max_isa = -1; /* cached like active_isa below */
+
 enum quant_isa quant_isa_max(void)
 {
+    int m = __atomic_load_n(&max_isa, __ATOMIC_RELAXED);
+    if (m >= 0) return (enum quant_isa)m;
 #if defined(QUANT_AVX512)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vnni"))
-        return QUANT_ISA_AVX512;
-    return QUANT_ISA_AVX2;
+    m = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                __builtin_cpu_supports("avx512vnni")
+            ? QUANT_ISA_AVX512
+            : QUANT_ISA_AVX2;
 #elif defined(QUANT_AVX2)
-    return QUANT_ISA_AVX2;
+    m = QUANT_ISA_AVX2;
 #else
-    return QUANT_ISA_SCALAR;
+    m = QUANT_ISA_SCALAR;
 #endif
+    __atomic_store_n(&max_isa, m, __ATOMIC_RELAXED);
+    return (enum quant_isa)m;
 }
 
 static int active_isa = -1; /* read and written with relaxed atomics: every writer stores the same value */
