@@ -1304,8 +1304,9 @@ static inline int32_t hsum_i32_256(__m256i v)
     return _mm_cvtsi128_si32(s);
 }
 
-/* sum_j sc[j] * sum_{i in 16j..16j+15} w[i] * y[i]; unsigned_w: w in 0..127 */
-static inline int32_t kcore_avx2(const struct kunpacked *u, const int8_t *y, bool unsigned_w)
+/* 8 int32 lanes whose sum is sum_j sc[j] * sum_{i in 16j..16j+15} w[i] * y[i];
+ * unsigned_w: w in 0..127 (no sign transfer needed). */
+static inline __m256i kcore_avx2(const struct kunpacked *u, const int8_t *y, bool unsigned_w)
 {
     __m256i acc = _mm256_setzero_si256();
     for (int k = 0; k < 8; k++) {
@@ -1315,7 +1316,7 @@ static inline int32_t kcore_avx2(const struct kunpacked *u, const int8_t *y, boo
         __m256i s = _mm256_set_m128i(_mm_set1_epi16((short)u->sc[2 * k + 1]), _mm_set1_epi16((short)u->sc[2 * k]));
         acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, s));
     }
-    return hsum_i32_256(acc);
+    return acc;
 }
 
 static inline int32_t kmins(const struct kunpacked *u, const struct quant_block_q8_k *y)
@@ -1327,19 +1328,86 @@ static inline int32_t kmins(const struct kunpacked *u, const struct quant_block_
 
 static bool kunsigned(enum quant_type t) { return t == QUANT_Q2_K || t == QUANT_Q4_K || t == QUANT_Q5_K; }
 
+/* One super-block into the row's accumulators: acc (8 float lanes) gets
+ * y.d * d * the integer sums, *macc the min term (types with mins only). */
+static inline __m256 kblock_avx2(const struct kunpacked *u, const struct quant_block_q8_k *y, bool uw, __m256 acc,
+                                 float *macc)
+{
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(kcore_avx2(u, y->qs, uw)), _mm256_set1_ps(y->d * u->d), acc);
+    if (uw) *macc += y->d * u->dmin * (float)kmins(u, y);
+    return acc;
+}
+
+/* Q4_K and Q6_K (the types of the common Q4_K_M/Q5_K_M/Q6_K files) without
+ * the unpack buffer: the nibbles are split in registers and multiplied at
+ * once. Q6_K's (q - 32) is applied as q * y - 32 * bsum (q is 0..63, so
+ * maddubs takes it unsigned). The same lane layout as kblock_avx2. */
+static inline __m256 kblock_q4_k_avx2(const struct quant_block_q4_k *b, const struct quant_block_q8_k *y, __m256 acc,
+                                      float *macc)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    int sc[8], mn[8];
+    for (int j = 0; j < 8; j++) k4_scale_min(j, b->scales, &sc[j], &mn[j]);
+    __m256i ai = _mm256_setzero_si256();
+    for (int p = 0; p < 4; p++) {
+        __m256i q = load256(b->qs + 32 * p);
+        __m256i p0 = _mm256_maddubs_epi16(_mm256_and_si256(q, m4), load256(y->qs + 64 * p));
+        __m256i p1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), load256(y->qs + 64 * p + 32));
+        ai = _mm256_add_epi32(ai, _mm256_madd_epi16(p0, _mm256_set1_epi16((short)sc[2 * p])));
+        ai = _mm256_add_epi32(ai, _mm256_madd_epi16(p1, _mm256_set1_epi16((short)sc[2 * p + 1])));
+    }
+    float d = quant_f16_to_f32(b->d), dmin = quant_f16_to_f32(b->dmin);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ai), _mm256_set1_ps(y->d * d), acc);
+    int32_t m = 0;
+    for (int j = 0; j < 8; j++) m += mn[j] * (y->bsums[2 * j] + y->bsums[2 * j + 1]);
+    *macc += y->d * dmin * (float)m;
+    return acc;
+}
+
+static inline __m256 kblock_q6_k_avx2(const struct quant_block_q6_k *b, const struct quant_block_q8_k *y, __m256 acc,
+                                      float *macc)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(3);
+    __m256i ai = _mm256_setzero_si256();
+    for (int h = 0; h < 2; h++) {
+        __m256i l0 = load256(b->ql + 64 * h), l1 = load256(b->ql + 64 * h + 32), qh = load256(b->qh + 32 * h);
+        __m256i lo[4] = {_mm256_and_si256(l0, m4), _mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                         _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4)};
+        for (int p = 0; p < 4; p++) {
+            __m256i q = _mm256_or_si256(lo[p], _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * p), m2), 4));
+            __m256i pr = _mm256_maddubs_epi16(q, load256(y->qs + 128 * h + 32 * p));
+            int g = 8 * h + 2 * p; /* sub-blocks g and g + 1 */
+            __m256i s = _mm256_set_m128i(_mm_set1_epi16(b->scales[g + 1]), _mm_set1_epi16(b->scales[g]));
+            ai = _mm256_add_epi32(ai, _mm256_madd_epi16(pr, s));
+        }
+    }
+    float d = quant_f16_to_f32(b->d);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ai), _mm256_set1_ps(y->d * d), acc);
+    int32_t m = 0;
+    for (int j = 0; j < 16; j++) m += b->scales[j] * y->bsums[j];
+    *macc += y->d * d * (float)(32 * m);
+    return acc;
+}
+
+/* one super-block of any K-type / IQ4_XS into a row's accumulators; u is scratch */
+static inline __m256 kblock_any_avx2(enum quant_type t, const void *blk, const struct quant_block_q8_k *y, bool uw,
+                                     struct kunpacked *u, __m256 acc, float *macc)
+{
+    if (t == QUANT_Q4_K) return kblock_q4_k_avx2(blk, y, acc, macc);
+    if (t == QUANT_Q6_K) return kblock_q6_k_avx2(blk, y, acc, macc);
+    kunpack_avx2(t, blk, u);
+    return kblock_avx2(u, y, uw, acc, macc);
+}
+
 static float kdot_avx2(enum quant_type t, const void *row, const struct quant_block_q8_k *y, size_t nb)
 {
     size_t bb = quant_block_bytes(t);
     bool uw = kunsigned(t);
     struct kunpacked u;
-    float sum = 0;
-    for (size_t k = 0; k < nb; k++) {
-        kunpack_avx2(t, (const char *)row + k * bb, &u);
-        int32_t isum = kcore_avx2(&u, y[k].qs, uw);
-        float msum = uw ? (float)kmins(&u, &y[k]) : 0.0f; /* the unsigned types are the ones with mins */
-        sum += y[k].d * (u.d * (float)isum - u.dmin * msum);
-    }
-    return sum;
+    __m256 acc = _mm256_setzero_ps();
+    float macc = 0;
+    for (size_t k = 0; k < nb; k++) acc = kblock_any_avx2(t, (const char *)row + k * bb, &y[k], uw, &u, acc, &macc);
+    return hsum256(acc) - macc;
 }
 
 static float dot_iq4_nl_avx2(const struct quant_block_iq4_nl *a, const struct quant_block_q8_0 *b, size_t nb)
@@ -1362,28 +1430,37 @@ static float dot_iq4_nl_avx2(const struct quant_block_iq4_nl *a, const struct qu
 #endif
 
 #ifdef QUANT_AVX512
-/* 64 bytes at a time with dpbusd: lane l of the product holds elements
- * 4l..4l+3, so sub-block (16 elements) g of the 64 is lanes 4g..4g+3. */
-static inline int32_t kcore_avx512(const struct kunpacked *u, const int8_t *y, bool unsigned_w)
+/* 64 bytes at a time: maddubs gives 32 int16 lanes, lanes 8g..8g+7 from
+ * sub-block 4k+g; vpdpwssd (AVX-512 VNNI) multiplies them by that sub-block's
+ * scale and accumulates pairs into 16 int32 lanes. */
+static inline __m512i kcore_avx512(const struct kunpacked *u, const int8_t *y, bool unsigned_w)
 {
-    const __m512i sc = _mm512_loadu_si512((const void *)u->sc);
+    /* the 16 scales as int16, then lane j of round k picks scale 4k + j/8 */
+    const __m512i sc = _mm512_castsi256_si512(_mm512_cvtepi32_epi16(_mm512_loadu_si512((const void *)u->sc)));
+    const __m512i base = _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0,
+                                          0, 0, 0, 0, 0);
     __m512i acc = _mm512_setzero_si512();
     for (int k = 0; k < 4; k++) {
         __m512i wv = _mm512_loadu_si512((const void *)(u->w + 64 * k)), yv = _mm512_loadu_si512((const void *)(y + 64 * k));
-        __m512i dot;
+        __m512i p;
         if (unsigned_w) {
-            dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, yv);
+            p = _mm512_maddubs_epi16(wv, yv);
         } else { /* |w| times y with the sign of w moved onto y (y is never -128) */
             __mmask64 neg = _mm512_movepi8_mask(wv);
-            dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(wv),
-                                      _mm512_mask_sub_epi8(yv, neg, _mm512_setzero_si512(), yv));
+            p = _mm512_maddubs_epi16(_mm512_abs_epi8(wv), _mm512_mask_sub_epi8(yv, neg, _mm512_setzero_si512(), yv));
         }
-        const __m512i idx = _mm512_set_epi32(4 * k + 3, 4 * k + 3, 4 * k + 3, 4 * k + 3, 4 * k + 2, 4 * k + 2,
-                                             4 * k + 2, 4 * k + 2, 4 * k + 1, 4 * k + 1, 4 * k + 1, 4 * k + 1,
-                                             4 * k, 4 * k, 4 * k, 4 * k);
-        acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(dot, _mm512_permutexvar_epi32(idx, sc)));
+        __m512i s = _mm512_permutexvar_epi16(_mm512_add_epi16(base, _mm512_set1_epi16((short)(4 * k))), sc);
+        acc = _mm512_dpwssd_epi32(acc, p, s);
     }
-    return _mm512_reduce_add_epi32(acc);
+    return acc;
+}
+
+static inline __m512 kblock_avx512(const struct kunpacked *u, const struct quant_block_q8_k *y, bool uw, __m512 acc,
+                                   float *macc)
+{
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(kcore_avx512(u, y->qs, uw)), _mm512_set1_ps(y->d * u->d), acc);
+    if (uw) *macc += y->d * u->dmin * (float)kmins(u, y);
+    return acc;
 }
 
 static float kdot_avx512(enum quant_type t, const void *row, const struct quant_block_q8_k *y, size_t nb)
@@ -1391,14 +1468,13 @@ static float kdot_avx512(enum quant_type t, const void *row, const struct quant_
     size_t bb = quant_block_bytes(t);
     bool uw = kunsigned(t);
     struct kunpacked u;
-    float sum = 0;
+    __m512 acc = _mm512_setzero_ps();
+    float macc = 0;
     for (size_t k = 0; k < nb; k++) {
         kunpack_avx2(t, (const char *)row + k * bb, &u);
-        int32_t isum = kcore_avx512(&u, y[k].qs, uw);
-        float msum = uw ? (float)kmins(&u, &y[k]) : 0.0f; /* the unsigned types are the ones with mins */
-        sum += y[k].d * (u.d * (float)isum - u.dmin * msum);
+        acc = kblock_avx512(&u, &y[k], uw, acc, &macc);
     }
-    return sum;
+    return _mm512_reduce_add_ps(acc) - macc;
 }
 
 static float dot_iq4_nl_avx512(const struct quant_block_iq4_nl *a, const struct quant_block_q8_0 *b, size_t nb)
@@ -1649,25 +1725,35 @@ static void kdot_multi(enum quant_isa isa, enum quant_type t, const void *row, c
 {
     size_t bb = quant_block_bytes(t), nb = n / QUANT_K;
     bool uw = kunsigned(t);
-    float sum[KMULTI_MAX] = {0};
+    float macc[KMULTI_MAX] = {0};
     struct kunpacked u;
-    for (size_t k = 0; k < nb; k++) {
-        kunpack_avx2(t, (const char *)row + k * bb, &u);
-        for (size_t r = 0; r < T; r++) {
-            const struct quant_block_q8_k *y = (const struct quant_block_q8_k *)((const char *)ys + r * y_stride) + k;
-            int32_t isum;
+#define KQ_Y(r, k) ((const struct quant_block_q8_k *)((const char *)ys + (r) * y_stride) + (k))
 #ifdef QUANT_AVX512
-            if (isa == QUANT_ISA_AVX512)
-                isum = kcore_avx512(&u, y->qs, uw);
-            else
-#endif
-                isum = kcore_avx2(&u, y->qs, uw);
-            float msum = uw ? (float)kmins(&u, y) : 0.0f;
-            sum[r] += y->d * (u.d * (float)isum - u.dmin * msum);
+    if (isa == QUANT_ISA_AVX512) {
+        __m512 acc[KMULTI_MAX];
+        for (size_t r = 0; r < T; r++) acc[r] = _mm512_setzero_ps();
+        for (size_t k = 0; k < nb; k++) {
+            kunpack_avx2(t, (const char *)row + k * bb, &u);
+            for (size_t r = 0; r < T; r++) acc[r] = kblock_avx512(&u, KQ_Y(r, k), uw, acc[r], &macc[r]);
         }
+        for (size_t r = 0; r < T; r++) out[r * out_stride] = _mm512_reduce_add_ps(acc[r]) - macc[r];
+        return;
     }
+#endif
     (void)isa;
-    for (size_t r = 0; r < T; r++) out[r * out_stride] = sum[r];
+    __m256 acc[KMULTI_MAX];
+    for (size_t r = 0; r < T; r++) acc[r] = _mm256_setzero_ps();
+    for (size_t k = 0; k < nb; k++) {
+        const void *blk = (const char *)row + k * bb;
+        if (t == QUANT_Q4_K || t == QUANT_Q6_K) { /* the fused kernels: nothing to share but the load */
+            for (size_t r = 0; r < T; r++) acc[r] = kblock_any_avx2(t, blk, KQ_Y(r, k), uw, &u, acc[r], &macc[r]);
+            continue;
+        }
+        kunpack_avx2(t, blk, &u);
+        for (size_t r = 0; r < T; r++) acc[r] = kblock_avx2(&u, KQ_Y(r, k), uw, acc[r], &macc[r]);
+    }
+    for (size_t r = 0; r < T; r++) out[r * out_stride] = hsum256(acc[r]) - macc[r];
+#undef KQ_Y
 }
 #endif
 
