@@ -448,7 +448,7 @@ static void kunpack_ref(enum quant_type t, const void *blk, struct kunpacked *u)
     }
 }
 
-static bool is_ktype(enum quant_type t)
+__attribute__((unused)) static bool is_ktype(enum quant_type t)
 {
     return t == QUANT_Q2_K || t == QUANT_Q3_K || t == QUANT_Q4_K || t == QUANT_Q5_K || t == QUANT_Q6_K ||
            t == QUANT_IQ4_XS;
