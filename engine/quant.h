@@ -30,6 +30,9 @@
  *   Q8_K  the activation format of the K-quant dots: float d, int8 qs[256],
  *         int16 bsums[16] (sums of 16 consecutive qs). Not a weight type.
  *
+ * quant_dequantize_row reproduces ggml's to_float of every type bit for bit
+ * (tests/unit/test_kquant.c checks it against llama.cpp's dequantised files).
+ *
  * The dot-product kernels for the block types take the activation vector
  * already quantised (quant_prepare_vec): to Q8_0 for Q8_0, Q4_0 and IQ4_NL, to
  * Q8_K for the K-quants and IQ4_XS, as llama.cpp does, so the inner loop is an
