@@ -1463,6 +1463,80 @@ static inline __m512 kblock_avx512(const struct kunpacked *u, const struct quant
     return acc;
 }
 
+static inline __m512i two256(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); }
+static inline __m512i two_scales(int a, int b)
+{
+    return two256(_mm256_set1_epi16((short)a), _mm256_set1_epi16((short)b));
+}
+
+/* Fused Q4_K / Q6_K at 512 bits (the AVX2 ones' idea, 64 bytes per step). */
+static inline __m512 kblock_q4_k_avx512(const struct quant_block_q4_k *b, const struct quant_block_q8_k *y, __m512 acc,
+                                        float *macc)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    int sc[8], mn[8];
+    for (int j = 0; j < 8; j++) k4_scale_min(j, b->scales, &sc[j], &mn[j]);
+    __m512i ai = _mm512_setzero_si512();
+    for (int p = 0; p < 2; p++) {
+        /* bytes 0-31: sub-blocks 4p (low nibbles) and 4p+1 (high); bytes 32-63: 4p+2 and 4p+3 */
+        __m512i q = _mm512_loadu_si512((const void *)(b->qs + 64 * p));
+        const int8_t *yq = y->qs + 128 * p;
+        __m512i ylo = two256(load256(yq), load256(yq + 64)), yhi = two256(load256(yq + 32), load256(yq + 96));
+        __m512i plo = _mm512_maddubs_epi16(_mm512_and_si512(q, m4), ylo);
+        __m512i phi = _mm512_maddubs_epi16(_mm512_and_si512(_mm512_srli_epi16(q, 4), m4), yhi);
+        ai = _mm512_dpwssd_epi32(ai, plo, two_scales(sc[4 * p], sc[4 * p + 2]));
+        ai = _mm512_dpwssd_epi32(ai, phi, two_scales(sc[4 * p + 1], sc[4 * p + 3]));
+    }
+    float d = quant_f16_to_f32(b->d), dmin = quant_f16_to_f32(b->dmin);
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ai), _mm512_set1_ps(y->d * d), acc);
+    int32_t m = 0;
+    for (int j = 0; j < 8; j++) m += mn[j] * (y->bsums[2 * j] + y->bsums[2 * j + 1]);
+    *macc += y->d * dmin * (float)m;
+    return acc;
+}
+
+static inline __m512 kblock_q6_k_avx512(const struct quant_block_q6_k *b, const struct quant_block_q8_k *y, __m512 acc,
+                                        float *macc)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m2 = _mm512_set1_epi8(3);
+    const __m512i sh01 = _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0), sh23 = _mm512_set_epi64(6, 6, 6, 6, 4, 4, 4, 4);
+    const __m512i base = _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0,
+                                          0, 0, 0, 0, 0);
+    const __m512i sc = _mm512_castsi128_si512(_mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)b->scales)));
+    const __m512i sc2 = _mm512_castsi128_si512(_mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(b->scales + 8))));
+    __m512i ai = _mm512_setzero_si512();
+    for (int h = 0; h < 2; h++) {
+        __m512i l = _mm512_loadu_si512((const void *)(b->ql + 64 * h));
+        __m256i qh256 = load256(b->qh + 32 * h);
+        __m512i qh = two256(qh256, qh256);
+        /* elements 128h + 0..63: low nibbles of ql with qh bits 0-1 / 2-3; 64..127: high nibbles, bits 4-5 / 6-7 */
+        __m512i q01 = _mm512_or_si512(_mm512_and_si512(l, m4),
+                                      _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi64(qh, sh01), m2), 4));
+        __m512i q23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
+                                      _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi64(qh, sh23), m2), 4));
+        __m512i p01 = _mm512_maddubs_epi16(q01, _mm512_loadu_si512((const void *)(y->qs + 128 * h)));
+        __m512i p23 = _mm512_maddubs_epi16(q23, _mm512_loadu_si512((const void *)(y->qs + 128 * h + 64)));
+        const __m512i s8 = h ? sc2 : sc; /* the 8 scales of this half as int16 */
+        ai = _mm512_dpwssd_epi32(ai, p01, _mm512_permutexvar_epi16(base, s8));
+        ai = _mm512_dpwssd_epi32(ai, p23, _mm512_permutexvar_epi16(_mm512_add_epi16(base, _mm512_set1_epi16(4)), s8));
+    }
+    float d = quant_f16_to_f32(b->d);
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ai), _mm512_set1_ps(y->d * d), acc);
+    int32_t m = 0;
+    for (int j = 0; j < 16; j++) m += b->scales[j] * y->bsums[j];
+    *macc += y->d * d * (float)(32 * m);
+    return acc;
+}
+
+static inline __m512 kblock_any_avx512(enum quant_type t, const void *blk, const struct quant_block_q8_k *y, bool uw,
+                                       struct kunpacked *u, __m512 acc, float *macc)
+{
+    if (t == QUANT_Q4_K) return kblock_q4_k_avx512(blk, y, acc, macc);
+    if (t == QUANT_Q6_K) return kblock_q6_k_avx512(blk, y, acc, macc);
+    kunpack_avx2(t, blk, u);
+    return kblock_avx512(u, y, uw, acc, macc);
+}
+
 static float kdot_avx512(enum quant_type t, const void *row, const struct quant_block_q8_k *y, size_t nb)
 {
     size_t bb = quant_block_bytes(t);
@@ -1470,10 +1544,7 @@ static float kdot_avx512(enum quant_type t, const void *row, const struct quant_
     struct kunpacked u;
     __m512 acc = _mm512_setzero_ps();
     float macc = 0;
-    for (size_t k = 0; k < nb; k++) {
-        kunpack_avx2(t, (const char *)row + k * bb, &u);
-        acc = kblock_avx512(&u, &y[k], uw, acc, &macc);
-    }
+    for (size_t k = 0; k < nb; k++) acc = kblock_any_avx512(t, (const char *)row + k * bb, &y[k], uw, &u, acc, &macc);
     return _mm512_reduce_add_ps(acc) - macc;
 }
 
@@ -1733,7 +1804,12 @@ static void kdot_multi(enum quant_isa isa, enum quant_type t, const void *row, c
         __m512 acc[KMULTI_MAX];
         for (size_t r = 0; r < T; r++) acc[r] = _mm512_setzero_ps();
         for (size_t k = 0; k < nb; k++) {
-            kunpack_avx2(t, (const char *)row + k * bb, &u);
+            const void *blk = (const char *)row + k * bb;
+            if (t == QUANT_Q4_K || t == QUANT_Q6_K) {
+                for (size_t r = 0; r < T; r++) acc[r] = kblock_any_avx512(t, blk, KQ_Y(r, k), uw, &u, acc[r], &macc[r]);
+                continue;
+            }
+            kunpack_avx2(t, blk, &u);
             for (size_t r = 0; r < T; r++) acc[r] = kblock_avx512(&u, KQ_Y(r, k), uw, acc[r], &macc[r]);
         }
         for (size_t r = 0; r < T; r++) out[r * out_stride] = _mm512_reduce_add_ps(acc[r]) - macc[r];
