@@ -234,7 +234,8 @@ static int parse_tensor(struct cursor *c, struct gguf_tensor *t, uint64_t idx)
     snprintf(field, sizeof field, "tensor '%s' type", nb);
     if (read_u32(c, &t->type, field)) return SA_ERR_BAD_MODEL;
     if (!quant_type_supported(t->type))
-        return fail(c, "tensor '%s': type %u (%s) is not supported (F32, F16, BF16, Q8_0, Q4_0 are)", nb,
+        return fail(c, "tensor '%s': type %u (%s) is not supported (F32, F16, BF16, Q8_0, Q4_0, Q2_K..Q6_K, "
+                    "IQ4_NL, IQ4_XS are)", nb,
                     t->type, quant_type_name(t->type));
     uint32_t bs = quant_block_size((enum quant_type)t->type);
     if ((uint64_t)t->ne[0] % bs)

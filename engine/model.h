@@ -5,7 +5,11 @@
  * Weights are views (struct model_weight) into the GGUF bytes: the read-only
  * mmap by default, or one malloc'd copy of the file with use_mmap = false.
  * A tied output head (no output.weight) is an alias of token_embd, not a
- * copy. Norm vectors are converted to F32 once at load (they are tiny).
+ * copy. A split model (llama-gguf-split: <prefix>-00001-of-0000M.gguf ...)
+ * is loaded from its first shard: the other M-1 are opened next to it, their
+ * split.count / split.no / split.tensors.count checked (a missing or
+ * mismatched shard is SA_ERR_BAD_MODEL naming it), and tensors are looked up
+ * in all shards; metadata comes from the first. Norm vectors are converted to F32 once at load (they are tiny).
  *
  * Every tensor's presence, type and shape is checked against the
  * hyper-parameters at load, and what is cheap to check for finiteness is: the
@@ -75,7 +79,10 @@ struct model {
     bool tied_output;
     struct model_layer *layers;     /* [n_layer] */
     struct tokenizer *tok;
-    struct gguf *gguf;
+    struct gguf *gguf;              /* the (first) file: metadata, tokenizer */
+    struct gguf **shards;           /* [n_shards]; shards[0] == gguf */
+    uint32_t n_shards;
+    void **shard_copies;            /* use_mmap = false: shards 1.. read into memory ([0] unused) */
     char name[128];
     size_t weight_bytes;            /* bytes of all tensors in the file */
     /* owned storage */
@@ -84,6 +91,8 @@ struct model {
     size_t file_copy_len;
     struct hf_storage *hf;          /* a Hugging Face checkpoint (hf.h); gguf is NULL then */
 };
+
+#define MODEL_MAX_SHARDS 4096
 
 struct model_load_opts {
     bool use_mmap;      /* map the file instead of reading it (slower decode here: README, Speed) */

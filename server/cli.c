@@ -5,6 +5,7 @@
 #include "engine/calibrate.h"
 #include "engine/errors.h"
 #include "engine/model.h"
+#include "engine/quantize.h"
 #include "engine/rebalance.h"
 #include "engine/share.h"
 #include "engine/sampler.h"
@@ -608,4 +609,27 @@ int cli_perplexity(int argc, char **argv)
     tf_ws_destroy(ws);
     model_free(m);
     return rc ? 1 : 0;
+}
+
+int cli_quantize(int argc, char **argv)
+{
+    if (argc != 4) {
+        fprintf(stderr, "usage: saserve quantize IN.gguf OUT.gguf TYPE\n"
+                        "  IN: F32/F16/BF16 tensors. TYPE: Q8_0 Q4_0 Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_NL IQ4_XS\n"
+                        "  (every 2-D weight in that type) or Q4_K_M Q5_K_M (llama.cpp's mixtures:\n"
+                        "  Q6_K for output.weight and some attn_v / ffn_down)\n");
+        return 1;
+    }
+    char msg[512];
+    struct quantize_stats st;
+    double t0 = now_s();
+    int rc = quantize_file(argv[1], argv[2], argv[3], &st, msg, sizeof msg);
+    if (rc) {
+        fprintf(stderr, "saserve: %s: %s\n", argv[1], msg[0] ? msg : sa_err_str(rc));
+        return rc == SA_ERR_INVALID_ARG ? 1 : 2;
+    }
+    printf("%s: %s, %llu of %llu tensors quantised, %.2f MB -> %.2f MB in %.1f s\n", argv[2], argv[3],
+           (unsigned long long)st.n_quantized, (unsigned long long)st.n_tensors, (double)st.bytes_in / 1e6,
+           (double)st.bytes_out / 1e6, now_s() - t0);
+    return 0;
 }

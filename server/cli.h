@@ -15,4 +15,7 @@ int cli_similarity(int argc, char **argv);
 /* saserve perplexity -m MODEL -f TEXT [--share SPANS] [--rebalance]: quality with and without sharing. */
 int cli_perplexity(int argc, char **argv);
 
+/* saserve quantize IN OUT TYPE (engine/quantize.h): exit 0, 1 (usage / unknown type) or 2 (input or write failed). */
+int cli_quantize(int argc, char **argv);
+
 #endif

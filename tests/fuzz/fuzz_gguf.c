@@ -1,12 +1,15 @@
 /*
  * fuzz_gguf.c - libFuzzer target: arbitrary bytes -> GGUF reader -> model
- * hyper-parameter and tokenizer loading. Any crash, sanitizer report, leak or
+ * hyper-parameter and tokenizer loading, and for every tensor of a block type
+ * the load-time scale check, the dequantisation of its first row and a dot
+ * product on it (rows of up to 4096 elements). Any crash, sanitizer report, leak or
  * >10 s input is a bug (RELIABILITY.md A1-A6).
  *
  * Built by `make fuzz` (clang -fsanitize=fuzzer,address,undefined); the
  * replay driver (replay.c) runs the committed corpus through the normal build.
  */
 #include "engine/gguf.h"
+#include "engine/quant.h"
 #include "engine/tokenizer.h"
 
 #include <stddef.h>
@@ -19,6 +22,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct gguf *g;
     char msg[256];
     if (gguf_open_memory(data, size, &g, msg, sizeof msg) != 0) return 0;
+    static float row[4096], x[4096];
+    static uint8_t xq[4096 * 4];
+    for (uint64_t i = 0; i < gguf_n_tensors(g); i++) {
+        const struct gguf_tensor *tt = gguf_tensor(g, i);
+        enum quant_type ty = (enum quant_type)tt->type;
+        size_t n = (size_t)tt->ne[0];
+        (void)quant_scales_finite(ty, tt->data, (size_t)tt->n_elements);
+        if (n > 4096) continue;
+        quant_dequantize_row(ty, tt->data, row, n);
+        for (size_t j = 0; j < n; j++) x[j] = (float)(j % 7) - 3.0f;
+        quant_prepare_vec(ty, x, xq, n);
+        volatile float d = quant_dot(ty, tt->data, xq, n);
+        (void)d;
+    }
     struct tokenizer *t;
     if (tok_create(g, &t, msg, sizeof msg) == 0) {
         int32_t ids[64];

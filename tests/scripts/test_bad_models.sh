@@ -7,7 +7,11 @@
 # the form "saserve: FILE: <message>" that contains one of the substrings in
 # FILE's .expect. Files named full_* hold values only a full pass can see (a
 # NaN inside a weight matrix): plain check-model must accept them and
-# `check-model --full` must reject them that way. The valid input must exit 0. If the sanitizer build
+# `check-model --full` must reject them that way. The valid input must exit 0,
+# and so must every model of $SHARED/models/kquant (llama.cpp's K-quant/IQ4
+# files and the first shard of its split set) when that directory exists. Bad
+# split sets lie in $OUT/split_*/: their first shard (...-00001-of-...) is the
+# file checked. If the sanitizer build
 # build/san-address-undefined/saserve exists, every file also goes through it
 # (any ASan/UBSan report breaks the one-line/exit-2 rule and so fails).
 #
@@ -118,7 +122,10 @@ for b in "${bins[@]}"; do
     label=${b%%:*}
     bin=${b#*:}
     check_one "$label" "$bin" "$VALID" 0
-    for f in "$OUT"/*.gguf; do
+    for f in "$SHARED"/models/kquant/*.gguf "$SHARED"/models/kquant/split/*-00001-of-*.gguf; do
+        [ -e "$f" ] && check_one "$label" "$bin" "$f" 0
+    done
+    for f in "$OUT"/*.gguf "$OUT"/split_*/*-00001-of-*.gguf; do
         [ -e "$f" ] || continue
         exp=${f%.gguf}.expect
         if [ ! -f "$exp" ]; then
