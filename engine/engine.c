@@ -43,6 +43,8 @@ struct seq {
     struct rebalance_params rb;
     char *stop[ENGINE_MAX_STOP];
     size_t n_stop, max_stop_len;
+    int32_t stop_ids[ENGINE_MAX_STOP_IDS];
+    size_t n_stop_ids;
     void (*cb)(void *user, const struct engine_event *ev);
     void *user;
     atomic_bool cancelled;
@@ -66,6 +68,8 @@ struct engine {
     struct engine_config cfg;
     struct model *m;
     struct engine_model_info info;
+    int32_t eog[SAMPLER_MAX_EOG]; /* end-of-generation ids, for min_tokens / ignore_eos */
+    int32_t n_eog;
     struct share_plan auto_plan;    /* calibrated once at start-up: "auto" in any request */
     struct share_plan default_plan; /* the configured plan (auto_plan when it says "auto") */
     struct workers *pool;
@@ -311,6 +315,8 @@ static enum engine_finish accept_token(struct engine *e, struct seq *s, int32_t 
     s->prompt[s->n_prompt + s->n_gen++] = tok;
     s->last = tok;
     if (tok_is_eog(e->m->tok, tok)) return ENGINE_FINISH_STOP;
+    for (size_t k = 0; k < s->n_stop_ids; k++)
+        if (tok == s->stop_ids[k]) return ENGINE_FINISH_STOP;
     size_t n = tok_stream_push(&s->ts, tok, e->piece, e->piece_cap);
     if (!s->n_stop) {
         emit_text(s, tok, e->piece, n, lp);
@@ -600,6 +606,8 @@ int engine_create(const struct engine_config *cfg_in, struct engine **out, char 
     info->n_params = model_n_params(e->m);
     info->bos = tok_bos(e->m->tok);
     info->eos = tok_eos(e->m->tok);
+    for (uint32_t t = 0; t < hp->n_vocab && e->n_eog < SAMPLER_MAX_EOG; t++)
+        if (tok_is_eog(e->m->tok, (int32_t)t)) e->eog[e->n_eog++] = (int32_t)t;
     info->share_default = cfg->share_default;
     info->rebalance_default = cfg->rebalance;
     info->chat_template = e->m->gguf && gguf_get_cstr(e->m->gguf, "tokenizer.chat_template", e->chat_template,
@@ -764,13 +772,21 @@ int engine_submit(struct engine *e, const struct engine_request *req, uint64_t *
     if (req->n_stop > ENGINE_MAX_STOP) return SA_ERR_RANGE;
     if (req->rebalance.on && !(isfinite(req->rebalance.alpha) && req->rebalance.tau >= 0 && req->rebalance.tau <= 1))
         return SA_ERR_RANGE;
+    if (req->n_stop_ids > ENGINE_MAX_STOP_IDS) return SA_ERR_RANGE;
+    for (size_t i = 0; i < req->n_stop_ids; i++)
+        if (req->stop_ids[i] < 0 || (uint32_t)req->stop_ids[i] >= e->info.n_vocab) return SA_ERR_INVALID_ARG;
     struct seq *s = calloc(1, sizeof *s);
     if (!s) return SA_ERR_NOMEM;
-    int rc = sampler_create(&req->sampling, (int32_t)e->info.n_vocab, &s->smp);
+    struct sampler_params sp = req->sampling; /* with the model's end-of-generation ids */
+    memcpy(sp.eog, e->eog, sizeof sp.eog);
+    sp.n_eog = e->n_eog;
+    int rc = sampler_create(&sp, (int32_t)e->info.n_vocab, &s->smp);
     if (rc) {
         free(s);
         return rc;
     }
+    memcpy(s->stop_ids, req->stop_ids, req->n_stop_ids * sizeof *s->stop_ids);
+    s->n_stop_ids = req->n_stop_ids;
     uint32_t room = e->n_ctx - (uint32_t)req->n_prompt;
     s->max_tokens = req->max_tokens && req->max_tokens < room ? req->max_tokens : room;
     /* the prompt, then the generated tokens as they are accepted (for the prefix cache) */
@@ -781,7 +797,8 @@ int engine_submit(struct engine *e, const struct engine_request *req, uint64_t *
     }
     memcpy(s->prompt, req->prompt, req->n_prompt * sizeof *s->prompt);
     s->n_prompt = req->n_prompt;
-    s->sampling = req->sampling;
+    s->sampling = sp;
+    s->sampling.bias = NULL; /* the sampler holds its own copy; req's memory is not ours */
     s->share = req->share;
     s->plan = req->plan;
     s->rb = req->rebalance;

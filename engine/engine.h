@@ -121,6 +121,7 @@ enum engine_event_type { ENGINE_EV_TOKEN = 1, ENGINE_EV_DONE, ENGINE_EV_ERROR };
 
 #define ENGINE_MAX_STOP 16
 #define ENGINE_MAX_STOP_LEN 256
+#define ENGINE_MAX_STOP_IDS 16
 
 struct engine_request {
     const int32_t *prompt; /* copied at submit */
@@ -132,6 +133,10 @@ struct engine_request {
     struct rebalance_params rebalance;
     const char *stop[ENGINE_MAX_STOP]; /* copied at submit */
     size_t n_stop;
+    /* token ids that end the generation like the end-of-generation token (not emitted);
+     * copied at submit. The sampler's eog list is the engine's to fill (sampler.h). */
+    int32_t stop_ids[ENGINE_MAX_STOP_IDS];
+    size_t n_stop_ids;
     void (*cb)(void *user, const struct engine_event *ev);
     void *user;
 };

@@ -20,6 +20,8 @@ struct sampler {
     int32_t *history;  /* ring of the last repeat_last_n tokens (or all, up to hist_cap) */
     int32_t hist_cap, hist_len, hist_pos;
     float *work;       /* [n_vocab] penalised logits */
+    float *bias;       /* [n_vocab] logit bias, or NULL when none */
+    int32_t n_accepted; /* tokens accepted since the last reset (min_tokens) */
     struct cand *cands; /* [n_vocab] */
 };
 
@@ -59,6 +61,7 @@ void sampler_reset(struct sampler *s)
     for (int i = 0; i < 4; i++) s->rng[i] = splitmix64(&x);
     memset(s->counts, 0, (size_t)s->n_vocab * sizeof *s->counts);
     s->hist_len = s->hist_pos = 0;
+    s->n_accepted = 0;
 }
 
 int sampler_create(const struct sampler_params *p, int32_t n_vocab, struct sampler **out)
@@ -67,8 +70,13 @@ int sampler_create(const struct sampler_params *p, int32_t n_vocab, struct sampl
     if (n_vocab < 1 || !(p->temperature >= 0) || p->top_k < 0 || !(p->top_p > 0 && p->top_p <= 1) ||
         !(p->min_p >= 0 && p->min_p <= 1) || !(p->repeat_penalty > 0) || p->repeat_last_n < 0 ||
         !isfinite(p->frequency_penalty) || !isfinite(p->presence_penalty) || !isfinite(p->temperature) ||
-        p->n_logprobs < 0 || p->n_logprobs > SAMPLER_MAX_LOGPROBS)
+        p->n_logprobs < 0 || p->n_logprobs > SAMPLER_MAX_LOGPROBS || p->n_bias < 0 || p->n_bias > SAMPLER_MAX_BIAS ||
+        (p->n_bias && !p->bias) || p->n_eog < 0 || p->n_eog > SAMPLER_MAX_EOG || p->min_tokens < 0)
         return SA_ERR_RANGE;
+    for (int32_t i = 0; i < p->n_bias; i++)
+        if (p->bias[i].id < 0 || p->bias[i].id >= n_vocab || !isfinite(p->bias[i].bias)) return SA_ERR_RANGE;
+    for (int32_t i = 0; i < p->n_eog; i++)
+        if (p->eog[i] < 0 || p->eog[i] >= n_vocab) return SA_ERR_RANGE;
     struct sampler *s = calloc(1, sizeof *s);
     if (!s) return SA_ERR_NOMEM;
     s->p = *p;
@@ -78,10 +86,13 @@ int sampler_create(const struct sampler_params *p, int32_t n_vocab, struct sampl
     s->history = calloc((size_t)(s->hist_cap ? s->hist_cap : 1), sizeof *s->history);
     s->work = malloc((size_t)n_vocab * sizeof *s->work);
     s->cands = malloc((size_t)n_vocab * sizeof *s->cands);
-    if (!s->counts || !s->history || !s->work || !s->cands) {
+    s->bias = p->n_bias ? calloc((size_t)n_vocab, sizeof *s->bias) : NULL;
+    s->p.bias = NULL; /* the dense copy below is what is used */
+    if (!s->counts || !s->history || !s->work || !s->cands || (p->n_bias && !s->bias)) {
         sampler_destroy(s);
         return SA_ERR_NOMEM;
     }
+    for (int32_t i = 0; i < p->n_bias; i++) s->bias[p->bias[i].id] += p->bias[i].bias;
     sampler_reset(s);
     *out = s;
     return 0;
@@ -94,12 +105,14 @@ void sampler_destroy(struct sampler *s)
     free(s->history);
     free(s->work);
     free(s->cands);
+    free(s->bias);
     free(s);
 }
 
 void sampler_accept(struct sampler *s, int32_t token)
 {
     if (token < 0 || token >= s->n_vocab) return;
+    s->n_accepted++;
     if (s->hist_cap) { /* windowed: evict the oldest */
         if (s->hist_len == s->hist_cap) {
             s->counts[s->history[s->hist_pos]]--;
@@ -193,6 +206,7 @@ int32_t sampler_sample(struct sampler *s, const float *logits, struct sampler_re
     bool penal = p->repeat_penalty != 1 || p->frequency_penalty != 0 || p->presence_penalty != 0;
     for (int32_t i = 0; i < n; i++) {
         double v = sanitize(logits[i]);
+        if (s->bias && v > -INFINITY) v += s->bias[i];
         int32_t cnt = penal ? s->counts[i] : 0;
         if (cnt && v > -INFINITY) { /* in double, then saturated: a tiny repeat_penalty cannot make inf */
             if (p->repeat_penalty != 1) v = v > 0 ? v / p->repeat_penalty : v * p->repeat_penalty;
@@ -200,6 +214,8 @@ int32_t sampler_sample(struct sampler *s, const float *logits, struct sampler_re
         }
         w[i] = sanitize(v);
     }
+    if (p->ignore_eos || s->n_accepted < p->min_tokens)
+        for (int32_t k = 0; k < p->n_eog; k++) w[p->eog[k]] = -INFINITY;
     int32_t chosen = -1;
     if (p->temperature < SAMPLER_GREEDY_TEMP) {
         float best = -INFINITY;

@@ -2,6 +2,9 @@
  * sampler.h - choose the next token from logits.
  *
  * Pipeline for each token (llama.cpp order):
+ *   0. logit bias (OpenAI logit_bias: added to the token's logit), and the
+ *      end-of-generation ids made impossible while fewer than min_tokens
+ *      tokens were accepted, or always with ignore_eos;
  *   1. penalties over the accepted history: repetition (logit/pen if > 0,
  *      logit*pen otherwise, last repeat_last_n tokens), frequency
  *      (- count*freq) and presence (- [count>0]*presence);
@@ -31,6 +34,14 @@
 #define SAMPLER_MAX_LOGPROBS 20
 #define SAMPLER_GREEDY_TEMP 1e-3f
 
+#define SAMPLER_MAX_BIAS 1024 /* logit_bias entries */
+#define SAMPLER_MAX_EOG 8      /* end-of-generation ids the sampler can hold back */
+
+struct sampler_bias {
+    int32_t id;
+    float bias; /* finite; -100 in practice bans the token, +100 forces it */
+};
+
 struct sampler_params {
     float temperature;       /* 0 = greedy */
     int32_t top_k;           /* 0 = off */
@@ -42,6 +53,12 @@ struct sampler_params {
     float presence_penalty;  /* 0 = off */
     uint64_t seed;
     int32_t n_logprobs;      /* top alternatives to report, 0..SAMPLER_MAX_LOGPROBS */
+    const struct sampler_bias *bias; /* [n_bias], copied at creation (ids in range; repeats add up) */
+    int32_t n_bias;          /* 0..SAMPLER_MAX_BIAS */
+    int32_t eog[SAMPLER_MAX_EOG]; /* end-of-generation ids (the engine fills them) */
+    int32_t n_eog;
+    bool ignore_eos;         /* never sample an end-of-generation id */
+    int32_t min_tokens;      /* nor before this many tokens were accepted; 0 = off */
 };
 
 struct sampler_logprob {

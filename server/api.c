@@ -635,7 +635,12 @@ static void handle_generate(struct api *a, struct http_request *r, enum request_
             s->prompt_tokens = (uint32_t)n_ids[p];
             if (echo_text[p]) append_text(s, echo_text[p], strlen(echo_text[p]));
         }
-    for (size_t k = 0; k < j->n_seqs; k++) {
+    /* the sampler copies the bias at submit: one array for every choice, freed below */
+    struct sampler_bias *bias = req.n_logit_bias ? malloc(req.n_logit_bias * sizeof *bias) : NULL;
+    for (size_t i = 0; bias && i < req.n_logit_bias; i++)
+        bias[i] = (struct sampler_bias){req.logit_bias[i].id, req.logit_bias[i].bias};
+    if (req.n_logit_bias && !bias) rc = SA_ERR_NOMEM;
+    for (size_t k = 0; k < j->n_seqs && !rc; k++) {
         struct job_seq *s = &j->seqs[k];
         struct engine_request er = {.prompt = ids[s->prompt_index], .n_prompt = n_ids[s->prompt_index],
                                     .max_tokens = req.max_tokens, .share = share, .plan = plan, .rebalance = rb,
@@ -653,12 +658,19 @@ static void handle_generate(struct api *a, struct http_request *r, enum request_
         er.sampling.n_logprobs = req.logprobs > 0 ? req.logprobs : 0;
         for (size_t i = 0; i < req.n_stop && i < ENGINE_MAX_STOP; i++) er.stop[i] = req.stop[i];
         er.n_stop = req.n_stop < ENGINE_MAX_STOP ? req.n_stop : ENGINE_MAX_STOP;
+        er.sampling.bias = bias;
+        er.sampling.n_bias = (int32_t)req.n_logit_bias;
+        er.sampling.ignore_eos = req.ignore_eos;
+        er.sampling.min_tokens = (int32_t)req.min_tokens;
+        memcpy(er.stop_ids, req.stop_token_ids, req.n_stop_token_ids * sizeof *er.stop_ids);
+        er.n_stop_ids = req.n_stop_token_ids;
         rc = engine_submit(a->e, &er, &s->engine_id);
         if (rc) break;
         s->submitted = true;
         j->refs++;
         j->remaining++;
     }
+    free(bias);
     if (j->remaining) { /* link even if a later submit failed: the events still come */
         j->next = a->jobs;
         if (a->jobs) a->jobs->prev = j;

@@ -4,6 +4,7 @@
  */
 #include "request.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
@@ -74,6 +75,7 @@ void request_free(struct api_request *r)
     for (size_t i = 0; i < r->n_stop && i < REQUEST_MAX_STOP; i++) free(r->stop[i]);
     free(r->share_spans);
     free(r->user);
+    free(r->logit_bias);
     request_init(r);
 }
 
@@ -469,8 +471,13 @@ static const char *const req_known_fields[] = {
     "prompt", "messages", "model", "max_tokens", "max_completion_tokens", "temperature", "top_p", "min_p",
     "top_k", "presence_penalty", "frequency_penalty", "repeat_penalty", "seed", "stop", "stream",
     "stream_options", "echo", "logprobs", "top_logprobs", "n", "user", "share_spans", "rebalance_alpha",
-    "rebalance_tau",
+    "rebalance_tau", "logit_bias", "ignore_eos", "min_tokens", "stop_token_ids",
 };
+/* Fields of one kind only (the rest of req_known_fields are both kinds'). */
+static const char *const req_completion_only[] = {"prompt", "echo"};
+static const char *const req_chat_only[] = {"messages", "max_completion_tokens", "top_logprobs"};
+/* OpenAI fields accepted and ignored because they change nothing here. */
+static const char *const req_noop_fields[] = {"user", "store", "metadata", "service_tier"};
 
 static void req_json_error(const json_error_t *je, struct api_error *err)
 {
@@ -510,6 +517,98 @@ static void req_json_error(const json_error_t *je, struct api_error *err)
     err->code = "invalid_json";
 }
 
+static bool req_in(const char *key, const char *const *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(key, list[i]) == 0) return true;
+    return false;
+}
+#define REQ_IN(key, list) req_in(key, list, sizeof list / sizeof list[0])
+
+static bool req_plain_name(const char *s);
+
+/* Every top-level field is one this kind implements, a no-op OpenAI field, or null. */
+static int req_check_fields(json_t *root, enum request_kind kind, struct api_error *err)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v) {
+        if (json_is_null(v) || REQ_IN(key, req_noop_fields)) continue;
+        bool known = REQ_IN(key, req_known_fields) &&
+                     !(kind == REQUEST_CHAT && REQ_IN(key, req_completion_only)) &&
+                     !(kind == REQUEST_COMPLETION && REQ_IN(key, req_chat_only));
+        if (known) continue;
+        request_error(err, req_plain_name(key) ? key : "body",
+                      "this parameter is not supported by saserve (openapi.yaml lists the ones it implements)");
+        err->code = "unsupported_parameter";
+        return -1;
+    }
+    return 0;
+}
+
+/* logit_bias: {"<token id>": bias in [-100, 100]} (OpenAI). */
+static int req_logit_bias(json_t *root, const struct request_limits *lim, struct api_request *r,
+                          struct api_error *err)
+{
+    json_t *o = req_field(root, "logit_bias");
+    if (!o) return 0;
+    if (!json_is_object(o)) {
+        req_type_error(err, "logit_bias", "an object of token ids to numbers");
+        return -1;
+    }
+    size_t n = json_object_size(o);
+    if (n > REQUEST_MAX_LOGIT_BIAS) {
+        request_error(err, "logit_bias", "'logit_bias' may name at most %d tokens", REQUEST_MAX_LOGIT_BIAS);
+        return -1;
+    }
+    r->logit_bias = n ? calloc(n, sizeof *r->logit_bias) : NULL;
+    if (n && !r->logit_bias) return req_nomem(err);
+    const char *key;
+    json_t *v;
+    json_object_foreach(o, key, v) {
+        char *end;
+        errno = 0;
+        unsigned long id = strtoul(key, &end, 10);
+        if (!*key || *end || errno || key[0] < '0' || key[0] > '9' || id >= lim->n_vocab) {
+            request_error(err, "logit_bias", "'logit_bias' keys must be token ids below %u", lim->n_vocab);
+            return -1;
+        }
+        double b = json_is_number(v) ? json_number_value(v) : NAN;
+        if (!(b >= -100 && b <= 100)) {
+            request_error(err, "logit_bias", "'logit_bias' values must be numbers in [-100, 100]");
+            return -1;
+        }
+        r->logit_bias[r->n_logit_bias++] = (struct api_logit_bias){(int32_t)id, (float)b};
+    }
+    return 0;
+}
+
+static int req_stop_token_ids(json_t *root, const struct request_limits *lim, struct api_request *r,
+                              struct api_error *err)
+{
+    json_t *a = req_field(root, "stop_token_ids");
+    if (!a) return 0;
+    if (!json_is_array(a)) {
+        req_type_error(err, "stop_token_ids", "an array of token ids");
+        return -1;
+    }
+    if (json_array_size(a) > REQUEST_MAX_STOP_IDS) {
+        request_error(err, "stop_token_ids", "'stop_token_ids' may hold at most %d ids", REQUEST_MAX_STOP_IDS);
+        return -1;
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(a, i, v) {
+        json_int_t id = json_is_integer(v) ? json_integer_value(v) : -1;
+        if (id < 0 || id >= (json_int_t)lim->n_vocab) {
+            request_error(err, "stop_token_ids", "'stop_token_ids' must hold token ids below %u", lim->n_vocab);
+            return -1;
+        }
+        r->stop_token_ids[r->n_stop_token_ids++] = (int32_t)id;
+    }
+    return 0;
+}
+
 /* ---- the request ---- */
 
 static int req_parse_fields(json_t *root, enum request_kind kind, const struct request_limits *lim,
@@ -524,6 +623,7 @@ static int req_parse_fields(json_t *root, enum request_kind kind, const struct r
     } else {
         if (req_messages(root, lim, r, err) != 0) return -1;
     }
+    if (req_check_fields(root, kind, err) != 0) return -1; /* after the required field: it is named first */
     if (req_str(root, "model", REQUEST_MAX_NAME_LEN, &r->model, err) < 0) return -1;
     if (req_str(root, "user", REQUEST_MAX_NAME_LEN, &r->user, err) < 0) return -1;
 
@@ -627,6 +727,12 @@ static int req_parse_fields(json_t *root, enum request_kind kind, const struct r
     rc = req_num(root, "rebalance_tau", 0, false, 1, false, &r->rebalance_tau, err);
     if (rc < 0) return -1;
     r->rebalance_tau_set = rc > 0;
+
+    if (req_logit_bias(root, lim, r, err) != 0 || req_stop_token_ids(root, lim, r, err) != 0) return -1;
+    if (req_bool(root, "ignore_eos", &r->ignore_eos, err) < 0) return -1;
+    rc = req_int(root, "min_tokens", 0, (json_int_t)r->max_tokens, &iv, err);
+    if (rc < 0) return -1;
+    if (rc > 0) r->min_tokens = (uint32_t)iv;
     return 0;
 }
 

@@ -7,9 +7,11 @@
  * Threads: no global state; call from any one thread per api_request (the
  * server calls it on its loop thread).
  *
- * Accepted parameters (anything else at the top level is ignored, because
- * OpenAI clients send extras; a KNOWN field with the wrong type or value is
- * rejected). JSON null for an optional field means "not given".
+ * Accepted parameters. Any other top-level field is a 400 with code
+ * unsupported_parameter naming it (nothing is silently ignored), except the
+ * OpenAI fields that change nothing here: user, store, metadata,
+ * service_tier. A known field with the wrong type or value is rejected. JSON
+ * null for an optional field (known or not) means "not given".
  *
  *   field               type                 range / rule                      default
  *   prompt (compl.)     string               <= max_prompt_bytes; "" ok (BOS)  required
@@ -49,6 +51,13 @@
  *                                            against the model by the engine    NULL (config)
  *   rebalance_alpha     number               [0, 10]                            unset (config)
  *   rebalance_tau       number               [0, 1]                             unset (config)
+ *   logit_bias          {"<id>": number}     <= 1024 ids, 0 <= id < n_vocab,    none
+ *                                            bias in [-100, 100] (OpenAI)
+ *   ignore_eos          bool                 end-of-generation never sampled    false
+ *   min_tokens          int                  0..max_tokens: no end-of-generation
+ *                                            before that many tokens            0
+ *   stop_token_ids      [int]                <= 16 ids in [0, n_vocab): end like
+ *                                            EOS (not in the text)              none
  *
  * Integers are read as json_int_t (64-bit) and range-checked before being
  * narrowed; a JSON real where an integer is expected (2.0, 1.5) is rejected.
@@ -71,6 +80,13 @@
 #define REQUEST_MAX_SPANS_LEN 255  /* share_spans text */
 #define REQUEST_MAX_LOGPROBS 20    /* = SAMPLER_MAX_LOGPROBS: max_logprobs is capped to this */
 #define REQUEST_DEFAULT_MAX_TOKENS 16 /* completions, as OpenAI */
+#define REQUEST_MAX_LOGIT_BIAS 1024  /* = SAMPLER_MAX_BIAS */
+#define REQUEST_MAX_STOP_IDS 16      /* = ENGINE_MAX_STOP_IDS */
+
+struct api_logit_bias {
+    int32_t id;
+    float bias;
+};
 
 /* Limits from the configuration and the loaded model. All are expected > 0;
  * a zero limit rejects every value it bounds. */
@@ -133,6 +149,13 @@ struct api_request {
     int share_query, rebalance_query; /* -1 unset, 0 off, 1 on (?share= / ?rebalance=) */
     bool include_usage;        /* stream_options.include_usage */
     char *user;
+    /* token-level controls */
+    struct api_logit_bias *logit_bias; /* [n_logit_bias] */
+    size_t n_logit_bias;
+    bool ignore_eos;
+    uint32_t min_tokens;
+    int32_t stop_token_ids[REQUEST_MAX_STOP_IDS];
+    size_t n_stop_token_ids;
 };
 
 /* Empty request: defaults as the table above (kind = REQUEST_COMPLETION),

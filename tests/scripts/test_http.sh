@@ -383,9 +383,26 @@ post $A seed2 /v1/completions "{$P, \"temperature\": 1, \"max_tokens\": 30, \"se
 check "seed 42 at temperature 1 twice: same text" jtrue "len(text(d0)) > 0 and text(d0) == text(d1)" "$S1" "$BODY"
 post $A token_ids /v1/completions '{"prompt": [1, 403, 407], "temperature": 0, "max_tokens": 3, "echo": true}'
 check "token-id prompt (3 ids) with echo: prompt_tokens 3" jtrue "$CODE == 200 and d['usage']['prompt_tokens'] == 3" "$BODY"
-post $A extras /v1/completions "{$P, \"max_tokens\": 2, \"model\": \"my-model\", \"user\": \"u1\", \"unknown_field\": {\"x\": 1}, \"top_k\": 100000, \"min_p\": 0.05, \"presence_penalty\": 0.5, \"frequency_penalty\": -0.5, \"repeat_penalty\": 1.1, \"top_p\": 0.9, \"seed\": null}"
-check "extras: unknown fields ignored, model echoed, top_k above vocab clamped, nulls = not given" jtrue \
+post $A extras /v1/completions "{$P, \"max_tokens\": 2, \"model\": \"my-model\", \"user\": \"u1\", \"store\": false, \"unknown_field\": null, \"top_k\": 100000, \"min_p\": 0.05, \"presence_penalty\": 0.5, \"frequency_penalty\": -0.5, \"repeat_penalty\": 1.1, \"top_p\": 0.9, \"seed\": null}"
+check "extras: no-op OpenAI fields accepted, model echoed, top_k above vocab clamped, nulls = not given" jtrue \
     "$CODE == 200 and d['model'] == 'my-model'" "$BODY"
+post $A unsupported /v1/completions "{$P, \"max_tokens\": 2, \"unknown_field\": {\"x\": 1}}"
+check "a field saserve does not implement: 400 unsupported_parameter naming it" jtrue \
+    "$CODE == 400 and d['error']['param'] == 'unknown_field' and d['error']['code'] == 'unsupported_parameter'" "$BODY"
+post $A unsupported_rf /v1/chat/completions '{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "response_format": {"type": "json_object"}}'
+check "response_format (not implemented yet): 400 naming it, not a 200 with ordinary text" jtrue \
+    "$CODE == 400 and d['error']['param'] == 'response_format'" "$BODY"
+post $A token_controls /v1/completions "{$P, \"max_tokens\": 6, \"temperature\": 0, \"logit_bias\": {\"2\": 100}, \"min_tokens\": 3}"
+check "logit_bias forcing EOS with min_tokens 3: exactly 3 tokens, finish stop" jtrue \
+    "$CODE == 200 and d['usage']['completion_tokens'] == 4 and d['choices'][0]['finish_reason'] == 'stop'" "$BODY"
+post $A ignore_eos /v1/completions "{$P, \"max_tokens\": 6, \"temperature\": 0, \"logit_bias\": {\"2\": 100}, \"ignore_eos\": true}"
+check "ignore_eos with EOS forced: runs to max_tokens (length)" jtrue \
+    "$CODE == 200 and d['usage']['completion_tokens'] == 6 and d['choices'][0]['finish_reason'] == 'length'" "$BODY"
+post $A stop_ids /v1/completions "{$P, \"max_tokens\": 6, \"temperature\": 0, \"logit_bias\": {\"300\": 100}, \"stop_token_ids\": [300]}"
+check "stop_token_ids: the forced id ends the answer at once (stop, no text)" jtrue \
+    "$CODE == 200 and d['choices'][0]['finish_reason'] == 'stop' and d['choices'][0]['text'] == ''" "$BODY"
+post $A bad_bias /v1/completions "{$P, \"logit_bias\": {\"1\": 150}}"
+check "logit_bias value out of range: 400 naming logit_bias" jtrue "$CODE == 400 and d['error']['param'] == 'logit_bias'" "$BODY"
 
 # ---------------------------------------------------------------- errors (A)
 section "errors (A)"

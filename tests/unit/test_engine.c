@@ -610,6 +610,54 @@ static void test_generated_blocks_reused(void)
     engine_destroy(e);
 }
 
+/* Token-level controls through the engine: stop_token_ids ends like EOS (not emitted);
+ * with EOS forced by logit_bias, min_tokens holds it back for that many tokens and
+ * ignore_eos for ever. */
+static void test_token_controls(void)
+{
+    struct engine *e = start(2, 8);
+    if (!e) {
+        ASSERT_TRUE(e != NULL);
+        return;
+    }
+    int32_t bos = 1, eos = engine_info(e)->eos;
+    int first = 0; /* the first position of golden[10]'s id */
+    while (golden_260k[first] != golden_260k[10]) first++;
+    struct collect c;
+    collect_init(&c);
+    struct engine_request r = greedy(&bos, 1, 40, &c);
+    r.stop_ids[0] = golden_260k[10];
+    r.n_stop_ids = 1;
+    uint64_t id;
+    ASSERT_OK(engine_submit(e, &r, &id));
+    wait_done(&c);
+    ASSERT_EQ(c.last.finish, ENGINE_FINISH_STOP);
+    ASSERT_EQ(c.n_tokens, first);
+    struct sampler_bias force_eos = {eos, 100};
+    for (int mode = 0; mode < 2; mode++) {
+        collect_init(&c);
+        r = greedy(&bos, 1, 12, &c);
+        r.sampling.bias = &force_eos;
+        r.sampling.n_bias = 1;
+        if (mode == 0) r.sampling.min_tokens = 5;
+        else r.sampling.ignore_eos = true;
+        ASSERT_OK(engine_submit(e, &r, &id));
+        wait_done(&c);
+        if (mode == 0) { /* 5 tokens, then the forced EOS ends it */
+            ASSERT_EQ(c.last.finish, ENGINE_FINISH_STOP);
+            ASSERT_EQ(c.last.completion_tokens, 6);
+        } else { /* EOS is never sampled: the length ends it */
+            ASSERT_EQ(c.last.finish, ENGINE_FINISH_LENGTH);
+            ASSERT_EQ(c.last.completion_tokens, 12);
+            for (size_t i = 0; i < c.n_tokens; i++) ASSERT_NE(c.tokens[i], eos);
+        }
+    }
+    r.stop_ids[0] = -1;
+    r.n_stop_ids = 1;
+    ASSERT_EQ(engine_submit(e, &r, &id), SA_ERR_INVALID_ARG);
+    engine_destroy(e);
+}
+
 /* The prefix cache gives its pages back when admission needs them. */
 static void test_prefix_eviction(void)
 {
@@ -649,5 +697,6 @@ int main(void)
     TEST_RUN(test_prefix_reuse);
     TEST_RUN(test_prefix_eviction);
     TEST_RUN(test_generated_blocks_reused);
+    TEST_RUN(test_token_controls);
     TEST_DONE();
 }

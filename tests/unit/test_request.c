@@ -275,12 +275,72 @@ static void test_values_read(void)
     request_free(&r);
 }
 
-static void test_unknown_fields_ignored(void)
+/* Nothing is silently ignored: a field saserve does not implement is a 400
+ * unsupported_parameter naming it, except the no-op OpenAI fields and nulls. */
+static void test_unknown_fields_rejected(void)
 {
-    EXPECT_OK(REQUEST_COMPLETION, "{\"prompt\":\"a\",\"foo\":{\"bar\":[1,2]},\"logit_bias\":{\"1\":2},"
-                                  "\"suffix\":null,\"best_of\":1,\"messages\":5}");
-    EXPECT_OK(REQUEST_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\",\"name\":\"x\"}],"
-                            "\"prompt\":5,\"echo\":\"x\",\"tools\":[],\"response_format\":{}}");
+    EXPECT_OK(REQUEST_COMPLETION, "{\"prompt\":\"a\",\"user\":\"u\",\"store\":false,\"metadata\":{\"k\":\"v\"},"
+                                  "\"service_tier\":\"auto\",\"suffix\":null,\"tools\":null}");
+    EXPECT_OK(REQUEST_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\",\"name\":\"x\"}]}");
+    static const char *const completion_bad[][2] = {
+        {"\"foo\":{\"bar\":[1,2]}", "foo"}, {"\"suffix\":\"x\"", "suffix"}, {"\"best_of\":2", "best_of"},
+        {"\"messages\":5", "messages"}, {"\"response_format\":{\"type\":\"json_object\"}", "response_format"},
+        {"\"grammar\":\"root ::= x\"", "grammar"}, {"\"top_logprobs\":2", "top_logprobs"},
+        {"\"x\\u00e9\":1", "body"},
+    };
+    for (size_t i = 0; i < sizeof completion_bad / sizeof completion_bad[0]; i++) {
+        char body[256];
+        snprintf(body, sizeof body, "{\"prompt\":\"a\",%s}", completion_bad[i][0]);
+        EXPECT_BAD(REQUEST_COMPLETION, body, completion_bad[i][1]);
+        struct api_error e;
+        if (try_body(REQUEST_COMPLETION, body, &e) == -1) ASSERT_STR_EQ(e.code, "unsupported_parameter");
+    }
+    static const char *const chat_bad[][2] = {
+        {"\"prompt\":5", "prompt"}, {"\"echo\":true", "echo"}, {"\"tools\":[]", "tools"},
+        {"\"tool_choice\":\"auto\"", "tool_choice"}, {"\"functions\":[]", "functions"},
+    };
+    for (size_t i = 0; i < sizeof chat_bad / sizeof chat_bad[0]; i++) {
+        char body[256];
+        snprintf(body, sizeof body, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],%s}", chat_bad[i][0]);
+        EXPECT_BAD(REQUEST_CHAT, body, chat_bad[i][1]);
+    }
+}
+
+/* logit_bias, ignore_eos, min_tokens, stop_token_ids: read, and each bad value a 400 naming it. */
+static void test_token_controls(void)
+{
+    struct api_request r;
+    struct api_error e;
+    const char *b = "{\"prompt\":\"a\",\"max_tokens\":10,\"logit_bias\":{\"5\":-100,\"31999\":2.5},"
+                    "\"ignore_eos\":true,\"min_tokens\":4,\"stop_token_ids\":[13,2]}";
+    ASSERT_OK(parse_kind(REQUEST_COMPLETION, b, strlen(b), &r, &e));
+    ASSERT_EQ(r.n_logit_bias, 2);
+    ASSERT_EQ(r.logit_bias[0].id, 5);
+    ASSERT_NEAR(r.logit_bias[0].bias, -100, 0);
+    ASSERT_EQ(r.logit_bias[1].id, 31999);
+    ASSERT_NEAR(r.logit_bias[1].bias, 2.5, 0);
+    ASSERT_TRUE(r.ignore_eos);
+    ASSERT_EQ(r.min_tokens, 4);
+    ASSERT_EQ(r.n_stop_token_ids, 2);
+    ASSERT_EQ(r.stop_token_ids[0], 13);
+    ASSERT_EQ(r.stop_token_ids[1], 2);
+    request_free(&r);
+    static const char *const bad[][2] = {
+        {"\"logit_bias\":[1]", "logit_bias"}, {"\"logit_bias\":{\"32000\":1}", "logit_bias"},
+        {"\"logit_bias\":{\"-1\":1}", "logit_bias"}, {"\"logit_bias\":{\"a\":1}", "logit_bias"},
+        {"\"logit_bias\":{\"\":1}", "logit_bias"}, {"\"logit_bias\":{\"1\":101}", "logit_bias"},
+        {"\"logit_bias\":{\"1\":\"x\"}", "logit_bias"}, {"\"logit_bias\":{\" 1\":1}", "logit_bias"},
+        {"\"ignore_eos\":1", "ignore_eos"}, {"\"min_tokens\":-1", "min_tokens"},
+        {"\"min_tokens\":17", "min_tokens"}, {"\"min_tokens\":1.5", "min_tokens"},
+        {"\"stop_token_ids\":3", "stop_token_ids"}, {"\"stop_token_ids\":[32000]", "stop_token_ids"},
+        {"\"stop_token_ids\":[1.0]", "stop_token_ids"},
+        {"\"stop_token_ids\":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17]", "stop_token_ids"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char body[256];
+        snprintf(body, sizeof body, "{\"prompt\":\"a\",%s}", bad[i][0]); /* max_tokens 16 */
+        EXPECT_BAD(REQUEST_COMPLETION, body, bad[i][1]);
+    }
 }
 
 /* ---- prompts (B2, C2, C6) ---- */
@@ -658,7 +718,8 @@ int main(void)
     TEST_RUN(test_integer_overflow);
     TEST_RUN(test_defaults);
     TEST_RUN(test_values_read);
-    TEST_RUN(test_unknown_fields_ignored);
+    TEST_RUN(test_unknown_fields_rejected);
+    TEST_RUN(test_token_controls);
     TEST_RUN(test_prompt_variants);
     TEST_RUN(test_prompt_sizes);
     TEST_RUN(test_fan_out);

@@ -285,6 +285,70 @@ static void test_extreme_penalties(void)
     sampler_destroy(s);
 }
 
+/* logit_bias adds to the logit (softmax of logits + bias), -100 bans, +100 forces; repeated
+ * ids add up. The reported logprobs stay those of the model's own logits. */
+static void test_logit_bias(void)
+{
+    float logits[4] = {1.0f, 0.5f, 0.0f, -1.0f};
+    struct sampler_bias b[3] = {{2, 1.5f}, {0, -0.5f}, {2, 0.25f}};
+    struct sampler_params p = sampler_default_params();
+    p.temperature = 1;
+    p.seed = 3;
+    p.bias = b;
+    p.n_bias = 3;
+    double bias[4] = {-0.5, 0, 1.75, 0}, z = 0, e[4];
+    for (int i = 0; i < 4; i++) z += exp(logits[i] + bias[i]);
+    for (int i = 0; i < 4; i++) e[i] = exp(logits[i] + bias[i]) / z;
+    check_distribution(p, logits, 4, e);
+    struct sampler_bias ban = {0, -100}, force = {3, 100};
+    p = sampler_default_params();
+    p.bias = &ban;
+    p.n_bias = 1;
+    struct sampler *s = make(p, 4);
+    struct sampler_result r;
+    p.n_logprobs = 0;
+    ASSERT_EQ(sampler_sample(s, logits, &r), 1); /* greedy: 0 is banned */
+    ASSERT_NEAR(r.logprob, 0.5 - log(exp(1.0) + exp(0.5) + exp(0.0) + exp(-1.0)), 1e-5); /* unbiased */
+    sampler_destroy(s);
+    p.bias = &force;
+    p.temperature = 1.5f;
+    s = make(p, 4);
+    for (int i = 0; i < 100; i++) ASSERT_EQ(sampler_sample(s, logits, NULL), 3);
+    sampler_destroy(s);
+    struct sampler_bias bad = {4, 1};
+    p.bias = &bad;
+    ASSERT_EQ(sampler_create(&p, 4, &s), SA_ERR_RANGE); /* id out of range */
+    bad = (struct sampler_bias){1, NAN};
+    ASSERT_EQ(sampler_create(&p, 4, &s), SA_ERR_RANGE);
+}
+
+/* min_tokens holds the end-of-generation ids back until that many tokens were accepted;
+ * ignore_eos always. */
+static void test_min_tokens_and_ignore_eos(void)
+{
+    float logits[4] = {0.0f, 5.0f, 4.0f, 0.0f}; /* id 1 is EOS and the most likely */
+    struct sampler_params p = sampler_default_params();
+    p.eog[0] = 1;
+    p.n_eog = 1;
+    p.min_tokens = 3;
+    struct sampler *s = make(p, 4);
+    for (int i = 0; i < 3; i++) {
+        int32_t t = sampler_sample(s, logits, NULL);
+        ASSERT_EQ(t, 2);
+        sampler_accept(s, t);
+    }
+    ASSERT_EQ(sampler_sample(s, logits, NULL), 1); /* allowed from the 4th token */
+    sampler_reset(s);
+    ASSERT_EQ(sampler_sample(s, logits, NULL), 2); /* the count restarts */
+    sampler_destroy(s);
+    p.min_tokens = 0;
+    p.ignore_eos = true;
+    p.temperature = 1;
+    s = make(p, 4);
+    for (int i = 0; i < 500; i++) ASSERT_NE(sampler_sample(s, logits, NULL), 1);
+    sampler_destroy(s);
+}
+
 int main(void)
 {
     TEST_RUN(test_greedy_argmax_and_ties);
@@ -296,5 +360,7 @@ int main(void)
     TEST_RUN(test_rejects_bad_params);
     TEST_RUN(test_non_finite_logits);
     TEST_RUN(test_extreme_penalties);
+    TEST_RUN(test_logit_bias);
+    TEST_RUN(test_min_tokens_and_ignore_eos);
     TEST_DONE();
 }
