@@ -18,6 +18,7 @@
 #include "prefix.h"
 #include "tokenizer.h"
 #include "transformer.h"
+#include "vision.h"
 #include "workers.h"
 
 #include <math.h>
@@ -88,6 +89,7 @@ struct engine {
     bool stopping;
     uint64_t next_id;
     struct engine_metrics stats;
+    struct vision *vis; /* optional phiDNN model and its queue (vision.h); NULL = none */
 };
 
 static double now_ms(void)
@@ -95,6 +97,15 @@ static double now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+/* vision.h's wake-up: the step thread waits on cv under mu and checks vision_pending there */
+static void vision_wake(void *ctx)
+{
+    struct engine *e = ctx;
+    pthread_mutex_lock(&e->mu);
+    pthread_cond_broadcast(&e->cv);
+    pthread_mutex_unlock(&e->mu);
 }
 
 struct engine_config engine_default_config(void)
@@ -500,7 +511,7 @@ static void *step_main(void *arg)
         for (;;) {
             bool any_active = false;
             for (uint32_t i = 0; i < e->cfg.n_slots; i++) any_active |= e->slots[i].seq != NULL;
-            if (any_active || e->q_head || e->stopping) break;
+            if (any_active || e->q_head || e->stopping || vision_pending(e->vis)) break;
             pthread_cond_wait(&e->cv, &e->mu);
         }
         bool stopping = e->stopping, admitted = false;
@@ -543,6 +554,7 @@ static void *step_main(void *arg)
                 act[k - 1] = t;
             }
         if (n_act) run_step(e, act, n_act);
+        if (!stopping) vision_run_one(e->vis); /* at most one image job between two steps */
         if (e->cfg.debug_checks) check_pool(e);
         pthread_mutex_lock(&e->mu);
         e->stats.steps++;
@@ -593,6 +605,11 @@ int engine_create(const struct engine_config *cfg_in, struct engine **out, char 
     info->chat_template = gguf_get_cstr(e->m->gguf, "tokenizer.chat_template", e->chat_template,
                                         sizeof e->chat_template) == 0 ? e->chat_template : NULL;
     e->pool = workers_create(cfg->n_threads);
+    if (cfg->vision_model_path && cfg->vision_model_path[0] &&
+        (rc = vision_create(cfg->vision_model_path, cfg->vision_queue_max ? cfg->vision_queue_max : 16,
+                            cfg->vision_max_images ? cfg->vision_max_images : 64, vision_wake, e, &e->vis, msg,
+                            msg_len)))
+        goto fail;
     e->slots = calloc(cfg->n_slots, sizeof *e->slots);
     e->piece_cap = 3 * (tok_max_piece_len(e->m->tok) + 3) + 64;
     e->piece = malloc(e->piece_cap);
@@ -688,6 +705,7 @@ void engine_destroy(struct engine *e)
         }
         pthread_join(e->thread, NULL);
     }
+    vision_destroy(e->vis); /* after the join: queued image jobs end with SA_ERR_CANCELLED */
     if (e->slots)
         for (uint32_t i = 0; i < e->cfg.n_slots; i++) tf_destroy(e->slots[i].ctx);
     tf_destroy(e->ws);
@@ -831,4 +849,20 @@ void engine_get_metrics(struct engine *e, struct engine_metrics *m)
     pthread_mutex_lock(&e->mu);
     *m = e->stats;
     pthread_mutex_unlock(&e->mu);
+    m->vision_queue_depth = vision_queue_depth(e->vis);
 }
+
+/* ---- the phiDNN image classifier (vision.h) ---- */
+
+const struct phidnn_info *engine_vision_info(const struct engine *e) { return vision_info(e->vis); }
+
+int engine_vision_submit(struct engine *e, const struct engine_vision_request *req, uint64_t *id)
+{
+    pthread_mutex_lock(&e->mu);
+    const bool stopping = e->stopping;
+    pthread_mutex_unlock(&e->mu);
+    if (stopping) return SA_ERR_BUSY;
+    return vision_submit(e->vis, req, id);
+}
+
+uint32_t engine_vision_queue_depth(struct engine *e) { return vision_queue_depth(e->vis); }

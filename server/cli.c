@@ -313,6 +313,8 @@ int cli_check_model(int argc, char **argv)
         fprintf(stderr, "usage: saserve check-model FILE\n");
         return 1;
     }
+    int vrc = cli_check_vision_model(argv[1]);
+    if (vrc >= 0) return vrc; /* a phiDNN file (cli_vision.c) */
     struct model *m = load_model_or_report(argv[1], NULL);
     if (!m) return 2;
     printf("%s: ok: %s, %u layers, dim %u, %u heads (%u kv), ffn %u, vocab %u, %llu parameters\n", argv[1], m->name,

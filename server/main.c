@@ -6,6 +6,7 @@
  *   saserve check-model FILE  validate a GGUF model (exit 2 naming the bad field)
  *   saserve similarity ...    layer-to-layer attention similarity, auto spans, heatmap
  *   saserve perplexity ...    perplexity with and without Shared Attention / re-balancing
+ *   saserve recreate ...      phiDNN: PNG grid of originals, corruptions and recreations
  */
 #include "cli.h"
 #include "serve.h"
@@ -21,7 +22,8 @@ static void usage(void)
             "  generate -m MODEL -p PROMPT   generate text (see saserve generate --help)\n"
             "  check-model FILE              validate a GGUF model file\n"
             "  similarity -m MODEL [-f TEXT] attention similarity between layers (which layers to share)\n"
-            "  perplexity -m MODEL -f TEXT   perplexity, with --share SPANS / --rebalance\n");
+            "  perplexity -m MODEL -f TEXT   perplexity, with --share SPANS / --rebalance\n"
+            "  recreate -m PHIDNN --png OUT  phiDNN: originals, corruptions and recreations as a PNG grid\n");
 }
 
 int main(int argc, char **argv)
@@ -37,6 +39,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "check-model") == 0 || strcmp(cmd, "--check-model") == 0) return cli_check_model(argc - 1, argv + 1);
     if (strcmp(cmd, "similarity") == 0) return cli_similarity(argc - 1, argv + 1);
     if (strcmp(cmd, "perplexity") == 0) return cli_perplexity(argc - 1, argv + 1);
+    if (strcmp(cmd, "recreate") == 0) return cli_recreate(argc - 1, argv + 1);
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0) {
         usage();
         return 0;

@@ -115,6 +115,9 @@ int serve_main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     struct engine_config ec = engine_default_config();
     ec.model_path = s->cfg.model;
+    ec.vision_model_path = s->cfg.vision_model;
+    ec.vision_max_images = s->cfg.vision_max_batch;
+    ec.vision_queue_max = s->cfg.vision_queue_max;
     ec.n_threads = (int)s->cfg.threads;
     ec.n_ctx = s->cfg.ctx;
     ec.n_slots = s->cfg.slots;
