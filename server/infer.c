@@ -192,8 +192,13 @@ int infer_parse(const char *body, size_t len, const struct phidnn_info *info, ui
     json_t *root = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &je);
     int rc = -1;
     for (int k = 0; k < 3; k++) r->want[k] = true;
-    if (!root || !json_is_object(root)) {
-        request_error(err, NULL, "the body must be a JSON object (an Open Inference Protocol inference request)");
+    if (!root) {
+        request_error(err, "body", "the body is not valid JSON");
+        err->code = "invalid_json";
+        goto out;
+    }
+    if (!json_is_object(root)) {
+        type_error(err, "body", "a JSON object (an Open Inference Protocol inference request)");
         goto out;
     }
     bool outputs_given = false;
