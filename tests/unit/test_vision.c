@@ -8,13 +8,16 @@
  * Images come from the Debian package dataset-fashion-mnist (make deps), by the
  * indices stored in tests/fixtures/phidnn-golden.gguf; no image data is committed.
  */
+#include "engine/engine.h"
 #include "engine/errors.h"
 #include "engine/gguf.h"
 #include "engine/phidnn.h"
 #include "engine/vision_ops.h"
 #include "tests/test.h"
 
+#include <pthread.h>
 #include <stdint.h>
+#include <time.h>
 
 #define MODEL_PATH "config/models/phidnn-fmnist.gguf"
 #define GOLDEN_PATH "tests/fixtures/phidnn-golden.gguf"
@@ -363,6 +366,143 @@ static void test_forward_args(void)
     phidnn_free(p);
 }
 
+/* ---------------------------------------------------------------- the engine's vision queue */
+
+struct vis_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done, errors[16];
+    float probs[16][PHIDNN_CHUNK * 10];
+    double compute_ms;
+};
+struct vis_slot {
+    struct vis_wait *w;
+    int i;
+};
+
+static void on_vis(void *user, const struct engine_vision_result *res)
+{
+    struct vis_slot *sl = user;
+    struct vis_wait *w = sl->w;
+    pthread_mutex_lock(&w->mu);
+    w->errors[sl->i] = res->error;
+    if (!res->error) memcpy(w->probs[sl->i], res->probs, sizeof(float) * res->n_images * res->n_classes);
+    w->compute_ms += res->compute_ms;
+    w->done++;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void wait_done(struct vis_wait *w, int n)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 30;
+    pthread_mutex_lock(&w->mu);
+    while (w->done < n)
+        if (pthread_cond_timedwait(&w->cv, &w->mu, &dl) != 0) break;
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Jobs through engine_vision_submit run on the step thread and give what phidnn_forward gives
+ * directly; a full queue is SA_ERR_BUSY (the callback never runs for it); bad arguments are
+ * refused at submit. */
+static void test_engine_vision_queue(void)
+{
+    char llm[1024];
+    snprintf(llm, sizeof llm, "%s/models/stories260K/stories260K.gguf", test_shared_dir());
+    struct engine_config cfg = engine_default_config();
+    cfg.model_path = llm;
+    cfg.vision_model_path = MODEL_PATH;
+    cfg.vision_queue_max = 2;
+    cfg.vision_max_images = PHIDNN_CHUNK;
+    cfg.share_spans = "off";
+    struct engine *e = NULL;
+    char msg[512] = "";
+    int rc = engine_create(&cfg, &e, msg, sizeof msg);
+    if (rc) {
+        TEST_FAIL_("engine_create: %s", msg);
+        return;
+    }
+    const struct phidnn_info *in = engine_vision_info(e);
+    ASSERT_TRUE(in && in->n_classes == 10);
+    struct phidnn *p = NULL;
+    ASSERT_OK(phidnn_load(MODEL_PATH, &p, msg, sizeof msg));
+    enum { N = PHIDNN_CHUNK };
+    float *x = malloc(sizeof(float) * 784 * N), *ref = malloc(sizeof(float) * 10 * N);
+    struct vops_rng r;
+    vops_rng_seed(&r, 99);
+    fill(x, (size_t)784 * N, &r, 0, 1);
+    struct vis_wait *w = calloc(1, sizeof *w);
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    struct vis_slot slots[16];
+    /* one job, compared with the direct forward pass */
+    slots[0] = (struct vis_slot){w, 0};
+    struct engine_vision_request vr = {.mode = PHIDNN_MODE_SR, .seed = 77, .samples = 4, .n_images = N, .images = x,
+                                       .cb = on_vis, .user = &slots[0]};
+    uint64_t id;
+    ASSERT_OK(engine_vision_submit(e, &vr, &id));
+    wait_done(w, 1);
+    ASSERT_EQ(w->done, 1);
+    ASSERT_EQ(w->errors[0], 0);
+    struct phidnn_job job = {.mode = PHIDNN_MODE_SR, .seed = 77, .samples = 4, .n_images = N, .images = x, .probs = ref};
+    ASSERT_OK(phidnn_forward(p, &job));
+    ASSERT_TRUE(max_delta(w->probs[0], ref, (size_t)N * 10) == 0.0); /* the same code on the same data */
+    /* a burst: at most vision_queue_max in flight, the rest BUSY */
+    int accepted = 1, busy = 0;
+    for (int i = 1; i < 12; i++) {
+        slots[i] = (struct vis_slot){w, i};
+        vr.user = &slots[i];
+        rc = engine_vision_submit(e, &vr, &id);
+        if (rc == 0) accepted++;
+        else if (rc == SA_ERR_BUSY) busy++;
+        else TEST_FAIL_("submit %d: %d", i, rc);
+    }
+    fprintf(stderr, "  burst of 11 jobs (%d images x 4 samples) into a queue of 2: %d accepted, %d busy\n", N,
+            accepted - 1, busy);
+    ASSERT_TRUE(busy > 0);
+    wait_done(w, accepted);
+    ASSERT_EQ(w->done, accepted);
+    for (int i = 0; i < accepted; i++) ASSERT_EQ(w->errors[i], 0);
+    fprintf(stderr, "  %d jobs of %d images: %.1f ms compute each on the step thread\n", accepted, N,
+            w->compute_ms / accepted);
+    /* refused at submit */
+    vr.samples = 9;
+    ASSERT_EQ(engine_vision_submit(e, &vr, &id), SA_ERR_RANGE);
+    vr.samples = 1;
+    vr.n_images = N + 1;
+    ASSERT_EQ(engine_vision_submit(e, &vr, &id), SA_ERR_RANGE);
+    vr.n_images = 1;
+    x[3] = NAN;
+    ASSERT_EQ(engine_vision_submit(e, &vr, &id), SA_ERR_RANGE);
+    x[3] = 1.5f;
+    ASSERT_EQ(engine_vision_submit(e, &vr, &id), SA_ERR_RANGE);
+    x[3] = 0.5f;
+    vr.mode = PHIDNN_MODE_COUNT;
+    ASSERT_EQ(engine_vision_submit(e, &vr, &id), SA_ERR_INVALID_ARG);
+    ASSERT_EQ(w->done, accepted); /* no callback for a refused job */
+    engine_destroy(e);
+    /* an engine without a vision model */
+    cfg.vision_model_path = NULL;
+    ASSERT_OK(engine_create(&cfg, &e, msg, sizeof msg));
+    if (e) {
+        ASSERT_TRUE(engine_vision_info(e) == NULL);
+        vr.mode = PHIDNN_MODE_OFF;
+        ASSERT_EQ(engine_vision_submit(e, &vr, &id), SA_ERR_NOT_FOUND);
+        engine_destroy(e);
+    }
+    /* a bad vision model fails engine_create with the field named */
+    cfg.vision_model_path = "tests/fuzz/corpus/gguf/does-not-exist.gguf";
+    ASSERT_TRUE(engine_create(&cfg, &e, msg, sizeof msg) != 0);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    free(w);
+    free(x);
+    free(ref);
+    phidnn_free(p);
+}
+
 static void test_mode_names(void)
 {
     for (int m = 0; m < PHIDNN_MODE_COUNT; m++) {
@@ -383,6 +523,7 @@ int main(void)
     TEST_RUN(test_forward_matches_torch);
     TEST_RUN(test_forward_args);
     TEST_RUN(test_mode_names);
+    TEST_RUN(test_engine_vision_queue);
     fprintf(stderr, "operator parity: max |delta| over all operator tests = %.3g (tolerance %g)\n", max_op_delta, OP_TOL);
     TEST_DONE();
 }
