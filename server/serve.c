@@ -145,6 +145,11 @@ int serve_main(int argc, char **argv)
     SA_LOGI("model %s: %u layers, %u context, %llu parameters; sharing %s by default, plan %s; re-balancer %s",
             info->name, info->n_layer, info->n_ctx, (unsigned long long)info->n_params, s->cfg.share ? "on" : "off",
             info->default_spans, s->cfg.rebalance ? "on" : "off");
+    const struct phidnn_info *vi = engine_vision_info(s->engine);
+    if (vi)
+        SA_LOGI("vision model %s (%s): %ux%ux%u, %u classes, %llu parameters, at /v2/models/%s", vi->name,
+                s->cfg.vision_model, vi->channels, vi->height, vi->width, vi->n_classes,
+                (unsigned long long)vi->n_params, vi->name);
     uv_loop_init(&s->loop);
     s->api = api_create(&s->loop, s->engine, &s->cfg);
     struct http_options ho = {.host = s->cfg.host, .port = (uint16_t)s->cfg.port, .max_body = s->cfg.max_body,
