@@ -146,10 +146,10 @@ run: deps all
 	$(BUILD)/saserve serve --config config/saserve.json --model "$(MODEL)"
 
 # make test: the normal build, an ASan+UBSan build of the same tests, and a
-# ThreadSanitizer build of the tests that run threads (engine queue/slots, worker pool)
+# ThreadSanitizer build of the tests that run threads (engine queue/slots, worker pool, vision queue)
 SAN_BUILD  := build/san-address-undefined
 TSAN_BUILD := build/san-thread
-TSAN_TESTS := test_engine test_transformer
+TSAN_TESTS := test_engine test_transformer test_vision
 # (unit tests, and the server for test_http_asan / test_faults_tsan); the fault
 # suite in short mode (test_faults); then the fuzz smoke, as CI runs it.
 test: deps
