@@ -554,7 +554,7 @@ static void *step_main(void *arg)
                 act[k - 1] = t;
             }
         if (n_act) run_step(e, act, n_act);
-        if (!stopping) vision_run_one(e->vis); /* at most one image job between two steps */
+        if (!stopping) vision_run_one(e->vis); /* at most one chunk of an image job between two steps */
         if (e->cfg.debug_checks) check_pool(e);
         pthread_mutex_lock(&e->mu);
         e->stats.steps++;

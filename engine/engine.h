@@ -200,9 +200,10 @@ void engine_get_metrics(struct engine *e, struct engine_metrics *m);
  *
  * A vision job classifies a batch of images with one phiDNN mode (phidnn.h:
  * f(x) = C(R(T_xi(x))), seeded randomness, samples averaged). Jobs wait in
- * their own bounded FIFO (vision_queue_max; full: SA_ERR_BUSY) and run on the
- * step thread between two language-model steps, one job at a time, with the
- * same threading rules as the steps (OpenBLAS only on the step thread). The
+ * their own bounded FIFO (vision_queue_max, waiting + running; full: SA_ERR_BUSY)
+ * and run on the step thread in order, one chunk of PHIDNN_CHUNK images between
+ * two language-model steps, with the same threading rules as the steps
+ * (OpenBLAS only on the step thread). The
  * callback runs ON THE STEP THREAD exactly once (also on shutdown, with
  * SA_ERR_CANCELLED); the result's buffers are valid only during the call. */
 struct engine_vision_result;
@@ -223,7 +224,7 @@ struct engine_vision_result {
     const float *probs;         /* [n_images][n_classes] */
     const float *recreated;     /* [n_images][C*H*W] or NULL (sample 0) */
     const float *corrupted;     /* [n_images][C*H*W] or NULL (sample 0's T(x)) */
-    double queued_ms, compute_ms;
+    double queued_ms, compute_ms; /* waiting (incl. the LM steps between its chunks), computing */
 };
 /* The loaded model's description, or NULL when the engine has none. Any thread. */
 const struct phidnn_info *engine_vision_info(const struct engine *e);

@@ -391,132 +391,174 @@ static void per_image_sizes(const struct phidnn *p, size_t *act, size_t *col)
     *col = 9 * widest * hw; /* every im2col has at most cin*9 rows of at most hw columns */
 }
 
-int phidnn_forward(const struct phidnn *p, const struct phidnn_job *job)
+struct phidnn_run {
+    const struct phidnn *p;
+    struct phidnn_job job;
+    struct scratch s;
+    float *rec, *logits; /* [chunk_units][C*H*W] recreations (CBHW), [chunk_units][n_classes] */
+    struct vops_rng rng, *rngp;
+    uint32_t S;          /* samples actually computed (1 for the deterministic modes) */
+    int chunk_units;     /* (image, sample) units per chunk: PHIDNN_CHUNK R images */
+    uint64_t n_units, u0;
+};
+
+void phidnn_run_end(struct phidnn_run *r)
+{
+    if (!r) return;
+    free(r->s.a);
+    free(r->s.b);
+    free(r->s.col);
+    free(r->rec);
+    free(r->logits);
+    free(r);
+}
+
+int phidnn_run_begin(const struct phidnn *p, const struct phidnn_job *job, struct phidnn_run **out)
 {
     const struct phidnn_info *in = &p->info;
+    *out = NULL;
     if (!job || job->n_images == 0 || !job->images || !job->probs) return SA_ERR_INVALID_ARG;
     if (job->samples < 1 || job->samples > PHIDNN_MAX_SAMPLES) return SA_ERR_INVALID_ARG;
     if ((unsigned)job->mode >= PHIDNN_MODE_COUNT) return SA_ERR_INVALID_ARG;
     if (!in->has_mode[job->mode]) return SA_ERR_UNSUPPORTED;
+    struct phidnn_run *r = calloc(1, sizeof *r);
+    if (!r) return SA_ERR_NOMEM;
+    r->p = p;
+    r->job = *job;
+    const size_t chw = (size_t)in->channels * in->height * in->width;
+    r->S = job->mode == PHIDNN_MODE_SR ? job->samples : 1; /* the others are deterministic */
+    r->chunk_units = PHIDNN_CHUNK / (job->mode == PHIDNN_MODE_INPAINT ? (int)in->inpaint_k : 1);
+    r->n_units = (uint64_t)job->n_images * r->S;
+    size_t act, colsz;
+    per_image_sizes(p, &act, &colsz);
+    r->s.a = malloc(sizeof(float) * act * PHIDNN_CHUNK);
+    r->s.b = malloc(sizeof(float) * act * PHIDNN_CHUNK);
+    r->s.col = malloc(sizeof(float) * colsz * PHIDNN_CHUNK);
+    r->rec = malloc(sizeof(float) * chw * r->chunk_units);
+    r->logits = malloc(sizeof(float) * in->n_classes * r->chunk_units);
+    if (!r->s.a || !r->s.b || !r->s.col || !r->rec || !r->logits) {
+        phidnn_run_end(r);
+        return SA_ERR_NOMEM;
+    }
+    vops_rng_seed(&r->rng, job->seed);
+    r->rngp = &r->rng;
+    memset(job->probs, 0, sizeof(float) * in->n_classes * job->n_images);
+    *out = r;
+    return 0;
+}
+
+bool phidnn_run_step(struct phidnn_run *r)
+{
+    if (r->u0 >= r->n_units) return true;
+    const struct phidnn *p = r->p;
+    const struct phidnn_info *in = &p->info;
+    const struct phidnn_job *job = &r->job;
     const enum phidnn_mode mode = job->mode;
     const struct net *nt = &p->net[mode];
     const int C = (int)in->channels, H = (int)in->height, W = (int)in->width, K = (int)in->inpaint_k;
     const size_t chw = (size_t)C * H * W, hw = (size_t)H * W, ncls = in->n_classes;
-    const uint32_t S = mode == PHIDNN_MODE_SR ? job->samples : 1; /* the others are deterministic */
-    const int per_unit = mode == PHIDNN_MODE_INPAINT ? K : 1;
-    const int chunk_units = PHIDNN_CHUNK / per_unit;
-    size_t act, colsz;
-    per_image_sizes(p, &act, &colsz);
-    struct scratch s = {0};
-    s.a = malloc(sizeof(float) * act * PHIDNN_CHUNK);
-    s.b = malloc(sizeof(float) * act * PHIDNN_CHUNK);
-    s.col = malloc(sizeof(float) * colsz * PHIDNN_CHUNK);
-    float *rec = malloc(sizeof(float) * chw * chunk_units);
-    float *logits = malloc(sizeof(float) * ncls * chunk_units);
-    if (!s.a || !s.b || !s.col || !rec || !logits) {
-        free(s.a);
-        free(s.b);
-        free(s.col);
-        free(rec);
-        free(logits);
-        return SA_ERR_NOMEM;
-    }
-    struct vops_rng rng;
-    vops_rng_seed(&rng, job->seed);
-    memset(job->probs, 0, sizeof(float) * ncls * job->n_images);
-    const uint64_t n_units = (uint64_t)job->n_images * S;
-    for (uint64_t u0 = 0; u0 < n_units; u0 += (uint64_t)chunk_units) {
-        const int nu = (int)(n_units - u0 < (uint64_t)chunk_units ? n_units - u0 : (uint64_t)chunk_units);
-        /* 1. corrupt into s.a (CBHW over the R batch) and run R; recreations to rec (CBHW, nu) */
-        if (mode == PHIDNN_MODE_OFF || mode == PHIDNN_MODE_IDENTITY) {
-            for (int u = 0; u < nu; u++) {
-                const float *x = job->images + (size_t)((u0 + u) / S) * chw;
-                for (int c = 0; c < C; c++) memcpy(s.a + ((size_t)c * nu + u) * hw, x + c * hw, sizeof(float) * hw);
+    const uint32_t S = r->S;
+    const int chunk_units = r->chunk_units;
+    const uint64_t n_units = r->n_units, u0 = r->u0;
+    struct scratch s = r->s;
+    float *rec = r->rec, *logits = r->logits;
+    const int nu = (int)(n_units - u0 < (uint64_t)chunk_units ? n_units - u0 : (uint64_t)chunk_units);
+    /* 1. corrupt into s.a (CBHW over the R batch) and run R; recreations to rec (CBHW, nu) */
+    if (mode == PHIDNN_MODE_OFF || mode == PHIDNN_MODE_IDENTITY) {
+        for (int u = 0; u < nu; u++) {
+            const float *x = job->images + (size_t)((u0 + u) / S) * chw;
+            for (int c = 0; c < C; c++) memcpy(s.a + ((size_t)c * nu + u) * hw, x + c * hw, sizeof(float) * hw);
+        }
+        if (mode == PHIDNN_MODE_IDENTITY) run_r(p, nt, false, nu, &s);
+        memcpy(rec, s.a, sizeof(float) * chw * nu);
+    } else if (mode == PHIDNN_MODE_SR) {
+        const int hs = H / 2, ws = W / 2;
+        for (int u = 0; u < nu; u++) {
+            const float *x = job->images + (size_t)((u0 + u) / S) * chw;
+            for (int c = 0; c < C; c++) {
+                float *lo = s.a + ((size_t)c * nu + u) * hs * ws;
+                vops_area_down(x + c * hw, 1, H, W, 2, lo);
+                for (int i = 0; i < hs * ws; i++) {
+                    const float v = lo[i] + in->sr_sigma * vops_rng_normal(r->rngp);
+                    lo[i] = v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
+                }
             }
-            if (mode == PHIDNN_MODE_IDENTITY) run_r(p, nt, false, nu, &s);
-            memcpy(rec, s.a, sizeof(float) * chw * nu);
-        } else if (mode == PHIDNN_MODE_SR) {
-            const int hs = H / 2, ws = W / 2;
+            if (job->corrupted && (u0 + u) % S == 0) {
+                float *dst = job->corrupted + (size_t)((u0 + u) / S) * chw;
+                for (int c = 0; c < C; c++)
+                    vops_upsample(s.a + ((size_t)c * nu + u) * hs * ws, 1, hs, ws, 2, dst + c * hw);
+            }
+        }
+        run_r(p, nt, true, nu, &s);
+        memcpy(rec, s.a, sizeof(float) * chw * nu);
+    } else { /* inpaint: R batch index k * nu + u, channels 0..C-1 the masked image, C the mask */
+        const int nr = nu * K;
+        for (int k = 0; k < K; k++)
             for (int u = 0; u < nu; u++) {
                 const float *x = job->images + (size_t)((u0 + u) / S) * chw;
-                for (int c = 0; c < C; c++) {
-                    float *lo = s.a + ((size_t)c * nu + u) * hs * ws;
-                    vops_area_down(x + c * hw, 1, H, W, 2, lo);
-                    for (int i = 0; i < hs * ws; i++) {
-                        const float v = lo[i] + in->sr_sigma * vops_rng_normal(&rng);
-                        lo[i] = v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
+                const int b = k * nu + u;
+                for (int i = 0; i < H; i++)
+                    for (int j = 0; j < W; j++) {
+                        const float m = vops_grid_mask(k, i, j);
+                        for (int c = 0; c < C; c++)
+                            s.a[((size_t)c * nr + b) * hw + i * W + j] = x[c * hw + i * W + j] * (1.0f - m);
+                        s.a[((size_t)C * nr + b) * hw + i * W + j] = m;
                     }
-                }
-                if (job->corrupted && (u0 + u) % S == 0) {
-                    float *dst = job->corrupted + (size_t)((u0 + u) / S) * chw;
-                    for (int c = 0; c < C; c++)
-                        vops_upsample(s.a + ((size_t)c * nu + u) * hs * ws, 1, hs, ws, 2, dst + c * hw);
-                }
             }
-            run_r(p, nt, true, nu, &s);
-            memcpy(rec, s.a, sizeof(float) * chw * nu);
-        } else { /* inpaint: R batch index k * nu + u, channels 0..C-1 the masked image, C the mask */
-            const int nr = nu * K;
-            for (int k = 0; k < K; k++)
-                for (int u = 0; u < nu; u++) {
-                    const float *x = job->images + (size_t)((u0 + u) / S) * chw;
-                    const int b = k * nu + u;
-                    for (int i = 0; i < H; i++)
-                        for (int j = 0; j < W; j++) {
-                            const float m = vops_grid_mask(k, i, j);
-                            for (int c = 0; c < C; c++)
-                                s.a[((size_t)c * nr + b) * hw + i * W + j] = x[c * hw + i * W + j] * (1.0f - m);
-                            s.a[((size_t)C * nr + b) * hw + i * W + j] = m;
-                        }
-                }
-            if (job->corrupted)
-                for (int u = 0; u < nu; u++) {
-                    if ((u0 + u) % S) continue;
-                    float *dst = job->corrupted + (size_t)((u0 + u) / S) * chw;
-                    for (int c = 0; c < C; c++) memcpy(dst + c * hw, s.a + ((size_t)c * nr + u) * hw, sizeof(float) * hw);
-                }
-            run_r(p, nt, false, nr, &s);
-            /* x_hat = sum_k M_k . R_k */
-            for (int c = 0; c < C; c++)
-                for (int u = 0; u < nu; u++) {
-                    float *o = rec + ((size_t)c * nu + u) * hw;
-                    for (int i = 0; i < H; i++)
-                        for (int j = 0; j < W; j++) {
-                            float v = 0.0f;
-                            for (int k = 0; k < K; k++)
-                                v += vops_grid_mask(k, i, j) * s.a[((size_t)c * nr + k * nu + u) * hw + i * W + j];
-                            o[i * W + j] = v;
-                        }
-                }
-        }
-        for (int u = 0; u < nu; u++) {
-            const uint64_t img = (u0 + u) / S;
-            if ((u0 + u) % S) continue;
-            if (mode == PHIDNN_MODE_OFF && job->corrupted) {
-                for (int c = 0; c < C; c++)
-                    memcpy(job->corrupted + img * chw + c * hw, rec + ((size_t)c * nu + u) * hw, sizeof(float) * hw);
+        if (job->corrupted)
+            for (int u = 0; u < nu; u++) {
+                if ((u0 + u) % S) continue;
+                float *dst = job->corrupted + (size_t)((u0 + u) / S) * chw;
+                for (int c = 0; c < C; c++) memcpy(dst + c * hw, s.a + ((size_t)c * nr + u) * hw, sizeof(float) * hw);
             }
-            if (mode == PHIDNN_MODE_IDENTITY && job->corrupted)
-                memcpy(job->corrupted + img * chw, job->images + img * chw, sizeof(float) * chw);
-            if (job->recreated)
-                for (int c = 0; c < C; c++)
-                    memcpy(job->recreated + img * chw + c * hw, rec + ((size_t)c * nu + u) * hw, sizeof(float) * hw);
-        }
-        /* 2. classify the recreations */
-        memcpy(s.a, rec, sizeof(float) * chw * nu);
-        run_c(p, nt, nu, &s, logits);
-        for (int u = 0; u < nu; u++) {
-            const uint64_t img = (u0 + u) / S;
-            float *l = logits + (size_t)u * ncls;
-            if (job->logits && (u0 + u) % S == 0) memcpy(job->logits + img * ncls, l, sizeof(float) * ncls);
-            vops_softmax(l, 1, (int)ncls);
-            for (size_t c = 0; c < ncls; c++) job->probs[img * ncls + c] += l[c] / (float)S;
-        }
+        run_r(p, nt, false, nr, &s);
+        /* x_hat = sum_k M_k . R_k */
+        for (int c = 0; c < C; c++)
+            for (int u = 0; u < nu; u++) {
+                float *o = rec + ((size_t)c * nu + u) * hw;
+                for (int i = 0; i < H; i++)
+                    for (int j = 0; j < W; j++) {
+                        float v = 0.0f;
+                        for (int k = 0; k < K; k++)
+                            v += vops_grid_mask(k, i, j) * s.a[((size_t)c * nr + k * nu + u) * hw + i * W + j];
+                        o[i * W + j] = v;
+                    }
+            }
     }
-    free(s.a);
-    free(s.b);
-    free(s.col);
-    free(rec);
-    free(logits);
+    for (int u = 0; u < nu; u++) {
+        const uint64_t img = (u0 + u) / S;
+        if ((u0 + u) % S) continue;
+        if (mode == PHIDNN_MODE_OFF && job->corrupted) {
+            for (int c = 0; c < C; c++)
+                memcpy(job->corrupted + img * chw + c * hw, rec + ((size_t)c * nu + u) * hw, sizeof(float) * hw);
+        }
+        if (mode == PHIDNN_MODE_IDENTITY && job->corrupted)
+            memcpy(job->corrupted + img * chw, job->images + img * chw, sizeof(float) * chw);
+        if (job->recreated)
+            for (int c = 0; c < C; c++)
+                memcpy(job->recreated + img * chw + c * hw, rec + ((size_t)c * nu + u) * hw, sizeof(float) * hw);
+    }
+    /* 2. classify the recreations */
+    memcpy(s.a, rec, sizeof(float) * chw * nu);
+    run_c(p, nt, nu, &s, logits);
+    for (int u = 0; u < nu; u++) {
+        const uint64_t img = (u0 + u) / S;
+        float *l = logits + (size_t)u * ncls;
+        if (job->logits && (u0 + u) % S == 0) memcpy(job->logits + img * ncls, l, sizeof(float) * ncls);
+        vops_softmax(l, 1, (int)ncls);
+        for (size_t c = 0; c < ncls; c++) job->probs[img * ncls + c] += l[c] / (float)S;
+    }
+    r->u0 += (uint64_t)chunk_units;
+    return r->u0 >= r->n_units;
+}
+
+int phidnn_forward(const struct phidnn *p, const struct phidnn_job *job)
+{
+    struct phidnn_run *r;
+    int rc = phidnn_run_begin(p, job, &r);
+    if (rc) return rc;
+    while (!phidnn_run_step(r)) {
+    }
+    phidnn_run_end(r);
     return 0;
 }

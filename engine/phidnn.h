@@ -107,4 +107,15 @@ struct phidnn_job {
  * (mode not in the file) or SA_ERR_NOMEM. Step thread only (OpenBLAS). */
 int phidnn_forward(const struct phidnn *p, const struct phidnn_job *job);
 
+/* The same pass one chunk at a time, so a caller can interleave other work (the engine runs
+ * one chunk between two language-model steps). begin validates as phidnn_forward does and
+ * allocates the scratch; each step computes the next PHIDNN_CHUNK R images (the noise stream
+ * continues across steps, so the result is phidnn_forward's exactly) and returns true once
+ * the job is complete; end frees (accepts NULL; may be called before completion). The job's
+ * buffers are borrowed until end. Step thread only. */
+struct phidnn_run;
+int phidnn_run_begin(const struct phidnn *p, const struct phidnn_job *job, struct phidnn_run **out);
+bool phidnn_run_step(struct phidnn_run *r);
+void phidnn_run_end(struct phidnn_run *r);
+
 #endif

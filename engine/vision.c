@@ -18,7 +18,7 @@ struct vjob {
     float *images, *probs, *recreated, *corrupted; /* owned */
     void (*cb)(void *user, const struct engine_vision_result *res);
     void *user;
-    double t_submit;
+    double t_submit, compute_ms;
 };
 
 struct vision {
@@ -29,7 +29,10 @@ struct vision {
     pthread_mutex_t mu;
     struct vjob *head, *tail; /* under mu */
     uint64_t next_id;         /* under mu */
-    atomic_uint depth;
+    atomic_uint depth;        /* jobs queued + the one running */
+    /* step thread only: the job being computed, one chunk per vision_run_one */
+    struct vjob *cur;
+    struct phidnn_run *run;
 };
 
 static double now_ms(void)
@@ -74,9 +77,15 @@ int vision_create(const char *path, uint32_t queue_max, uint32_t max_images, voi
 void vision_destroy(struct vision *v)
 {
     if (!v) return;
+    phidnn_run_end(v->run);
     pthread_mutex_lock(&v->mu);
     struct vjob *j = v->head;
     v->head = v->tail = NULL;
+    if (v->cur) { /* interrupted mid-job: cancelled like the queued ones */
+        v->cur->next = j;
+        j = v->cur;
+        v->cur = NULL;
+    }
     pthread_mutex_unlock(&v->mu);
     while (j) {
         struct vjob *n = j->next;
@@ -145,27 +154,48 @@ int vision_submit(struct vision *v, const struct engine_vision_request *req, uin
     return 0;
 }
 
-void vision_run_one(struct vision *v)
+static void finish_job(struct vision *v, struct vjob *j, int rc)
 {
-    if (!v) return;
-    pthread_mutex_lock(&v->mu);
-    struct vjob *j = v->head;
-    if (j) {
-        v->head = j->next;
-        if (!v->head) v->tail = NULL;
-    }
-    pthread_mutex_unlock(&v->mu);
-    if (!j) return;
-    const double t0 = now_ms();
-    const int rc = phidnn_forward(v->model, &j->job);
-    const double t1 = now_ms();
     if (rc) SA_LOGE("vision job %llu failed: %s", (unsigned long long)j->id, sa_err_str(rc));
     const struct phidnn_info *in = phidnn_get_info(v->model);
     struct engine_vision_result res = {.id = j->id, .error = rc, .n_images = j->job.n_images,
                                        .n_classes = in->n_classes, .probs = rc ? NULL : j->probs,
                                        .recreated = rc ? NULL : j->recreated, .corrupted = rc ? NULL : j->corrupted,
-                                       .queued_ms = t0 - j->t_submit, .compute_ms = t1 - t0};
+                                       .queued_ms = now_ms() - j->t_submit - j->compute_ms,
+                                       .compute_ms = j->compute_ms};
     atomic_fetch_sub(&v->depth, 1); /* before the callback: a client may resubmit from it */
     j->cb(j->user, &res);
     vjob_free(j);
+}
+
+void vision_run_one(struct vision *v)
+{
+    if (!v) return;
+    if (!v->cur) {
+        pthread_mutex_lock(&v->mu);
+        struct vjob *j = v->head;
+        if (j) {
+            v->head = j->next;
+            if (!v->head) v->tail = NULL;
+            v->cur = j;
+        }
+        pthread_mutex_unlock(&v->mu);
+        if (!j) return;
+        const int rc = phidnn_run_begin(v->model, &j->job, &v->run);
+        if (rc) {
+            v->cur = NULL;
+            finish_job(v, j, rc);
+            return;
+        }
+    }
+    /* one chunk (PHIDNN_CHUNK images through R and C) per call: the decoders wait at most that */
+    const double t0 = now_ms();
+    const bool done = phidnn_run_step(v->run);
+    v->cur->compute_ms += now_ms() - t0;
+    if (!done) return;
+    struct vjob *j = v->cur;
+    phidnn_run_end(v->run);
+    v->run = NULL;
+    v->cur = NULL;
+    finish_job(v, j, 0);
 }

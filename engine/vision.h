@@ -3,12 +3,12 @@
  * (internal to the engine: the server uses the engine_vision_* API of engine.h).
  *
  * Jobs are submitted from any thread into a FIFO of at most queue_max jobs
- * (full: SA_ERR_BUSY). The engine's step thread runs them, one job between two
- * language-model steps (vision_run_one), so OpenBLAS stays on that one thread
- * (workers.h) and a classification delays the decoders by one job's compute.
- * Each job is one phidnn_forward over all its images (one sgemm per layer per
- * PHIDNN_CHUNK images). The job's callback runs on the step thread, once, with
- * result buffers valid only during the call.
+ * (waiting + running; full: SA_ERR_BUSY). The engine's step thread runs them
+ * in order, one chunk of PHIDNN_CHUNK images (one sgemm per layer) between two
+ * language-model steps (vision_run_one, phidnn_run_step), so OpenBLAS stays on
+ * that one thread (workers.h) and the decoders wait at most one chunk's compute
+ * per step however large the job. The job's callback runs on the step thread,
+ * once, with result buffers valid only during the call.
  *
  * Wake-up: vision_submit calls wake(wake_ctx) after the job is queued; the
  * engine's wake locks its mutex and signals its condition variable, and its
@@ -36,7 +36,8 @@ int vision_submit(struct vision *v, const struct engine_vision_request *req, uin
 /* Any thread; NULL-safe. */
 bool vision_pending(struct vision *v);
 uint32_t vision_queue_depth(struct vision *v);
-/* Step thread: run the head job (if any) and call its callback. */
+/* Step thread: one chunk of the current job (starting the head job if none); calls the job's
+ * callback when it completes. */
 void vision_run_one(struct vision *v);
 
 #endif

@@ -16,6 +16,7 @@
 #include "tests/test.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -374,7 +375,21 @@ struct vis_wait {
     int done, errors[16];
     float probs[16][PHIDNN_CHUNK * 10];
     double compute_ms;
+    int lm_tokens, lm_tokens_at_vis_done; /* under mu */
 };
+struct lm_wait {
+    struct vis_wait *w;
+    atomic_bool done;
+};
+
+static void on_lm(void *user, const struct engine_event *ev)
+{
+    struct lm_wait *lw = user;
+    pthread_mutex_lock(&lw->w->mu);
+    if (ev->type == ENGINE_EV_TOKEN) lw->w->lm_tokens++;
+    pthread_mutex_unlock(&lw->w->mu);
+    if (ev->type != ENGINE_EV_TOKEN) atomic_store(&lw->done, true);
+}
 struct vis_slot {
     struct vis_wait *w;
     int i;
@@ -388,6 +403,7 @@ static void on_vis(void *user, const struct engine_vision_result *res)
     w->errors[sl->i] = res->error;
     if (!res->error) memcpy(w->probs[sl->i], res->probs, sizeof(float) * res->n_images * res->n_classes);
     w->compute_ms += res->compute_ms;
+    w->lm_tokens_at_vis_done = w->lm_tokens;
     w->done++;
     pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
@@ -437,6 +453,7 @@ static void test_engine_vision_queue(void)
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
     struct vis_slot slots[16];
+    w->lm_tokens = 0;
     /* one job, compared with the direct forward pass */
     slots[0] = (struct vis_slot){w, 0};
     struct engine_vision_request vr = {.mode = PHIDNN_MODE_SR, .seed = 77, .samples = 4, .n_images = N, .images = x,
@@ -467,6 +484,33 @@ static void test_engine_vision_queue(void)
     for (int i = 0; i < accepted; i++) ASSERT_EQ(w->errors[i], 0);
     fprintf(stderr, "  %d jobs of %d images: %.1f ms compute each on the step thread\n", accepted, N,
             w->compute_ms / accepted);
+    /* interleaving: a job of 8 chunks and a completion submitted together; the completion's
+     * tokens arrive while the job runs (one chunk between two steps), not after it */
+    {
+        struct lm_wait lw = {.w = w};
+        int32_t *ids = NULL;
+        size_t n_ids = 0;
+        ASSERT_OK(engine_tokenize(e, "Once upon a time", 16, true, false, &ids, &n_ids));
+        struct engine_request lr = {.prompt = ids, .n_prompt = n_ids, .max_tokens = 32, .cb = on_lm, .user = &lw};
+        lr.sampling = sampler_default_params();
+        lr.sampling.temperature = 0;
+        const int before = w->done;
+        slots[12] = (struct vis_slot){w, 12};
+        struct engine_vision_request big = {.mode = PHIDNN_MODE_SR, .seed = 5, .samples = 8, .n_images = N,
+                                            .images = x, .cb = on_vis, .user = &slots[12]};
+        ASSERT_OK(engine_vision_submit(e, &big, &id));
+        ASSERT_OK(engine_submit(e, &lr, &id));
+        wait_done(w, before + 1);
+        pthread_mutex_lock(&w->mu);
+        const int tokens_before_job = w->lm_tokens_at_vis_done;
+        pthread_mutex_unlock(&w->mu);
+        for (int i = 0; i < 3000 && !atomic_load(&lw.done); i++) nanosleep(&(struct timespec){0, 1000000}, NULL);
+        ASSERT_TRUE(atomic_load(&lw.done));
+        fprintf(stderr, "  a job of %d images x 8 samples (8 chunks) and a 32-token completion: %d tokens arrived "
+                        "before the job finished\n", N, tokens_before_job);
+        ASSERT_TRUE(tokens_before_job >= 3);
+        free(ids);
+    }
     /* refused at submit */
     vr.samples = 9;
     ASSERT_EQ(engine_vision_submit(e, &vr, &id), SA_ERR_RANGE);
@@ -481,7 +525,7 @@ static void test_engine_vision_queue(void)
     x[3] = 0.5f;
     vr.mode = PHIDNN_MODE_COUNT;
     ASSERT_EQ(engine_vision_submit(e, &vr, &id), SA_ERR_INVALID_ARG);
-    ASSERT_EQ(w->done, accepted); /* no callback for a refused job */
+    ASSERT_EQ(w->done, accepted + 1); /* + the interleaving job; no callback for a refused job */
     engine_destroy(e);
     /* an engine without a vision model */
     cfg.vision_model_path = NULL;
