@@ -214,6 +214,7 @@ struct engine_vision_request {
     uint32_t n_images;    /* 1..vision_max_images */
     const float *images;  /* [n_images][C*H*W] in [0, 1]; copied at submit */
     bool want_recreation; /* fill result.recreated and result.corrupted */
+    bool random_partition; /* inpaint: seeded random 4-way partitions instead of the 2x2 grid */
     void (*cb)(void *user, const struct engine_vision_result *res);
     void *user;
 };

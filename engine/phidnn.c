@@ -232,6 +232,16 @@ static int load_meta(struct phidnn *p, char *msg, size_t len)
     } else if (rc != SA_ERR_NOT_FOUND) {
         return sa_errf(SA_ERR_BAD_MODEL, msg, len, "phidnn.accuracy: must be an array of f32");
     }
+    in->accuracy_inpaint_random = NAN;
+    float ar;
+    rc = gguf_get_f32(g, "phidnn.accuracy.inpaint_random", &ar);
+    if (rc == 0) {
+        if (!(ar >= 0.0f && ar <= 100.0f))
+            return sa_errf(SA_ERR_BAD_MODEL, msg, len, "phidnn.accuracy.inpaint_random: must be in [0, 100]");
+        in->accuracy_inpaint_random = ar;
+    } else if (rc != SA_ERR_NOT_FOUND) {
+        return sa_errf(SA_ERR_BAD_MODEL, msg, len, "phidnn.accuracy.inpaint_random: must be f32");
+    }
     const bool any_r = in->has_mode[PHIDNN_MODE_IDENTITY] || in->has_mode[PHIDNN_MODE_SR] ||
                        in->has_mode[PHIDNN_MODE_INPAINT];
     if (any_r && (rc = get_widths(g, "phidnn.recreator.widths", in->r_widths, msg, len))) return rc;
@@ -391,11 +401,19 @@ static void per_image_sizes(const struct phidnn *p, size_t *act, size_t *col)
     *col = 9 * widest * hw; /* every im2col has at most cin*9 rows of at most hw columns */
 }
 
+/* M_k at (i, j) for unit u: the 2x2 grid (part NULL) or the unit's drawn partition */
+static inline float inpaint_mask(const uint8_t *part, int u, int k, int i, int j, int h, int w)
+{
+    if (!part) return vops_grid_mask(k, i, j);
+    return part[((size_t)u * h + i) * w + j] == k ? 1.0f : 0.0f;
+}
+
 struct phidnn_run {
     const struct phidnn *p;
     struct phidnn_job job;
     struct scratch s;
     float *rec, *logits; /* [chunk_units][C*H*W] recreations (CBHW), [chunk_units][n_classes] */
+    uint8_t *part;       /* inpaint, random partition: [chunk_units][H*W] mask index of each pixel */
     struct vops_rng rng, *rngp;
     uint32_t S;          /* samples actually computed (1 for the deterministic modes) */
     int chunk_units;     /* (image, sample) units per chunk: PHIDNN_CHUNK R images */
@@ -410,6 +428,7 @@ void phidnn_run_end(struct phidnn_run *r)
     free(r->s.col);
     free(r->rec);
     free(r->logits);
+    free(r->part);
     free(r);
 }
 
@@ -426,7 +445,9 @@ int phidnn_run_begin(const struct phidnn *p, const struct phidnn_job *job, struc
     r->p = p;
     r->job = *job;
     const size_t chw = (size_t)in->channels * in->height * in->width;
-    r->S = job->mode == PHIDNN_MODE_SR ? job->samples : 1; /* the others are deterministic */
+    const bool random_part = job->mode == PHIDNN_MODE_INPAINT && job->random_partition;
+    /* sr and inpaint with random partitions draw per sample; the others are deterministic */
+    r->S = job->mode == PHIDNN_MODE_SR || random_part ? job->samples : 1;
     r->chunk_units = PHIDNN_CHUNK / (job->mode == PHIDNN_MODE_INPAINT ? (int)in->inpaint_k : 1);
     r->n_units = (uint64_t)job->n_images * r->S;
     size_t act, colsz;
@@ -436,7 +457,8 @@ int phidnn_run_begin(const struct phidnn *p, const struct phidnn_job *job, struc
     r->s.col = malloc(sizeof(float) * colsz * PHIDNN_CHUNK);
     r->rec = malloc(sizeof(float) * chw * r->chunk_units);
     r->logits = malloc(sizeof(float) * in->n_classes * r->chunk_units);
-    if (!r->s.a || !r->s.b || !r->s.col || !r->rec || !r->logits) {
+    if (random_part) r->part = malloc((size_t)in->height * in->width * r->chunk_units);
+    if (!r->s.a || !r->s.b || !r->s.col || !r->rec || !r->logits || (random_part && !r->part)) {
         phidnn_run_end(r);
         return SA_ERR_NOMEM;
     }
@@ -493,13 +515,16 @@ bool phidnn_run_step(struct phidnn_run *r)
         memcpy(rec, s.a, sizeof(float) * chw * nu);
     } else { /* inpaint: R batch index k * nu + u, channels 0..C-1 the masked image, C the mask */
         const int nr = nu * K;
+        const uint8_t *part = r->part; /* NULL: the 2x2 grid */
+        if (part)
+            for (size_t q = 0; q < (size_t)nu * hw; q++) r->part[q] = (uint8_t)vops_rng_index(r->rngp, (uint32_t)K);
         for (int k = 0; k < K; k++)
             for (int u = 0; u < nu; u++) {
                 const float *x = job->images + (size_t)((u0 + u) / S) * chw;
                 const int b = k * nu + u;
                 for (int i = 0; i < H; i++)
                     for (int j = 0; j < W; j++) {
-                        const float m = vops_grid_mask(k, i, j);
+                        const float m = inpaint_mask(part, u, k, i, j, H, W);
                         for (int c = 0; c < C; c++)
                             s.a[((size_t)c * nr + b) * hw + i * W + j] = x[c * hw + i * W + j] * (1.0f - m);
                         s.a[((size_t)C * nr + b) * hw + i * W + j] = m;
@@ -520,7 +545,7 @@ bool phidnn_run_step(struct phidnn_run *r)
                     for (int j = 0; j < W; j++) {
                         float v = 0.0f;
                         for (int k = 0; k < K; k++)
-                            v += vops_grid_mask(k, i, j) * s.a[((size_t)c * nr + k * nu + u) * hw + i * W + j];
+                            v += inpaint_mask(part, u, k, i, j, H, W) * s.a[((size_t)c * nr + k * nu + u) * hw + i * W + j];
                         o[i * W + j] = v;
                     }
             }

@@ -25,7 +25,8 @@
  *   phidnn.modes [str] (subset of the four)     phidnn.accuracy [f32] per mode (percent)
  *   phidnn.recreator.widths [u32 r1,r2,r3]      phidnn.classifier.widths [u32 c1,c2,d1]
  *   phidnn.sr.scale u32 (2)  phidnn.sr.sigma f32  phidnn.inpaint.k u32 (4)
- *   phidnn.inpaint.partition str ("grid")
+ *   phidnn.inpaint.partition str ("grid": the default; a job may ask for a random one)
+ *   phidnn.accuracy.inpaint_random f32 (optional: inpaint accuracy with random partitions)
  *   tensors <mode>.r.{e1,e2,e3,d1,d2,d3}.{weight,bias}, <mode>.c.{c1,c2,f1,f2}.{weight,bias},
  *   F32; conv weight ne = [cin*9, cout], dense weight ne = [in, out], bias ne = [n].
  * Every key, shape, type and value is validated (weights must be finite); a bad file gets
@@ -33,8 +34,10 @@
  *
  * Randomness: one vops_rng per call, seeded with job->seed. Units (image b, sample s) are
  * taken in order b = 0..n-1, s = 0..S-1; mode sr draws H/s * W/s normals per unit, in
- * row-major order per channel. The other modes draw nothing and are deterministic, so for
- * them samples > 1 is computed once.
+ * row-major order per channel; inpaint with random_partition draws one mask index
+ * vops_rng_index(K) per pixel, row-major (M_k = the pixels drawn k; the grid draws nothing).
+ * The other modes (and the grid) draw nothing and are deterministic, so for them
+ * samples > 1 is computed once.
  *
  * Threading: a struct phidnn is immutable after load and may be shared; phidnn_forward
  * calls OpenBLAS, so it runs on the engine's step thread only (workers.h).
@@ -76,6 +79,7 @@ struct phidnn_info {
     char classes[PHIDNN_MAX_CLASSES][PHIDNN_MAX_CLASS_NAME];
     bool has_mode[PHIDNN_MODE_COUNT];
     float accuracy[PHIDNN_MODE_COUNT]; /* recorded at export, percent; NAN if absent */
+    float accuracy_inpaint_random;     /* inpaint with the random partition; NAN if absent */
     uint32_t sr_scale, inpaint_k;
     float sr_sigma;
     uint32_t r_widths[3], c_widths[3];
@@ -100,6 +104,7 @@ struct phidnn_job {
     float *recreated;     /* out or NULL: [n_images][C*H*W], sample 0's R output (off: x) */
     float *corrupted;     /* out or NULL: [n_images][C*H*W], sample 0's T(x) shown at full size
                            * (sr: nearest up-sampled; inpaint: x with mask 0 removed) */
+    bool random_partition; /* inpaint: a seeded random 4-way partition per sample instead of the grid */
 };
 
 /* Run a job. Scratch (a few tens of MB at most, PHIDNN_CHUNK images) is malloc'd per call.

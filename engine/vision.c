@@ -131,7 +131,8 @@ int vision_submit(struct vision *v, const struct engine_vision_request *req, uin
     memcpy(j->images, req->images, sizeof(float) * n * chw);
     j->job = (struct phidnn_job){.mode = req->mode, .seed = req->seed, .samples = req->samples,
                                  .n_images = req->n_images, .images = j->images, .probs = j->probs,
-                                 .recreated = j->recreated, .corrupted = j->corrupted};
+                                 .recreated = j->recreated, .corrupted = j->corrupted,
+                                 .random_partition = req->random_partition};
     j->cb = req->cb;
     j->user = req->user;
     j->t_submit = now_ms();

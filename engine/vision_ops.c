@@ -168,3 +168,5 @@ float vops_rng_normal(struct vops_rng *r)
     const double u1 = 1.0 - vops_rng_uniform(r), u2 = vops_rng_uniform(r);
     return (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * 3.14159265358979323846 * u2));
 }
+
+uint32_t vops_rng_index(struct vops_rng *r, uint32_t n) { return (uint32_t)(((vops_rng_next(r) >> 32) * n) >> 32); }

@@ -28,6 +28,7 @@
  *   uniform:  (next >> 11) * 2^-53, a double in [0, 1)
  *   normal:   u1 = 1 - uniform(), u2 = uniform(), z = sqrt(-2 ln u1) * cos(2 pi u2)
  *             computed in double with libm, then rounded to float (one normal per 2 draws)
+ *   index:    ((next >> 32) * n) >> 32, an integer in [0, n) (the inpaint random partition)
  */
 #ifndef SA_VISION_OPS_H
 #define SA_VISION_OPS_H
@@ -67,5 +68,6 @@ void vops_rng_seed(struct vops_rng *r, uint64_t seed);
 uint64_t vops_rng_next(struct vops_rng *r);
 double vops_rng_uniform(struct vops_rng *r);
 float vops_rng_normal(struct vops_rng *r);
+uint32_t vops_rng_index(struct vops_rng *r, uint32_t n);
 
 #endif

@@ -1024,7 +1024,9 @@ static void handle_infer(struct api *a, struct http_request *r)
     v->born = now_s() - http_age_s(r);
     struct engine_vision_request er = {.mode = (enum phidnn_mode)v->mode, .seed = v->seed, .samples = v->req.samples,
                                        .n_images = v->req.n_images, .images = v->req.images,
-                                       .want_recreation = v->req.want[3], .cb = on_vision_done, .user = v};
+                                       .want_recreation = v->req.want[3],
+                                       .random_partition = v->req.random_partition && v->mode == PHIDNN_MODE_INPAINT,
+                                       .cb = on_vision_done, .user = v};
     /* link and take the engine's reference first: the callback may run before submit returns */
     v->next = a->vjobs;
     if (a->vjobs) a->vjobs->prev = v;

@@ -144,6 +144,13 @@ static int parse_parameters(const json_t *p, struct infer_request *r, struct api
                 return -1;
             }
             r->samples = (uint32_t)json_integer_value(v);
+        } else if (strcmp(k, "partition") == 0) {
+            const char *v_s = json_is_string(v) ? json_string_value(v) : NULL;
+            if (!v_s || (strcmp(v_s, "grid") != 0 && strcmp(v_s, "random") != 0)) {
+                request_error(err, "parameters.partition", "'parameters.partition' must be \"grid\" or \"random\"");
+                return -1;
+            }
+            r->random_partition = strcmp(v_s, "random") == 0;
         } else if (strcmp(k, "return_recreation") == 0) {
             if (!json_is_boolean(v)) {
                 type_error(err, "parameters.return_recreation", "a boolean");
@@ -154,7 +161,7 @@ static int parse_parameters(const json_t *p, struct infer_request *r, struct api
             char param[64];
             snprintf(param, sizeof param, "parameters.%s", plain_name(k) ? k : "");
             request_error(err, plain_name(k) ? param : "parameters",
-                          "unknown parameter (recreate, seed, samples, return_recreation)");
+                          "unknown parameter (recreate, seed, samples, return_recreation, partition)");
             return -1;
         }
     }
@@ -330,9 +337,12 @@ char *infer_metadata_json(const struct phidnn_info *info, uint32_t max_batch, in
             json_object_set_new(acc, phidnn_mode_name((enum phidnn_mode)m),
                                 json_real(round((double)info->accuracy[m] * 100.0) / 100.0));
     }
+    if (info->has_mode[PHIDNN_MODE_INPAINT] && isfinite(info->accuracy_inpaint_random))
+        json_object_set_new(acc, "inpaint_random",
+                            json_real(round((double)info->accuracy_inpaint_random * 100.0) / 100.0));
     for (uint32_t c = 0; c < info->n_classes; c++) json_array_append_new(classes, json_string(info->classes[c]));
     json_t *root = json_pack(
-        "{s:s, s:[s], s:s, s:[o], s:[o,o,o,o], s:{s:o, s:s?, s:o, s:o, s:i, s:i, s:{s:i, s:f}, s:{s:i, s:s}}}",
+        "{s:s, s:[s], s:s, s:[o], s:[o,o,o,o], s:{s:o, s:s?, s:o, s:o, s:i, s:i, s:{s:i, s:f}, s:{s:i, s:s, s:[s,s]}}}",
         "name", info->name, "versions", "1", "platform", "saserve-phidnn", "inputs",
         tensor_meta("image", "UINT8", json_pack("[i,i,i,i]", -1, info->channels, info->height, info->width)),
         "outputs", tensor_meta("probabilities", "FP32", json_pack("[i,i]", -1, info->n_classes)),
@@ -341,7 +351,8 @@ char *infer_metadata_json(const struct phidnn_info *info, uint32_t max_batch, in
         "parameters", "recreation_modes", modes, "default_recreate",
         default_mode >= 0 ? phidnn_mode_name((enum phidnn_mode)default_mode) : NULL, "accuracy", acc, "classes",
         classes, "max_batch", (int)max_batch, "max_samples", PHIDNN_MAX_SAMPLES, "sr", "scale", (int)info->sr_scale,
-        "sigma", (double)info->sr_sigma, "inpaint", "masks", (int)info->inpaint_k, "partition", "grid");
+        "sigma", (double)info->sr_sigma, "inpaint", "masks", (int)info->inpaint_k, "partition", "grid",
+        "partitions", "grid", "random");
     return dump(root, len);
 }
 
@@ -386,5 +397,8 @@ char *infer_response_json(const struct phidnn_info *info, const struct infer_req
                              "parameters", "recreate", phidnn_mode_name((enum phidnn_mode)mode), "seed",
                              (json_int_t)seed, "samples", (int)r->samples, "outputs", outputs);
     if (root && r->has_id) json_object_set_new(root, "id", json_string(r->id));
+    if (root && mode == PHIDNN_MODE_INPAINT)
+        json_object_set_new(json_object_get(root, "parameters"), "partition",
+                            json_string(r->random_partition ? "random" : "grid"));
     return dump(root, len);
 }

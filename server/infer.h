@@ -5,14 +5,15 @@
  *
  * Request (https://kserve.github.io/website/docs/concepts/architecture/data-plane/v2-protocol):
  *   {"id": str?, "parameters": {"recreate": "off|identity|sr|inpaint"?, "seed": uint?,
- *    "samples": 1..8?, "return_recreation": bool?}?,
+ *    "samples": 1..8?, "return_recreation": bool?, "partition": "grid"|"random"?}?,
  *    "inputs": [{"name": "image", "datatype": "UINT8"|"FP32", "shape": [B, C, H, W] or [C, H, W],
  *                "data": [...] row-major, flat or nested}],
  *    "outputs": [{"name": "probabilities"|"label"|"class_index"|"recreation"}]?}
  *   UINT8 values are integers 0..255 (scaled by 1/255); FP32 values are numbers in [0, 1].
  *   ?recreate=MODE in the URL wins over parameters.recreate.
  * Response:
- *   {"model_name", "model_version": "1", "id"?, "parameters": {"recreate", "seed", "samples"},
+ *   {"model_name", "model_version": "1", "id"?, "parameters": {"recreate", "seed", "samples",
+ *    "partition" (inpaint only)},
  *    "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [B, n_classes], "data"},
  *                {"name": "label", "datatype": "BYTES", "shape": [B], "data": [class name]},
  *                {"name": "class_index", "datatype": "INT64", "shape": [B], "data"},
@@ -45,6 +46,7 @@ struct infer_request {
     uint64_t seed;          /* 0 .. 2^53 - 1 */
     uint32_t samples;       /* 1 .. PHIDNN_MAX_SAMPLES */
     bool return_recreation;
+    bool random_partition;  /* parameters.partition = "random" (inpaint) */
     bool want[4];           /* probabilities, label, class_index, recreation */
     char id[INFER_MAX_ID + 1];
     bool has_id;

@@ -413,6 +413,8 @@ def build_phidnn_cases(src):
     add("accuracy_count", lambda g: g.set(kv_array("phidnn.accuracy", FLOAT32, [90.0])), "phidnn.accuracy")
     add("accuracy_range", lambda g: g.set(kv_array("phidnn.accuracy", FLOAT32, [90.0, 90.0, 190.0, 90.0])),
         "phidnn.accuracy[2]")
+    add("accuracy_random_range", lambda g: g.set(kv_scalar("phidnn.accuracy.inpaint_random", FLOAT32, -3.0)),
+        "phidnn.accuracy.inpaint_random")
     add("r_widths_zero", lambda g: g.set(kv_array("phidnn.recreator.widths", UINT32, [0, 32, 8])),
         "phidnn.recreator.widths[0]")
     add("c_widths_len", lambda g: g.set(kv_array("phidnn.classifier.widths", UINT32, [16, 32])),

@@ -115,7 +115,10 @@ def main():
     recorded = meta.get("parameters", {}).get("accuracy", {})
     with open("config/models/phidnn-fmnist.json") as f:
         committed = json.load(f)["accuracy_first_1000_test"]
-    result(all(abs(recorded.get(m, -1) - committed[m]) < 1e-6 for m in committed),
+    with open("config/models/phidnn-fmnist.json") as f:
+        committed_r = json.load(f)["accuracy_first_1000_test_inpaint_random_partition"]
+    result(all(abs(recorded.get(m, -1) - committed[m]) < 1e-6 for m in committed)
+           and abs(recorded.get("inpaint_random", -1) - committed_r) < 1e-6,
            "metadata accuracy = config/models/phidnn-fmnist.json", "%s vs %s" % (recorded, committed))
 
     # ---- the validation table: each case its named 4xx
@@ -157,6 +160,8 @@ def main():
         ("samples 0", infer_path(), dict(good, parameters={"samples": 0}), 400, "parameters.samples",
          "invalid_value"),
         ("negative seed", infer_path(), dict(good, parameters={"seed": -1}), 400, "parameters.seed", "invalid_value"),
+        ("unknown partition", infer_path("inpaint"), dict(good, parameters={"partition": "stripes"}), 400,
+         "parameters.partition", "invalid_value"),
         ("unknown parameter", infer_path(), dict(good, parameters={"temperature": 1}), 400,
          "parameters.temperature", "invalid_value"),
         ("unknown output", infer_path(), dict(good, outputs=[{"name": "logits"}]), 400, "outputs", "invalid_value"),
@@ -208,6 +213,14 @@ def main():
         px = [o for o in json.loads(x[2])["outputs"] if o["name"] == "probabilities"][0]["data"]
         py = [o for o in json.loads(y[2])["outputs"] if o["name"] == "probabilities"][0]["data"]
         result(x[0] == 200 and px == py, "%s is deterministic (seeds 1 and 2 agree)" % m)
+    # inpaint with random partitions: seeded, so reproducible; other seeds draw other masks
+    rp = lambda seed: {"seed": seed, "partition": "random", "samples": 2}  # noqa: E731
+    a = request("POST", infer_path("inpaint"), infer_body(img(30, 4), params=rp(8)), label="v2_inpaint_random")
+    b = request("POST", infer_path("inpaint"), infer_body(img(30, 4), params=rp(8)))
+    c = request("POST", infer_path("inpaint"), infer_body(img(30, 4), params=rp(9)))
+    pa = json.loads(a[2]) if a[0] == 200 else {}
+    result(a[0] == 200 and a[2] == b[2] and a[2] != c[2] and pa["parameters"].get("partition") == "random",
+           "inpaint, random partition: same seed byte-identical, another seed differs, partition reported")
     u = request("POST", infer_path("inpaint"), infer_body(img(20, 4), params={"seed": 3}))
     f = request("POST", infer_path("inpaint"), infer_body(img(20, 4), "FP32", params={"seed": 3}), label="v2_fp32")
     pu = [o for o in json.loads(u[2])["outputs"] if o["name"] == "probabilities"][0]["data"]
@@ -239,6 +252,18 @@ def main():
         result(not bad_status and acc >= want,
                "accuracy %s over HTTP: %.1f %% (recorded %.1f %%, need >= %.1f)" % (m, acc, recorded.get(m, -1), want),
                "statuses %s" % bad_status[:5])
+
+    correct = 0
+    for s in range(0, N_ACC, BATCH):
+        st, _, raw = request("POST", infer_path("inpaint"),
+                             infer_body(img(s, BATCH), params={"seed": 2000 + s, "partition": "random"}))
+        if st == 200:
+            idx = [o for o in json.loads(raw)["outputs"] if o["name"] == "class_index"][0]["data"]
+            correct += sum(1 for i, k in enumerate(idx) if k == labels[s + i])
+    acc = 100.0 * correct / N_ACC
+    rec_r = recorded.get("inpaint_random", 100.0)
+    result(acc >= rec_r - 2.0, "accuracy inpaint (random partition) over HTTP: %.1f %% (recorded %.1f %%, need >= %.1f)"
+           % (acc, rec_r, rec_r - 2.0))
 
     # ---- the image queue: concurrent requests beyond vision_queue_max get 503 + Retry-After
     body = json.dumps(infer_body(img(0, 64), params={"samples": 8})).encode()

@@ -213,6 +213,10 @@ static void test_rng_matches_python(void)
         if (got != want) TEST_FAIL_("u64 %llu: %llx != python %llx", (unsigned long long)i, (unsigned long long)got,
                                     (unsigned long long)want);
     }
+    ASSERT_OK(gguf_get_arr(g, "golden.rng.index4", GGUF_TYPE_UINT32, &d, &n));
+    ASSERT_EQ(n, 16);
+    vops_rng_seed(&r, seed);
+    for (uint64_t i = 0; i < n; i++) ASSERT_EQ(vops_rng_index(&r, 4), gguf_arr_u32(d, i));
     ASSERT_OK(gguf_get_arr(g, "golden.rng.normal", GGUF_TYPE_FLOAT32, &d, &n));
     ASSERT_EQ(n, 8);
     vops_rng_seed(&r, seed);
@@ -313,6 +317,28 @@ static void test_forward_matches_torch(void)
         const double dp = max_delta(probs, tp->data, n * 10);
         fprintf(stderr, "  forward sr samples=3 probs max |delta| = %.3g\n", dp);
         if (!(dp <= FWD_TOL)) TEST_FAIL_("sr s3 probs: max |delta| %.3g", dp);
+    }
+    /* inpaint with seeded random partitions (x_hat = sum_k M_k . R([x . (1 - M_k), M_k]), M_k drawn) */
+    {
+        struct phidnn_job rj = {.mode = PHIDNN_MODE_INPAINT, .seed = seed, .samples = 1, .n_images = (uint32_t)n,
+                                .images = x, .probs = probs, .logits = logits, .recreated = rec,
+                                .random_partition = true};
+        ASSERT_OK(phidnn_forward(p, &rj));
+        const struct gguf_tensor *tl = gguf_find_tensor(g, "golden.inpaint_random.logits"),
+                                 *tr = gguf_find_tensor(g, "golden.inpaint_random.recreation"),
+                                 *t2 = gguf_find_tensor(g, "golden.inpaint_random.s2.probs");
+        ASSERT_TRUE(tl && tr && t2 && tl->n_elements == n * 10 && tr->n_elements == n * 784 && t2->n_elements == n * 10);
+        if (tl && tr && t2 && tl->n_elements == n * 10 && tr->n_elements == n * 784 && t2->n_elements == n * 10) {
+            const double dl = max_delta(logits, tl->data, n * 10), dr = max_delta(rec, tr->data, n * 784);
+            fprintf(stderr, "  forward inpaint, random partition: logits max |delta| = %.3g, recreation %.3g\n", dl, dr);
+            if (!(dl <= FWD_TOL && dr <= FWD_TOL)) TEST_FAIL_("inpaint random: %.3g %.3g", dl, dr);
+            rj.samples = 2;
+            rj.logits = rj.recreated = NULL;
+            ASSERT_OK(phidnn_forward(p, &rj));
+            const double dp = max_delta(probs, t2->data, n * 10);
+            fprintf(stderr, "  forward inpaint, random partition, samples=2: probs max |delta| = %.3g\n", dp);
+            if (!(dp <= FWD_TOL)) TEST_FAIL_("inpaint random s2: %.3g", dp);
+        }
     }
     /* another seed gives other noise, hence other probabilities */
     float probs2[16 * 10];

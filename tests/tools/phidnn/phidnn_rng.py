@@ -5,6 +5,7 @@
   uniform:  (next_u64 >> 11) * 2^-53, in [0, 1), a double
   normal:   u1 = 1 - uniform(), u2 = uniform(); sqrt(-2 ln u1) * cos(2 pi u2) in double,
             then rounded to float32 (one normal per two uniforms)
+  index:    ((next_u64 >> 32) * n) >> 32, an integer in [0, n)
 """
 import math
 
@@ -50,3 +51,9 @@ class Rng:
 
     def normals(self, n):
         return np.array([self.normal() for _ in range(n)], dtype=np.float32)
+
+    def index(self, n):
+        return ((self.next_u64() >> 32) * n) >> 32
+
+    def indices(self, count, n):
+        return np.array([self.index(n) for _ in range(count)], dtype=np.int64)
