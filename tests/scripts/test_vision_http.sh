@@ -57,7 +57,19 @@ if [ -s "$TMP/manifest" ]; then
     echo "schema: $p answers valid against $SPEC, $f not"
     pass=$((pass + p)); fail=$((fail + f))
 fi
-if ! kill -0 "$PID" 2>/dev/null; then fail=$((fail + 1)); echo "FAIL the server died:"; tail -n 20 "$TMP/server.log"; fi
+if ! kill -0 "$PID" 2>/dev/null; then
+    fail=$((fail + 1)); echo "FAIL the server died:"; tail -n 20 "$TMP/server.log"
+else # SIGTERM: a clean exit 0 (and, for a sanitizer build, the leak check at exit)
+    kill -TERM "$PID"
+    for _ in $(seq 150); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$PID" 2>/dev/null; then
+        fail=$((fail + 1)); echo "FAIL the server did not exit within 15 s of SIGTERM"
+    else
+        wait "$PID"; st=$?; PID=""
+        if [ "$st" -eq 0 ]; then pass=$((pass + 1)); echo "PASS SIGTERM -> exit 0"; else
+            fail=$((fail + 1)); echo "FAIL SIGTERM -> exit $st"; tail -n 20 "$TMP/server.log"; fi
+    fi
+fi
 if [ "${SAN_CHECK:-0}" = 1 ] && grep -qE 'ERROR: (Address|Leak|Undefined)Sanitizer|runtime error:' "$TMP/server.log"; then
     fail=$((fail + 1)); echo "FAIL sanitizer report in the server log"; grep -m 5 -E 'Sanitizer|runtime error' "$TMP/server.log"
 fi
