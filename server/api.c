@@ -758,6 +758,13 @@ static void on_early_reply(void *app, const char *path, int status)
     enum metrics_endpoint ep = METRICS_EP_OTHER;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (strcmp(path, routes[i].path) == 0) ep = routes[i].ep;
+    if (strncmp(path, "/v2/", 4) == 0) { /* e.g. a 413 for an infer body over max_body */
+        const size_t n = strlen(path);
+        if (strncmp(path, "/v2/health/", 11) == 0) ep = METRICS_EP_V2_HEALTH;
+        else if (n > 6 && strcmp(path + n - 6, "/infer") == 0) ep = METRICS_EP_V2_INFER;
+        else if (strncmp(path, "/v2/models/", 11) == 0) ep = METRICS_EP_V2_MODELS;
+        if (ep == METRICS_EP_V2_INFER && engine_vision_info(a->e)) metrics_vision_request(a->metrics, -1, status, 0, 0);
+    }
     metrics_request_done(a->metrics, ep, status, 0);
 }
 

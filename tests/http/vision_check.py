@@ -298,8 +298,12 @@ def main():
     sr_images = series('saserve_vision_images_total{model="phidnn-fmnist",mode="sr"}')
     bad400 = series('saserve_vision_requests_total{model="phidnn-fmnist",mode="none",status="400"}')
     busy = series('saserve_vision_requests_total{model="phidnn-fmnist",mode="sr",status="503"}')
-    result(sr_images is not None and sr_images >= N_ACC and bad400 and bad400 >= 20 and busy == statuses.count(503),
-           "metrics: images by mode (sr %s), 400s (%s), 503s (%s)" % (sr_images, bad400, busy))
+    too_large = series('saserve_vision_requests_total{model="phidnn-fmnist",mode="none",status="413"}')
+    too_large_ep = series('saserve_requests_total{endpoint="v2_infer",status="413"}')
+    result(sr_images is not None and sr_images >= N_ACC and bad400 and bad400 >= 20 and busy == statuses.count(503)
+           and too_large == 1 and too_large_ep == 1,
+           "metrics: images by mode (sr %s), 400s (%s), 503s (%s), the 413 under v2_infer (%s, %s)"
+           % (sr_images, bad400, busy, too_large, too_large_ep))
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 
