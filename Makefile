@@ -103,6 +103,11 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(ENGINE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(ENGINE_LIB) $(LDLIBS)
 
+# the HTTP layer's unit test links the layer itself (server/http.c)
+$(BUILD)/tests/test_http_layer: $(BUILD)/tests/unit/test_http_layer.o $(BUILD)/server/http.o $(ENGINE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/tools/%: $(BUILD)/tests/tools/%.o $(ENGINE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(ENGINE_LIB) $(LDLIBS)
@@ -149,7 +154,7 @@ run: deps all
 # ThreadSanitizer build of the tests that run threads (engine queue/slots, worker pool, vision queue)
 SAN_BUILD  := build/san-address-undefined
 TSAN_BUILD := build/san-thread
-TSAN_TESTS := test_engine test_transformer test_vision
+TSAN_TESTS := test_engine test_transformer test_workers test_http_layer test_vision
 # (unit tests, and the server for test_http_asan / test_faults_tsan); the fault
 # suite in short mode (test_faults); then the fuzz smoke, as CI runs it.
 test: deps

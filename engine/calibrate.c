@@ -72,12 +72,14 @@ int calib_similarity(const struct model *m, const int32_t *tokens, size_t n, uin
     s.rows = calloc((size_t)L * s.n_head * s.chunk * n, sizeof(float));
     s.sum = calloc((size_t)L * L, sizeof(double));
     struct tf_opts o = {.n_ctx = (uint32_t)n, .n_batch = s.chunk, .n_threads = n_threads};
-    struct tf_ctx *c = NULL;
-    int rc = (!s.rows || !s.sum) ? SA_ERR_NOMEM : tf_create(m, &o, &c);
+    struct tf_ws *ws = NULL;
+    struct tf_seq *c = NULL;
+    int rc = (!s.rows || !s.sum) ? SA_ERR_NOMEM : tf_ws_create(m, &o, &ws);
+    if (!rc) rc = tf_seq_create(m, &o, &c);
     if (!rc) {
-        tf_set_attention_hook(c, calib_hook, &s);
+        tf_set_attention_hook(ws, calib_hook, &s);
         const float *logits;
-        rc = tf_forward(c, tokens, (uint32_t)n, 0, &logits);
+        rc = tf_forward(ws, c, tokens, (uint32_t)n, 0, &logits);
     }
     if (!rc) {
         for (uint32_t a = 0; a < L; a++) {
@@ -86,16 +88,18 @@ int calib_similarity(const struct model *m, const int32_t *tokens, size_t n, uin
                 sim[a * L + b] = sim[b * L + a] = (float)(s.sum[a * L + b] / (double)s.count);
         }
     }
-    tf_destroy(c);
+    tf_seq_destroy(c);
+    tf_ws_destroy(ws);
     free(s.rows);
     free(s.sum);
     return rc;
 }
 
 int calib_auto_plan(const struct model *m, const char *text, int n_threads, float threshold,
-                    struct share_plan *plan, float *sim)
+                    struct share_plan *plan, float *sim, char *why, size_t why_len)
 {
-    if (!m->tok) return SA_ERR_INVALID_ARG;
+    if (why && why_len) why[0] = 0;
+    if (!m->tok) return sa_errf(SA_ERR_INVALID_ARG, why, why_len, "the model has no tokenizer");
     if (!text) text = calib_builtin_text;
     size_t len = strlen(text), n = 0, cap = len + 2;
     int32_t *ids = malloc(cap * sizeof *ids);
@@ -104,7 +108,14 @@ int calib_auto_plan(const struct model *m, const char *text, int n_threads, floa
     float *S = sim ? sim : own;
     int rc = (!ids || !S) ? SA_ERR_NOMEM : tok_encode(m->tok, text, len, true, false, ids, cap, &n);
     uint32_t n_ctx = m->hp.n_ctx_train < 512 ? m->hp.n_ctx_train : 512;
-    if (!rc) rc = calib_similarity(m, ids, n, n_ctx, n_threads, S);
+    if (rc)
+        sa_errf(rc, why, why_len, "cannot tokenize the calibration text: %s", sa_err_str(rc));
+    else if ((n < n_ctx ? n : n_ctx) < 2)
+        rc = sa_errf(SA_ERR_INVALID_ARG, why, why_len,
+                     "layers are compared over at least 2 tokens: the context holds %u and the text gives %zu", n_ctx,
+                     n);
+    if (!rc && (rc = calib_similarity(m, ids, n, n_ctx, n_threads, S)))
+        sa_errf(rc, why, why_len, "the calibration pass failed: %s", sa_err_str(rc));
     if (!rc) share_plan_auto(plan, S, L, threshold);
     free(ids);
     free(own);

@@ -30,8 +30,9 @@ int calib_similarity(const struct model *m, const int32_t *tokens, size_t n, uin
                      float *sim);
 
 /* Tokenize text (calib_builtin_text if NULL), compute the similarity and the
- * auto plan at threshold. sim may be NULL. */
+ * auto plan at threshold. sim may be NULL. On failure why (if why_len) says the
+ * cause, e.g. a context or a tokenization too short to compare layers. */
 int calib_auto_plan(const struct model *m, const char *text, int n_threads, float threshold,
-                    struct share_plan *plan, float *sim);
+                    struct share_plan *plan, float *sim, char *why, size_t why_len);
 
 #endif

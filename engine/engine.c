@@ -12,6 +12,7 @@
 
 #include "calibrate.h"
 #include "gguf.h"
+#include "hf.h"
 #include "kvpool.h"
 #include "log.h"
 #include "model.h"
@@ -21,6 +22,7 @@
 #include "vision.h"
 #include "workers.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -57,8 +59,8 @@ struct seq {
 };
 
 struct slot {
-    struct tf_ctx *ctx;
-    struct seq *seq;
+    struct tf_seq *tf; /* the slot's sequence on the model side: KV pages, plan, counters */
+    struct seq *seq;   /* the request it serves, NULL when free */
 };
 
 struct engine {
@@ -70,7 +72,7 @@ struct engine {
     struct workers *pool;
     struct kv_pool *kv;         /* the paged KV cache (step thread) */
     struct prefix_cache *prefix; /* NULL when disabled */
-    struct tf_ctx *ws;          /* scratch of a step; the slots' contexts hold only their pages */
+    struct tf_ws *ws;           /* the step workspace: all scratch of a forward step */
     uint32_t block;
     uint64_t published_version; /* kv_pool_version at the last publish of the prefix figures */
     struct slot *slots;
@@ -172,7 +174,7 @@ static void publish_kv(struct engine *e)
         const struct slot *sl = &e->slots[i];
         if (!sl->seq || !sl->seq->n_past) continue;
         struct tf_cache_stats st;
-        tf_cache_stats(sl->ctx, sl->seq->n_past, &st);
+        tf_cache_stats(sl->tf, sl->seq->n_past, &st);
         k += st.k_bytes;
         v += st.v_bytes;
         saved_k += st.kv_bytes_saved;
@@ -204,8 +206,8 @@ static void remember_prefix(struct engine *e, struct slot *sl)
     struct seq *s = sl->seq;
     uint32_t n_full = (s->n_past < s->n_prompt ? s->n_past : (uint32_t)s->n_prompt) / e->block;
     uint32_t pages[2 * SHARE_MAX_LAYERS], parent = PREFIX_NONE;
-    for (uint32_t b = 0; b < n_full && b < tf_blocks_held(sl->ctx); b++) {
-        uint32_t n = tf_block_pages(sl->ctx, b, pages);
+    for (uint32_t b = 0; b < n_full && b < tf_blocks_held(sl->tf); b++) {
+        uint32_t n = tf_block_pages(sl->tf, b, pages);
         parent = prefix_insert(e->prefix, s->key, parent, s->prompt + (size_t)b * e->block, pages, n);
         if (parent == PREFIX_NONE) break;
     }
@@ -218,9 +220,9 @@ static void retire(struct engine *e, struct slot *sl, bool keep_prefix)
 {
     struct seq *s = sl->seq;
     if (keep_prefix && e->prefix) remember_prefix(e, sl);
-    kv_pool_unreserve(e->kv, tf_reservation_left(sl->ctx));
-    tf_set_reservation(sl->ctx, 0);
-    tf_release_kv(sl->ctx);
+    kv_pool_unreserve(e->kv, tf_reservation_left(sl->tf));
+    tf_set_reservation(sl->tf, 0);
+    tf_release_kv(sl->tf);
     pthread_mutex_lock(&e->mu);
     e->stats.active_sequences--;
     sl->seq = NULL;
@@ -235,14 +237,11 @@ static void emit_done(struct engine *e, struct slot *sl, enum engine_finish fini
     struct engine_event ev = {.type = ENGINE_EV_DONE, .id = s->id, .finish = finish,
                               .prompt_tokens = (uint32_t)s->n_prompt, .completion_tokens = s->n_gen};
     struct tf_cache_stats st;
-    tf_cache_stats(sl->ctx, s->n_past, &st);
+    tf_cache_stats(sl->tf, s->n_past, &st);
     struct engine_cache_stats *c = &ev.cache;
     c->shared_attention = s->share;
     c->rebalance = s->rb.on;
-    if (s->plan.n_spans)
-        share_plan_format(&s->plan, c->spans, sizeof c->spans);
-    else
-        c->spans[0] = 0;
+    c->n_spans = share_plan_sorted(&s->plan, c->spans);
     c->layers = st.layers;
     c->sharing_layers = st.sharing_layers;
     c->tokens = st.tokens;
@@ -254,7 +253,7 @@ static void emit_done(struct engine *e, struct slot *sl, enum engine_finish fini
     c->kv_saved_ratio = st.kv_saved_ratio;
     c->attention_flops_saved = st.attention_flops_saved;
     size_t kb, vb;
-    tf_kv_allocated(sl->ctx, &kb, &vb);
+    tf_kv_allocated(sl->tf, &kb, &vb);
     c->k_bytes_allocated = kb;
     c->v_bytes_allocated = vb;
     c->block_tokens = st.block_tokens;
@@ -372,7 +371,18 @@ static void sample_next(struct engine *e, struct slot *sl, const float *logits)
 {
     struct seq *s = sl->seq;
     struct sampler_result res;
+    for (uint32_t i = 0; i < e->info.n_vocab; i++)
+        if (!isfinite(logits[i])) { /* weights that overflow, or a bad file: this sequence only */
+            SA_LOGE("request %llu: logit %u is %g: failing the sequence", (unsigned long long)s->id, i,
+                    (double)logits[i]);
+            fail_seq(e, sl, SA_ERR_NUMERIC);
+            return;
+        }
     int32_t tok = sampler_sample(s->smp, logits, s->sampling.n_logprobs ? &res : NULL);
+    if (tok < 0) {
+        fail_seq(e, sl, tok);
+        return;
+    }
     enum engine_finish f = accept_token(e, s, tok, s->sampling.n_logprobs ? &res : NULL);
     if (f != ENGINE_FINISH_NONE) finish(e, sl, f);
 }
@@ -389,7 +399,7 @@ static void run_step(struct engine *e, struct slot **act, uint32_t n_act)
         struct seq *s = act[i]->seq;
         if (s->n_past < s->n_prompt) continue;
         of[n] = act[i];
-        segs[n++] = (struct tf_seg){.seq = act[i]->ctx, .tokens = &s->last, .T = 1, .pos0 = s->n_past,
+        segs[n++] = (struct tf_seg){.seq = act[i]->tf, .tokens = &s->last, .T = 1, .pos0 = s->n_past,
                                     .want_logits = true};
         n_dec++;
     }
@@ -401,14 +411,14 @@ static void run_step(struct engine *e, struct slot **act, uint32_t n_act)
         budget -= T;
         prompt_rows += T;
         of[n] = act[i];
-        segs[n++] = (struct tf_seg){.seq = act[i]->ctx, .tokens = s->prompt + s->n_past, .T = T, .pos0 = s->n_past,
+        segs[n++] = (struct tf_seg){.seq = act[i]->tf, .tokens = s->prompt + s->n_past, .T = T, .pos0 = s->n_past,
                                     .want_logits = s->n_past + T == s->n_prompt};
     }
     if (!n) return;
     int rc = tf_step(e->ws, segs, n, e->batch_logits);
-    if (rc) {
+    if (rc) { /* inputs were validated at submit: whatever failed is the server's fault */
         SA_LOGE("forward step failed: %s", sa_err_str(rc));
-        for (uint32_t i = 0; i < n; i++) fail_seq(e, of[i], rc);
+        for (uint32_t i = 0; i < n; i++) fail_seq(e, of[i], rc == SA_ERR_NOMEM ? rc : SA_ERR_INTERNAL);
         return;
     }
     pthread_mutex_lock(&e->mu);
@@ -454,18 +464,18 @@ static bool try_admit(struct engine *e, struct slot *sl, struct seq *s)
     }
     /* neither fails for a request engine_submit accepted (plan and re-balancer validated there,
      * the chain shorter than the context); if one did, the request stays queued */
-    int rc = tf_reset(sl->ctx, plan, &s->rb);
+    int rc = tf_reset(sl->tf, plan, &s->rb);
     for (uint32_t i = 0; i < n_chain && !rc; i++) {
         uint32_t np;
-        rc = tf_adopt_block(sl->ctx, prefix_pages(e->prefix, chain[i], &np));
+        rc = tf_adopt_block(sl->tf, prefix_pages(e->prefix, chain[i], &np));
     }
     if (rc) {
         SA_LOGE("request %llu: cannot set up its sequence: %s", (unsigned long long)s->id, sa_err_str(rc));
-        tf_release_kv(sl->ctx);
+        tf_release_kv(sl->tf);
         kv_pool_unreserve(e->kv, need);
         return false;
     }
-    tf_set_reservation(sl->ctx, need);
+    tf_set_reservation(sl->tf, need);
     s->n_past = s->cached_tokens = matched;
     e->stats.prefix_tokens_total += matched;
     e->stats.prefix_hits_total += matched > 0;
@@ -485,8 +495,8 @@ static void check_pool(struct engine *e)
     for (uint32_t i = 0; i < e->cfg.n_slots; i++) {
         if (!e->slots[i].seq) continue;
         struct tf_cache_stats st;
-        tf_cache_stats(e->slots[i].ctx, 0, &st);
-        left += tf_reservation_left(e->slots[i].ctx);
+        tf_cache_stats(e->slots[i].tf, 0, &st);
+        left += tf_reservation_left(e->slots[i].tf);
         refs += st.k_pages + st.v_pages;
     }
     struct prefix_stats pst = {0};
@@ -602,9 +612,16 @@ int engine_create(const struct engine_config *cfg_in, struct engine **out, char 
     info->eos = tok_eos(e->m->tok);
     info->share_default = cfg->share_default;
     info->rebalance_default = cfg->rebalance;
-    info->chat_template = gguf_get_cstr(e->m->gguf, "tokenizer.chat_template", e->chat_template,
+    info->chat_template = e->m->gguf && gguf_get_cstr(e->m->gguf, "tokenizer.chat_template", e->chat_template,
                                         sizeof e->chat_template) == 0 ? e->chat_template : NULL;
+    if (!e->m->gguf && hf_chat_template(e->m->hf)) { /* a Hugging Face checkpoint */
+        snprintf(e->chat_template, sizeof e->chat_template, "%s", hf_chat_template(e->m->hf));
+        info->chat_template = e->chat_template;
+    }
     e->pool = workers_create(cfg->n_threads);
+    /* OpenBLAS runs on the step thread between pool tasks, with as many threads as the pool:
+     * set once, here */
+    if (e->pool) openblas_set_num_threads(workers_count(e->pool));
     if (cfg->vision_model_path && cfg->vision_model_path[0] &&
         (rc = vision_create(cfg->vision_model_path, cfg->vision_queue_max ? cfg->vision_queue_max : 16,
                             cfg->vision_max_images ? cfg->vision_max_images : 64, vision_wake, e, &e->vis, msg,
@@ -619,10 +636,12 @@ int engine_create(const struct engine_config *cfg_in, struct engine **out, char 
         goto fail;
     }
     /* "auto" is calibrated once, here, not per request */
-    rc = calib_auto_plan(e->m, NULL, cfg->n_threads, cfg->share_threshold, &e->auto_plan, NULL);
-    if (rc) {
-        snprintf(msg, msg_len, "share_spans: auto calibration failed: %s", sa_err_str(rc));
-        goto fail;
+    char why[256];
+    rc = calib_auto_plan(e->m, NULL, cfg->n_threads, cfg->share_threshold, &e->auto_plan, NULL, why, sizeof why);
+    if (rc) { /* a model that loads also serves: "auto" then shares nothing */
+        SA_LOGW("share_spans auto: calibration failed (%s); the auto plan is off", why);
+        share_plan_init(&e->auto_plan, hp->n_layer);
+        rc = 0;
     }
     const char *spans = cfg->share_spans ? cfg->share_spans : "auto";
     if ((rc = engine_parse_plan(e, spans, &e->default_plan, msg, msg_len))) goto fail;
@@ -651,16 +670,15 @@ int engine_create(const struct engine_config *cfg_in, struct engine **out, char 
         goto fail;
     }
     /* n_batch bounds a step: one decode row per slot plus a prefill chunk */
-    struct tf_opts wo = {.n_ctx = e->n_ctx, .n_batch = cfg->prefill_chunk + cfg->n_slots, .pool = e->pool,
-                         .kv_block = e->block, .kv_pool = e->kv, .kv_f16 = cfg->kv_f16};
-    if ((rc = tf_create(e->m, &wo, &e->ws))) {
+    struct tf_opts wo = {.n_ctx = e->n_ctx, .n_batch = cfg->prefill_chunk + cfg->n_slots, .pool = e->pool};
+    if ((rc = tf_ws_create(e->m, &wo, &e->ws))) {
         snprintf(msg, msg_len, "cannot allocate the step scratch for %u rows: %s", wo.n_batch, sa_err_str(rc));
         goto fail;
     }
     for (uint32_t i = 0; i < cfg->n_slots; i++) {
-        struct tf_opts to = {.n_ctx = e->n_ctx, .kv_block = e->block, .kv_pool = e->kv, .no_scratch = true,
+        struct tf_opts to = {.n_ctx = e->n_ctx, .kv_block = e->block, .kv_pool = e->kv,
                              .kv_f16 = cfg->kv_f16};
-        if ((rc = tf_create(e->m, &to, &e->slots[i].ctx))) {
+        if ((rc = tf_seq_create(e->m, &to, &e->slots[i].tf))) {
             snprintf(msg, msg_len, "cannot allocate %u sequence slots: %s", cfg->n_slots, sa_err_str(rc));
             goto fail;
         }
@@ -707,8 +725,8 @@ void engine_destroy(struct engine *e)
     }
     vision_destroy(e->vis); /* after the join: queued image jobs end with SA_ERR_CANCELLED */
     if (e->slots)
-        for (uint32_t i = 0; i < e->cfg.n_slots; i++) tf_destroy(e->slots[i].ctx);
-    tf_destroy(e->ws);
+        for (uint32_t i = 0; i < e->cfg.n_slots; i++) tf_seq_destroy(e->slots[i].tf);
+    tf_ws_destroy(e->ws);
     prefix_destroy(e->prefix);
     kv_pool_destroy(e->kv);
     free(e->slots);

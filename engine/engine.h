@@ -137,7 +137,8 @@ struct engine_request {
 
 struct engine_cache_stats {
     bool shared_attention, rebalance;
-    char spans[256];
+    uint32_t n_spans;                         /* the sequence's plan as data, sorted by first layer */
+    struct share_span spans[SHARE_MAX_SPANS]; /* (0 spans: sharing nothing) */
     uint32_t layers, sharing_layers, tokens;
     uint64_t k_bytes, v_bytes, kv_bytes, kv_bytes_without_sharing, kv_bytes_saved;
     double kv_saved_ratio;
@@ -167,8 +168,11 @@ struct engine_event {
     uint32_t cached_tokens; /* prompt tokens taken from the prefix cache */
     struct engine_cache_stats cache;
     struct engine_timings timings;
-    /* ERROR */
-    int error; /* SA_ERR_* */
+    /* ERROR: this sequence alone failed; the others in its step go on.
+     * SA_ERR_NUMERIC: its logits were not finite (NaN/inf from the weights)
+     * SA_ERR_CONTEXT_FULL: it can never fit in the KV pool
+     * SA_ERR_INTERNAL / SA_ERR_NOMEM: the forward step itself failed (then for every sequence in it) */
+    int error;
 };
 
 /* Queue a request. Returns 0 and *id, or SA_ERR_BUSY (queue full / shutting

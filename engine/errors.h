@@ -27,7 +27,8 @@
     X(CANCELLED, -11, "request cancelled")                                   \
     X(TOKENIZER, -12, "tokenizer error")                                     \
     X(TOO_LARGE, -13, "payload too large")                                   \
-    X(INTERNAL, -14, "internal error")
+    X(INTERNAL, -14, "internal error")                                       \
+    X(NUMERIC, -15, "the model produced non-finite values")
 
 enum sa_err {
 #define SA_ERR_ENUM(name, val, msg) SA_ERR_##name = (val),

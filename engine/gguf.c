@@ -139,6 +139,8 @@ static int parse_kv(struct cursor *c, struct gguf_kv *kv, uint64_t idx)
     snprintf(field, sizeof field, "metadata entry %llu key", (unsigned long long)idx);
     if (read_str(c, &kv->key, field)) return SA_ERR_BAD_MODEL;
     if (kv->key.len == 0) return fail(c, "metadata entry %llu: empty key", (unsigned long long)idx);
+    if (memchr(kv->key.data, 0, (size_t)kv->key.len))
+        return fail(c, "metadata entry %llu: key contains a NUL byte", (unsigned long long)idx);
     show(kv->key, keybuf, sizeof keybuf);
     uint32_t type = 0;
     snprintf(field, sizeof field, "metadata '%s' type", keybuf);
@@ -232,7 +234,8 @@ static int parse_tensor(struct cursor *c, struct gguf_tensor *t, uint64_t idx)
     snprintf(field, sizeof field, "tensor '%s' type", nb);
     if (read_u32(c, &t->type, field)) return SA_ERR_BAD_MODEL;
     if (!quant_type_supported(t->type))
-        return fail(c, "tensor '%s': type %u (%s) is not supported (F32, F16, BF16, Q8_0, Q4_0 are)", nb,
+        return fail(c, "tensor '%s': type %u (%s) is not supported (F32, F16, BF16, Q8_0, Q4_0, Q2_K..Q6_K, "
+                    "IQ4_NL, IQ4_XS are)", nb,
                     t->type, quant_type_name(t->type));
     uint32_t bs = quant_block_size((enum quant_type)t->type);
     if ((uint64_t)t->ne[0] % bs)
@@ -582,6 +585,7 @@ int gguf_get_cstr(const struct gguf *g, const char *key, char *buf, size_t cap)
     int rc = gguf_get_str(g, key, &s);
     if (rc) return rc;
     if (cap == 0) return SA_ERR_INVALID_ARG; /* cap - 1 below would wrap */
+    if (memchr(s.data, 0, (size_t)s.len)) return SA_ERR_INVALID_ARG; /* "llama\0x" must not compare as "llama" */
     size_t n = s.len < cap - 1 ? (size_t)s.len : cap - 1;
     memcpy(buf, s.data, n);
     buf[n] = 0;

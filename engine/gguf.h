@@ -111,7 +111,9 @@ int gguf_get_i64(const struct gguf *g, const char *key, int64_t *out);
 int gguf_get_f32(const struct gguf *g, const char *key, float *out);
 int gguf_get_bool(const struct gguf *g, const char *key, bool *out);
 int gguf_get_str(const struct gguf *g, const char *key, struct gguf_str *out);
-/* Copy a string value into buf as a NUL-terminated string (truncated to cap-1). */
+/* Copy a string value into buf as a NUL-terminated string (truncated to cap-1).
+ * SA_ERR_INVALID_ARG if the value contains a NUL byte (it could compare equal to
+ * a fixed name it is not). Keys and tensor names never contain one (checked at open). */
 int gguf_get_cstr(const struct gguf *g, const char *key, char *buf, size_t cap);
 
 /* Arrays. The element type must match exactly; *n receives the count.

@@ -5,10 +5,15 @@
  * Weights are views (struct model_weight) into the GGUF bytes: the read-only
  * mmap by default, or one malloc'd copy of the file with use_mmap = false.
  * A tied output head (no output.weight) is an alias of token_embd, not a
- * copy. Norm vectors are converted to F32 once at load (they are tiny).
+ * copy. A split model (llama-gguf-split: <prefix>-00001-of-0000M.gguf ...)
+ * is loaded from its first shard: the other M-1 are opened next to it, their
+ * split.count / split.no / split.tensors.count checked (a missing or
+ * mismatched shard is SA_ERR_BAD_MODEL naming it), and tensors are looked up
+ * in all shards; metadata comes from the first. Norm vectors are converted to F32 once at load (they are tiny).
  *
  * Every tensor's presence, type and shape is checked against the
- * hyper-parameters at load; a mismatch is SA_ERR_BAD_MODEL with a message
+ * hyper-parameters at load, and what is cheap to check for finiteness is: the
+ * norm vectors (converted to F32) and every block scale of the quantised types; a mismatch is SA_ERR_BAD_MODEL with a message
  * naming the tensor or key. A loaded model is immutable and may be shared by
  * any number of threads.
  */
@@ -23,6 +28,7 @@
 
 struct gguf;
 struct tokenizer;
+struct hf_storage;
 
 enum rope_mode {
     ROPE_NORMAL = 0, /* rotate adjacent pairs (x[2i], x[2i+1]): GGUF llama */
@@ -73,24 +79,37 @@ struct model {
     bool tied_output;
     struct model_layer *layers;     /* [n_layer] */
     struct tokenizer *tok;
-    struct gguf *gguf;
+    struct gguf *gguf;              /* the (first) file: metadata, tokenizer */
+    struct gguf **shards;           /* [n_shards]; shards[0] == gguf */
+    uint32_t n_shards;
+    void **shard_copies;            /* use_mmap = false: shards 1.. read into memory ([0] unused) */
     char name[128];
     size_t weight_bytes;            /* bytes of all tensors in the file */
     /* owned storage */
     float *norms;                   /* all norm vectors, F32 */
     void *file_copy;                /* use_mmap = false: the whole file */
     size_t file_copy_len;
+    struct hf_storage *hf;          /* a Hugging Face checkpoint (hf.h); gguf is NULL then */
 };
+
+#define MODEL_MAX_SHARDS 4096
 
 struct model_load_opts {
     bool use_mmap;      /* map the file instead of reading it (slower decode here: README, Speed) */
     bool no_tokenizer;  /* skip tokenizer creation */
 };
 
-/* Load and validate. On error *out is NULL and msg names the field. */
+/* Load and validate. path is a GGUF file, or a Hugging Face checkpoint (a
+ * directory or a *.safetensors file; hf.h), which then has no gguf. On error
+ * *out is NULL and msg names the field. */
 int model_load(const char *path, const struct model_load_opts *opts, struct model **out, char *msg,
                size_t msg_len);
 void model_free(struct model *m); /* accepts NULL */
+
+/* Every element of every tensor is a finite number (a full pass over the weights:
+ * check-model --full; model_load checks only the cheap part: norms and block scales).
+ * SA_ERR_BAD_MODEL with msg naming the tensor and element otherwise. */
+int model_check_values(const struct model *m, char *msg, size_t msg_len);
 
 /* Parameter count (unique tensors; a tied head counts once). */
 uint64_t model_n_params(const struct model *m);

@@ -19,7 +19,7 @@ int ops_init(struct ops *o, struct workers *pool, size_t max_tokens, size_t max_
     o->reference = reference;
     o->max_tokens = max_tokens;
     o->max_in = max_in;
-    /* Q8_0 rows are smaller than F32 rows, so F32 size bounds both */
+    /* Q8_0 and Q8_K rows are smaller than F32 rows, so F32 size bounds all three */
     o->qbuf = aligned_alloc(64, (max_tokens * max_in * sizeof(float) + 63) / 64 * 64);
     o->deq = aligned_alloc(64, OPS_DEQ_ROWS * max_in * sizeof(float));
     if (!o->qbuf || !o->deq) {

@@ -2,6 +2,7 @@
 
 #include "errors.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,19 +151,34 @@ static void partial_sort_top(struct cand *c, int32_t n, int32_t k)
     qsort(c, (size_t)k, sizeof *c, cmp_cand_desc);
 }
 
+/* Any float made safe to compare and exponentiate: NaN and -inf are "impossible"
+ * (-inf), +inf and overflowed values saturate at FLT_MAX. */
+static float sanitize(double v)
+{
+    if (!(v == v) || v < -FLT_MAX) return -INFINITY;
+    return v > FLT_MAX ? FLT_MAX : (float)v;
+}
+
+/* A finite value clamped into [-FLT_MAX, FLT_MAX] (the temperature-scaled logits). */
+static float saturate(double v) { return v > FLT_MAX ? FLT_MAX : v < -FLT_MAX ? -FLT_MAX : (float)v; }
+
 static void fill_logprobs(struct sampler *s, const float *logits, int32_t chosen, struct sampler_result *res)
 {
     int32_t n = s->n_vocab;
-    float max = logits[0];
-    for (int32_t i = 1; i < n; i++) max = logits[i] > max ? logits[i] : max;
+    float max = -INFINITY;
+    for (int32_t i = 0; i < n; i++) {
+        float v = sanitize(logits[i]);
+        max = v > max ? v : max;
+    }
     double sum = 0;
-    for (int32_t i = 0; i < n; i++) sum += exp((double)logits[i] - max);
-    float lse = (float)(max + log(sum));
+    for (int32_t i = 0; i < n; i++) sum += exp((double)sanitize(logits[i]) - max);
+    /* sum >= 1 when any logit is a number (the max contributes exp(0)) */
+    float lse = sum > 0 ? (float)(max + log(sum)) : 0;
     res->token = chosen;
-    res->logprob = logits[chosen] - lse;
+    res->logprob = sanitize(logits[chosen]) - lse;
     res->n_top = s->p.n_logprobs < n ? s->p.n_logprobs : n;
     if (res->n_top > 0) {
-        for (int32_t i = 0; i < n; i++) s->cands[i] = (struct cand){i, logits[i]};
+        for (int32_t i = 0; i < n; i++) s->cands[i] = (struct cand){i, sanitize(logits[i])};
         partial_sort_top(s->cands, n, res->n_top);
         for (int32_t i = 0; i < res->n_top; i++)
             res->top[i] = (struct sampler_logprob){s->cands[i].id, s->cands[i].logit - lse};
@@ -174,23 +190,29 @@ int32_t sampler_sample(struct sampler *s, const float *logits, struct sampler_re
     const struct sampler_params *p = &s->p;
     int32_t n = s->n_vocab;
     float *w = s->work;
-    memcpy(w, logits, (size_t)n * sizeof *w);
     bool penal = p->repeat_penalty != 1 || p->frequency_penalty != 0 || p->presence_penalty != 0;
-    if (penal)
-        for (int32_t i = 0; i < n; i++) {
-            int32_t cnt = s->counts[i];
-            if (!cnt) continue;
-            if (p->repeat_penalty != 1) w[i] = w[i] > 0 ? w[i] / p->repeat_penalty : w[i] * p->repeat_penalty;
-            w[i] -= (float)cnt * p->frequency_penalty + p->presence_penalty;
+    for (int32_t i = 0; i < n; i++) {
+        double v = sanitize(logits[i]);
+        int32_t cnt = penal ? s->counts[i] : 0;
+        if (cnt && v > -INFINITY) { /* in double, then saturated: a tiny repeat_penalty cannot make inf */
+            if (p->repeat_penalty != 1) v = v > 0 ? v / p->repeat_penalty : v * p->repeat_penalty;
+            v -= (double)cnt * p->frequency_penalty + p->presence_penalty;
         }
-    int32_t chosen = 0;
+        w[i] = sanitize(v);
+    }
+    int32_t chosen = -1;
     if (p->temperature < SAMPLER_GREEDY_TEMP) {
-        for (int32_t i = 1; i < n; i++)
-            if (w[i] > w[chosen]) chosen = i;
+        float best = -INFINITY;
+        for (int32_t i = 0; i < n; i++)
+            if (w[i] > best) best = w[i], chosen = i;
+        if (chosen < 0) return SA_ERR_NUMERIC; /* no logit is a number */
     } else {
+        /* candidates: the possible tokens only, scaled by the temperature */
         struct cand *c = s->cands;
-        for (int32_t i = 0; i < n; i++) c[i] = (struct cand){i, w[i] / p->temperature};
-        int32_t m = n;
+        int32_t m = 0;
+        for (int32_t i = 0; i < n; i++)
+            if (w[i] > -INFINITY) c[m++] = (struct cand){i, saturate((double)w[i] / p->temperature)};
+        if (m == 0) return SA_ERR_NUMERIC;
         bool sorted = false;
         if (p->top_k > 0 && p->top_k < m) {
             partial_sort_top(c, m, p->top_k);
@@ -204,12 +226,14 @@ int32_t sampler_sample(struct sampler *s, const float *logits, struct sampler_re
         float max = c[0].logit;
         if (!sorted)
             for (int32_t i = 1; i < m; i++) max = c[i].logit > max ? c[i].logit : max;
+        /* now unnormalised probabilities in (0, 1], the max exactly 1: every value and the
+         * difference to max are finite, so none is NaN and sum >= 1 */
         double sum = 0;
         for (int32_t i = 0; i < m; i++) {
-            c[i].logit = expf(c[i].logit - max); /* now unnormalised probabilities */
+            c[i].logit = expf(c[i].logit - max);
             sum += c[i].logit;
         }
-        if (p->top_p < 1) { /* c is sorted descending */
+        if (p->top_p < 1) { /* c is sorted descending; at least the first is kept */
             double cum = 0;
             int32_t keep = m;
             for (int32_t i = 0; i < m; i++) {
@@ -221,16 +245,16 @@ int32_t sampler_sample(struct sampler *s, const float *logits, struct sampler_re
             }
             m = keep;
         }
-        if (p->min_p > 0) { /* the max has probability 1 before normalisation */
+        if (p->min_p > 0) { /* relative to the max, whose probability is 1 here: it always stays */
             int32_t j = 0;
             for (int32_t i = 0; i < m; i++)
-                if (c[i].logit >= p->min_p) c[j++] = c[i];
+                if (c[i].logit >= p->min_p || c[i].logit == 1.0f) c[j++] = c[i];
             m = j;
         }
         sum = 0;
         for (int32_t i = 0; i < m; i++) sum += c[i].logit;
         double r = rng_uniform(s) * sum, acc = 0;
-        chosen = c[m - 1].id;
+        chosen = c[m - 1].id; /* m >= 1: rounding that leaves r past the last sum */
         for (int32_t i = 0; i < m; i++) {
             acc += c[i].logit;
             if (r < acc) {

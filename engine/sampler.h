@@ -14,6 +14,12 @@
  * distribution (log-softmax of the raw logits, before penalties and
  * temperature), as the OpenAI API reports them.
  *
+ * Any input is safe: NaN logits count as impossible tokens, +inf saturates
+ * at FLT_MAX, and penalties and temperature are applied in double and
+ * saturated, so no parameter in range can produce inf or NaN. The filters
+ * always keep the most likely token; when no token is possible at all (every
+ * logit NaN or -inf) the sampler says so instead of choosing one.
+ *
  * A sampler belongs to one sequence; all memory is allocated at creation.
  */
 #ifndef SA_SAMPLER_H
@@ -60,7 +66,8 @@ void sampler_destroy(struct sampler *s); /* accepts NULL */
 void sampler_reset(struct sampler *s);   /* forget history, reseed */
 /* Record a token in the history the penalties use. */
 void sampler_accept(struct sampler *s, int32_t token);
-/* Pick a token from logits [n_vocab] (not modified). res may be NULL. */
+/* Pick a token from logits [n_vocab] (not modified). Returns its id (in
+ * [0, n_vocab)), or SA_ERR_NUMERIC when no logit is a number. res may be NULL. */
 int32_t sampler_sample(struct sampler *s, const float *logits, struct sampler_result *res);
 
 #endif

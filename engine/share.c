@@ -91,12 +91,18 @@ static int cmp_span(const void *x, const void *y)
     return (int)a->a - (int)b->a;
 }
 
+uint32_t share_plan_sorted(const struct share_plan *p, struct share_span *out)
+{
+    memcpy(out, p->spans, p->n_spans * sizeof *out);
+    qsort(out, p->n_spans, sizeof *out, cmp_span);
+    return p->n_spans;
+}
+
 size_t share_plan_format(const struct share_plan *p, char *buf, size_t cap)
 {
     if (!p->n_spans) return (size_t)snprintf(buf, cap, "off");
     struct share_span sp[SHARE_MAX_SPANS];
-    memcpy(sp, p->spans, p->n_spans * sizeof *sp);
-    qsort(sp, p->n_spans, sizeof *sp, cmp_span);
+    share_plan_sorted(p, sp);
     size_t n = 0;
     buf[0] = 0;
     for (uint32_t i = 0; i < p->n_spans && n < cap; i++)

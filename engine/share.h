@@ -50,6 +50,9 @@ int share_plan_parse(struct share_plan *p, const char *text, uint32_t n_layer, c
 /* Add one span with the same validation; used by parse and by auto plans. */
 int share_plan_add(struct share_plan *p, uint32_t a, uint32_t b, char *msg, size_t msg_len);
 
+/* The plan's spans sorted by first layer into out[SHARE_MAX_SPANS]; returns the count. */
+uint32_t share_plan_sorted(const struct share_plan *p, struct share_span *out);
+
 /* "a-b,c-d" (spans sorted) or "off". Returns the length written. */
 size_t share_plan_format(const struct share_plan *p, char *buf, size_t cap);
 

@@ -127,6 +127,12 @@ struct tokenizer {
     size_t n_specials;
     int32_t special[SPECIAL_COUNT]; /* -1 = unset */
     bool add_bos, add_eos, add_space_prefix, ignore_merges;
+    /* tok_create_vocab (tokenizer.json) only: */
+    enum tok_prefix prefix_mode; /* SPM: where U+2581 is prepended */
+    bool merges_by_rank;         /* SPM: merge by rank in the merge list, not by score */
+    bool split_words;            /* SPM: never merge into a symbol that starts with U+2581 */
+    bool fuse_unk;               /* SPM by rank: consecutive unknown characters give one <unk> */
+    bool prefix_unless_space;    /* no U+2581 prefix for a fragment that starts with ' ' or U+2581 (Metaspace) */
     size_t max_text_len;
     pcre2_code *re[TOK_MAX_REGEX];
     size_t n_re;
@@ -403,7 +409,9 @@ static int load_scores_and_types(struct tokenizer *t, const struct gguf *g, char
         gguf_get_arr(g, skey, GGUF_TYPE_FLOAT32, &data, &n);
         for (int32_t i = 0; i < t->n_vocab; i++) {
             float s = gguf_arr_f32(data, (uint64_t)i);
-            t->tokens[i].score = isnan(s) ? -INFINITY : s;
+            if (!isfinite(s))
+                return fail(msg, msg_len, SA_ERR_BAD_MODEL, "%s[%d]: %g is not a finite number", skey, i, (double)s);
+            t->tokens[i].score = s;
         }
     }
     rc = find_array(g, tkey, GGUF_TYPE_INT32, false, &n, msg, msg_len);
@@ -415,8 +423,10 @@ static int load_scores_and_types(struct tokenizer *t, const struct gguf *g, char
         gguf_get_arr(g, tkey, GGUF_TYPE_INT32, &data, &n);
         for (int32_t i = 0; i < t->n_vocab; i++) {
             int32_t ty = gguf_arr_i32(data, (uint64_t)i);
-            t->tokens[i].type = (ty >= TOK_TYPE_UNDEFINED && ty <= TOK_TYPE_BYTE) ? (uint8_t)ty
-                                                                                  : TOK_TYPE_UNDEFINED;
+            if (ty < TOK_TYPE_UNDEFINED || ty > TOK_TYPE_BYTE)
+                return fail(msg, msg_len, SA_ERR_BAD_MODEL, "%s[%d]: %d is not a token type (%d..%d)", tkey, i, ty,
+                            TOK_TYPE_UNDEFINED, TOK_TYPE_BYTE);
+            t->tokens[i].type = (uint8_t)ty;
         }
     }
     /* Byte tokens index a 256-entry table: parse them strictly (A5). */
@@ -530,6 +540,38 @@ static int load_pre(struct tokenizer *t, const struct gguf *g, char *msg, size_t
     return compile_regexes(t, pre, msg, msg_len);
 }
 
+/* Room for n merges in the (left, right) -> (rank, result) table. */
+static int merge_table_alloc(struct tokenizer *t, size_t n)
+{
+    size_t slots = pow2_at_least(n * 2);
+    t->merges = malloc(slots * sizeof *t->merges);
+    if (!t->merges) return SA_ERR_NOMEM;
+    for (size_t i = 0; i < slots; i++) t->merges[i].key = MERGE_EMPTY;
+    t->merge_mask = slots - 1;
+    return 0;
+}
+
+/* Add merge (l, r) with rank; cat is scratch of 2 * max_text_len bytes. A
+ * duplicate keeps the first (lowest) rank. */
+static void merge_insert(struct tokenizer *t, int32_t rank, int32_t l, int32_t r, char *cat)
+{
+    /* Both parts are tokens, so the concatenation fits the scratch. */
+    uint32_t nl = t->tokens[l].len, nr = t->tokens[r].len;
+    memcpy(cat, tok_text(t, l), nl);
+    memcpy(cat + nl, tok_text(t, r), nr);
+    uint64_t mkey = ((uint64_t)(uint32_t)l << 32) | (uint32_t)r;
+    for (size_t j = merge_home(t, mkey);; j = (j + 1) & t->merge_mask) {
+        struct merge_slot *m = &t->merges[j];
+        if (m->key == mkey) return;
+        if (m->key == MERGE_EMPTY) {
+            m->key = mkey;
+            m->rank = rank;
+            m->result = piece_find(t, cat, (size_t)nl + nr);
+            return;
+        }
+    }
+}
+
 static int load_merges(struct tokenizer *t, const struct gguf *g, char *msg, size_t msg_len)
 {
     static const char key[] = "tokenizer.ggml.merges";
@@ -538,11 +580,7 @@ static int load_merges(struct tokenizer *t, const struct gguf *g, char *msg, siz
     if (rc) return rc;
     if (n > (uint64_t)INT32_MAX)
         return fail(msg, msg_len, SA_ERR_BAD_MODEL, "%s: %llu entries", key, (unsigned long long)n);
-    size_t slots = pow2_at_least((size_t)n * 2);
-    t->merges = malloc(slots * sizeof *t->merges);
-    if (!t->merges) return fail(msg, msg_len, SA_ERR_NOMEM, "%s: out of memory", key);
-    for (size_t i = 0; i < slots; i++) t->merges[i].key = MERGE_EMPTY;
-    t->merge_mask = slots - 1;
+    if (merge_table_alloc(t, (size_t)n)) return fail(msg, msg_len, SA_ERR_NOMEM, "%s: out of memory", key);
 
     char *cat = malloc(2 * (size_t)t->max_text_len + 1); /* concatenation scratch */
     if (!cat) return fail(msg, msg_len, SA_ERR_NOMEM, "%s: out of memory", key);
@@ -568,20 +606,7 @@ static int load_merges(struct tokenizer *t, const struct gguf *g, char *msg, siz
                       (unsigned long long)i, l < 0 ? show(buf, s.data, nl) : show(buf, sp + 1, nr));
             break;
         }
-        /* Both parts are tokens, so the concatenation fits the scratch. */
-        memcpy(cat, s.data, nl);
-        memcpy(cat + nl, sp + 1, nr);
-        uint64_t mkey = ((uint64_t)(uint32_t)l << 32) | (uint32_t)r;
-        for (size_t j = merge_home(t, mkey);; j = (j + 1) & t->merge_mask) {
-            struct merge_slot *m = &t->merges[j];
-            if (m->key == mkey) break; /* duplicate: the first (lowest) rank stays */
-            if (m->key == MERGE_EMPTY) {
-                m->key = mkey;
-                m->rank = (int32_t)i;
-                m->result = piece_find(t, cat, nl + nr);
-                break;
-            }
-        }
+        merge_insert(t, (int32_t)i, l, r, cat);
     }
     free(cat);
     return rc;
@@ -712,6 +737,113 @@ int tok_create(const struct gguf *g, struct tokenizer **out, char *msg, size_t m
     return 0;
 }
 
+int tok_create_vocab(const struct tok_vocab *v, struct tokenizer **out, char *msg, size_t msg_len)
+{
+    if (msg && msg_len) msg[0] = 0;
+    if (!out) return fail(msg, msg_len, SA_ERR_INVALID_ARG, "tok_create_vocab: out is NULL");
+    *out = NULL;
+    if (!v || v->n_vocab <= 0 || v->n_vocab > INT32_MAX - 1 || !v->texts || !v->lens || !v->types ||
+        (v->n_merges && !v->merges) || (v->kind != TOK_KIND_SPM && v->kind != TOK_KIND_BPE) ||
+        v->n_pre_regex > TOK_MAX_REGEX)
+        return fail(msg, msg_len, SA_ERR_INVALID_ARG, "tok_create_vocab: invalid description");
+    struct tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return fail(msg, msg_len, SA_ERR_NOMEM, "tokenizer: out of memory");
+    int rc = 0;
+    t->kind = v->kind;
+    t->n_vocab = v->n_vocab;
+    t->add_bos = v->add_bos;
+    t->add_eos = v->add_eos;
+    t->add_space_prefix = v->kind == TOK_KIND_SPM && v->prefix_mode != TOK_PREFIX_NONE;
+    t->prefix_mode = v->prefix_mode;
+    t->merges_by_rank = v->kind == TOK_KIND_SPM;
+    t->split_words = v->split_words;
+    t->fuse_unk = v->fuse_unk;
+    t->prefix_unless_space = v->prefix_unless_space;
+    t->ignore_merges = v->ignore_merges;
+    t->tokens = calloc((size_t)v->n_vocab, sizeof *t->tokens);
+    size_t total = 0;
+    for (int32_t i = 0; i < v->n_vocab; i++) total += (size_t)v->lens[i] + 1; /* the caller's strings exist */
+    t->blob = malloc(total);
+    if (!t->tokens || !t->blob) {
+        rc = fail(msg, msg_len, SA_ERR_NOMEM, "tokenizer: out of memory");
+        goto done;
+    }
+    size_t off = 0;
+    for (int32_t i = 0; i < v->n_vocab; i++) {
+        struct tok_token *tk = &t->tokens[i];
+        tk->off = off;
+        tk->len = v->lens[i];
+        if (tk->len) memcpy(t->blob + off, v->texts[i], tk->len);
+        t->blob[off + tk->len] = 0;
+        off += (size_t)tk->len + 1;
+        tk->hash = piece_hash(tok_text(t, i), tk->len);
+        tk->type = v->types[i] <= TOK_TYPE_BYTE ? v->types[i] : TOK_TYPE_UNDEFINED;
+        tk->score = 0.0f;
+        if (tk->len > t->max_text_len) t->max_text_len = tk->len;
+        if (tk->type == TOK_TYPE_BYTE) {
+            int b = parse_byte_token(tok_text(t, i), tk->len);
+            if (b < 0) {
+                char buf[SHOW_CAP];
+                rc = fail(msg, msg_len, SA_ERR_BAD_MODEL, "token %d: byte token '%s' is not of the form <0xXX>", i,
+                          show(buf, tok_text(t, i), tk->len));
+                goto done;
+            }
+            tk->byte = (uint8_t)b;
+        }
+    }
+    if ((rc = build_piece_map(t, msg, msg_len))) goto done;
+    for (int s = 0; s < SPECIAL_COUNT; s++) t->special[s] = -1;
+    const int32_t ids[3] = {v->bos, v->eos, v->unk};
+    const int slots[3] = {SPECIAL_BOS, SPECIAL_EOS, SPECIAL_UNK};
+    for (int k = 0; k < 3; k++) {
+        if (ids[k] >= v->n_vocab) {
+            rc = fail(msg, msg_len, SA_ERR_BAD_MODEL, "%s token id %d >= n_vocab %d",
+                      k == 0 ? "bos" : k == 1 ? "eos" : "unk", ids[k], v->n_vocab);
+            goto done;
+        }
+        t->special[slots[k]] = ids[k] >= 0 ? ids[k] : -1;
+    }
+    if (v->kind == TOK_KIND_BPE || v->n_merges) {
+        if (merge_table_alloc(t, v->n_merges)) {
+            rc = fail(msg, msg_len, SA_ERR_NOMEM, "tokenizer: out of memory");
+            goto done;
+        }
+        char *cat = malloc(2 * t->max_text_len + 1);
+        if (!cat) {
+            rc = fail(msg, msg_len, SA_ERR_NOMEM, "tokenizer: out of memory");
+            goto done;
+        }
+        for (size_t i = 0; i < v->n_merges; i++) {
+            int32_t l = v->merges[i][0], r = v->merges[i][1];
+            if (l < 0 || r < 0 || l >= v->n_vocab || r >= v->n_vocab) {
+                free(cat);
+                rc = fail(msg, msg_len, SA_ERR_BAD_MODEL, "merges[%zu]: token id out of range", i);
+                goto done;
+            }
+            merge_insert(t, (int32_t)i, l, r, cat);
+        }
+        free(cat);
+    }
+    if (v->kind == TOK_KIND_BPE) {
+        static const char *const gpt2[1] = {RE_GPT2};
+        struct pre_def pre = {.names = "tokenizer.json"};
+        const char *const *re = v->n_pre_regex ? v->pre_regex : gpt2;
+        size_t n_re = v->n_pre_regex ? v->n_pre_regex : 1;
+        for (size_t i = 0; i < n_re; i++) pre.regex[i] = re[i];
+        if ((rc = compile_regexes(t, &pre, msg, msg_len))) goto done;
+    }
+    rc = build_tables(t, msg, msg_len);
+    if (!rc && !v->byte_fallback && v->kind == TOK_KIND_SPM)
+        for (int b = 0; b < 256; b++) t->byte_tok[b] = -1;
+done:
+    if (rc) {
+        tok_destroy(t);
+        return rc;
+    }
+    *out = t;
+    return 0;
+}
+
 void tok_destroy(struct tokenizer *t)
 {
     if (!t) return;
@@ -799,6 +931,7 @@ struct enc {
     unsigned char *buf; /* SPM escaped text, BPE mapped word */
     size_t buf_cap;
     pcre2_match_data *md;
+    bool last_was_unk; /* the last id pushed is an <unk> for unknown characters (fuse_unk) */
 };
 
 /* Room for need elements of elem bytes in buffer p of capacity *cap: returns
@@ -816,6 +949,7 @@ static void *grow(void *p, size_t *cap, size_t need, size_t elem)
 
 static int push_id(struct enc *e, int32_t id)
 {
+    e->last_was_unk = false;
     int32_t *v = grow(e->ids.v, &e->ids.cap, e->ids.n + 1, sizeof *v);
     if (!v) return SA_ERR_NOMEM;
     e->ids.v = v;
@@ -938,9 +1072,21 @@ static bool spm_pair(const struct enc *e, const unsigned char *text, int32_t l, 
                      struct bigram *bg)
 {
     const struct sym *a = &e->syms[l], *b = &e->syms[r];
-    int32_t id = piece_find(e->t, (const char *)text + a->start, (size_t)a->len + b->len);
+    const struct tokenizer *t = e->t;
+    if (t->split_words && b->len >= 3 && text[b->start] == 0xE2 && text[b->start + 1] == 0x96 &&
+        text[b->start + 2] == 0x81)
+        return false; /* Metaspace split: U+2581 starts a new word */
+    if (t->merges_by_rank) {
+        if (a->id < 0 || b->id < 0) return false;
+        const struct merge_slot *m = merge_find(t, a->id, b->id);
+        if (!m || m->result < 0) return false;
+        bg->prio = -(double)m->rank;
+        bg->id = m->result;
+        return true;
+    }
+    int32_t id = piece_find(t, (const char *)text + a->start, (size_t)a->len + b->len);
     if (id < 0) return false;
-    bg->prio = e->t->tokens[id].score;
+    bg->prio = t->tokens[id].score;
     bg->id = id;
     return true;
 }
@@ -987,6 +1133,18 @@ static int spm_fragment(struct enc *e, const char *text, size_t n, bool prefix)
         if (s->id >= 0) {
             rc = push_id(e, s->id);
             continue;
+        }
+        if (e->t->merges_by_rank) { /* HF BPE: all bytes as <0xXX>, else one <unk> (fused) */
+            bool all = true;
+            for (uint32_t j = 0; j < s->len; j++) all = all && e->t->byte_tok[w[s->start + j]] >= 0;
+            if (!all) {
+                int32_t unk = e->t->special[SPECIAL_UNK];
+                if (unk < 0) return SA_ERR_TOKENIZER;
+                bool fused = e->t->fuse_unk && e->ids.n && e->ids.v[e->ids.n - 1] == unk && e->last_was_unk;
+                if (!fused) rc = push_id(e, unk);
+                e->last_was_unk = true;
+                continue;
+            }
         }
         for (uint32_t j = 0; j < s->len && !rc; j++) rc = spm_push_byte(e, w[s->start + j]);
     }
@@ -1187,11 +1345,21 @@ static int encode_all(struct enc *e, const char *text, size_t len, bool add_spec
     bool prev_special = true; /* SPM: the text start counts as after a special */
     for (size_t f = 0; f < e->frags.n && !rc; f++) {
         const struct frag *fr = &e->frags.v[f];
+        bool prefix = t->add_space_prefix && prev_special;
+        if (t->prefix_mode != TOK_PREFIX_EACH) prefix = t->add_space_prefix && fr->off == 0;
+        if (prefix && t->prefix_unless_space && fr->id < 0 && fr->len &&
+            (text[fr->off] == ' ' || (fr->len >= 3 && memcmp(text + fr->off, "\xE2\x96\x81", 3) == 0)))
+            prefix = false; /* HF Metaspace: the piece already starts with the replacement */
         if (fr->id >= 0) {
-            rc = push_id(e, fr->id);
+            /* a Prepend normalizer puts U+2581 before a special at the start */
+            if (prefix && t->kind == TOK_KIND_SPM && t->prefix_mode == TOK_PREFIX_TEXT) {
+                int32_t sp = piece_find(t, "\xE2\x96\x81", 3);
+                if (sp >= 0) rc = push_id(e, sp);
+            }
+            if (!rc) rc = push_id(e, fr->id);
             prev_special = true;
         } else if (t->kind == TOK_KIND_SPM) {
-            rc = spm_fragment(e, text + fr->off, fr->len, t->add_space_prefix && prev_special);
+            rc = spm_fragment(e, text + fr->off, fr->len, prefix);
             prev_special = false;
         } else {
             rc = bpe_fragment(e, text, fr->off, fr->len);

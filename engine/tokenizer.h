@@ -59,6 +59,62 @@ enum tok_type {
  * msg naming the key (e.g. "tokenizer.ggml.bos_token_id: 600 >= n_vocab 512"). */
 int tok_create(const struct gguf *g, struct tokenizer **out, char *msg, size_t msg_len);
 void tok_destroy(struct tokenizer *t); /* accepts NULL */
+/* Where an SPM-style tokenizer prepends U+2581 ("add_space_prefix"). */
+enum tok_prefix {
+    TOK_PREFIX_EACH = 0, /* the text start and after each special token (GGUF llama, Metaspace "always") */
+    TOK_PREFIX_FIRST,    /* only a fragment at the very start of the text (Metaspace "first") */
+    TOK_PREFIX_TEXT,     /* the text start even when a special token is there (HF Prepend normalizer) */
+    TOK_PREFIX_NONE,     /* never (Metaspace "never", or no normalizer) */
+};
+
+/* An explicit vocabulary, for formats other than GGUF (tokenizer_hf.c fills
+ * it from a tokenizer.json). Everything is copied; the caller keeps its
+ * arrays.
+ *   TOK_KIND_SPM: spaces -> U+2581, the prefix per prefix_mode, UTF-8
+ *     characters merged by the rank of (left id, right id) in merges (lowest
+ *     first, ties leftmost: HF's BPE model), then characters that are not
+ *     tokens fall back to <0xXX> (byte_fallback: only if every byte of the
+ *     character has one) or one unk per character; fuse_unk makes a run of
+ *     such characters one unk. split_words forbids a merge into a symbol
+ *     starting with U+2581 (Metaspace split = true).
+ *   TOK_KIND_BPE: byte-level (GPT-2 byte map), cut by pre_regex in sequence
+ *     (none: the GPT-2 regex), merged by rank.
+ * Types are enum tok_type values; TOK_TYPE_BYTE texts must read <0xXX>.
+ * bos/eos/unk: ids or -1. */
+struct tok_vocab {
+    enum tok_kind kind;
+    int32_t n_vocab;
+    const char *const *texts; /* [n_vocab], lens[i] bytes each (no NUL needed) */
+    const uint32_t *lens;     /* [n_vocab]; 0 for an unused id */
+    const uint8_t *types;     /* [n_vocab] */
+    const int32_t (*merges)[2]; /* [n_merges] (left id, right id), in rank order */
+    size_t n_merges;
+    int32_t bos, eos, unk;
+    bool add_bos, add_eos;
+    enum tok_prefix prefix_mode;
+    bool split_words, byte_fallback, fuse_unk, ignore_merges;
+    bool prefix_unless_space; /* SPM: no prefix when the fragment starts with ' ' or U+2581 */
+    const char *const *pre_regex; /* BPE: [n_pre_regex] PCRE2 patterns, or NULL */
+    size_t n_pre_regex;
+};
+
+/* Build from an explicit vocabulary. Errors: SA_ERR_BAD_MODEL with msg naming
+ * the token or merge, SA_ERR_INVALID_ARG, SA_ERR_NOMEM. */
+int tok_create_vocab(const struct tok_vocab *v, struct tokenizer **out, char *msg, size_t msg_len);
+
+/* Build from the text of a Hugging Face tokenizer.json (tokenizer_hf.c).
+ * Supported: model BPE with merges (strings "a b" or pairs), byte_fallback,
+ * unk_token, added_tokens (special -> CONTROL, else USER_DEFINED);
+ * SentencePiece style: normalizer Sequence[Prepend U+2581, Replace " " ->
+ * U+2581] (either order) or a Metaspace pre-tokenizer; byte-level style:
+ * ByteLevel pre-tokenizer (use_regex) or Sequence[Split(Regex, Isolated)...,
+ * ByteLevel(use_regex false)]. bos/eos are ids from config.json (-1: none);
+ * add_bos/add_eos from tokenizer_config.json or the post-processor. Anything
+ * else is SA_ERR_UNSUPPORTED naming the field ("tokenizer.json normalizer:
+ * NFKC is not supported"); malformed JSON is SA_ERR_BAD_MODEL. */
+int tok_create_hf_json(const char *json, size_t len, int32_t bos, int32_t eos, int add_bos, int add_eos,
+                       struct tokenizer **out, char *msg, size_t msg_len);
+
 
 enum tok_kind tok_kind(const struct tokenizer *t);
 int32_t tok_n_vocab(const struct tokenizer *t);

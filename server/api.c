@@ -23,6 +23,16 @@ struct vjob;
 static void on_vision_async(struct api *a);
 static bool vision_on_closed(struct api *a, struct http_request *r, bool client_gone);
 static void handle_v2(struct api *a, struct http_request *r, const char *path, const char *method);
+struct job_seq;
+
+/* One engine event on its way from the step thread to the loop (api->q_head). */
+struct ev_item {
+    struct ev_item *next;
+    struct job_seq *seq;
+    struct engine_event ev;
+    char *text;
+    bool embedded; /* the sequence's own final item (job_seq.final), not malloc'd */
+};
 
 struct job_seq {
     struct job *job;
@@ -39,6 +49,13 @@ struct job_seq {
     struct engine_cache_stats cache;
     struct engine_timings timings;
     bool role_sent, cancelled;
+    /* The DONE/ERROR event's item, allocated with the sequence, so the final event
+     * always reaches the loop and the job is always freed. A TOKEN event whose item
+     * cannot be allocated sets token_lost (step thread; read by the loop after the
+     * final event, which the queue's mutex orders after it): the answer would be
+     * missing text, so the request fails with out_of_memory instead. */
+    struct ev_item final;
+    bool token_lost;
 };
 
 struct job {
@@ -61,13 +78,6 @@ struct job {
     struct job *prev, *next; /* jobs with engine work */
 };
 
-struct ev_item {
-    struct ev_item *next;
-    struct job_seq *seq;
-    struct engine_event ev;
-    char *text;
-};
-
 struct api {
     uv_loop_t *loop;
     struct engine *e;
@@ -88,6 +98,9 @@ struct api {
     unsigned n_vjobs;
     struct vjob *vq_head, *vq_tail; /* finished by the engine, under mu */
     int vision_default_mode;
+    /* test hook, environment SA_FAULT_EVENT_ALLOC=N (not a setting, so not SASERVE_*):
+     * every N-th allocation of the event path fails; 0 = off. Step thread only. */
+    uint64_t fail_every, ev_allocs;
 };
 
 /* ---- small helpers ---- */
@@ -180,19 +193,37 @@ static void job_cancel_all(struct job *j)
 
 /* ---- engine -> loop ---- */
 
+/* Allocation in the event path (step thread), with the fault-injection hook. */
+static void *ev_alloc(struct api *a, size_t n)
+{
+    if (a->fail_every && ++a->ev_allocs % a->fail_every == 0) return NULL;
+    return malloc(n);
+}
+
 static void on_engine_event(void *user, const struct engine_event *ev)
 {
     struct job_seq *s = user;
     struct api *a = s->job->api;
-    struct ev_item *it = calloc(1, sizeof *it);
-    if (!it) return; /* a lost token; DONE events are small and retried below */
+    struct ev_item *it;
+    if (ev->type == ENGINE_EV_TOKEN) {
+        it = ev_alloc(a, sizeof *it);
+        char *text = ev->text_len ? ev_alloc(a, ev->text_len) : NULL;
+        if (!it || (ev->text_len && !text)) {
+            free(it);
+            free(text);
+            s->token_lost = true;
+            return;
+        }
+        memset(it, 0, sizeof *it);
+        if (text) memcpy(text, ev->text, ev->text_len);
+        it->text = text;
+    } else {
+        it = &s->final; /* never fails: the last event of the sequence */
+        memset(it, 0, sizeof *it);
+        it->embedded = true;
+    }
     it->seq = s;
     it->ev = *ev;
-    if (ev->type == ENGINE_EV_TOKEN && ev->text_len) {
-        it->text = malloc(ev->text_len);
-        if (it->text) memcpy(it->text, ev->text, ev->text_len);
-        else it->ev.text_len = 0;
-    }
     it->ev.text = NULL;
     pthread_mutex_lock(&a->mu);
     if (a->q_tail)
@@ -424,6 +455,10 @@ static void handle_event(struct api *a, struct ev_item *it)
             j->failed = true;
             job_cancel_all(j);
         }
+    } else if (s->token_lost && !j->failed) {
+        response_error_from_code(SA_ERR_NOMEM, NULL, "out of memory while streaming the answer", &j->err);
+        j->failed = true;
+        job_cancel_all(j);
     } else {
         s->finish = engine_finish_name(ev->finish);
         s->cancelled = ev->finish == ENGINE_FINISH_CANCELLED && !j->client_gone;
@@ -466,9 +501,11 @@ static void on_async(uv_async_t *h)
     pthread_mutex_unlock(&a->mu);
     while (it) {
         struct ev_item *next = it->next;
-        handle_event(a, it);
-        free(it->text);
-        free(it);
+        bool embedded = it->embedded;
+        char *text = it->text;
+        handle_event(a, it); /* may free the job, and with it an embedded item */
+        free(text);
+        if (!embedded) free(it);
         it = next;
     }
     on_vision_async(a);
@@ -800,6 +837,11 @@ struct api *api_create(uv_loop_t *loop, struct engine *e, const struct config *c
                                         .n_vocab = info->n_vocab, .n_ctx = info->n_ctx, .max_stop = cfg->max_stop};
     if (chat_format_pick(cfg->chat_template[0] ? cfg->chat_template : NULL, info->chat_template, &a->chat) != 0)
         a->chat = CHAT_FORMAT_LLAMA2;
+    const char *fail = getenv("SA_FAULT_EVENT_ALLOC");
+    if (fail && *fail) {
+        a->fail_every = strtoull(fail, NULL, 10);
+        SA_LOGW("test hook: every %llu-th event allocation fails", (unsigned long long)a->fail_every);
+    }
     pthread_mutex_init(&a->mu, NULL);
     if (!a->metrics || uv_async_init(loop, &a->async, on_async) != 0) {
         metrics_destroy(a->metrics);

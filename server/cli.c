@@ -5,6 +5,7 @@
 #include "engine/calibrate.h"
 #include "engine/errors.h"
 #include "engine/model.h"
+#include "engine/quantize.h"
 #include "engine/rebalance.h"
 #include "engine/share.h"
 #include "engine/sampler.h"
@@ -112,8 +113,8 @@ static int attn_opts_plan(const struct attn_opts *a, const struct model *m, int 
 {
     char msg[256];
     if (a->share && !strcmp(a->share, "auto")) {
-        int rc = calib_auto_plan(m, NULL, threads, a->threshold, plan, NULL);
-        if (rc) fprintf(stderr, "saserve: --share auto: %s\n", sa_err_str(rc));
+        int rc = calib_auto_plan(m, NULL, threads, a->threshold, plan, NULL, msg, sizeof msg);
+        if (rc) fprintf(stderr, "saserve: --share auto: %s\n", msg);
         return rc;
     }
     if (share_plan_parse(plan, a->share, m->hp.n_layer, msg, sizeof msg)) {
@@ -245,12 +246,15 @@ int cli_generate(int argc, char **argv)
     struct tf_opts to = {.n_ctx = (uint32_t)n_ctx, .n_threads = (int)threads, .plan = &plan, .rebalance = ao.rb};
     if (!to.n_ctx) to.n_ctx = m->hp.n_ctx_train;
     if (n_prompt + (size_t)n_predict > to.n_ctx) n_predict = (double)(to.n_ctx > n_prompt ? to.n_ctx - n_prompt : 0);
-    struct tf_ctx *ctx = NULL;
+    struct tf_ws *ws = NULL;
+    struct tf_seq *ctx = NULL;
     struct sampler *smp = NULL;
-    if ((rc = tf_create(m, &to, &ctx)) || (rc = sampler_create(&sp, (int32_t)m->hp.n_vocab, &smp))) {
+    if ((rc = tf_ws_create(m, &to, &ws)) || (rc = tf_seq_create(m, &to, &ctx)) ||
+        (rc = sampler_create(&sp, (int32_t)m->hp.n_vocab, &smp))) {
         fprintf(stderr, "saserve: %s\n", sa_err_str(rc));
         free(ids);
-        tf_destroy(ctx);
+        tf_seq_destroy(ctx);
+        tf_ws_destroy(ws);
         model_free(m);
         return 1;
     }
@@ -263,7 +267,7 @@ int cli_generate(int argc, char **argv)
     tok_stream_init(&ts, tok, n_prompt == 1 && ids[0] == tok_bos(tok));
     const float *logits;
     double t1 = now_s();
-    rc = tf_forward(ctx, ids, (uint32_t)n_prompt, 0, &logits);
+    rc = tf_forward(ws, ctx, ids, (uint32_t)n_prompt, 0, &logits);
     double t_prompt = now_s() - t1;
     int n_gen = 0;
     uint32_t n_cached = (uint32_t)n_prompt;
@@ -285,7 +289,7 @@ int cli_generate(int argc, char **argv)
             fprintf(stderr, "]\n");
         }
         if (n_gen == (int)n_predict) break;
-        rc = tf_forward(ctx, &id, 1, pos, &logits);
+        rc = tf_forward(ws, ctx, &id, 1, pos, &logits);
         if (!rc) n_cached++;
     }
     size_t len = tok_stream_flush(&ts, piece, sizeof piece);
@@ -301,7 +305,8 @@ int cli_generate(int argc, char **argv)
     print_cache_stats(stderr, &st, &plan, &ao.rb);
     if (rc) fprintf(stderr, "saserve: %s\n", sa_err_str(rc));
     sampler_destroy(smp);
-    tf_destroy(ctx);
+    tf_seq_destroy(ctx);
+    tf_ws_destroy(ws);
     free(ids);
     model_free(m);
     return rc ? 1 : 0;
@@ -309,15 +314,24 @@ int cli_generate(int argc, char **argv)
 
 int cli_check_model(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: saserve check-model FILE\n");
+    bool full = argc == 3 && strcmp(argv[1], "--full") == 0;
+    if (argc != 2 + full) {
+        fprintf(stderr, "usage: saserve check-model [--full] FILE.gguf | HF_DIR | FILE.safetensors\n"
+                        "  --full  also check that every weight is a finite number (reads the whole file)\n");
         return 1;
     }
-    int vrc = cli_check_vision_model(argv[1]);
-    if (vrc >= 0) return vrc; /* a phiDNN file (cli_vision.c) */
-    struct model *m = load_model_or_report(argv[1], NULL);
+    const char *path = argv[1 + full];
+    int vrc = cli_check_vision_model(path);
+    if (vrc >= 0) return vrc; /* a phiDNN file (cli_vision.c; its weights are always checked finite) */
+    struct model *m = load_model_or_report(path, NULL);
     if (!m) return 2;
-    printf("%s: ok: %s, %u layers, dim %u, %u heads (%u kv), ffn %u, vocab %u, %llu parameters\n", argv[1], m->name,
+    char msg[512];
+    if (full && model_check_values(m, msg, sizeof msg) != 0) {
+        fprintf(stderr, "saserve: %s: %s\n", path, msg);
+        model_free(m);
+        return 2;
+    }
+    printf("%s: ok: %s, %u layers, dim %u, %u heads (%u kv), ffn %u, vocab %u, %llu parameters\n", path, m->name,
            m->hp.n_layer, m->hp.dim, m->hp.n_head, m->hp.n_head_kv, m->hp.ffn, m->hp.n_vocab,
            (unsigned long long)model_n_params(m));
     model_free(m);
@@ -533,9 +547,11 @@ int cli_perplexity(int argc, char **argv)
     uint32_t W = (uint32_t)n_ctx, V = m->hp.n_vocab;
     struct tf_opts to = {.n_ctx = W, .n_batch = W < 128 ? W : 128, .n_threads = (int)threads, .all_logits = true,
                          .plan = &plan, .rebalance = ao.rb};
-    struct tf_ctx *ctx;
-    if ((rc = tf_create(m, &to, &ctx))) {
+    struct tf_ws *ws = NULL;
+    struct tf_seq *ctx = NULL;
+    if ((rc = tf_ws_create(m, &to, &ws)) || (rc = tf_seq_create(m, &to, &ctx))) {
         fprintf(stderr, "saserve: %s\n", sa_err_str(rc));
+        tf_ws_destroy(ws);
         free(ids);
         model_free(m);
         return 1;
@@ -549,10 +565,10 @@ int cli_perplexity(int argc, char **argv)
         uint32_t len = (uint32_t)((n - start < W - 1) ? n - start : W - 1) + 1;
         win[0] = tok_bos(m->tok) >= 0 ? tok_bos(m->tok) : ids[0];
         memcpy(win + 1, ids + start, (len - 1) * sizeof *win);
-        for (uint32_t p = 0; p < len && !rc; p += tf_n_batch(ctx)) {
-            uint32_t cnt = len - p < tf_n_batch(ctx) ? len - p : tf_n_batch(ctx);
+        for (uint32_t p = 0; p < len && !rc; p += tf_ws_n_batch(ws)) {
+            uint32_t cnt = len - p < tf_ws_n_batch(ws) ? len - p : tf_ws_n_batch(ws);
             const float *lg;
-            rc = tf_forward(ctx, win + p, cnt, p, &lg);
+            rc = tf_forward(ws, ctx, win + p, cnt, p, &lg);
             for (uint32_t t = 0; t < cnt && !rc; t++) {
                 if (p + t + 1 >= len) break; /* the last token predicts nothing in this window */
                 const float *row = lg + (size_t)t * V;
@@ -591,7 +607,31 @@ int cli_perplexity(int argc, char **argv)
     }
     free(win);
     free(ids);
-    tf_destroy(ctx);
+    tf_seq_destroy(ctx);
+    tf_ws_destroy(ws);
     model_free(m);
     return rc ? 1 : 0;
+}
+
+int cli_quantize(int argc, char **argv)
+{
+    if (argc != 4) {
+        fprintf(stderr, "usage: saserve quantize IN.gguf OUT.gguf TYPE\n"
+                        "  IN: F32/F16/BF16 tensors. TYPE: Q8_0 Q4_0 Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_NL IQ4_XS\n"
+                        "  (every 2-D weight in that type) or Q4_K_M Q5_K_M (llama.cpp's mixtures:\n"
+                        "  Q6_K for output.weight and some attn_v / ffn_down)\n");
+        return 1;
+    }
+    char msg[512];
+    struct quantize_stats st;
+    double t0 = now_s();
+    int rc = quantize_file(argv[1], argv[2], argv[3], &st, msg, sizeof msg);
+    if (rc) {
+        fprintf(stderr, "saserve: %s: %s\n", argv[1], msg[0] ? msg : sa_err_str(rc));
+        return rc == SA_ERR_INVALID_ARG ? 1 : 2;
+    }
+    printf("%s: %s, %llu of %llu tensors quantised, %.2f MB -> %.2f MB in %.1f s\n", argv[2], argv[3],
+           (unsigned long long)st.n_quantized, (unsigned long long)st.n_tensors, (double)st.bytes_in / 1e6,
+           (double)st.bytes_out / 1e6, now_s() - t0);
+    return 0;
 }

@@ -15,6 +15,8 @@ int cli_similarity(int argc, char **argv);
 /* saserve perplexity -m MODEL -f TEXT [--share SPANS] [--rebalance]: quality with and without sharing. */
 int cli_perplexity(int argc, char **argv);
 
+/* saserve quantize IN OUT TYPE (engine/quantize.h): exit 0, 1 (usage / unknown type) or 2 (input or write failed). */
+int cli_quantize(int argc, char **argv);
 /* check-model for a phiDNN file (cli_vision.c): -1 if path is not a readable GGUF with
  * general.architecture = "phidnn" (the language-model check then runs), else 0 (ok) / 2. */
 int cli_check_vision_model(const char *path);

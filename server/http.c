@@ -2,7 +2,7 @@
  * http.c - libmicrohttpd glue (see http.h). The only file that includes
  * microhttpd.h. Everything here runs on the libuv loop thread.
  */
-#define _DEFAULT_SOURCE
+#define _GNU_SOURCE /* accept4 */
 #include "http.h"
 
 #include "engine/errors.h"
@@ -80,6 +80,26 @@ struct http_server {
     unsigned n_conns;   /* open connections */
     struct ip_count *ip_buckets[HTTP_IP_BUCKETS];
     uint16_t port;
+    /* the front door (see "the front door" below) */
+    int listen_fd;
+    uv_poll_t listen_poll;
+    uv_timer_t door_timer;
+    struct door *door;   /* accepted sockets not yet handed to MHD */
+    unsigned n_door;
+    unsigned hard_total, hard_ip;
+    char *peek;          /* scratch for MSG_PEEK of a head: conn_memory + DOOR_PEEK_EXTRA bytes */
+};
+
+/* A socket accepted by the front door, waiting for the head of its first request. */
+struct door {
+    struct http_server *srv;
+    struct door *prev, *next;
+    int fd;
+    uv_poll_t poll;
+    bool polling, closing;
+    double t_start;
+    double linger_until; /* > 0: answered; reading and dropping input until EOF or then */
+    struct ip_count *ip;
 };
 
 static double mono_s(void)
@@ -90,6 +110,8 @@ static double mono_s(void)
 }
 
 static void run_mhd(struct http_server *s);
+static void door_reply(struct http_server *s, int fd, int status, const char *reason, const char *msg,
+                       const char *type, const char *code);
 
 static void on_timer(uv_timer_t *t) { run_mhd(t->data); }
 
@@ -282,6 +304,31 @@ static unsigned conn_addr(struct MHD_Connection *conn, unsigned char out[16])
     return 0;
 }
 
+/* The counter of address a (created at 1 use, or found and incremented); NULL if out of memory. */
+static struct ip_count *ip_acquire(struct http_server *s, const unsigned char *a, unsigned len)
+{
+    unsigned h = ip_hash(a, len);
+    struct ip_count *e = s->ip_buckets[h];
+    while (e && !(e->len == len && memcmp(e->addr, a, len) == 0)) e = e->next;
+    if (!e && (e = calloc(1, sizeof *e)) != NULL) {
+        memcpy(e->addr, a, len);
+        e->len = len;
+        e->next = s->ip_buckets[h];
+        s->ip_buckets[h] = e;
+    }
+    if (e) e->count++;
+    return e;
+}
+
+static void ip_release(struct http_server *s, struct ip_count *e)
+{
+    if (--e->count) return;
+    struct ip_count **pp = &s->ip_buckets[ip_hash(e->addr, e->len)];
+    while (*pp && *pp != e) pp = &(*pp)->next;
+    if (*pp) *pp = e->next;
+    free(e);
+}
+
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
@@ -293,32 +340,17 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         unsigned char a[16];
         unsigned len = conn_addr(conn, a);
         if (!c) return;
-        unsigned h = ip_hash(a, len);
-        struct ip_count *e = s->ip_buckets[h];
-        while (e && !(e->len == len && memcmp(e->addr, a, len) == 0)) e = e->next;
-        if (!e && (e = calloc(1, sizeof *e)) != NULL) {
-            memcpy(e->addr, a, len);
-            e->len = len;
-            e->next = s->ip_buckets[h];
-            s->ip_buckets[h] = e;
-        }
+        struct ip_count *e = ip_acquire(s, a, len);
         c->ip = e;
-        if (e) e->count++;
         if (e && e->count > s->o.per_ip_connections) c->verdict = CONN_OVER_PER_IP;
-        else if (s->n_conns > s->o.max_connections) c->verdict = CONN_OVER_TOTAL;
+        else if (s->n_conns + s->n_door > s->o.max_connections) c->verdict = CONN_OVER_TOTAL;
         return;
     }
     struct http_conn *c = *socket_context;
     *socket_context = NULL;
     s->n_conns--;
     if (!c) return;
-    struct ip_count *e = c->ip;
-    if (e && --e->count == 0) {
-        struct ip_count **pp = &s->ip_buckets[ip_hash(e->addr, e->len)];
-        while (*pp && *pp != e) pp = &(*pp)->next;
-        if (*pp) *pp = e->next;
-        free(e);
-    }
+    if (c->ip) ip_release(s, c->ip);
     free(c);
 }
 
@@ -327,6 +359,37 @@ static enum conn_verdict conn_verdict(struct MHD_Connection *conn)
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     const struct http_conn *c = ci ? ci->socket_context : NULL;
     return c ? c->verdict : CONN_OK;
+}
+
+/* The framing headers of a request (RFC 9112 6): Content-Length fields (all
+ * equal, plain decimal), Transfer-Encoding fields (exactly "chunked"). */
+struct framing {
+    unsigned n_cl, n_te;
+    unsigned long long cl;
+    bool cl_bad, cl_conflict, te_bad;
+};
+
+static enum MHD_Result framing_cb(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+                                  const char *value, size_t value_size)
+{
+    (void)kind;
+    struct framing *f = cls;
+    if (key_size == 14 && strncasecmp(key, "Content-Length", 14) == 0) {
+        unsigned long long v = 0;
+        bool ok = value_size > 0 && value_size <= 19;
+        for (size_t i = 0; ok && i < value_size; i++) {
+            ok = value[i] >= '0' && value[i] <= '9';
+            v = v * 10 + (unsigned)(value[i] - '0');
+        }
+        if (!ok) f->cl_bad = true;
+        else if (f->n_cl && v != f->cl) f->cl_conflict = true;
+        f->cl = v;
+        f->n_cl++;
+    } else if (key_size == 17 && strncasecmp(key, "Transfer-Encoding", 17) == 0) {
+        if (f->n_te || value_size != 7 || strncasecmp(value, "chunked", 7) != 0) f->te_bad = true;
+        f->n_te++;
+    }
+    return MHD_YES;
 }
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -354,13 +417,25 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         }
         if (r->encoded_path)
             return reply_early(r, 404, "no such endpoint", "invalid_request_error", "unknown_url");
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-        if (cl) {
-            char *end;
-            errno = 0;
-            unsigned long long v = strtoull(cl, &end, 10);
-            if (errno || end == cl || *end || v > s->o.max_body) r->too_large = true;
-        }
+        struct framing f = {0};
+        MHD_get_connection_values_n(conn, MHD_HEADER_KIND, framing_cb, &f);
+        const union MHD_ConnectionInfo *hi = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+        if (strlen(url) > s->o.conn_memory) /* a kept-alive connection's later request (the door saw the first) */
+            return reply_early(r, 414, "the request line is longer than connection_memory", "invalid_request_error",
+                               "uri_too_long");
+        if (hi && hi->header_size > s->o.conn_memory)
+            return reply_early(r, 431, "the request headers are larger than connection_memory",
+                               "invalid_request_error", "headers_too_large");
+        if (f.te_bad)
+            return reply_early(r, 501, "Transfer-Encoding other than 'chunked' alone is not supported",
+                               "invalid_request_error", "unsupported_transfer_encoding");
+        if (f.cl_bad || f.cl_conflict || (f.n_cl && f.n_te))
+            return reply_early(r, 400,
+                               f.cl_bad        ? "Content-Length is not a decimal number"
+                               : f.cl_conflict ? "Content-Length given more than once with different values"
+                                               : "both Content-Length and Transfer-Encoding given",
+                               "invalid_request_error", "invalid_framing");
+        if (f.n_cl && f.cl > s->o.max_body) r->too_large = true;
         if (r->too_large)
             return reply_early(r, 413, "request body exceeds the configured max_body", "invalid_request_error",
                                "request_too_large");
@@ -419,13 +494,16 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
-    (void)conn;
     struct http_server *s = cls;
     struct http_request *r = *con_cls;
     if (!r) return;
     *con_cls = NULL;
     bool gone = r->gone || toe != MHD_REQUEST_TERMINATED_COMPLETED_OK;
     if (r->app_seen) s->h.on_closed(s->app, r, gone);
+    if (!r->path && !r->cut && s->h.on_early_reply) { /* libmicrohttpd answered before on_access (e.g. 431) */
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
+        if (ci && ci->http_status >= 400) s->h.on_early_reply(s->app, "", (int)ci->http_status);
+    }
     if (r->prev)
         r->prev->next = r->next;
     else
@@ -451,12 +529,10 @@ static void cut_slow_headers(struct http_server *s, struct http_request *r, doub
     if (r->path || r->cut || now - r->t_start <= s->o.request_timeout_s) return;
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (!ci) return;
-    static const char resp[] = "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
-    ssize_t n = send(ci->connect_fd, resp, sizeof resp - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-    (void)n; /* best effort: the client may be gone already */
+    door_reply(s, ci->connect_fd, 408, "Request Timeout", "the request was not received in time",
+               "invalid_request_error", "request_timeout");
     shutdown(ci->connect_fd, SHUT_RDWR);
     r->cut = true;
-    if (s->h.on_early_reply) s->h.on_early_reply(s->app, "", 408);
     SA_LOGD("http: headers not complete after %u s: connection closed (408)", s->o.request_timeout_s);
     schedule_run(s);
 }
@@ -493,6 +569,300 @@ static void on_heartbeat(uv_timer_t *t)
     }
 }
 
+/* ---- the front door: our own listener ----
+ *
+ * Connections are accepted here, not by MHD (MHD_USE_NO_LISTEN_SOCKET). A new
+ * socket waits until its first bytes arrive; then the head of its first
+ * request is read without consuming it (MSG_PEEK) and, as RFC 9112 asks of a
+ * server that may sit behind a proxy:
+ *   - bytes that cannot start a request line (a TLS ClientHello, binary) -> 400,
+ *     and so is a Content-Length that is not a decimal number;
+ *   - no end of the request line within conn_memory bytes -> 414, no end of
+ *     the head within conn_memory -> 431;
+ *   - a chunked body whose first chunk size is in view and over max_body -> 413;
+ *   - a head still incomplete is looked at again every DOOR_TICK_MS, and after
+ *     request_timeout it gets 408 (slowloris);
+ * each as our JSON error, closed, and reported through on_early_reply (so the
+ * metrics count it). Otherwise the socket goes to MHD (MHD_add_connection),
+ * which reads the same bytes. Later requests on a kept-alive connection are
+ * checked in on_access instead. Sockets in the door count against the hard
+ * connection caps (over them a connection is closed at once, as MHD does).
+ */
+#define DOOR_TICK_MS 20
+#define DOOR_PEEK_EXTRA 64 /* bytes past the head: the first chunk-size line */
+
+static void door_closed(uv_handle_t *h)
+{
+    struct door *d = h->data;
+    struct http_server *s = d->srv;
+    free(d);
+    if (--s->n_handles == 0 && !s->d) { /* the last handle of a stopped server */
+        free(s->peek);
+        free(s);
+    }
+}
+
+/* Leave the door: hand the socket to MHD (give = true) or close it. */
+static void door_leave(struct door *d, bool give)
+{
+    struct http_server *s = d->srv;
+    if (d->closing) return;
+    d->closing = true;
+    if (d->prev) d->prev->next = d->next;
+    else s->door = d->next;
+    if (d->next) d->next->prev = d->prev;
+    s->n_door--;
+    if (d->ip) ip_release(s, d->ip);
+    if (d->polling) uv_poll_stop(&d->poll);
+    s->n_handles++;
+    uv_close((uv_handle_t *)&d->poll, door_closed);
+    if (!give || !s->d) {
+        close(d->fd);
+        return;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getpeername(d->fd, (struct sockaddr *)&ss, &sl) != 0 ||
+        MHD_add_connection(s->d, d->fd, (struct sockaddr *)&ss, sl) != MHD_YES) {
+        SA_LOGD("http: could not hand a connection to libmicrohttpd");
+        return; /* MHD closed the socket */
+    }
+    schedule_run(s);
+}
+
+/* Our error answer straight on the socket, then close (the door's and the slow-header cut's). */
+static void door_reply(struct http_server *s, int fd, int status, const char *reason, const char *msg,
+                       const char *type, const char *code)
+{
+    char body[512], resp[768];
+    int nb = snprintf(body, sizeof body,
+                      "{\"error\": {\"message\": \"%s\", \"type\": \"%s\", \"param\": null, \"code\": \"%s\"}}", msg,
+                      type, code);
+    int n = snprintf(resp, sizeof resp,
+                     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                     "Content-Length: %d\r\n\r\n%s",
+                     status, reason, nb, body);
+    ssize_t w = send(fd, resp, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)w; /* best effort: the client may be gone */
+    shutdown(fd, SHUT_WR);
+    if (s->h.on_early_reply) s->h.on_early_reply(s->app, "", status);
+}
+
+static void door_on_poll(uv_poll_t *p, int status, int events);
+
+/* Drop what the client sent; EOF (or an error) ends the linger. */
+static void door_drain(struct door *d)
+{
+    char buf[4096];
+    for (;;) {
+        ssize_t n = recv(d->fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n > 0) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+        door_leave(d, false);
+        return;
+    }
+}
+
+/* Answer from the door, then close gracefully: closing with unread input would
+ * reset the connection and the client could lose the answer, so input is read
+ * and dropped until the client closes or for one second (a lingering close). */
+static void door_refuse(struct door *d, int status, const char *reason, const char *msg, const char *type,
+                        const char *code)
+{
+    door_reply(d->srv, d->fd, status, reason, msg, type, code);
+    d->linger_until = mono_s() + 1.0;
+    if (!d->polling) d->polling = uv_poll_start(&d->poll, UV_READABLE, door_on_poll) == 0;
+    door_drain(d);
+}
+
+static bool tchar(unsigned char c) /* RFC 9110 token characters */
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* Case-insensitive search of a header field line "\r\nname:" in head[0..n). */
+static const char *head_field(const char *head, size_t n, const char *name)
+{
+    size_t nl = strlen(name);
+    for (size_t i = 0; i + nl + 3 <= n; i++)
+        if (head[i] == '\r' && head[i + 1] == '\n' && strncasecmp(head + i + 2, name, nl) == 0 &&
+            head[i + 2 + nl] == ':')
+            return head + i + 3 + nl;
+    return NULL;
+}
+
+enum door_verdict { DOOR_WAIT, DOOR_PASS, DOOR_CLOSED };
+
+/* Look at what has arrived on d's socket. */
+static enum door_verdict door_look(struct door *d, double now)
+{
+    struct http_server *s = d->srv;
+    size_t limit = s->o.conn_memory, cap = limit + DOOR_PEEK_EXTRA;
+    ssize_t n = recv(d->fd, s->peek, cap, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        door_leave(d, false); /* closed before it said anything */
+        return DOOR_CLOSED;
+    }
+    size_t got = n > 0 ? (size_t)n : 0;
+    const char *p = s->peek;
+    size_t lead = 0; /* RFC 9112 2.2: empty lines before a request line are ignored */
+    while (lead < got && (p[lead] == '\r' || p[lead] == '\n')) lead++;
+    if (lead < got && !tchar((unsigned char)p[lead])) {
+        door_refuse(d, 400, "Bad Request", "not an HTTP/1.1 request (TLS is not served on this port)",
+                    "invalid_request_error", "invalid_request");
+        return DOOR_CLOSED;
+    }
+    const char *eol = memchr(p, '\n', got < limit ? got : limit);
+    const char *end = NULL;
+    for (size_t i = 0; i + 3 < got && i + 4 <= limit; i++)
+        if (p[i] == '\r' && p[i + 1] == '\n' && p[i + 2] == '\r' && p[i + 3] == '\n') {
+            end = p + i + 4;
+            break;
+        }
+    if (!end && got > limit) {
+        if (!eol)
+            door_refuse(d, 414, "URI Too Long", "the request line is longer than connection_memory",
+                        "invalid_request_error", "uri_too_long");
+        else
+            door_refuse(d, 431, "Request Header Fields Too Large",
+                        "the request headers are larger than connection_memory", "invalid_request_error",
+                        "headers_too_large");
+        return DOOR_CLOSED;
+    }
+    if (!end) {
+        if (now - d->t_start > s->o.request_timeout_s) {
+            door_refuse(d, 408, "Request Timeout", "the request was not received in time",
+                        "invalid_request_error", "request_timeout");
+            return DOOR_CLOSED;
+        }
+        return DOOR_WAIT;
+    }
+    /* libmicrohttpd refuses a Content-Length that is not a number with its own page: answer first */
+    const char *cl = head_field(p, (size_t)(end - p), "content-length");
+    if (cl) {
+        while (*cl == ' ' || *cl == '\t') cl++;
+        const char *q = cl;
+        while (*q >= '0' && *q <= '9') q++;
+        while (*q == ' ' || *q == '\t') q++;
+        if (q == cl || *q != '\r') {
+            door_refuse(d, 400, "Bad Request", "Content-Length is not a decimal number", "invalid_request_error",
+                        "invalid_framing");
+            return DOOR_CLOSED;
+        }
+    }
+    /* a chunked body whose first chunk size is already in view */
+    const char *te = head_field(p, (size_t)(end - p), "transfer-encoding");
+    if (te) {
+        while (*te == ' ' || *te == '\t') te++;
+        if (strncasecmp(te, "chunked", 7) == 0) {
+            const char *c = end, *stop = p + got;
+            unsigned long long size = 0;
+            int digits = 0;
+            for (; c < stop && digits < 17; c++, digits++) {
+                int v = *c >= '0' && *c <= '9' ? *c - '0' : (*c | 0x20) >= 'a' && (*c | 0x20) <= 'f' ? (*c | 0x20) - 'a' + 10 : -1;
+                if (v < 0) break;
+                size = size * 16 + (unsigned)v;
+            }
+            if (digits && (size > s->o.max_body || digits == 17)) {
+                door_refuse(d, 413, "Content Too Large", "a chunk of the body exceeds the configured max_body",
+                            "invalid_request_error", "request_too_large");
+                return DOOR_CLOSED;
+            }
+        }
+    }
+    door_leave(d, true);
+    return DOOR_PASS;
+}
+
+static void door_on_poll(uv_poll_t *p, int status, int events)
+{
+    (void)status;
+    (void)events;
+    struct door *d = p->data;
+    if (d->linger_until > 0) {
+        door_drain(d);
+        return;
+    }
+    if (door_look(d, mono_s()) == DOOR_WAIT) { /* the rest on the tick: peeked bytes keep the fd readable */
+        uv_poll_stop(&d->poll);
+        d->polling = false;
+    }
+}
+
+static void door_on_tick(uv_timer_t *t)
+{
+    struct http_server *s = t->data;
+    double now = mono_s();
+    for (struct door *d = s->door, *next; d; d = next) {
+        next = d->next;
+        if (d->linger_until > 0) {
+            if (now > d->linger_until) door_leave(d, false);
+        } else if (!d->polling || now - d->t_start > s->o.request_timeout_s) { /* or it sent nothing at all */
+            door_look(d, now);
+        }
+    }
+    if (!s->door) uv_timer_stop(&s->door_timer);
+}
+
+static void door_on_accept(uv_poll_t *p, int status, int events)
+{
+    (void)status;
+    (void)events;
+    struct http_server *s = p->data;
+    for (int i = 0; i < 64; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = accept4(s->listen_fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) return; /* EAGAIN, or out of fds: the next readiness tries again */
+        unsigned char a[16];
+        unsigned len = 0;
+        if (ss.ss_family == AF_INET) memcpy(a, &((struct sockaddr_in *)&ss)->sin_addr, len = 4);
+        else if (ss.ss_family == AF_INET6) memcpy(a, &((struct sockaddr_in6 *)&ss)->sin6_addr, len = 16);
+        struct ip_count *e = ip_acquire(s, a, len);
+        struct door *d = e ? calloc(1, sizeof *d) : NULL;
+        if (!d || s->n_door + s->n_conns >= s->hard_total || e->count > s->hard_ip) {
+            if (e) ip_release(s, e);
+            free(d);
+            close(fd); /* over the hard caps: refused silently, fds stay bounded */
+            continue;
+        }
+        d->srv = s;
+        d->fd = fd;
+        d->ip = e;
+        d->t_start = mono_s();
+        d->next = s->door;
+        if (s->door) s->door->prev = d;
+        s->door = d;
+        s->n_door++;
+        uv_poll_init(s->loop, &d->poll, fd);
+        d->poll.data = d;
+        d->polling = uv_poll_start(&d->poll, UV_READABLE, door_on_poll) == 0;
+        if (!uv_is_active((uv_handle_t *)&s->door_timer))
+            uv_timer_start(&s->door_timer, door_on_tick, DOOR_TICK_MS, DOOR_TICK_MS);
+    }
+}
+
+static int door_listen(struct http_server *s, const struct sockaddr *sa, socklen_t sl, char *msg, size_t msg_len)
+{
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (fd >= 0 && sa->sa_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (fd < 0 || bind(fd, sa, sl) != 0 || listen(fd, 128) != 0) {
+        snprintf(msg, msg_len, "port: cannot listen on %s:%u (%s)", s->o.host, (unsigned)s->o.port, strerror(errno));
+        if (fd >= 0) close(fd);
+        return SA_ERR_IO;
+    }
+    struct sockaddr_storage bound;
+    socklen_t bl = sizeof bound;
+    getsockname(fd, (struct sockaddr *)&bound, &bl);
+    s->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                : ((struct sockaddr_in *)&bound)->sin_port);
+    s->listen_fd = fd;
+    return 0;
+}
+
 /* ---- public ---- */
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -521,60 +891,76 @@ int http_start(uv_loop_t *loop, const struct http_options *o, const struct http_
      * a 429 / 503 answer, beyond them MHD refuses silently; fds stay bounded. */
     unsigned hard_total = o->max_connections + (o->max_connections / 8 > 16 ? o->max_connections / 8 : 16);
     unsigned hard_ip = o->per_ip_connections + (o->per_ip_connections / 4 > 8 ? o->per_ip_connections / 4 : 8);
+    s->hard_total = hard_total;
+    s->hard_ip = hard_ip;
+    s->listen_fd = -1;
+    s->peek = malloc(s->o.conn_memory + DOOR_PEEK_EXTRA);
+    if (!s->peek) {
+        free(s);
+        return SA_ERR_NOMEM;
+    }
     struct sockaddr_in a4;
     struct sockaddr_in6 a6;
     struct sockaddr *sa;
-    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
+    socklen_t sl;
     memset(&a4, 0, sizeof a4);
     memset(&a6, 0, sizeof a6);
     if (inet_pton(AF_INET, o->host, &a4.sin_addr) == 1) {
         a4.sin_family = AF_INET;
         a4.sin_port = htons(o->port);
         sa = (struct sockaddr *)&a4;
+        sl = sizeof a4;
     } else if (inet_pton(AF_INET6, o->host, &a6.sin6_addr) == 1) {
         a6.sin6_family = AF_INET6;
         a6.sin6_port = htons(o->port);
         sa = (struct sockaddr *)&a6;
+        sl = sizeof a6;
         flags |= MHD_USE_IPv6;
     } else {
         snprintf(msg, msg_len, "host: '%s' is not a numeric IPv4 or IPv6 address", o->host);
+        free(s->peek);
         free(s);
         return SA_ERR_INVALID_ARG;
     }
-    s->d = MHD_start_daemon(flags, o->port, NULL, NULL, on_access, s,
+    int rc = door_listen(s, sa, sl, msg, msg_len);
+    if (rc) {
+        free(s->peek);
+        free(s);
+        return rc;
+    }
+    /* MHD's pool holds a head of up to conn_memory (the door and on_access enforce
+     * that limit with our own answers) plus its read buffer and response headers */
+    s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_access, s,
                             MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
-                            MHD_OPTION_SOCK_ADDR, sa,
                             MHD_OPTION_CONNECTION_LIMIT, hard_total,
                             MHD_OPTION_PER_IP_CONNECTION_LIMIT, hard_ip,
-                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, s->o.conn_memory,
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, 2 * s->o.conn_memory + 16 * 1024,
                             MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)o->idle_timeout_s,
-                            MHD_OPTION_LISTEN_BACKLOG_SIZE, 128u,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                             MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
                             MHD_OPTION_STRICT_FOR_CLIENT, 1,
                             MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1,
                             MHD_OPTION_END);
-    if (!s->d) {
-        snprintf(msg, msg_len, "port: cannot listen on %s:%u (in use, or not permitted)", o->host, (unsigned)o->port);
-        free(s);
-        return SA_ERR_IO;
-    }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
-    s->port = di ? di->port : o->port;
-    di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_EPOLL_FD);
+    const union MHD_DaemonInfo *di = s->d ? MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
     if (!di) {
-        snprintf(msg, msg_len, "libmicrohttpd: no epoll fd");
-        MHD_stop_daemon(s->d);
+        snprintf(msg, msg_len, "libmicrohttpd: cannot start the daemon");
+        if (s->d) MHD_stop_daemon(s->d);
+        close(s->listen_fd);
+        free(s->peek);
         free(s);
         return SA_ERR_INTERNAL;
     }
     uv_poll_init(loop, &s->poll, di->epoll_fd);
+    uv_poll_init(loop, &s->listen_poll, s->listen_fd);
     uv_timer_init(loop, &s->timer);
     uv_timer_init(loop, &s->heartbeat);
     uv_timer_init(loop, &s->kick);
-    s->poll.data = s->timer.data = s->heartbeat.data = s->kick.data = s;
+    uv_timer_init(loop, &s->door_timer);
+    s->poll.data = s->timer.data = s->heartbeat.data = s->kick.data = s->listen_poll.data = s->door_timer.data = s;
     uv_poll_start(&s->poll, UV_READABLE, on_poll);
+    uv_poll_start(&s->listen_poll, UV_READABLE, door_on_accept);
     uv_timer_start(&s->heartbeat, on_heartbeat, s->o.heartbeat_ms, s->o.heartbeat_ms);
     run_mhd(s);
     *out = s;
@@ -586,15 +972,19 @@ unsigned http_open_requests(const struct http_server *s) { return s->n_open; }
 
 void http_quiesce(struct http_server *s)
 {
-    if (!s->d) return;
-    MHD_socket fd = MHD_quiesce_daemon(s->d);
-    if (fd != MHD_INVALID_SOCKET) close(fd);
+    if (s->listen_fd < 0) return;
+    uv_poll_stop(&s->listen_poll);
+    close(s->listen_fd); /* new connections are refused from now on */
+    s->listen_fd = -1;
 }
 
 static void on_handle_closed(uv_handle_t *h)
 {
     struct http_server *s = h->data;
-    if (--s->n_handles == 0) free(s);
+    if (--s->n_handles == 0) {
+        free(s->peek);
+        free(s);
+    }
 }
 
 void http_stop(struct http_server *s)
@@ -608,13 +998,17 @@ void http_stop(struct http_server *s)
             MHD_resume_connection(r->conn);
         }
     }
+    while (s->door) door_leave(s->door, false);
+    http_quiesce(s);
     MHD_stop_daemon(s->d);
     s->d = NULL;
-    s->n_handles = 4;
+    s->n_handles += 6;
     uv_close((uv_handle_t *)&s->poll, on_handle_closed);
+    uv_close((uv_handle_t *)&s->listen_poll, on_handle_closed);
     uv_close((uv_handle_t *)&s->timer, on_handle_closed);
     uv_close((uv_handle_t *)&s->heartbeat, on_handle_closed);
     uv_close((uv_handle_t *)&s->kick, on_handle_closed);
+    uv_close((uv_handle_t *)&s->door_timer, on_handle_closed);
 }
 
 const char *http_method(const struct http_request *r) { return r->method; }

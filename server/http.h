@@ -14,6 +14,18 @@
  * drop every pointer to it. It reports whether the client went away before
  * the answer was complete (disconnect -> cancel the work).
  *
+ * Framing (RFC 9112, for a server that may sit behind a proxy): sockets are
+ * accepted by our own front door, which looks at the head of the first request
+ * before MHD reads it: non-HTTP bytes (TLS) -> 400, request line over
+ * conn_memory -> 414, head over conn_memory -> 431, a first chunk declared
+ * over max_body -> 413, head not complete within request_timeout -> 408. Every
+ * request then: Content-Length not a plain decimal, or given twice with
+ * different values, or with Transfer-Encoding -> 400; Transfer-Encoding other
+ * than exactly "chunked" -> 501. All of these are JSON errors, counted through
+ * on_early_reply, and the connection is closed. Known limit (libmicrohttpd
+ * 0.9.75): a chunk size line that arrives after the door handed the socket on
+ * is only caught when the bytes exceed max_body (413) or at request_timeout (408).
+ *
  * While a connection is suspended MHD cannot notice a disconnect, so a
  * heartbeat timer (every heartbeat_ms) writes an SSE comment to idle streams
  * and probes waiting non-streaming sockets with recv(MSG_PEEK); a closed peer
@@ -33,8 +45,9 @@ struct http_request;
 struct http_handlers {
     void (*on_request)(void *app, struct http_request *r);
     void (*on_closed)(void *app, struct http_request *r, bool client_gone);
-    /* optional: the HTTP layer answered by itself (413, 408, escaped path 404,
-     * 429 over per_ip_connections, 503 over max_connections) */
+    /* optional: the HTTP layer answered by itself (400/501 framing, 413, 414, 431,
+     * 408, escaped path 404, 429 over per_ip_connections, 503 over max_connections);
+     * path is "" when no request line was read */
     void (*on_early_reply)(void *app, const char *path, int status);
 };
 

@@ -165,6 +165,7 @@ static const struct resp_error_row response_error_table[] = {
     {SA_ERR_BAD_MODEL, 0, 500, RESP_SRV, "internal_error", NULL},
     {SA_ERR_UNSUPPORTED, 0, 500, RESP_SRV, "internal_error", NULL},
     {SA_ERR_INTERNAL, 0, 500, RESP_SRV, "internal_error", NULL},
+    {SA_ERR_NUMERIC, 0, 500, RESP_SRV, "numeric_error", NULL},
     {0, RESPONSE_HTTP_BAD_REQUEST, 400, RESP_REQ, "invalid_request", "invalid request"},
     {0, RESPONSE_HTTP_UNAUTHORIZED, 401, "authentication_error", "invalid_api_key",
      "missing or invalid API key"},
@@ -252,20 +253,12 @@ static json_t *resp_cache_obj(const struct engine_cache_stats *s, bool *bad)
 {
     json_t *o = json_object();
     resp_put(o, "shared_attention", json_boolean(s->shared_attention), bad);
-    /* spans: "3-4,7-9" -> ["3-4","7-9"]; "", "off", "none" -> [] */
+    /* spans: the plan's data, each as "a-b" (an empty plan: []) */
     json_t *spans = json_array();
-    size_t sl = strnlen(s->spans, sizeof s->spans);
-    if (!(sl == 0 || strcmp(s->spans, "off") == 0 || strcmp(s->spans, "none") == 0)) {
-        size_t i = 0;
-        while (i < sl) {
-            size_t j = i;
-            while (j < sl && s->spans[j] != ',') j++;
-            size_t a = i, b = j;
-            while (a < b && s->spans[a] == ' ') a++;
-            while (b > a && s->spans[b - 1] == ' ') b--;
-            if (b > a) resp_append(spans, resp_str(s->spans + a, b - a), bad);
-            i = j + 1;
-        }
+    for (uint32_t i = 0; i < s->n_spans && i < SHARE_MAX_SPANS; i++) {
+        char t[32];
+        int n = snprintf(t, sizeof t, "%u-%u", (unsigned)s->spans[i].a, (unsigned)s->spans[i].b);
+        resp_append(spans, resp_str(t, (size_t)n), bad);
     }
     resp_put(o, "spans", spans, bad);
     resp_put(o, "rebalance", json_boolean(s->rebalance), bad);
@@ -330,8 +323,8 @@ static void resp_aggregate(const struct response_completion *c, struct engine_ca
     const struct engine_cache_stats *f = &c->choices[0].cache;
     cs->shared_attention = f->shared_attention;
     cs->rebalance = f->rebalance;
+    cs->n_spans = f->n_spans;
     memcpy(cs->spans, f->spans, sizeof cs->spans);
-    cs->spans[sizeof cs->spans - 1] = '\0';
     cs->layers = f->layers;
     cs->sharing_layers = f->sharing_layers;
     cs->block_tokens = f->block_tokens;

@@ -55,6 +55,7 @@
  *   SA_ERR_CANCELLED     503 server_error          cancelled        (shutdown / cancel;
  *                        a disconnected client never sees it)
  *   SA_ERR_NOMEM         503 server_error          out_of_memory
+ *   SA_ERR_NUMERIC       500 server_error          numeric_error    (non-finite logits)
  *   SA_ERR_IO, BAD_MODEL, UNSUPPORTED, INTERNAL, OK, unknown codes
  *                        500 server_error          internal_error
  * HTTP-level errors (not from the engine), enum response_http_error:

@@ -29,6 +29,7 @@
 #include "engine/quant.h"
 #include "engine/share.h"
 #include "engine/transformer.h"
+#include "../tf_pair.h"
 
 #include <cblas.h>
 #include <pthread.h>
@@ -133,10 +134,10 @@ static void plan_savings(const struct model *m, const struct share_plan *p, int 
 static int run_model(const struct model *m, const struct share_plan *plan, int threads, int n_prompt, int n_gen,
                      struct run_result *r)
 {
-    struct tf_ctx *c;
+    struct tf_pair c;
     struct tf_opts o = {.n_ctx = (uint32_t)(n_prompt + n_gen + 8), .n_batch = (uint32_t)n_prompt, .n_threads = threads,
                         .plan = plan};
-    int rc = tf_create(m, &o, &c);
+    int rc = tf_pair_create(m, &o, &c);
     if (rc) return rc;
     int32_t *toks = malloc((size_t)n_prompt * sizeof *toks);
     uint64_t x = 12345;
@@ -146,20 +147,20 @@ static int run_model(const struct model *m, const struct share_plan *plan, int t
     }
     const float *logits;
     /* warm-up: touches every weight page once, so mmap faults are not timed */
-    rc = tf_forward(c, toks, 8, 0, &logits);
+    rc = tf_pair_forward(&c, toks, 8, 0, &logits);
     double t0 = now_s();
-    if (!rc) rc = tf_forward(c, toks, (uint32_t)n_prompt, 0, &logits);
+    if (!rc) rc = tf_pair_forward(&c, toks, (uint32_t)n_prompt, 0, &logits);
     double t1 = now_s();
     int32_t tok = toks[0];
     for (int i = 0; i < n_gen && !rc; i++) {
-        rc = tf_forward(c, &tok, 1, (uint32_t)(n_prompt + i), &logits);
+        rc = tf_pair_forward(&c, &tok, 1, (uint32_t)(n_prompt + i), &logits);
         tok = (tok + 7) % (int32_t)m->hp.n_vocab;
     }
     double t2 = now_s();
     r->prefill_tps = n_prompt / (t1 - t0);
     r->decode_tps = n_gen / (t2 - t1);
     free(toks);
-    tf_destroy(c);
+    tf_pair_destroy(&c);
     return rc;
 }
 

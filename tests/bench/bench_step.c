@@ -6,7 +6,7 @@
  *   build/bench_step -m MODEL.gguf [-t 2] --batch 1,2,4,8,16 [--steps 32]
  *
  * --batch: N sequences (each with 32 cached tokens) decode STEPS tokens
- * each through tf_forward_batch, in process (no HTTP); prints aggregate
+ * each through one tf_step per decode step, in process (no HTTP); prints aggregate
  * tokens/s and the ratio to N = 1.
  *
  * For each context length C the cache is filled with C tokens (one prefill),
@@ -21,6 +21,7 @@
 #include "engine/model.h"
 #include "engine/share.h"
 #include "engine/transformer.h"
+#include "../tf_pair.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,9 +45,9 @@ static int cmp_d(const void *a, const void *b)
 static int step_ms(const struct model *m, const struct share_plan *plan, int threads, uint32_t fill, int steps,
                    double *ms)
 {
-    struct tf_ctx *c;
+    struct tf_pair c;
     struct tf_opts o = {.n_ctx = fill + (uint32_t)steps + 8, .n_batch = 256, .n_threads = threads, .plan = plan};
-    int rc = tf_create(m, &o, &c);
+    int rc = tf_pair_create(m, &o, &c);
     if (rc) return rc;
     int32_t *toks = malloc(fill * sizeof *toks);
     uint64_t x = 12345;
@@ -55,13 +56,13 @@ static int step_ms(const struct model *m, const struct share_plan *plan, int thr
         toks[i] = (int32_t)((x >> 33) % m->hp.n_vocab);
     }
     const float *logits;
-    rc = tf_forward(c, toks, fill, 0, &logits);
+    rc = tf_pair_forward(&c, toks, fill, 0, &logits);
     double runs[3];
     for (int r = 0; r < 3 && !rc; r++) {
         int32_t tok = toks[0];
         double t0 = now_s();
         for (int i = 0; i < steps && !rc; i++) { /* rewinds to the same positions each run */
-            rc = tf_forward(c, &tok, 1, fill + (uint32_t)i, &logits);
+            rc = tf_pair_forward(&c, &tok, 1, fill + (uint32_t)i, &logits);
             tok = (tok + 7) % (int32_t)m->hp.n_vocab;
         }
         runs[r] = (now_s() - t0) * 1e3 / steps;
@@ -69,16 +70,18 @@ static int step_ms(const struct model *m, const struct share_plan *plan, int thr
     qsort(runs, 3, sizeof runs[0], cmp_d);
     *ms = runs[1];
     free(toks);
-    tf_destroy(c);
+    tf_pair_destroy(&c);
     return rc;
 }
 
 /* Aggregate decode tokens/s of n sequences stepping together. */
 static int batch_tps(const struct model *m, int threads, uint32_t n, int steps, double *tps)
 {
-    struct tf_ctx *ws, *seq[TF_MAX_BATCH];
+    struct tf_ws *ws;
+    struct tf_pair seq[TF_MAX_BATCH];
+    struct tf_seg segs[TF_MAX_BATCH];
     struct tf_opts o = {.n_ctx = 64 + (uint32_t)steps, .n_batch = n > 32 ? n : 32, .n_threads = threads};
-    int rc = tf_create(m, &o, &ws);
+    int rc = tf_ws_create(m, &o, &ws);
     if (rc) return rc;
     const float *lg;
     int32_t toks[TF_MAX_BATCH];
@@ -88,23 +91,25 @@ static int batch_tps(const struct model *m, int threads, uint32_t n, int steps, 
     int32_t prompt[32];
     for (int i = 0; i < 32; i++) prompt[i] = (int32_t)((i * 7919 + 13) % m->hp.n_vocab);
     for (uint32_t i = 0; i < n && !rc; i++) {
-        rc = tf_create(m, &so, &seq[i]);
-        if (!rc) rc = tf_forward(seq[i], prompt, 32, 0, &lg);
+        rc = tf_pair_create(m, &so, &seq[i]);
+        if (!rc) rc = tf_pair_forward(&seq[i], prompt, 32, 0, &lg);
         toks[i] = prompt[i % 32];
         pos[i] = 32;
     }
     double t0 = now_s();
     for (int s = 0; s < steps && !rc; s++) {
-        rc = tf_forward_batch(ws, seq, toks, pos, n, logits);
+        for (uint32_t i = 0; i < n; i++)
+            segs[i] = (struct tf_seg){.seq = seq[i].seq, .tokens = &toks[i], .T = 1, .pos0 = pos[i], .want_logits = true};
+        rc = tf_step(ws, segs, n, logits);
         for (uint32_t i = 0; i < n; i++) {
             pos[i]++;
             toks[i] = (toks[i] + 11) % (int32_t)m->hp.n_vocab;
         }
     }
     *tps = (double)n * steps / (now_s() - t0);
-    for (uint32_t i = 0; i < n; i++) tf_destroy(seq[i]);
+    for (uint32_t i = 0; i < n; i++) tf_pair_destroy(&seq[i]);
     free(logits);
-    tf_destroy(ws);
+    tf_ws_destroy(ws);
     return rc;
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """make eval: quality of Shared Attention and the re-balancer on the real models.
 
-For stories260K and TinyStories-656K: the attention-similarity heatmap of every
+For stories260K and TinyStories-656K (its Q8_0 GGUF and its Hugging Face
+checkpoint, which tokenizes with tokenizer.json): the attention-similarity heatmap of every
 layer pair, then perplexity over the TinyStories validation head with sharing
 off, every single span of length 1 and 2, the auto plan (at the default
 threshold 0.9 and at a threshold low enough to share something), and the
@@ -22,9 +23,11 @@ MAX_TOKENS = os.environ.get("EVAL_TOKENS", "65536")
 CTX = "256"
 TEXT = f"{SHARED}/eval/tinystories/tinystories_valid_head.txt"
 OUT = "tests/eval/results"
-MODELS = [
-    ("stories260K", f"{SHARED}/models/stories260K/stories260K.gguf"),
-    ("TinyStories-656K (Q8_0)", f"{SHARED}/models/tinystories-656K/TinyStories-656K-Q8_0.gguf"),
+MODELS = [  # (name, path, file slug)
+    ("stories260K", f"{SHARED}/models/stories260K/stories260K.gguf", "stories260k"),
+    ("TinyStories-656K (Q8_0)", f"{SHARED}/models/tinystories-656K/TinyStories-656K-Q8_0.gguf", "tinystories-656k"),
+    # the HF checkpoint (F32 safetensors, tokenizer.json with merges): the model's own tokenization
+    ("TinyStories-656K (HF F32)", f"{SHARED}/models/tinystories-656K/hf", "tinystories-656k-hf"),
 ]
 
 
@@ -41,8 +44,7 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     md = []
     results = []
-    for name, path in MODELS:
-        slug = name.split()[0].lower()
+    for name, path, slug in MODELS:
         png = f"{OUT}/sim-{slug}.png"
         js = f"{OUT}/sim-{slug}.json"
         run("similarity", "-m", path, "-f", TEXT, "-c", "512", "--json", js, "--png", png)

@@ -5,7 +5,11 @@ usage: make_bad.py [INPUT.gguf] [--phidnn PHIDNN.gguf] [-o OUTDIR]
 
 INPUT defaults to $SHARED/models/stories260K/stories260K.gguf (SHARED defaults
 to ../shared); PHIDNN (the phidnn-architecture cases, named phidnn_*) to
-config/models/phidnn-fmnist.gguf ("" skips them); OUTDIR defaults to build/bad-gguf. Every case is written as
+config/models/phidnn-fmnist.gguf ("" skips them); OUTDIR defaults to build/bad-gguf. With --kquant DIR (default
+$SHARED/models/kquant, skipped if absent) it also writes K-quant cases made
+from llama.cpp's files there (row lengths, NaN/Inf super-block scales) and bad
+split sets: OUTDIR/split_NAME/ holds a set of shards, and the first shard,
+...-00001-of-0000M.gguf, is the file to check (its .expect lies next to it). Every case is written as
 OUTDIR/NAME.gguf next to OUTDIR/NAME.expect: one substring per line that the
 one-line error of `saserve check-model NAME.gguf` must contain (if there are
 several lines, any one of them is enough). The substrings name the field that
@@ -15,6 +19,7 @@ Old *.gguf / *.expect files in OUTDIR are removed first. Python 3 stdlib only.
 """
 import argparse
 import os
+import shutil
 import struct
 import sys
 
@@ -23,7 +28,12 @@ UINT8, INT8, UINT16, INT16, UINT32, INT32, FLOAT32, BOOL, STRING, ARRAY, UINT64,
 SCALAR_FMT = {UINT8: "B", INT8: "b", UINT16: "H", INT16: "h", UINT32: "I", INT32: "i", FLOAT32: "f",
               BOOL: "B", UINT64: "Q", INT64: "q", FLOAT64: "d"}
 # ggml tensor types this project supports: (block elements, block bytes)
-TENSOR_TYPES = {0: (1, 4), 1: (1, 2), 30: (1, 2), 8: (32, 34), 2: (32, 18)}
+TENSOR_TYPES = {0: (1, 4), 1: (1, 2), 30: (1, 2), 8: (32, 34), 2: (32, 18),
+                10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210),
+                20: (32, 18), 23: (256, 136)}
+# byte offsets of the f16 super-block scales in a block: (d, dmin or None)
+SCALE_OFFSETS = {8: (0, None), 2: (0, None), 10: (80, 82), 11: (108, None), 12: (0, 2), 13: (0, 2),
+                 14: (208, None), 20: (0, None), 23: (0, None)}
 TOKEN_TYPE_BYTE = 6
 
 
@@ -380,6 +390,110 @@ def build_cases(src):
     add("model_unknown_architecture",
         variant(lambda g: g.set(KV(b"general.architecture", STRING, gstr("mamba")))).encode(),
         "general.architecture")
+
+    # ---- non-finite numbers and strings compared with fixed names (issue 12)
+    def poke(g, tname, byte_off, raw):
+        """Overwrite raw bytes at byte_off inside tensor tname's data."""
+        t = g.tensor(tname)
+        d = bytearray(g.data)
+        d[t.offset + byte_off:t.offset + byte_off + len(raw)] = raw
+        g.data = bytes(d)
+
+    def retype(g, tname, typ, encode_row):
+        """Re-encode an F32 tensor in place as a smaller type (the bytes after it stay unused)."""
+        t = g.tensor(tname)
+        vals = struct.unpack("<%df" % (t.n_bytes() // 4), g.data[t.offset:t.offset + t.n_bytes()])
+        t.type = typ
+        blob = encode_row(vals)
+        d = bytearray(g.data)
+        d[t.offset:t.offset + len(blob)] = blob
+        g.data = bytes(d)
+
+    def q8_0(vals, bad_block=None, bad_d=0x7E00):
+        out = b""
+        for b in range(len(vals) // 32):
+            blk = vals[32 * b:32 * b + 32]
+            amax = max(abs(v) for v in blk)
+            d = amax / 127 if amax else 0.0
+            qs = [max(-127, min(127, int(round(v / d)))) if d else 0 for v in blk]
+            dh = struct.unpack("<H", struct.pack("<e", d))[0] if b != bad_block else bad_d
+            out += struct.pack("<H", dh) + struct.pack("<32b", *qs)
+        return out
+
+    def q4_0(vals, bad_block=None, bad_d=0x7C00):
+        out = b""
+        for b in range(len(vals) // 32):
+            blk = vals[32 * b:32 * b + 32]
+            m = max(blk, key=abs)
+            d = m / -8 if m else 0.0
+            q = [max(0, min(15, int(v / d + 8.5))) if d else 8 for v in blk]
+            dh = struct.unpack("<H", struct.pack("<e", d))[0] if b != bad_block else bad_d
+            out += struct.pack("<H", dh) + bytes(q[i] | (q[i + 16] << 4) for i in range(16))
+        return out
+
+    def f16(vals, bad_index=None):
+        v = list(vals)
+        if bad_index is not None:
+            v[bad_index] = float("nan")
+        return struct.pack("<%de" % len(v), *v)
+
+    f32_nan, f32_inf = struct.pack("<f", float("nan")), struct.pack("<f", float("inf"))
+    add("n_nan_output_norm", variant(lambda g: poke(g, "output_norm.weight", 4 * 5, f32_nan)).encode(),
+        "output_norm.weight")
+    add("n_inf_ffn_norm", variant(lambda g: poke(g, "blk.1.ffn_norm.weight", 0, f32_inf)).encode(),
+        "blk.1.ffn_norm.weight")
+    add("n_q8_0_scale_nan",
+        variant(lambda g: retype(g, "blk.0.attn_q.weight", 8, lambda v: q8_0(v, bad_block=3))).encode(),
+        "blk.0.attn_q.weight")
+    add("n_q8_0_scale_inf",
+        variant(lambda g: retype(g, "blk.2.ffn_up.weight", 8, lambda v: q8_0(v, bad_block=0, bad_d=0xFC00))).encode(),
+        "blk.2.ffn_up.weight")
+    add("n_q4_0_scale_inf",
+        variant(lambda g: retype(g, "blk.1.attn_v.weight", 2, lambda v: q4_0(v, bad_block=1))).encode(),
+        "blk.1.attn_v.weight")
+    add("n_q4_0_norm_scale_nan",
+        variant(lambda g: retype(g, "blk.0.attn_norm.weight", 2, lambda v: q4_0(v, bad_block=0, bad_d=0x7E01))).encode(),
+        "blk.0.attn_norm.weight")
+    # full_*: load (the cheap checks cannot see them), and check-model --full names the tensor
+    add("full_f16_weight_nan",
+        variant(lambda g: retype(g, "blk.3.attn_output.weight", 1, lambda v: f16(v, bad_index=77))).encode(),
+        "blk.3.attn_output.weight")
+    add("full_f32_embedding_inf", variant(lambda g: poke(g, "token_embd.weight", 4 * 1000, f32_inf)).encode(),
+        "token_embd.weight")
+    add("full_f32_output_nan", variant(lambda g: poke(g, "output.weight", 4 * 64 * 9, f32_nan)).encode(),
+        "output.weight")
+
+    add("n_rms_epsilon_0",
+        variant(lambda g: g.set(kv_scalar("llama.attention.layer_norm_rms_epsilon", FLOAT32, 0.0))).encode(),
+        "llama.attention.layer_norm_rms_epsilon")
+    add("n_rms_epsilon_nan",
+        variant(lambda g: g.set(kv_scalar("llama.attention.layer_norm_rms_epsilon", FLOAT32, float("nan")))).encode(),
+        "llama.attention.layer_norm_rms_epsilon")
+    add("n_architecture_nul",
+        variant(lambda g: g.set(KV(b"general.architecture", STRING, gstr(b"llama\0mamba")))).encode(),
+        "general.architecture")
+    add("n_key_nul", variant(lambda g: g.kvs.append(kv_scalar("llama.block_count\0x", UINT32, 1))).encode(),
+        "NUL")
+
+    def fewer_tokens(g):
+        g.set(kv_array("tokenizer.ggml.tokens", STRING, tok_list[:-1]))
+        g.set(kv_array("tokenizer.ggml.scores", FLOAT32, src.find("tokenizer.ggml.scores").scalars()[:-1]))
+        g.set(kv_array("tokenizer.ggml.token_type", INT32, ttype.scalars()[:-1]))
+    add("n_fewer_tokens_than_rows", variant(fewer_tokens).encode(), "%d tokens but token_embd.weight has %d rows"
+        % (n_vocab - 1, n_vocab))
+    scores = src.find("tokenizer.ggml.scores").scalars()
+    for label, v, at in (("nan", float("nan"), 7), ("inf", float("inf"), 300), ("minus_inf", float("-inf"), 0)):
+        def f(g, v=v, at=at):
+            sc = list(scores)
+            sc[at] = v
+            g.set(kv_array("tokenizer.ggml.scores", FLOAT32, sc))
+        add("n_score_" + label, variant(f).encode(), "tokenizer.ggml.scores[%d]" % at)
+    for label, v, at in (("9", 9, 3), ("minus_1", -1, 200)):
+        def f(g, v=v, at=at):
+            tt = list(ttype.scalars())
+            tt[at] = v
+            g.set(kv_array("tokenizer.ggml.token_type", INT32, tt))
+        add("n_token_type_" + label, variant(f).encode(), "tokenizer.ggml.token_type[%d]" % at)
     return cases
 
 
@@ -455,12 +569,144 @@ def build_phidnn_cases(src):
     return cases
 
 
+def load_gguf(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    g = Gguf(data)
+    if g.encode() != data:
+        raise BadInput("%s: re-encoding does not reproduce it byte for byte" % path)
+    return g
+
+
+def poke_scale(g, tname, block, which, raw16):
+    """Overwrite the f16 d (which=0) or dmin (which=1) of block `block` of tensor tname."""
+    t = g.tensor(tname)
+    off = SCALE_OFFSETS[t.type][which]
+    pos = t.offset + block * TENSOR_TYPES[t.type][1] + off
+    d = bytearray(g.data)
+    d[pos:pos + 2] = raw16
+    g.data = bytes(d)
+
+
+def build_kquant_cases(kdir):
+    """K-quant and IQ4 cases from llama.cpp's files: [(name, bytes, [expected substrings])]."""
+    cases = []
+    nan16, inf16, ninf16 = struct.pack("<H", 0x7E00), struct.pack("<H", 0x7C00), struct.pack("<H", 0xFC00)
+    mix = load_gguf(os.path.join(kdir, "tiny-mix-Q4_K_M.gguf"))
+
+    def variant(src, fn):
+        g = src.copy()
+        fn(g)
+        return g.encode()
+
+    def set_tensor(src, tname, **kw):
+        def f(g):
+            t = g.tensor(tname)
+            for k, v in kw.items():
+                setattr(t, k, v)
+        return variant(src, f)
+
+    q = mix.tensor("blk.0.attn_q.weight")
+    assert q.type == 12, "blk.0.attn_q.weight of the Q4_K_M file is Q4_K"
+    # the same bytes, but rows of 128: not a multiple of the 256-element super-block
+    cases.append(("kq_q4_k_row_128", set_tensor(mix, "blk.0.attn_q.weight", ne=[128, q.ne[1] * 2]),
+                  ["blk.0.attn_q.weight"]))
+    out = mix.tensor("output.weight")
+    assert out.type == 14
+    cases.append(("kq_q6_k_row_384", set_tensor(mix, "output.weight", ne=[384, out.ne[1]]), ["output.weight"]))
+    cases.append(("kq_type_q8_k", set_tensor(mix, "blk.0.attn_q.weight", type=15), ["blk.0.attn_q.weight"]))
+    cases.append(("kq_type_iq2_xxs", set_tensor(mix, "blk.0.ffn_up.weight", type=16), ["blk.0.ffn_up.weight"]))
+    cases.append(("kq_q4_k_nan_d", variant(mix, lambda g: poke_scale(g, "blk.0.ffn_up.weight", 7, 0, nan16)),
+                  ["blk.0.ffn_up.weight"]))
+    cases.append(("kq_q4_k_inf_dmin", variant(mix, lambda g: poke_scale(g, "blk.1.attn_k.weight", 0, 1, inf16)),
+                  ["blk.1.attn_k.weight"]))
+    cases.append(("kq_q6_k_nan_d_output", variant(mix, lambda g: poke_scale(g, "output.weight", 100, 0, nan16)),
+                  ["output.weight"]))
+    cases.append(("kq_q6_k_inf_d_last_block",
+                  variant(mix, lambda g: poke_scale(g, "blk.1.ffn_down.weight",
+                                                    g.tensor("blk.1.ffn_down.weight").n_bytes() // 210 - 1, 0,
+                                                    ninf16)),
+                  ["blk.1.ffn_down.weight"]))
+    # truncated inside a K-quant tensor's data
+    enc = mix.encode()
+    last = sorted(mix.tensors, key=lambda t: t.offset)[-1]
+    cases.append(("kq_truncated_in_data", enc[:mix.data_offset + last.offset + 100], [last.name.decode()]))
+    # one NaN super-block scale per pure type (d, and dmin where there is one)
+    for typ in ("Q2_K", "Q3_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS"):
+        g0 = load_gguf(os.path.join(kdir, "tiny-pure-%s.gguf" % typ))
+        name = "blk.1.ffn_gate.weight"
+        cases.append(("kq_%s_nan_d" % typ.lower(), variant(g0, lambda g, name=name: poke_scale(g, name, 3, 0, nan16)),
+                      [name]))
+        if SCALE_OFFSETS[g0.tensor(name).type][1] is not None:
+            cases.append(("kq_%s_inf_dmin" % typ.lower(),
+                          variant(g0, lambda g, name=name: poke_scale(g, name, 5, 1, inf16)), [name]))
+        if typ == "IQ4_XS":
+            t = g0.tensor("blk.0.attn_v.weight")
+            cases.append(("kq_iq4_xs_row_32", set_tensor(g0, "blk.0.attn_v.weight", ne=[32, t.ne[1] * 8]),
+                          ["blk.0.attn_v.weight"]))
+    # a non-first shard given on its own
+    sd = os.path.join(kdir, "split")
+    with open(os.path.join(sd, "tiny-mix-Q4_K_M-00002-of-00003.gguf"), "rb") as f:
+        cases.append(("split_second_shard_alone-00002-of-00003", f.read(), ["split.no"]))
+    return cases
+
+
+def build_split_sets(kdir):
+    """Bad split sets from llama-gguf-split's shards: [(name, [(file, bytes)], [expected substrings])]."""
+    sd = os.path.join(kdir, "split")
+    names = ["tiny-mix-Q4_K_M-%05d-of-00003.gguf" % i for i in (1, 2, 3)]
+    shards = [load_gguf(os.path.join(sd, n)) for n in names]
+    sets = []
+
+    def edit(i, fn):
+        out = []
+        for j, (n, g) in enumerate(zip(names, shards)):
+            if j == i:
+                g = g.copy()
+                fn(g)
+            out.append((n, g.encode()))
+        return out
+
+    def rename_set(prefix):
+        return [(n.replace("tiny-mix-Q4_K_M", prefix), g.encode()) for n, g in zip(names, shards)]
+
+    all3 = [(n, g.encode()) for n, g in zip(names, shards)]
+    sets.append(("missing_shard", all3[:2], ["00003-of-00003"]))
+    sets.append(("missing_middle_shard", [all3[0], all3[2]], ["00002-of-00003"]))
+    sets.append(("count_mismatch", edit(1, lambda g: g.set(kv_scalar("split.count", UINT16, 4))),
+                 ["00002-of-00003.gguf: split.count"]))
+    sets.append(("no_mismatch", edit(2, lambda g: g.set(kv_scalar("split.no", UINT16, 1))),
+                 ["00003-of-00003.gguf: split.no"]))
+    sets.append(("first_no_not_0", edit(0, lambda g: g.set(kv_scalar("split.no", UINT16, 1))), ["split.no"]))
+    sets.append(("tensors_count_mismatch", edit(0, lambda g: g.set(kv_scalar("split.tensors.count", INT32, 22))),
+                 ["split.tensors.count"]))
+    sets.append(("shard_tensors_count_mismatch",
+                 edit(2, lambda g: g.set(kv_scalar("split.tensors.count", INT32, 20))),
+                 ["00003-of-00003.gguf: split.tensors.count"]))
+    sets.append(("count_0", edit(0, lambda g: g.set(kv_scalar("split.count", UINT16, 0))), ["split.count"]))
+    sets.append(("count_string", edit(0, lambda g: g.set(KV(b"split.count", STRING, gstr("3")))),
+                 ["split.count"]))
+    first_name = shards[0].tensors[0].name
+    sets.append(("dup_tensor_across_shards",
+                 edit(1, lambda g: setattr(g.tensors[0], "name", first_name)), [first_name.decode()]))
+    sets.append(("shard_missing_tensor_info",
+                 edit(2, lambda g: (g.tensors.pop(), g.set(kv_scalar("split.tensors.count", INT32, 21)))),
+                 ["split.tensors.count"]))
+    # a shard that is not a GGUF file at all
+    bad = all3[:2] + [(names[2], b"NOTGGUF" + b"\0" * 64)]
+    sets.append(("shard_not_gguf", bad, ["00003-of-00003.gguf: magic"]))
+    sets.append(("renamed_prefix_ok_but_count_4", [(n.replace("of-00003", "of-00004"), b) for n, b in
+                                                   rename_set("x")], ["split.count"]))
+    return sets
+
+
 def main():
     shared = os.environ.get("SHARED") or "../shared"
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("input", nargs="?", default=os.path.join(shared, "models/stories260K/stories260K.gguf"))
     ap.add_argument("-o", "--out", default="build/bad-gguf")
     ap.add_argument("--phidnn", default="config/models/phidnn-fmnist.gguf")
+    ap.add_argument("--kquant", default=os.path.join(shared, "models/kquant"))
     args = ap.parse_args()
     try:
         with open(args.input, "rb") as f:
@@ -483,10 +729,29 @@ def main():
         except (OSError, BadInput, struct.error, KeyError, StopIteration) as e:
             print("make_bad.py: %s: %s" % (args.phidnn, e), file=sys.stderr)
             return 2
+    split_sets = []
+    if os.path.isdir(args.kquant):
+        try:
+            cases += build_kquant_cases(args.kquant)
+            split_sets = build_split_sets(args.kquant)
+        except (OSError, BadInput, struct.error, KeyError, StopIteration) as e:
+            print("make_bad.py: %s: %s" % (args.kquant, e), file=sys.stderr)
+            return 2
     os.makedirs(args.out, exist_ok=True)
     for fn in os.listdir(args.out):
         if fn.endswith(".gguf") or fn.endswith(".expect"):
             os.remove(os.path.join(args.out, fn))
+        elif fn.startswith("split_") and os.path.isdir(os.path.join(args.out, fn)):
+            shutil.rmtree(os.path.join(args.out, fn))
+    for name, files, expect in split_sets:
+        d = os.path.join(args.out, "split_" + name)
+        os.makedirs(d)
+        for fn, blob in files:
+            with open(os.path.join(d, fn), "wb") as f:
+                f.write(blob)
+        first = [fn for fn, _ in files if "-00001-of-" in fn][0]
+        with open(os.path.join(d, first[:-len(".gguf")] + ".expect"), "w") as f:
+            f.write("\n".join(expect) + "\n")
     names = set()
     for name, blob, expect in cases:
         assert name not in names, name
@@ -495,7 +760,7 @@ def main():
             f.write(blob)
         with open(os.path.join(args.out, name + ".expect"), "w") as f:
             f.write("\n".join(expect) + "\n")
-    print("make_bad.py: wrote %d cases to %s" % (len(cases), args.out))
+    print("make_bad.py: wrote %d cases and %d split sets to %s" % (len(cases), len(split_sets), args.out))
     return 0
 
 

@@ -5,7 +5,13 @@
 # make `saserve check-model FILE` exit with status 2 (not 0, not 1, not a
 # signal, not a timeout) within 5 s, printing exactly one line on stderr of
 # the form "saserve: FILE: <message>" that contains one of the substrings in
-# FILE's .expect. The valid input must exit 0. If the sanitizer build
+# FILE's .expect. Files named full_* hold values only a full pass can see (a
+# NaN inside a weight matrix): plain check-model must accept them and
+# `check-model --full` must reject them that way. The valid input must exit 0,
+# and so must every model of $SHARED/models/kquant (llama.cpp's K-quant/IQ4
+# files and the first shard of its split set) when that directory exists. Bad
+# split sets lie in $OUT/split_*/: their first shard (...-00001-of-...) is the
+# file checked. If the sanitizer build
 # build/san-address-undefined/saserve exists, every file also goes through it
 # (any ASan/UBSan report breaks the one-line/exit-2 rule and so fails).
 #
@@ -35,12 +41,13 @@ record_fail() {
 
 now_ms() { date +%s%3N; }
 
-# check_one LABEL BINARY FILE WANT_RC [EXPECT_FILE]
+# check_one LABEL BINARY FILE WANT_RC [EXPECT_FILE [CHECK_ARGS]]
 check_one() {
-    local label=$1 bin=$2 f=$3 want=$4 expect=${5:-}
+    local label=$1 bin=$2 f=$3 want=$4 expect=${5:-} args=${6:-}
     local t0 t1 rc lines line needle matched=0 ms
     t0=$(now_ms)
-    timeout 5 "$bin" check-model "$f" >/dev/null 2>"$t_err"
+    # shellcheck disable=SC2086 # args is one optional flag
+    timeout 5 "$bin" check-model $args "$f" >/dev/null 2>"$t_err"
     rc=$?
     t1=$(now_ms)
     ms=$((t1 - t0))
@@ -117,7 +124,10 @@ for b in "${bins[@]}"; do
     bin=${b#*:}
     check_one "$label" "$bin" "$VALID" 0
     check_one "$label" "$bin" "$VALID_PHIDNN" 0
-    for f in "$OUT"/*.gguf; do
+    for f in "$SHARED"/models/kquant/*.gguf "$SHARED"/models/kquant/split/*-00001-of-*.gguf; do
+        [ -e "$f" ] && check_one "$label" "$bin" "$f" 0
+    done
+    for f in "$OUT"/*.gguf "$OUT"/split_*/*-00001-of-*.gguf; do
         [ -e "$f" ] || continue
         exp=${f%.gguf}.expect
         if [ ! -f "$exp" ]; then
@@ -125,7 +135,13 @@ for b in "${bins[@]}"; do
             continue
         fi
         [ "$label" = normal ] && n_files=$((n_files + 1))
-        check_one "$label" "$bin" "$f" 2 "$exp"
+        case "$(basename "$f")" in
+        full_*) # values only a full pass sees: the load accepts them, --full names the tensor
+            check_one "$label" "$bin" "$f" 0
+            check_one "$label" "$bin" "$f" 2 "$exp" --full
+            ;;
+        *) check_one "$label" "$bin" "$f" 2 "$exp" ;;
+        esac
     done
 done
 if [ "$n_files" -eq 0 ]; then

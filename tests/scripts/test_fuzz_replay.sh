@@ -14,6 +14,12 @@ for bin in "$BUILD"/replay/fuzz_*; do
         inputs+=("$SHARED"/tokenizer-vectors/*.gguf "$SHARED"/models/*/*.gguf)
         [ -d "$BUILD/bad-gguf" ] && inputs+=("$BUILD/bad-gguf")
     fi
+    if [ "$target" = safetensors ]; then
+        inputs+=("$SHARED"/models/*/hf/model.safetensors "$SHARED"/models/*/hf/tokenizer.json)
+        for f in "$BUILD"/bad-hf/*/model.safetensors "$BUILD"/bad-hf/*/tokenizer.json; do
+            [ -f "$f" ] && inputs+=("$f")
+        done
+    fi
     [ ${#inputs[@]} -gt 0 ] || continue
     if out=$(timeout 300 "$bin" "${inputs[@]}" 2>&1); then
         pass=$((pass + 1)); echo "ok $name: $(echo "$out" | tail -n 1)"

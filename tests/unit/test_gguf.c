@@ -636,7 +636,7 @@ static void test_reject_tensor_shape(void)
     EXPECT_BAD(&b, "huge", "2^51 elements in a tiny file");
 
     /* types */
-    const uint32_t bad_types[] = {0xFFFFFFFFu, 999, 12, 3, 6, 31};
+    const uint32_t bad_types[] = {0xFFFFFFFFu, 999, 15, 3, 6, 31};
     for (size_t i = 0; i < sizeof bad_types / sizeof bad_types[0]; i++) {
         one_tensor(&b, "blk.0.ffn_up.weight", 1, ne, bad_types[i], 0, 64);
         EXPECT_BAD(&b, "type", "unsupported tensor type");
@@ -649,6 +649,30 @@ static void test_reject_tensor_shape(void)
     uint64_t ne16[2] = {16, 2};
     one_tensor(&b, "t", 2, ne16, QUANT_Q4_0, 0, 128);
     EXPECT_BAD(&b, "ne[0]", "Q4_0 with ne0 16");
+    uint64_t ne128[2] = {128, 4}; /* 2 x 144 bytes of data would fit: the row length alone is wrong */
+    one_tensor(&b, "blk.0.attn_q.weight", 2, ne128, QUANT_Q4_K, 0, 512);
+    EXPECT_BAD(&b, "blk.0.attn_q.weight", "Q4_K with ne0 128 names the tensor");
+    one_tensor(&b, "t", 2, ne128, QUANT_Q6_K, 0, 512);
+    EXPECT_BAD(&b, "block size 256", "Q6_K with ne0 128");
+    /* the same shapes at whole super-blocks are accepted, with the K-quant byte sizes */
+    static const struct { uint32_t type; uint64_t bytes; } kq[] = {
+        {QUANT_Q2_K, 84}, {QUANT_Q3_K, 110}, {QUANT_Q4_K, 144}, {QUANT_Q5_K, 176},
+        {QUANT_Q6_K, 210}, {QUANT_IQ4_XS, 136}, {QUANT_IQ4_NL, 8 * 18}};
+    for (size_t i = 0; i < sizeof kq / sizeof kq[0]; i++) {
+        uint64_t ne256[2] = {256, 3};
+        one_tensor(&b, "w", 2, ne256, kq[i].type, 0, 3 * kq[i].bytes);
+        struct opened o;
+        open_wb(&b, &o);
+        if (o.rc != 0) TEST_FAIL_("type %u [256, 3]: %s", kq[i].type, o.msg);
+        else ASSERT_EQ(gguf_tensor(o.g, 0)->n_bytes, 3 * kq[i].bytes);
+        close_opened(&o);
+        wb_free(&b);
+        one_tensor(&b, "w", 2, ne256, kq[i].type, 0, 3 * kq[i].bytes - 1); /* one byte short */
+        EXPECT_BAD(&b, "'w'", "K-quant tensor one byte short");
+    }
+    uint64_t ne16x[1] = {16};
+    one_tensor(&b, "t", 1, ne16x, QUANT_IQ4_NL, 0, 64);
+    EXPECT_BAD(&b, "block size 32", "IQ4_NL with ne0 16");
 
     /* names */
     one_tensor(&b, "", 1, ne, QUANT_F32, 0, 32);

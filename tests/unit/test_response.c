@@ -199,7 +199,8 @@ static struct engine_cache_stats example_cache(void)
     struct engine_cache_stats c;
     memset(&c, 0, sizeof c);
     c.shared_attention = true;
-    snprintf(c.spans, sizeof c.spans, "3-4");
+    c.n_spans = 1;
+    c.spans[0] = (struct share_span){3, 4};
     c.rebalance = false;
     c.layers = 5;
     c.sharing_layers = 2;
@@ -281,16 +282,17 @@ static void test_cache_json_exact(void)
     free(s);
 
     /* several spans, and "off" -> [] */
-    snprintf(c.spans, sizeof c.spans, "3-4,7-9");
+    c.n_spans = 2;
+    c.spans[1] = (struct share_span){7, 9};
     s = response_cache_json(&c, &len);
     ASSERT_CONTAINS(s, "\"spans\":[\"3-4\",\"7-9\"]");
     free(s);
-    snprintf(c.spans, sizeof c.spans, "off");
+    c.n_spans = 0;
     c.shared_attention = false;
     s = response_cache_json(&c, &len);
     ASSERT_CONTAINS(s, "\"spans\":[]");
     free(s);
-    c.spans[0] = '\0';
+    memset(c.spans, 0, sizeof c.spans);
     s = response_cache_json(&c, &len);
     ASSERT_CONTAINS(s, "\"spans\":[]");
     free(s);

@@ -4,6 +4,8 @@
 #include "engine/errors.h"
 #include "engine/sampler.h"
 
+#include <float.h>
+
 static struct sampler *make(struct sampler_params p, int32_t n)
 {
     struct sampler *s = NULL;
@@ -185,6 +187,104 @@ static void test_rejects_bad_params(void)
     ASSERT_EQ(sampler_create(&p, 10, &s), SA_ERR_RANGE);
 }
 
+/* Every configuration the sampler can be in: greedy, plain, and each truncating filter at its edge. */
+static struct sampler_params edge_params(int k)
+{
+    struct sampler_params p = sampler_default_params();
+    p.seed = 99 + (uint64_t)k;
+    switch (k) {
+    case 0: break;                                              /* greedy */
+    case 1: p.temperature = 1; break;                           /* plain */
+    case 2: p.temperature = 1; p.min_p = 0.5f; break;
+    case 3: p.temperature = 1; p.min_p = 1.0f; break;           /* only the maximum */
+    case 4: p.temperature = 1; p.top_p = 1e-9f; break;
+    case 5: p.temperature = 1; p.top_p = 0.5f; break;
+    case 6: p.temperature = 1; p.top_k = 1; break;
+    case 7: p.temperature = 2; p.top_k = 3; p.top_p = 0.9f; p.min_p = 0.05f; break;
+    default: p.temperature = 0.002f; p.min_p = 0.99f; p.n_logprobs = 4; break;
+    }
+    return p;
+}
+#define N_EDGE 9
+
+/* NaN and -inf are impossible tokens; no logit being a number is an error, never a read outside the arrays. */
+static void test_non_finite_logits(void)
+{
+    const float nan = NAN, inf = INFINITY;
+    for (int k = 0; k < N_EDGE; k++) {
+        struct sampler_params p = edge_params(k);
+        struct sampler *s = make(p, 4);
+        struct sampler_result r;
+        float all_nan[4] = {nan, nan, nan, nan}, all_ninf[4] = {-inf, nan, -inf, -inf};
+        ASSERT_EQ(sampler_sample(s, all_nan, &r), SA_ERR_NUMERIC);
+        ASSERT_EQ(sampler_sample(s, all_ninf, NULL), SA_ERR_NUMERIC);
+        /* NaNs around real numbers: never chosen */
+        float mixed[4] = {nan, 1.0f, nan, 0.5f};
+        for (int i = 0; i < 200; i++) {
+            int32_t t = sampler_sample(s, mixed, &r);
+            ASSERT_TRUE(t == 1 || t == 3);
+            ASSERT_TRUE(isfinite(r.logprob));
+            for (int32_t q = 0; q < r.n_top; q++) ASSERT_TRUE(!isnan(r.top[q].logprob));
+        }
+        /* +inf is the most likely token there is */
+        float pinf[4] = {0.0f, inf, 3.0f, nan};
+        for (int i = 0; i < 50; i++) ASSERT_EQ(sampler_sample(s, pinf, &r), 1);
+        /* one possible token among -inf */
+        float one[4] = {-inf, -inf, -2.0f, -inf};
+        ASSERT_EQ(sampler_sample(s, one, NULL), 2);
+        sampler_destroy(s);
+    }
+    /* two +inf tie: both drawn, about equally, nothing else */
+    struct sampler_params p = sampler_default_params();
+    p.temperature = 1;
+    p.seed = 5;
+    struct sampler *s = make(p, 3);
+    float two[3] = {INFINITY, 0.0f, INFINITY};
+    int c[3] = {0};
+    for (int i = 0; i < 2000; i++) c[sampler_sample(s, two, NULL)]++;
+    ASSERT_EQ(c[1], 0);
+    ASSERT_TRUE(c[0] > 850 && c[2] > 850);
+    sampler_destroy(s);
+}
+
+/* The critical request of issue 12: a repeated word, repeat_penalty 1e-38, min_p 0.5.
+ * Penalised logits saturate instead of becoming inf/NaN; the filter keeps the maximum. */
+static void test_extreme_penalties(void)
+{
+    float pens[] = {1e-38f, 1e-30f, 10.0f};
+    float freq[] = {-2.0f, 0.0f, 2.0f};
+    float large[6] = {3e38f, -3e38f, 1.0f, 2.0f, FLT_MAX, -FLT_MAX};
+    for (int k = 0; k < N_EDGE; k++)
+        for (int a = 0; a < 3; a++)
+            for (int b = 0; b < 3; b++) {
+                struct sampler_params p = edge_params(k);
+                p.repeat_penalty = pens[a];
+                p.frequency_penalty = freq[b];
+                p.presence_penalty = -freq[b];
+                struct sampler *s = make(p, 6);
+                for (int i = 0; i < 6; i++) sampler_accept(s, i % 3 == 0 ? 0 : 4);
+                struct sampler_result r;
+                for (int i = 0; i < 20; i++) {
+                    int32_t t = sampler_sample(s, large, &r);
+                    ASSERT_TRUE(t >= 0 && t < 6);
+                    if (t < 0 || t >= 6) break;
+                    ASSERT_TRUE(isfinite(r.logprob) || r.logprob == -INFINITY);
+                    sampler_accept(s, t);
+                }
+                sampler_destroy(s);
+            }
+    /* closed form: with penalty 1e-38, token 0 (logit 2 > 0, seen) becomes 2e38 and wins alone */
+    struct sampler_params p = sampler_default_params();
+    p.temperature = 1;
+    p.min_p = 0.5f;
+    p.repeat_penalty = 1e-38f;
+    struct sampler *s = make(p, 3);
+    sampler_accept(s, 0);
+    float l[3] = {2.0f, 5.0f, 4.0f};
+    for (int i = 0; i < 100; i++) ASSERT_EQ(sampler_sample(s, l, NULL), 0);
+    sampler_destroy(s);
+}
+
 int main(void)
 {
     TEST_RUN(test_greedy_argmax_and_ties);
@@ -194,5 +294,7 @@ int main(void)
     TEST_RUN(test_penalties);
     TEST_RUN(test_logprobs);
     TEST_RUN(test_rejects_bad_params);
+    TEST_RUN(test_non_finite_logits);
+    TEST_RUN(test_extreme_penalties);
     TEST_DONE();
 }

@@ -24,6 +24,11 @@
 #include "engine/rebalance.h"
 #include "engine/share.h"
 #include "engine/transformer.h"
+#include "../tf_pair.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define N_TOK 41
 static const int32_t prompt[N_TOK] = {1,   403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395,
@@ -168,21 +173,21 @@ static float *engine_logits(const struct model *m, const struct share_plan *plan
     struct tf_opts o = {.n_ctx = 64, .n_batch = mode == PROMPT_CHUNKS_OF_7 ? 7 : 64, .n_threads = 2,
                         .reference = reference, .all_logits = true, .plan = plan};
     if (rb) o.rebalance = *rb;
-    struct tf_ctx *c;
-    if (tf_create(m, &o, &c)) return NULL;
+    struct tf_pair c;
+    if (tf_pair_create(m, &o, &c)) return NULL;
     float *out = malloc((size_t)N_TOK * V * sizeof *out);
     uint32_t step = mode == PROMPT_ONE_CHUNK ? N_TOK : mode == PROMPT_CHUNKS_OF_7 ? 7 : 1;
     for (uint32_t p = 0; p < N_TOK; p += step) {
         uint32_t cnt = N_TOK - p < step ? N_TOK - p : step;
         const float *lg;
-        if (tf_forward(c, prompt + p, cnt, p, &lg)) {
+        if (tf_pair_forward(&c, prompt + p, cnt, p, &lg)) {
             free(out);
             out = NULL;
             break;
         }
         memcpy(out + (size_t)p * V, lg, (size_t)cnt * V * sizeof *out);
     }
-    tf_destroy(c);
+    tf_pair_destroy(&c);
     return out;
 }
 
@@ -308,19 +313,19 @@ static void test_k_cache_absent_for_sharing_layers(void)
     ASSERT_OK(share_plan_parse(&plan, "1-2,4", m->hp.n_layer, NULL, 0));
     ASSERT_EQ(tf_kv_pages_per_block(m, &plan), 7);
     struct tf_opts o = {.n_ctx = 64, .plan = &plan, .kv_block = 16};
-    struct tf_ctx *c;
-    ASSERT_OK(tf_create(m, &o, &c));
+    struct tf_pair c;
+    ASSERT_OK(tf_pair_create(m, &o, &c));
     size_t kb, vb;
-    tf_kv_allocated(c, &kb, &vb);
+    tf_kv_allocated(c.seq, &kb, &vb);
     ASSERT_EQ(kb, 0);
     ASSERT_EQ(vb, 0);
     const float *lg;
-    ASSERT_OK(tf_forward(c, prompt, 10, 0, &lg));
-    tf_kv_allocated(c, &kb, &vb);
+    ASSERT_OK(tf_pair_forward(&c, prompt, 10, 0, &lg));
+    tf_kv_allocated(c.seq, &kb, &vb);
     ASSERT_EQ(kb, 2 * page); /* one block: K in layers 0 and 3 only */
     ASSERT_EQ(vb, 5 * page);
     struct tf_cache_stats st;
-    tf_cache_stats(c, 10, &st);
+    tf_cache_stats(c.seq, 10, &st);
     const uint64_t tok_layer = 10ull * m->hp.n_head_kv * m->hp.head_dim * 4;
     ASSERT_EQ(st.sharing_layers, 3);
     ASSERT_EQ(st.k_bytes, 2 * tok_layer);
@@ -337,18 +342,18 @@ static void test_k_cache_absent_for_sharing_layers(void)
         expect += 3 * (2ull * 64 * (64 + 32) + 8ull * (p + 1) * (2 * 8 + 5));
     ASSERT_EQ(st.attention_flops_saved, expect);
     /* position 16 opens a second block */
-    ASSERT_OK(tf_forward(c, prompt, 7, 10, &lg));
-    tf_kv_allocated(c, &kb, &vb);
+    ASSERT_OK(tf_pair_forward(&c, prompt, 7, 10, &lg));
+    tf_kv_allocated(c.seq, &kb, &vb);
     ASSERT_EQ(kb, 4 * page);
     ASSERT_EQ(vb, 10 * page);
     /* switching plans frees everything; the next token takes K in every layer */
-    ASSERT_OK(tf_reset(c, NULL, NULL));
-    tf_kv_allocated(c, &kb, &vb);
+    ASSERT_OK(tf_reset(c.seq, NULL, NULL));
+    tf_kv_allocated(c.seq, &kb, &vb);
     ASSERT_EQ(kb + vb, 0);
-    ASSERT_OK(tf_forward(c, prompt, 1, 0, &lg));
-    tf_kv_allocated(c, &kb, &vb);
+    ASSERT_OK(tf_pair_forward(&c, prompt, 1, 0, &lg));
+    tf_kv_allocated(c.seq, &kb, &vb);
     ASSERT_EQ(kb, 5 * page);
-    tf_destroy(c);
+    tf_pair_destroy(&c);
     model_free(m);
 }
 
@@ -365,7 +370,7 @@ static void check_batch(uint32_t n)
         return;
     }
     const char *plans[3] = {"off", "3-4", "1-2"};
-    struct tf_ctx *batch[64], *alone[64];
+    struct tf_pair batch[64], alone[64];
     uint32_t pos[64];
     int32_t tok[64];
     uint32_t V = m->hp.n_vocab;
@@ -375,22 +380,25 @@ static void check_batch(uint32_t n)
         struct tf_opts o = {.n_ctx = 64, .n_batch = 64, .n_threads = 2, .plan = &plan};
         o.rebalance = rebalance_default_params();
         o.rebalance.on = i % 2 == 1;
-        ASSERT_OK(tf_create(m, &o, &batch[i]));
-        ASSERT_OK(tf_create(m, &o, &alone[i]));
+        ASSERT_OK(tf_pair_create(m, &o, &batch[i]));
+        ASSERT_OK(tf_pair_create(m, &o, &alone[i]));
         pos[i] = 5 + (2 * i) % 30; /* different lengths (the prompt has 41 tokens) */
         const float *lg;
-        ASSERT_OK(tf_forward(batch[i], prompt, pos[i], 0, &lg));
-        ASSERT_OK(tf_forward(alone[i], prompt, pos[i], 0, &lg));
+        ASSERT_OK(tf_pair_forward(&batch[i], prompt, pos[i], 0, &lg));
+        ASSERT_OK(tf_pair_forward(&alone[i], prompt, pos[i], 0, &lg));
         tok[i] = prompt[pos[i]];
     }
     float *lb = malloc((size_t)n * V * sizeof *lb);
     double worst = 0;
     bool same_argmax = true;
     for (int step = 0; step < 4; step++) {
-        ASSERT_OK(tf_forward_batch(batch[0], batch, tok, pos, n, lb));
+        struct tf_seg segs[64]; /* one decode row per sequence, in one step (batch[0]'s workspace) */
+        for (uint32_t i = 0; i < n; i++)
+            segs[i] = (struct tf_seg){.seq = batch[i].seq, .tokens = &tok[i], .T = 1, .pos0 = pos[i], .want_logits = true};
+        ASSERT_OK(tf_step(batch[0].ws, segs, n, lb));
         for (uint32_t i = 0; i < n; i++) {
             const float *la;
-            ASSERT_OK(tf_forward(alone[i], &tok[i], 1, pos[i], &la));
+            ASSERT_OK(tf_pair_forward(&alone[i], &tok[i], 1, pos[i], &la));
             double md = 0, mr = 0;
             for (uint32_t v = 0; v < V; v++) {
                 md = fmax(md, fabs((double)lb[(size_t)i * V + v] - la[v]));
@@ -415,11 +423,11 @@ static void check_batch(uint32_t n)
         ASSERT_TRUE(worst <= 1e-4);
     for (uint32_t i = 0; i < n; i++) {
         struct tf_cache_stats sa, sb;
-        tf_cache_stats(batch[i], pos[i], &sa);
-        tf_cache_stats(alone[i], pos[i], &sb);
+        tf_cache_stats(batch[i].seq, pos[i], &sa);
+        tf_cache_stats(alone[i].seq, pos[i], &sb);
         ASSERT_EQ(sa.attention_flops_saved, sb.attention_flops_saved);
-        tf_destroy(batch[i]);
-        tf_destroy(alone[i]);
+        tf_pair_destroy(&batch[i]);
+        tf_pair_destroy(&alone[i]);
     }
     free(lb);
     model_free(m);
@@ -522,6 +530,37 @@ static void test_rebalance_hand_computed(void)
     ASSERT_NEAR(rebalance_factor(&rb, 2, 3), 1.0, 1e-7);
 }
 
+/* The Shared Attention invariant is an always-on assertion: a plan whose sharing layer's
+ * source is not the last layer that computed (here layer 2 reads layer 0 although layer 1
+ * computes in between: share_plan_parse never builds this) aborts the step, in a child
+ * process; the same step with the valid plan "2-2" (source 1) runs. */
+static int step_in_child(const struct share_plan *plan)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct model *m = load260k();
+        struct tf_opts o = {.n_ctx = 32, .n_batch = 32, .n_threads = 1, .plan = plan};
+        struct tf_pair p;
+        const float *lg;
+        if (!m || tf_pair_create(m, &o, &p) || tf_pair_forward(&p, prompt, 8, 0, &lg)) _exit(3);
+        _exit(0);
+    }
+    int st = 0;
+    if (pid < 0 || waitpid(pid, &st, 0) != pid) return -1;
+    return WIFSIGNALED(st) ? 1000 + WTERMSIG(st) : WEXITSTATUS(st);
+}
+
+static void test_source_invariant_is_asserted(void)
+{
+    struct share_plan good, bad;
+    ASSERT_OK(share_plan_parse(&good, "2-2", 5, NULL, 0));
+    ASSERT_EQ(step_in_child(&good), 0);
+    bad = good;
+    bad.source[2] = 0; /* layer 1 computes between the source and the sharing layer */
+    ASSERT_EQ(step_in_child(&bad), 1000 + SIGABRT);
+}
+
 int main(void)
 {
     TEST_RUN(test_plan_errors);
@@ -535,5 +574,6 @@ int main(void)
     TEST_RUN(test_sharing_1_2_and_4_matches_naive);
     TEST_RUN(test_rebalance_matches_naive);
     TEST_RUN(test_batched_decode_equals_separate);
+    TEST_RUN(test_source_invariant_is_asserted);
     TEST_DONE();
 }

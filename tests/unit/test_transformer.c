@@ -18,6 +18,7 @@
 #include "engine/errors.h"
 #include "engine/model.h"
 #include "engine/transformer.h"
+#include "../tf_pair.h"
 
 static const int32_t golden_260k[40] = {403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317,
                                         426, 338, 401, 396, 267, 337, 410, 408, 419, 292, 411, 322, 265, 282,
@@ -47,14 +48,14 @@ static int argmax(const float *v, uint32_t n)
 /* Greedy ids from BOS; returns how many of the n golden ids match in a row. */
 static int greedy_match(struct model *m, const int32_t *golden, int n, int threads, bool reference)
 {
-    struct tf_ctx *c;
+    struct tf_pair c;
     struct tf_opts o = {.n_ctx = 256, .n_threads = threads, .reference = reference};
-    if (tf_create(m, &o, &c)) return -1;
+    if (tf_pair_create(m, &o, &c)) return -1;
     int32_t tok = 1;
     int matched = 0;
     for (int i = 0; i < n; i++) {
         const float *logits;
-        if (tf_forward(c, &tok, 1, (uint32_t)i, &logits)) break;
+        if (tf_pair_forward(&c, &tok, 1, (uint32_t)i, &logits)) break;
         tok = argmax(logits, m->hp.n_vocab);
         if (tok != golden[i]) {
             fprintf(stderr, "  step %d: got %d, expected %d\n", i, tok, golden[i]);
@@ -62,7 +63,7 @@ static int greedy_match(struct model *m, const int32_t *golden, int n, int threa
         }
         matched++;
     }
-    tf_destroy(c);
+    tf_pair_destroy(&c);
     return matched;
 }
 
@@ -95,18 +96,18 @@ static void test_golden_656k_q8_0(void)
 /* Logits of a prompt (all positions) and of a following decode step, fast vs reference. */
 static double compare_paths(struct model *m, const int32_t *prompt, uint32_t n)
 {
-    struct tf_ctx *fast, *ref;
+    struct tf_pair fast, ref;
     struct tf_opts of = {.n_ctx = 128, .n_batch = 64, .n_threads = 2, .all_logits = true};
     struct tf_opts orf = of;
     orf.reference = true;
-    if (tf_create(m, &of, &fast) || tf_create(m, &orf, &ref)) return 1e9;
+    if (tf_pair_create(m, &of, &fast) || tf_pair_create(m, &orf, &ref)) return 1e9;
     const float *lf, *lr;
     double worst = 0;
     for (int pass = 0; pass < 2; pass++) {
         /* pass 0: the whole prompt in one chunk (sgemm path); pass 1: one more token (decode path) */
         uint32_t cnt = pass ? 1 : n, pos = pass ? n : 0;
         const int32_t *toks = pass ? prompt : prompt;
-        if (tf_forward(fast, toks, cnt, pos, &lf) || tf_forward(ref, toks, cnt, pos, &lr)) return 1e9;
+        if (tf_pair_forward(&fast, toks, cnt, pos, &lf) || tf_pair_forward(&ref, toks, cnt, pos, &lr)) return 1e9;
         size_t nv = (size_t)cnt * m->hp.n_vocab;
         double maxd = 0, maxr = 0;
         for (size_t i = 0; i < nv; i++) {
@@ -118,8 +119,8 @@ static double compare_paths(struct model *m, const int32_t *prompt, uint32_t n)
         fprintf(stderr, "  %s: max |fast-ref| / max|ref| = %.3g\n", pass ? "decode" : "prefill", rel);
         worst = rel > worst ? rel : worst;
     }
-    tf_destroy(fast);
-    tf_destroy(ref);
+    tf_pair_destroy(&fast);
+    tf_pair_destroy(&ref);
     return worst;
 }
 
@@ -157,25 +158,25 @@ static void test_chunked_prefill_equals_one_shot(void)
         ASSERT_TRUE(m != NULL);
         return;
     }
-    struct tf_ctx *a, *b;
+    struct tf_pair a, b;
     struct tf_opts oa = {.n_ctx = 64, .n_batch = 64, .n_threads = 1};
     struct tf_opts ob = {.n_ctx = 64, .n_batch = 8, .n_threads = 1};
-    ASSERT_OK(tf_create(m, &oa, &a));
-    ASSERT_OK(tf_create(m, &ob, &b));
+    ASSERT_OK(tf_pair_create(m, &oa, &a));
+    ASSERT_OK(tf_pair_create(m, &ob, &b));
     int32_t prompt[41] = {1};
     memcpy(prompt + 1, golden_260k, sizeof golden_260k);
     const float *la, *lb;
-    ASSERT_OK(tf_forward(a, prompt, 41, 0, &la));
-    ASSERT_OK(tf_forward(b, prompt, 41, 0, &lb));
+    ASSERT_OK(tf_pair_forward(&a, prompt, 41, 0, &la));
+    ASSERT_OK(tf_pair_forward(&b, prompt, 41, 0, &lb));
     double maxd = 0;
     for (uint32_t i = 0; i < m->hp.n_vocab; i++) maxd = fmax(maxd, fabs((double)la[i] - lb[i]));
     ASSERT_TRUE(maxd < 1e-4);
     /* errors */
-    ASSERT_EQ(tf_forward(a, prompt, 41, 40, &la), SA_ERR_CONTEXT_FULL);
+    ASSERT_EQ(tf_pair_forward(&a, prompt, 41, 40, &la), SA_ERR_CONTEXT_FULL);
     int32_t bad = (int32_t)m->hp.n_vocab;
-    ASSERT_EQ(tf_forward(a, &bad, 1, 0, &la), SA_ERR_INVALID_ARG);
-    tf_destroy(a);
-    tf_destroy(b);
+    ASSERT_EQ(tf_pair_forward(&a, &bad, 1, 0, &la), SA_ERR_INVALID_ARG);
+    tf_pair_destroy(&a);
+    tf_pair_destroy(&b);
     model_free(m);
 }
 
@@ -189,17 +190,17 @@ static void test_kv_f16(void)
         ASSERT_TRUE(m != NULL);
         return;
     }
-    struct tf_ctx *a, *b;
+    struct tf_pair a, b;
     struct tf_opts oa = {.n_ctx = 64, .n_threads = 1}, ob = {.n_ctx = 64, .n_threads = 1, .kv_f16 = true};
-    ASSERT_OK(tf_create(m, &oa, &a));
-    ASSERT_OK(tf_create(m, &ob, &b));
+    ASSERT_OK(tf_pair_create(m, &oa, &a));
+    ASSERT_OK(tf_pair_create(m, &ob, &b));
     int32_t tok_a = 1, tok_b = 1;
     double worst = 0;
     int same = 0;
     for (uint32_t pos = 0; pos < 40; pos++) {
         const float *la, *lb;
-        ASSERT_OK(tf_forward(a, &tok_a, 1, pos, &la));
-        ASSERT_OK(tf_forward(b, &tok_b, 1, pos, &lb));
+        ASSERT_OK(tf_pair_forward(&a, &tok_a, 1, pos, &la));
+        ASSERT_OK(tf_pair_forward(&b, &tok_b, 1, pos, &lb));
         double md = 0, mr = 0;
         uint32_t ia = 0, ib = 0;
         for (uint32_t v = 0; v < m->hp.n_vocab; v++) {
@@ -217,16 +218,16 @@ static void test_kv_f16(void)
     ASSERT_EQ(same, 40);
     ASSERT_TRUE(worst < 1e-2);
     size_t ka, va, kb, vb;
-    tf_kv_allocated(a, &ka, &va);
-    tf_kv_allocated(b, &kb, &vb);
+    tf_kv_allocated(a.seq, &ka, &va);
+    tf_kv_allocated(b.seq, &kb, &vb);
     ASSERT_EQ(kb * 2, ka);
     ASSERT_EQ(vb * 2, va);
     struct tf_cache_stats sa, sb;
-    tf_cache_stats(a, 40, &sa);
-    tf_cache_stats(b, 40, &sb);
+    tf_cache_stats(a.seq, 40, &sa);
+    tf_cache_stats(b.seq, 40, &sb);
     ASSERT_EQ(sb.kv_bytes * 2, sa.kv_bytes);
-    tf_destroy(a);
-    tf_destroy(b);
+    tf_pair_destroy(&a);
+    tf_pair_destroy(&b);
     model_free(m);
 }
 
