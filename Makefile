@@ -3,7 +3,7 @@
 #   make deps      install the missing Debian packages (needs root or sudo)
 #   make           build/saserve, the engine library, test and tool binaries
 #   make run       build and serve the default model (config/saserve.json; MODEL=path.gguf to change)
-#   make test      build and run every test (then a 60 s fuzz smoke per target)
+#   make test      build and run every test (then a 30 s fuzz smoke per target)
 #   make soak      the long fault suite (~17 min): tests/faults/results/soak.md
 #   make train-phidnn  train + export the phiDNN models (installs python3-torch; CI does not train)
 #   make bench     speed figures (MODEL=path.gguf, default: generated 110M shape)
@@ -163,7 +163,7 @@ test: deps
 	$(MAKE) SANITIZE=thread $(TSAN_TESTS:%=$(TSAN_BUILD)/tests/%) $(TSAN_BUILD)/saserve
 	SHARED=$(SHARED) BUILD=$(BUILD) SAN_BUILD=$(SAN_BUILD) TSAN_BUILD=$(TSAN_BUILD) TSAN_TESTS="$(TSAN_TESTS)" \
 	  bash tests/run_tests.sh
-	$(MAKE) fuzz-smoke FUZZ_SECONDS=60
+	$(MAKE) fuzz-smoke FUZZ_SECONDS=30
 
 # The fault suite of RELIABILITY.md section 4 (tests/faults/faults.py): short mode
 # (also part of make test), and the long soak (~17 min) whose table is committed

@@ -34,7 +34,7 @@
 struct seq {
     uint64_t id;
     struct seq *next; /* queue link */
-    int32_t *prompt;
+    int32_t *prompt; /* [n_prompt + max_tokens]: the prompt, then the accepted tokens */
     size_t n_prompt;
     uint32_t max_tokens;
     struct sampler *smp;
@@ -200,11 +200,13 @@ static void publish_kv(struct engine *e)
     }
 }
 
-/* Keep the prompt's computed full blocks for later requests (prefix.h). */
+/* Keep the sequence's computed full blocks for later requests (prefix.h): the
+ * prompt's and the generated tokens' (the next turn of a chat repeats the
+ * answer). Position p holds token s->prompt[p] (prompt, then generated). */
 static void remember_prefix(struct engine *e, struct slot *sl)
 {
     struct seq *s = sl->seq;
-    uint32_t n_full = (s->n_past < s->n_prompt ? s->n_past : (uint32_t)s->n_prompt) / e->block;
+    uint32_t n_full = s->n_past / e->block;
     uint32_t pages[2 * SHARE_MAX_LAYERS], parent = PREFIX_NONE;
     for (uint32_t b = 0; b < n_full && b < tf_blocks_held(sl->tf); b++) {
         uint32_t n = tf_block_pages(sl->tf, b, pages);
@@ -317,7 +319,7 @@ static size_t stop_prefix_tail(const struct seq *s)
 static enum engine_finish accept_token(struct engine *e, struct seq *s, int32_t tok, const struct sampler_result *lp)
 {
     sampler_accept(s->smp, tok);
-    s->n_gen++;
+    s->prompt[s->n_prompt + s->n_gen++] = tok;
     s->last = tok;
     if (tok_is_eog(e->m->tok, tok)) return ENGINE_FINISH_STOP;
     size_t n = tok_stream_push(&s->ts, tok, e->piece, e->piece_cap);
@@ -787,15 +789,16 @@ int engine_submit(struct engine *e, const struct engine_request *req, uint64_t *
         free(s);
         return rc;
     }
-    s->prompt = malloc(req->n_prompt * sizeof *s->prompt);
+    uint32_t room = e->n_ctx - (uint32_t)req->n_prompt;
+    s->max_tokens = req->max_tokens && req->max_tokens < room ? req->max_tokens : room;
+    /* the prompt, then the generated tokens as they are accepted (for the prefix cache) */
+    s->prompt = malloc((req->n_prompt + s->max_tokens) * sizeof *s->prompt);
     if (!s->prompt) {
         seq_free(s);
         return SA_ERR_NOMEM;
     }
     memcpy(s->prompt, req->prompt, req->n_prompt * sizeof *s->prompt);
     s->n_prompt = req->n_prompt;
-    uint32_t room = e->n_ctx - (uint32_t)req->n_prompt;
-    s->max_tokens = req->max_tokens && req->max_tokens < room ? req->max_tokens : room;
     s->sampling = req->sampling;
     s->share = req->share;
     s->plan = req->plan;

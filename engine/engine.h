@@ -21,12 +21,18 @@
  * pool's helpers split each matrix product by output rows and each
  * attention by (sequence, head); OpenBLAS (sgemm from OPS_GEMM_MIN_TOKENS rows) is called
  * only from the step thread, between pool tasks, with as many threads as the
- * pool, so the two never oversubscribe the cores.
+ * pool (set once, in engine_create), so the two never oversubscribe the cores.
+ * Each slot's sequence is a struct tf_seq; the step's scratch is the engine's
+ * one struct tf_ws (transformer.h).
  *
  * Events (tokens, completion, errors) are delivered by calling the request's
- * callback ON THE STEP THREAD; the callback must not block and must not call
- * back into the engine except engine_cancel. The server copies the event and
- * wakes its own loop (see server/api.c). After a DONE or ERROR event the
+ * callback ON THE STEP THREAD (a request refused before admission, e.g. one
+ * that can never fit in the pool, gets its ERROR there too), with one
+ * exception: requests still queued when engine_destroy runs get their
+ * DONE/cancelled on the thread calling engine_destroy, before it returns.
+ * The callback must not block and must not call back into the engine except
+ * engine_cancel. The server copies the event and wakes its own loop (see
+ * server/api.c). After a DONE or ERROR event the
  * callback is never called again for that request, and the engine holds no
  * pointer to the request's user data.
  *
@@ -207,9 +213,10 @@ void engine_get_metrics(struct engine *e, struct engine_metrics *m);
  * their own bounded FIFO (vision_queue_max, waiting + running; full: SA_ERR_BUSY)
  * and run on the step thread in order, one chunk of PHIDNN_CHUNK images between
  * two language-model steps, with the same threading rules as the steps
- * (OpenBLAS only on the step thread). The
- * callback runs ON THE STEP THREAD exactly once (also on shutdown, with
- * SA_ERR_CANCELLED); the result's buffers are valid only during the call. */
+ * (OpenBLAS only on the step thread). The callback runs exactly once, ON THE
+ * STEP THREAD; jobs still queued or running when engine_destroy runs get it
+ * with SA_ERR_CANCELLED on the thread calling engine_destroy, before it
+ * returns. The result's buffers are valid only during the call. */
 struct engine_vision_result;
 struct engine_vision_request {
     enum phidnn_mode mode;

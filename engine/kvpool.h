@@ -4,7 +4,7 @@
  *
  * A page holds `block` consecutive token positions of ONE layer's K or V
  * (block x n_head_kv x head_dim floats). A sequence owns a page table per
- * layer and kind (see transformer.h); a Shared Attention layer takes no K
+ * layer and kind (kvseq.h); a Shared Attention layer takes no K
  * pages at all. Pages are reference-counted: a page is written only by the
  * sequence that allocated it (refcount 1 while it is being filled); read-only
  * prefix pages (prefix.h) may be referenced by several sequences and the

@@ -1,8 +1,9 @@
 /*
  * log.h - levelled logging with printf-format checking.
  *
- * Lines go to stderr unless a sink is installed (the server installs one that
- * prefixes request ids). Thread-safe: one line is written with one call.
+ * Lines go to stderr unless a sink is installed with sa_log_set_sink (the
+ * server installs none: request lines carry their request id in the text).
+ * Thread-safe: one line is written with one call.
  */
 #ifndef SA_LOG_H
 #define SA_LOG_H

@@ -15,7 +15,7 @@
  * loop over dequantised rows: no BLAS, no SIMD. The numerics tests compare the
  * two on the real models.
  *
- * A struct ops is owned by one forward-pass context and used by its thread;
+ * A struct ops is owned by one step workspace (transformer.h) and used by its thread;
  * all scratch is allocated in ops_init, nothing in the calls.
  */
 #ifndef SA_OPS_H

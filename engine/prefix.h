@@ -1,8 +1,10 @@
 /*
  * prefix.h - reuse of cached prompt prefixes across requests.
  *
- * When a sequence ends, the full blocks of its prompt (block = the KV page
- * size in tokens) are kept as a chain of entries: entry b holds the pages of
+ * When a sequence ends, the full blocks of what it computed (block = the KV
+ * page size in tokens), its prompt and then the tokens it generated, are kept
+ * as a chain of entries (so the next turn of a chat, which repeats the answer
+ * after the earlier messages, reuses it): entry b holds the pages of
  * block b (K of the computing layers, V of every layer, in the order of
  * tf_block_pages) and points to the entry of block b-1. Each entry holds one
  * reference on each of its pages (kvpool.h), so the pages outlive the

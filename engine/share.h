@@ -16,7 +16,7 @@
  * A plan is a plain value (caller-embedded struct), validated against the
  * layer count when parsed. The text form is "a-b,c-d" (sorted on output),
  * "off"/"" for no sharing, and "auto" is resolved by the caller from a
- * calibration (see similarity in transformer.h).
+ * calibration (calibrate.h).
  */
 #ifndef SA_SHARE_H
 #define SA_SHARE_H

@@ -4,10 +4,13 @@
  * (request.h), the engine (engine/engine.h), responses (response.h) and
  * metrics (metrics.h).
  *
- * Threads: everything runs on the libuv loop thread except api_engine_event,
- * which the engine calls on its step thread: it copies the event into a
- * locked queue and wakes the loop with uv_async_send (the only cross-thread
- * hand-off, STYLE.md practice 9). The loop drains the whole queue per wake-up.
+ * Threads: everything runs on the libuv loop thread except the engine's
+ * request callback (on_engine_event in api.c), which the engine calls on its
+ * step thread: it copies the event into a locked queue and wakes the loop with
+ * uv_async_send (the only cross-thread hand-off, STYLE.md practice 9). The
+ * loop drains the whole queue per wake-up. The final event of a sequence
+ * (DONE or ERROR) uses an item allocated with the sequence, so it always
+ * arrives and the job is always freed.
  *
  * Lifetime of one HTTP request ("job"): one reference held by the HTTP side
  * (dropped in on_closed) and one per engine sequence (dropped at its DONE or

@@ -21,11 +21,15 @@
  *   saserve_requests_shared_attention_total{mode="on|off"}  counter
  *   saserve_requests_rebalance_total{mode="on|off"}         counter
  *   from struct engine_metrics at render time (omitted when em is NULL):
- *   saserve_queue_depth, saserve_queue_capacity, saserve_active_sequences,
+ *   saserve_queue_depth, saserve_queue_capacity, saserve_queue_tokens,
+ *   saserve_active_sequences, saserve_active_sequences_peak,
  *   saserve_slots                                           gauges
  *   saserve_kv_bytes_used{kind="k|v"}, saserve_kv_bytes_capacity,
  *   saserve_kv_bytes_saved{kind="k|v"}                      gauges
- *   saserve_engine_steps_total                              counter
+ *   saserve_kv_pages{state="total|used|reserved|held|cached"},
+ *   saserve_kv_page_bytes                                   gauges
+ *   saserve_prefix_cache_hits_total, saserve_prefix_cache_tokens_total,
+ *   saserve_engine_steps_total                              counters
  *   with a vision model (metrics_vision_model called; model = its validated name):
  *   saserve_vision_requests_total{model,mode,status}  counter  mode: off identity sr inpaint none
  *      ("none": rejected before a mode was known)

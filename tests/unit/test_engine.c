@@ -166,7 +166,10 @@ static void test_concurrent_plans_equal_alone(void)
             ASSERT_EQ(c[k].n_tokens, alone[k].n_tokens);
             ASSERT_TRUE(memcmp(c[k].tokens, alone[k].tokens, alone[k].n_tokens * sizeof(int32_t)) == 0);
         }
-        if (prefix) ASSERT_EQ(c[2].last.cached_tokens, 16); /* 28 reusable tokens: one full block */
+        /* 28 reusable tokens: block 0 of its own earlier run's prompt, and the rest from the
+         * block that run filled while generating (its greedy answer continues the golden text,
+         * as this prompt does) */
+        if (prefix) ASSERT_EQ(c[2].last.cached_tokens, 28);
         /* the sharing sequence reports its savings; no K pages for its 2 sharing layers */
         ASSERT_EQ(c[4].last.cache.sharing_layers, 2);
         ASSERT_TRUE(c[4].last.cache.shared_attention);
@@ -544,8 +547,8 @@ static void test_prefix_reuse(void)
     run_prompt(e, p1, 40, NULL, &a); /* cold: caches blocks 0 and 1 */
     ASSERT_EQ(a.last.cached_tokens, 0);
     ASSERT_TRUE(same_tokens(&a, &ref1));
-    run_prompt(e, p1, 40, NULL, &b); /* 32 of 39 reusable tokens */
-    ASSERT_EQ(b.last.cached_tokens, 32);
+    run_prompt(e, p1, 40, NULL, &b); /* all 39 reusable tokens: blocks 0-1, and block 2 from the answer's blocks */
+    ASSERT_EQ(b.last.cached_tokens, 39);
     ASSERT_TRUE(same_tokens(&b, &ref1));
     run_prompt(e, p2, 40, NULL, &d); /* block 0 whole, block 1's first 4 tokens */
     ASSERT_EQ(d.last.cached_tokens, 20);
@@ -554,16 +557,53 @@ static void test_prefix_reuse(void)
     ASSERT_EQ(f.last.cached_tokens, 0);
     ASSERT_TRUE(same_tokens(&f, &ref1s));
     run_prompt(e, p1, 40, "3-4", &g); /* its own prefix now */
-    ASSERT_EQ(g.last.cached_tokens, 32);
+    ASSERT_EQ(g.last.cached_tokens, 39);
     ASSERT_TRUE(same_tokens(&g, &ref1s));
     /* the shared pages were never written: the first plan's prefix still gives the cold tokens */
     run_prompt(e, p1, 40, NULL, &b);
-    ASSERT_EQ(b.last.cached_tokens, 32);
+    ASSERT_EQ(b.last.cached_tokens, 39);
     ASSERT_TRUE(same_tokens(&b, &ref1));
     struct engine_metrics m;
     engine_get_metrics(e, &m);
-    ASSERT_EQ(m.prefix_tokens_total, 32 + 20 + 32 + 32);
+    ASSERT_EQ(m.prefix_tokens_total, 39 + 20 + 39 + 39);
     ASSERT_TRUE(m.kv_pages_cached > 0);
+    assert_pool_idle(e);
+    assert_pool_idle(cold);
+    engine_destroy(cold);
+    engine_destroy(e);
+}
+
+/* Multi-turn reuse: the blocks a sequence generated are cached too, so the next turn
+ * (earlier prompt + the answer + a new message) adopts them, and gives the cold tokens. */
+static void test_generated_blocks_reused(void)
+{
+    struct engine *cold = start_budget(2, 0, false, 0), *e = start_budget(2, 0, true, 0);
+    if (!cold || !e) {
+        ASSERT_TRUE(cold && e);
+        engine_destroy(cold);
+        engine_destroy(e);
+        return;
+    }
+    int32_t turn1[20] = {1}, turn2[64];
+    memcpy(turn1 + 1, golden_260k, 19 * sizeof(int32_t));
+    struct collect a, b, ref;
+    run_prompt(e, turn1, 20, NULL, &a); /* 20 prompt + 24 generated: 43 positions computed, 2 full blocks */
+    ASSERT_EQ(a.n_tokens, 24);
+    size_t n2 = 0;
+    memcpy(turn2, turn1, sizeof turn1);
+    n2 = 20;
+    memcpy(turn2 + n2, a.tokens, a.n_tokens * sizeof(int32_t));
+    n2 += a.n_tokens;
+    turn2[n2++] = 300, turn2[n2++] = 301, turn2[n2++] = 302; /* the next message */
+    run_prompt(e, turn2, n2, NULL, &b);
+    ASSERT_EQ(b.last.cached_tokens, 32); /* block 1 holds 12 generated tokens (the prompt alone: 16) */
+    run_prompt(cold, turn2, n2, NULL, &ref);
+    ASSERT_EQ(ref.last.cached_tokens, 0);
+    ASSERT_TRUE(same_tokens(&b, &ref));
+    /* another plan does not see the answer's blocks either */
+    struct collect c;
+    run_prompt(e, turn2, n2, "3-4", &c);
+    ASSERT_EQ(c.last.cached_tokens, 0);
     assert_pool_idle(e);
     assert_pool_idle(cold);
     engine_destroy(cold);
@@ -608,5 +648,6 @@ int main(void)
     TEST_RUN(test_capacity_with_sharing);
     TEST_RUN(test_prefix_reuse);
     TEST_RUN(test_prefix_eviction);
+    TEST_RUN(test_generated_blocks_reused);
     TEST_DONE();
 }
