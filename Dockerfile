@@ -46,10 +46,14 @@ RUN apt-get update \
  && mkdir -p /models /etc/saserve
 COPY --from=build /src/build/saserve /src/build/saserve-probe /usr/local/bin/
 COPY config/saserve.json /etc/saserve/saserve.json
+# the committed phiDNN image classifier (1.5 MB), served at /v2/models/phidnn-fmnist; the
+# config file's relative vision_model path does not exist in the image, the variable wins
+COPY config/models/phidnn-fmnist.gguf /usr/share/saserve/phidnn-fmnist.gguf
 
 # The model is mounted here; listen on every interface of the container.
 ENV SASERVE_MODEL=/models/model.gguf \
-    SASERVE_HOST=0.0.0.0
+    SASERVE_HOST=0.0.0.0 \
+    SASERVE_VISION_MODEL=/usr/share/saserve/phidnn-fmnist.gguf
 VOLUME ["/models"]
 USER 10001:10001
 EXPOSE 8080

@@ -5,6 +5,7 @@
 #   make run       build and serve the default model (config/saserve.json; MODEL=path.gguf to change)
 #   make test      build and run every test (then a 30 s fuzz smoke per target)
 #   make soak      the long fault suite (~17 min): tests/faults/results/soak.md
+#   make train-phidnn  train + export the phiDNN models (installs python3-torch; CI does not train)
 #   make bench     speed figures (MODEL=path.gguf, default: generated 110M shape)
 #   make fuzz      libFuzzer targets (clang)
 #   SANITIZE=address,undefined | SANITIZE=thread   sanitizer builds (own build dir)
@@ -16,7 +17,7 @@ SHARED   ?= ../shared
 PKGS     := openblas jansson libmicrohttpd libuv libpcre2-8 libpng
 DEB_PKGS := build-essential pkg-config libopenblas-dev libjansson-dev libmicrohttpd-dev \
             libuv1-dev libpcre2-dev libpng-dev python3 python3-yaml yamllint curl prometheus \
-            wrk slowhttptest zzuf socat clang
+            wrk slowhttptest zzuf socat clang dataset-fashion-mnist python3-numpy
 
 ifeq ($(NATIVE),0)
 ARCH_FLAGS := -march=x86-64-v3
@@ -66,7 +67,7 @@ FUZZ_DIR  := build/fuzz
 FUZZ_FLAGS:= -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 $(ARCH_FLAGS) -I. $(PKG_CFLAGS) \
              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 
-.PHONY: all deps run test faults soak bench bench-server bench-capacity bench-context eval fuzz fuzz-smoke clean
+.PHONY: all deps run test train-phidnn faults soak bench bench-server bench-capacity bench-context eval fuzz fuzz-smoke clean
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/saserve $(UNIT_BIN) $(TOOL_BIN) $(BUILD)/bench $(BUILD)/bench_step $(REPLAY_BIN)
@@ -136,15 +137,24 @@ fuzz-smoke: fuzz
 
 MODEL ?= $(SHARED)/models/stories260K/stories260K.gguf
 
+# phiDNN on Fashion-MNIST: train (Debian python3-torch, CPU, seeded, offline), then export the
+# committed GGUF, its accuracy/training record, the C test goldens and config/models/SHA256SUMS.
+PHIDNN_SEED ?= 13
+train-phidnn:
+	$(call apt_ensure,python3-torch python3-numpy dataset-fashion-mnist)
+	/usr/bin/python3 tests/tools/phidnn/train.py --out build/phidnn --seed $(PHIDNN_SEED) \
+	  --epochs-c 4 --epochs-r 4 --epochs-cr 2 --threads $$(nproc)
+	/usr/bin/python3 tests/tools/phidnn/export.py --state build/phidnn
+
 run: deps all
 	@test -f "$(MODEL)" || { echo "make run: no model at $(MODEL); pass MODEL=path/to/model.gguf"; exit 1; }
 	$(BUILD)/saserve serve --config config/saserve.json --model "$(MODEL)"
 
 # make test: the normal build, an ASan+UBSan build of the same tests, and a
-# ThreadSanitizer build of the tests that run threads (engine queue/slots, worker pool)
+# ThreadSanitizer build of the tests that run threads (engine queue/slots, worker pool, vision queue)
 SAN_BUILD  := build/san-address-undefined
 TSAN_BUILD := build/san-thread
-TSAN_TESTS := test_engine test_transformer test_workers test_http_layer
+TSAN_TESTS := test_engine test_transformer test_workers test_http_layer test_vision
 # (unit tests, and the server for test_http_asan / test_faults_tsan); the fault
 # suite in short mode (test_faults); then the fuzz smoke, as CI runs it.
 test: deps

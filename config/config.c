@@ -131,6 +131,15 @@ static const struct config_setting config_settings[] = {
      "chat prompt format (empty = detected from the model's metadata)"},
     {"log_level", CONFIG_TYPE_STRING, CONFIG_FIELD(log_level), "info", 0, 0, "SASERVE_LOG_LEVEL", "--log-level",
      0, config_log_levels, NULL, "least severity that is logged"},
+    {"vision_model", CONFIG_TYPE_STRING, CONFIG_FIELD(vision_model), "", 0, 0, "SASERVE_VISION_MODEL",
+     "--vision-model", 0, NULL, NULL,
+     "phiDNN image classifier (GGUF, architecture phidnn) served at /v2/models/{name} (empty = none)"},
+    {"vision_max_batch", CONFIG_TYPE_UINT, CONFIG_FIELD(vision_max_batch), "64", 1, 1024,
+     "SASERVE_VISION_MAX_BATCH", "--vision-max-batch", 0, NULL, NULL,
+     "most images in one /v2 infer request (400 above)"},
+    {"vision_queue_max", CONFIG_TYPE_UINT, CONFIG_FIELD(vision_queue_max), "16", 1, 4096,
+     "SASERVE_VISION_QUEUE_MAX", "--vision-queue-max", 0, NULL, NULL,
+     "image classification jobs waiting before the server answers 503"},
 };
 /* clang-format on */
 

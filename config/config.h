@@ -81,6 +81,9 @@ struct config {
     char api_key[256];         /* bearer token; "" = no authentication */
     char chat_template[32];    /* "" = from the model; else llama2 | chatml | llama3 */
     char log_level[16];        /* debug | info | warn | error */
+    char vision_model[1024];   /* phiDNN GGUF served at /v2/models/{name}; "" = none */
+    uint32_t vision_max_batch; /* images per /v2 infer request (400 above) */
+    uint32_t vision_queue_max; /* image jobs waiting before 503 */
 
     /* Not a setting: the JSON file that was loaded ("" = none). Never written
      * by config_write_json. */

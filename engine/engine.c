@@ -19,6 +19,7 @@
 #include "prefix.h"
 #include "tokenizer.h"
 #include "transformer.h"
+#include "vision.h"
 #include "workers.h"
 
 #include <cblas.h>
@@ -94,6 +95,7 @@ struct engine {
     bool stopping;
     uint64_t next_id;
     struct engine_metrics stats;
+    struct vision *vis; /* optional phiDNN model and its queue (vision.h); NULL = none */
 };
 
 static double now_ms(void)
@@ -101,6 +103,15 @@ static double now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+/* vision.h's wake-up: the step thread waits on cv under mu and checks vision_pending there */
+static void vision_wake(void *ctx)
+{
+    struct engine *e = ctx;
+    pthread_mutex_lock(&e->mu);
+    pthread_cond_broadcast(&e->cv);
+    pthread_mutex_unlock(&e->mu);
 }
 
 struct engine_config engine_default_config(void)
@@ -518,7 +529,7 @@ static void *step_main(void *arg)
         for (;;) {
             bool any_active = false;
             for (uint32_t i = 0; i < e->cfg.n_slots; i++) any_active |= e->slots[i].seq != NULL;
-            if (any_active || e->q_head || e->stopping) break;
+            if (any_active || e->q_head || e->stopping || vision_pending(e->vis)) break;
             pthread_cond_wait(&e->cv, &e->mu);
         }
         bool stopping = e->stopping, admitted = false;
@@ -561,6 +572,7 @@ static void *step_main(void *arg)
                 act[k - 1] = t;
             }
         if (n_act) run_step(e, act, n_act);
+        if (!stopping) vision_run_one(e->vis); /* at most one chunk of an image job between two steps */
         if (e->cfg.debug_checks) check_pool(e);
         pthread_mutex_lock(&e->mu);
         e->stats.steps++;
@@ -620,6 +632,11 @@ int engine_create(const struct engine_config *cfg_in, struct engine **out, char 
     /* OpenBLAS runs on the step thread between pool tasks, with as many threads as the pool:
      * set once, here */
     if (e->pool) openblas_set_num_threads(workers_count(e->pool));
+    if (cfg->vision_model_path && cfg->vision_model_path[0] &&
+        (rc = vision_create(cfg->vision_model_path, cfg->vision_queue_max ? cfg->vision_queue_max : 16,
+                            cfg->vision_max_images ? cfg->vision_max_images : 64, vision_wake, e, &e->vis, msg,
+                            msg_len)))
+        goto fail;
     e->slots = calloc(cfg->n_slots, sizeof *e->slots);
     e->piece_cap = 3 * (tok_max_piece_len(e->m->tok) + 3) + 64;
     e->piece = malloc(e->piece_cap);
@@ -716,6 +733,7 @@ void engine_destroy(struct engine *e)
         }
         pthread_join(e->thread, NULL);
     }
+    vision_destroy(e->vis); /* after the join: queued image jobs end with SA_ERR_CANCELLED */
     if (e->slots)
         for (uint32_t i = 0; i < e->cfg.n_slots; i++) tf_seq_destroy(e->slots[i].tf);
     tf_ws_destroy(e->ws);
@@ -869,4 +887,20 @@ void engine_get_metrics(struct engine *e, struct engine_metrics *m)
     pthread_mutex_lock(&e->mu);
     *m = e->stats;
     pthread_mutex_unlock(&e->mu);
+    m->vision_queue_depth = vision_queue_depth(e->vis);
 }
+
+/* ---- the phiDNN image classifier (vision.h) ---- */
+
+const struct phidnn_info *engine_vision_info(const struct engine *e) { return vision_info(e->vis); }
+
+int engine_vision_submit(struct engine *e, const struct engine_vision_request *req, uint64_t *id)
+{
+    pthread_mutex_lock(&e->mu);
+    const bool stopping = e->stopping;
+    pthread_mutex_unlock(&e->mu);
+    if (stopping) return SA_ERR_BUSY;
+    return vision_submit(e->vis, req, id);
+}
+
+uint32_t engine_vision_queue_depth(struct engine *e) { return vision_queue_depth(e->vis); }

@@ -44,6 +44,7 @@
 #define SA_ENGINE_H
 
 #include "errors.h"
+#include "phidnn.h"
 #include "rebalance.h"
 #include "sampler.h"
 #include "share.h"
@@ -75,6 +76,10 @@ struct engine_config {
     bool share_default;      /* sharing on by default (requests may override) */
     float share_threshold;   /* for "auto" */
     struct rebalance_params rebalance; /* defaults; .on = default toggle */
+    /* the optional phiDNN image classifier (phidnn.h; see engine_vision_submit) */
+    const char *vision_model_path; /* NULL or "" = none */
+    uint32_t vision_queue_max;     /* waiting vision jobs before SA_ERR_BUSY (0 = 16) */
+    uint32_t vision_max_images;    /* images per vision job (0 = 64) */
 };
 
 /* Defaults: 2 threads, model context, 4 slots, queue 64, chunk 128, pages of 16, prefix cache on,
@@ -202,7 +207,50 @@ struct engine_metrics {
     uint64_t kv_pages_held;
     uint64_t prefix_hits_total, prefix_tokens_total;
     uint64_t steps, prompt_tokens_total, generated_tokens_total;
+    uint32_t vision_queue_depth; /* image jobs waiting or running (0 without a vision model) */
 };
 void engine_get_metrics(struct engine *e, struct engine_metrics *m);
+
+/* ---- the phiDNN image classifier (optional; engine_config.vision_model_path) ----
+ *
+ * A vision job classifies a batch of images with one phiDNN mode (phidnn.h:
+ * f(x) = C(R(T_xi(x))), seeded randomness, samples averaged). Jobs wait in
+ * their own bounded FIFO (vision_queue_max, waiting + running; full: SA_ERR_BUSY)
+ * and run on the step thread in order, one chunk of PHIDNN_CHUNK images between
+ * two language-model steps, with the same threading rules as the steps
+ * (OpenBLAS only on the step thread). The callback runs exactly once, ON THE
+ * STEP THREAD; jobs still queued or running when engine_destroy runs get it
+ * with SA_ERR_CANCELLED on the thread calling engine_destroy, before it
+ * returns. The result's buffers are valid only during the call. */
+struct engine_vision_result;
+struct engine_vision_request {
+    enum phidnn_mode mode;
+    uint64_t seed;        /* the noise stream (phidnn.h: units in image-major order) */
+    uint32_t samples;     /* 1..PHIDNN_MAX_SAMPLES */
+    uint32_t n_images;    /* 1..vision_max_images */
+    const float *images;  /* [n_images][C*H*W] in [0, 1]; copied at submit */
+    bool want_recreation; /* fill result.recreated and result.corrupted */
+    bool random_partition; /* inpaint: seeded random 4-way partitions instead of the 2x2 grid */
+    void (*cb)(void *user, const struct engine_vision_result *res);
+    void *user;
+};
+struct engine_vision_result {
+    uint64_t id;
+    int error;                  /* 0 or SA_ERR_* (then the buffers are NULL) */
+    uint32_t n_images, n_classes;
+    const float *probs;         /* [n_images][n_classes] */
+    const float *recreated;     /* [n_images][C*H*W] or NULL (sample 0) */
+    const float *corrupted;     /* [n_images][C*H*W] or NULL (sample 0's T(x)) */
+    double queued_ms, compute_ms; /* waiting (incl. the LM steps between its chunks), computing */
+};
+/* The loaded model's description, or NULL when the engine has none. Any thread. */
+const struct phidnn_info *engine_vision_info(const struct engine *e);
+/* Queue a job. 0 and *id, or SA_ERR_NOT_FOUND (no vision model), SA_ERR_INVALID_ARG
+ * (mode not in the model, no callback), SA_ERR_RANGE (samples, n_images, a pixel outside
+ * [0, 1] or not finite), SA_ERR_BUSY (queue full), SA_ERR_NOMEM. On error the callback is
+ * never called. Any thread. */
+int engine_vision_submit(struct engine *e, const struct engine_vision_request *req, uint64_t *id);
+/* Jobs waiting or running. Any thread. */
+uint32_t engine_vision_queue_depth(struct engine *e);
 
 #endif

@@ -321,6 +321,8 @@ int cli_check_model(int argc, char **argv)
         return 1;
     }
     const char *path = argv[1 + full];
+    int vrc = cli_check_vision_model(path);
+    if (vrc >= 0) return vrc; /* a phiDNN file (cli_vision.c; its weights are always checked finite) */
     struct model *m = load_model_or_report(path, NULL);
     if (!m) return 2;
     char msg[512];

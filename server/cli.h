@@ -17,5 +17,10 @@ int cli_perplexity(int argc, char **argv);
 
 /* saserve quantize IN OUT TYPE (engine/quantize.h): exit 0, 1 (usage / unknown type) or 2 (input or write failed). */
 int cli_quantize(int argc, char **argv);
+/* check-model for a phiDNN file (cli_vision.c): -1 if path is not a readable GGUF with
+ * general.architecture = "phidnn" (the language-model check then runs), else 0 (ok) / 2. */
+int cli_check_vision_model(const char *path);
+/* saserve recreate -m PHIDNN.gguf --png OUT [--images LIST] [--seed N]: PNG grid of recreations. */
+int cli_recreate(int argc, char **argv);
 
 #endif

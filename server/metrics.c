@@ -15,7 +15,7 @@ static const double metrics_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 #define METRICS_N_BUCKETS (sizeof metrics_buckets / sizeof metrics_buckets[0])
 
 static const char *const metrics_ep_names[METRICS_EP_COUNT] = {
-    "completions", "chat_completions", "models", "health", "metrics", "other",
+    "completions", "chat_completions", "models", "health", "metrics", "v2_infer", "v2_models", "v2_health", "other",
 };
 
 static const int metrics_statuses[] = {200, 400, 401, 404, 405, 408, 413, 414, 429, 431, 499, 500, 501, 503};
@@ -34,7 +34,15 @@ struct metrics {
     struct metrics_hist ttft;
     uint64_t prompt_tokens, generated_tokens;
     uint64_t share[2], rebalance[2]; /* [0] off, [1] on */
+    /* the phiDNN model: modes 0..3 (enum phidnn_mode), 4 = "none" */
+    bool vision_on;
+    char vision_model[64];
+    uint64_t vision_requests[5][METRICS_N_STATUS + 1];
+    uint64_t vision_images[4];
+    struct metrics_hist vision_duration;
 };
+
+static const char *const metrics_vision_modes[5] = {"off", "identity", "sr", "inpaint", "none"};
 
 struct metrics *metrics_create(void)
 {
@@ -87,6 +95,25 @@ void metrics_sharing(struct metrics *m, bool share_on, bool rebalance_on)
     if (!m) return;
     m->share[share_on ? 1 : 0]++;
     m->rebalance[rebalance_on ? 1 : 0]++;
+}
+
+void metrics_vision_model(struct metrics *m, const char *name)
+{
+    if (!m) return;
+    m->vision_on = true;
+    snprintf(m->vision_model, sizeof m->vision_model, "%s", name ? name : "");
+}
+
+void metrics_vision_request(struct metrics *m, int mode, int status, double seconds, uint32_t images)
+{
+    if (!m) return;
+    const int mi = mode >= 0 && mode < 4 ? mode : 4;
+    size_t si = METRICS_N_STATUS;
+    for (size_t i = 0; i < METRICS_N_STATUS; i++)
+        if (metrics_statuses[i] == status) si = i;
+    m->vision_requests[mi][si]++;
+    if (mi < 4) m->vision_images[mi] += images;
+    metrics_observe(&m->vision_duration, seconds);
 }
 
 void metrics_summary(const struct metrics *m, char *buf, size_t cap)
@@ -313,6 +340,34 @@ char *metrics_render(const struct metrics *m, const struct engine_metrics *em, c
 
         metrics_family(&b, "saserve_engine_steps_total", "counter", "Engine steps run.");
         metrics_u64(&b, "saserve_engine_steps_total", em->steps);
+    }
+
+    if (m->vision_on) {
+        char lab[160];
+        metrics_family(&b, "saserve_vision_requests_total", "counter",
+                       "Image classification requests (/v2 infer) by model, recreation mode and status.");
+        for (int mo = 0; mo < 5; mo++)
+            for (size_t s = 0; s <= METRICS_N_STATUS; s++) {
+                char st[8];
+                if (s < METRICS_N_STATUS) snprintf(st, sizeof st, "%d", metrics_statuses[s]);
+                else snprintf(st, sizeof st, "other");
+                metrics_put(&b, "saserve_vision_requests_total{model=\"", strlen("saserve_vision_requests_total{model=\""));
+                metrics_put_label_value(&b, m->vision_model);
+                metrics_printf(&b, "\",mode=\"%s\",status=\"%s\"} %llu\n", metrics_vision_modes[mo], st,
+                               (unsigned long long)m->vision_requests[mo][s]);
+            }
+        metrics_family(&b, "saserve_vision_request_duration_seconds", "histogram",
+                       "Time from /v2 infer request arrival to the last byte queued.");
+        snprintf(lab, sizeof lab, "model=\"%s\",", m->vision_model); /* a validated [A-Za-z0-9._-] name */
+        metrics_hist_lines(&b, "saserve_vision_request_duration_seconds", lab, &m->vision_duration);
+        metrics_family(&b, "saserve_vision_images_total", "counter", "Images classified, by model and recreation mode.");
+        for (int mo = 0; mo < 4; mo++)
+            metrics_printf(&b, "saserve_vision_images_total{model=\"%s\",mode=\"%s\"} %llu\n", m->vision_model,
+                           metrics_vision_modes[mo], (unsigned long long)m->vision_images[mo]);
+        if (em) {
+            metrics_family(&b, "saserve_vision_queue_depth", "gauge", "Image classification jobs waiting or running.");
+            metrics_u64(&b, "saserve_vision_queue_depth", em->vision_queue_depth);
+        }
     }
 
     if (b.failed) {

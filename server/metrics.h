@@ -30,6 +30,12 @@
  *   saserve_kv_page_bytes                                   gauges
  *   saserve_prefix_cache_hits_total, saserve_prefix_cache_tokens_total,
  *   saserve_engine_steps_total                              counters
+ *   with a vision model (metrics_vision_model called; model = its validated name):
+ *   saserve_vision_requests_total{model,mode,status}  counter  mode: off identity sr inpaint none
+ *      ("none": rejected before a mode was known)
+ *   saserve_vision_request_duration_seconds{model}    histogram (the buckets above)
+ *   saserve_vision_images_total{model,mode}           counter   images classified (rate = images/s)
+ *   saserve_vision_queue_depth                        gauge     (from struct engine_metrics)
  *
  * Threads: every update and the rendering run on the single HTTP loop
  * thread, so the counters are plain integers with no locking. Calling from
@@ -50,6 +56,9 @@ enum metrics_endpoint {
     METRICS_EP_MODELS,          /* "models" */
     METRICS_EP_HEALTH,          /* "health" */
     METRICS_EP_METRICS,         /* "metrics" */
+    METRICS_EP_V2_INFER,        /* "v2_infer": POST /v2/models/{name}/infer */
+    METRICS_EP_V2_MODELS,       /* "v2_models": GET /v2/models/{name}[/ready] */
+    METRICS_EP_V2_HEALTH,       /* "v2_health": GET /v2/health/ready|live */
     METRICS_EP_OTHER,           /* "other": unknown paths and anything else */
     METRICS_EP_COUNT
 };
@@ -70,6 +79,12 @@ void metrics_first_token(struct metrics *m, double seconds);
 void metrics_tokens(struct metrics *m, uint64_t prompt, uint64_t generated);
 /* Settings a generation request ran with. */
 void metrics_sharing(struct metrics *m, bool share_on, bool rebalance_on);
+
+/* The vision model's name (enables the saserve_vision_* families; copied, at most 63 bytes). */
+void metrics_vision_model(struct metrics *m, const char *name);
+/* One finished /v2 infer request: mode (enum phidnn_mode, or -1 if unknown), status, seconds,
+ * images classified (0 for a rejected request). */
+void metrics_vision_request(struct metrics *m, int mode, int status, double seconds, uint32_t images);
 
 /* One line for the log at shutdown, so the last counts survive the process:
  * "ENDPOINT/STATUS=N ..." for every non-zero request counter, then

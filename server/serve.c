@@ -115,6 +115,9 @@ int serve_main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     struct engine_config ec = engine_default_config();
     ec.model_path = s->cfg.model;
+    ec.vision_model_path = s->cfg.vision_model;
+    ec.vision_max_images = s->cfg.vision_max_batch;
+    ec.vision_queue_max = s->cfg.vision_queue_max;
     ec.n_threads = (int)s->cfg.threads;
     ec.n_ctx = s->cfg.ctx;
     ec.n_slots = s->cfg.slots;
@@ -142,6 +145,11 @@ int serve_main(int argc, char **argv)
     SA_LOGI("model %s: %u layers, %u context, %llu parameters; sharing %s by default, plan %s; re-balancer %s",
             info->name, info->n_layer, info->n_ctx, (unsigned long long)info->n_params, s->cfg.share ? "on" : "off",
             info->default_spans, s->cfg.rebalance ? "on" : "off");
+    const struct phidnn_info *vi = engine_vision_info(s->engine);
+    if (vi)
+        SA_LOGI("vision model %s (%s): %ux%ux%u, %u classes, %llu parameters, at /v2/models/%s", vi->name,
+                s->cfg.vision_model, vi->channels, vi->height, vi->width, vi->n_classes,
+                (unsigned long long)vi->n_params, vi->name);
     uv_loop_init(&s->loop);
     s->api = api_create(&s->loop, s->engine, &s->cfg);
     struct http_options ho = {.host = s->cfg.host, .port = (uint16_t)s->cfg.port, .max_body = s->cfg.max_body,

@@ -1,14 +1,16 @@
 /*
  * fuzz_gguf.c - libFuzzer target: arbitrary bytes -> GGUF reader -> model
- * hyper-parameter and tokenizer loading, and for every tensor of a block type
+ * hyper-parameter and tokenizer loading, for every tensor of a block type
  * the load-time scale check, the dequantisation of its first row and a dot
- * product on it (rows of up to 4096 elements). Any crash, sanitizer report, leak or
+ * product on it (rows of up to 4096 elements), and the phiDNN loader (plus one
+ * forward pass of every mode when the file's shapes are tiny). Any crash, sanitizer report, leak or
  * >10 s input is a bug (RELIABILITY.md A1-A6).
  *
  * Built by `make fuzz` (clang -fsanitize=fuzzer,address,undefined); the
  * replay driver (replay.c) runs the committed corpus through the normal build.
  */
 #include "engine/gguf.h"
+#include "engine/phidnn.h"
 #include "engine/quant.h"
 #include "engine/tokenizer.h"
 
@@ -47,5 +49,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         tok_destroy(t);
     }
     gguf_close(g);
+    /* the phiDNN loader takes ownership of its own reader */
+    struct phidnn *p;
+    if (gguf_open_memory(data, size, &g, msg, sizeof msg) == 0 && phidnn_load_gguf(g, &p, msg, sizeof msg) == 0) {
+        const struct phidnn_info *in = phidnn_get_info(p);
+        bool tiny = in->channels * in->height * in->width <= 64;
+        for (int i = 0; i < 3; i++) tiny = tiny && in->r_widths[i] <= 8 && in->c_widths[i] <= 8;
+        if (tiny && in->n_classes <= 16) {
+            float img[2 * 64], probs[2 * 16], rec[2 * 64], cor[2 * 64];
+            for (int i = 0; i < 2 * 64; i++) img[i] = (float)(i % 7) / 6.0f;
+            for (int m = 0; m < PHIDNN_MODE_COUNT; m++) {
+                struct phidnn_job job = {.mode = (enum phidnn_mode)m, .seed = 7, .samples = 2, .n_images = 2,
+                                         .images = img, .probs = probs, .recreated = rec, .corrupted = cor};
+                (void)phidnn_forward(p, &job);
+            }
+        }
+        phidnn_free(p);
+    }
     return 0;
 }

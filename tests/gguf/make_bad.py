@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """make_bad.py - crafted bad GGUF files for RELIABILITY.md A1-A6 and model-level checks.
 
-usage: make_bad.py [INPUT.gguf] [-o OUTDIR]
+usage: make_bad.py [INPUT.gguf] [--phidnn PHIDNN.gguf] [-o OUTDIR]
 
 INPUT defaults to $SHARED/models/stories260K/stories260K.gguf (SHARED defaults
-to ../shared); OUTDIR defaults to build/bad-gguf. With --kquant DIR (default
+to ../shared); PHIDNN (the phidnn-architecture cases, named phidnn_*) to
+config/models/phidnn-fmnist.gguf ("" skips them); OUTDIR defaults to build/bad-gguf. With --kquant DIR (default
 $SHARED/models/kquant, skipped if absent) it also writes K-quant cases made
 from llama.cpp's files there (row lengths, NaN/Inf super-block scales) and bad
 split sets: OUTDIR/split_NAME/ holds a set of shards, and the first shard,
@@ -496,6 +497,78 @@ def build_cases(src):
     return cases
 
 
+def build_phidnn_cases(src):
+    """Crafted phidnn-architecture files (engine/phidnn.c validation): [(name, bytes, [substrings])]."""
+    cases = []
+
+    def add(name, fn, *expect):
+        g = src.copy()
+        fn(g)
+        cases.append(("phidnn_" + name, g.encode(), list(expect)))
+
+    def drop(key):
+        def f(g):
+            g.kvs = [kv for kv in g.kvs if kv.key != key.encode()]
+        return f
+
+    add("channels_0", lambda g: g.set(kv_scalar("phidnn.input.channels", UINT32, 0)), "phidnn.input.channels")
+    add("height_27", lambda g: g.set(kv_scalar("phidnn.input.height", UINT32, 27)), "phidnn.input.height")
+    add("width_huge", lambda g: g.set(kv_scalar("phidnn.input.width", UINT32, 1 << 20)), "phidnn.input.width")
+    add("height_missing", drop("phidnn.input.height"), "phidnn.input.height")
+    add("channels_string", lambda g: g.set(KV(b"phidnn.input.channels", STRING, gstr("one"))), "phidnn.input.channels")
+    add("classes_one", lambda g: g.set(kv_array("phidnn.classes", STRING, ["x"])), "phidnn.classes")
+    add("classes_u32", lambda g: g.set(kv_array("phidnn.classes", UINT32, list(range(10)))), "phidnn.classes")
+    add("class_name_empty", lambda g: g.set(kv_array("phidnn.classes", STRING, ["a"] * 9 + [""])), "phidnn.classes[9]")
+    add("class_name_quote", lambda g: g.set(kv_array("phidnn.classes", STRING, ["a\"b"] + ["c"] * 9)),
+        "phidnn.classes[0]")
+    add("modes_unknown", lambda g: g.set(kv_array("phidnn.modes", STRING, ["off", "blur"])), "phidnn.modes[1]")
+    add("modes_duplicate", lambda g: g.set(kv_array("phidnn.modes", STRING, ["off", "off"])), "phidnn.modes[1]")
+    add("modes_empty", lambda g: g.set(kv_array("phidnn.modes", STRING, [])), "phidnn.modes")
+    add("accuracy_count", lambda g: g.set(kv_array("phidnn.accuracy", FLOAT32, [90.0])), "phidnn.accuracy")
+    add("accuracy_range", lambda g: g.set(kv_array("phidnn.accuracy", FLOAT32, [90.0, 90.0, 190.0, 90.0])),
+        "phidnn.accuracy[2]")
+    add("accuracy_random_range", lambda g: g.set(kv_scalar("phidnn.accuracy.inpaint_random", FLOAT32, -3.0)),
+        "phidnn.accuracy.inpaint_random")
+    add("r_widths_zero", lambda g: g.set(kv_array("phidnn.recreator.widths", UINT32, [0, 32, 8])),
+        "phidnn.recreator.widths[0]")
+    add("c_widths_len", lambda g: g.set(kv_array("phidnn.classifier.widths", UINT32, [16, 32])),
+        "phidnn.classifier.widths")
+    add("r_widths_missing", drop("phidnn.recreator.widths"), "phidnn.recreator.widths")
+    add("sr_scale_3", lambda g: g.set(kv_scalar("phidnn.sr.scale", UINT32, 3)), "phidnn.sr.scale")
+    add("sr_sigma_nan", lambda g: g.set(kv_scalar("phidnn.sr.sigma", FLOAT32, float("nan"))), "phidnn.sr.sigma")
+    add("inpaint_k_8", lambda g: g.set(kv_scalar("phidnn.inpaint.k", UINT32, 8)), "phidnn.inpaint.k")
+    add("inpaint_partition", lambda g: g.set(KV(b"phidnn.inpaint.partition", STRING, gstr("random"))),
+        "phidnn.inpaint.partition")
+    add("name_space", lambda g: g.set(KV(b"general.name", STRING, gstr("phidnn fmnist"))), "general.name")
+
+    def rename(g):
+        g.tensor("sr.r.e2.weight").name = b"sr.r.e2.weighX"
+    add("tensor_missing", rename, "sr.r.e2.weight")
+
+    def transpose(g):  # same bytes, dimensions swapped
+        t = g.tensor("inpaint.c.f1.weight")
+        t.ne = [t.ne[1], t.ne[0]]
+    add("tensor_shape", transpose, "inpaint.c.f1.weight")
+
+    def retype(g):  # F16 of twice the elements: same bytes
+        t = g.tensor("off.c.c1.bias")
+        t.type, t.ne = 1, [t.ne[0] * 2]
+    add("tensor_type", retype, "off.c.c1.bias")
+
+    def nan_weight(g):
+        t = g.tensor("identity.r.d3.weight")
+        d = bytearray(g.data)
+        d[t.offset + 4 * 5:t.offset + 4 * 6] = struct.pack("<f", float("inf"))
+        g.data = bytes(d)
+    add("tensor_inf", nan_weight, "identity.r.d3.weight")
+
+    def dims3(g):
+        t = g.tensor("sr.c.f2.bias")
+        t.ne = t.ne + [1]
+    add("tensor_dims", dims3, "sr.c.f2.bias")
+    return cases
+
+
 def load_gguf(path):
     with open(path, "rb") as f:
         data = f.read()
@@ -632,6 +705,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("input", nargs="?", default=os.path.join(shared, "models/stories260K/stories260K.gguf"))
     ap.add_argument("-o", "--out", default="build/bad-gguf")
+    ap.add_argument("--phidnn", default="config/models/phidnn-fmnist.gguf")
     ap.add_argument("--kquant", default=os.path.join(shared, "models/kquant"))
     args = ap.parse_args()
     try:
@@ -644,6 +718,17 @@ def main():
     except (OSError, BadInput, struct.error, KeyError, StopIteration) as e:
         print("make_bad.py: %s: %s" % (args.input, e), file=sys.stderr)
         return 2
+    if args.phidnn:
+        try:
+            with open(args.phidnn, "rb") as f:
+                data = f.read()
+            psrc = Gguf(data)
+            if psrc.encode() != data:
+                raise BadInput("re-encoding the input does not reproduce it byte for byte")
+            cases += build_phidnn_cases(psrc)
+        except (OSError, BadInput, struct.error, KeyError, StopIteration) as e:
+            print("make_bad.py: %s: %s" % (args.phidnn, e), file=sys.stderr)
+            return 2
     split_sets = []
     if os.path.isdir(args.kquant):
         try:

@@ -173,8 +173,23 @@ class Spec:
 
     # ---- lookups ----
 
+    def template_of(self, path):
+        """The spec's path for a concrete one: exact, else a templated path whose
+        {param} segments match one non-empty segment each (/v2/models/{name})."""
+        paths = self.doc.get("paths", {})
+        if path in paths:
+            return path
+        segs = path.split("/")
+        for p in paths:
+            ps = p.split("/")
+            if len(ps) == len(segs) and "{" in p and all(
+                    a == b or (a.startswith("{") and a.endswith("}") and b) for a, b in zip(ps, segs)):
+                return p
+        return path
+
     def response(self, method, path, status):
         paths = self.doc.get("paths", {})
+        path = self.template_of(path)
         if path not in paths:
             # unknown URLs answer 404 by the document's convention; check
             # the body against the shared NotFound response
@@ -328,7 +343,9 @@ def check_spec(spec):
     walk(doc, "#")
     want = {("/v1/completions", "post"): ["200", "400", "401", "404", "405", "408", "413", "503"],
             ("/v1/chat/completions", "post"): ["200", "400", "401", "404", "405", "408", "413", "503"],
-            ("/v1/models", "get"): ["200"], ("/health", "get"): ["200", "503"], ("/metrics", "get"): ["200"]}
+            ("/v1/models", "get"): ["200"], ("/health", "get"): ["200", "503"], ("/metrics", "get"): ["200"],
+            ("/v2/health/ready", "get"): ["200", "503"], ("/v2/models/{name}", "get"): ["200", "401", "404"],
+            ("/v2/models/{name}/infer", "post"): ["200", "400", "401", "404", "405", "413", "503"]}
     for (p, m), statuses in want.items():
         op = doc.get("paths", {}).get(p, {}).get(m)
         if op is None:

@@ -24,6 +24,7 @@ SHARED=${SHARED:-../shared}
 SASERVE=${SASERVE:-$BUILD/saserve}
 SAN_SASERVE=${SAN_SASERVE:-build/san-address-undefined/saserve}
 VALID=${VALID_GGUF:-$SHARED/models/stories260K/stories260K.gguf}
+VALID_PHIDNN=${VALID_PHIDNN:-config/models/phidnn-fmnist.gguf} # the phidnn_* cases derive from it
 OUT=$BUILD/bad-gguf
 SLOW_MS=${SLOW_MS:-1000} # hard limit per normal-build check (RELIABILITY.md aims at < 100 ms)
 
@@ -106,7 +107,7 @@ if [ ! -x "$SASERVE" ]; then
     echo "0 passed, 1 failed"
     exit 1
 fi
-if ! python3 tests/gguf/make_bad.py "$VALID" -o "$OUT"; then
+if ! python3 tests/gguf/make_bad.py "$VALID" --phidnn "$VALID_PHIDNN" -o "$OUT"; then
     echo "FAIL make_bad.py"
     echo "0 passed, 1 failed"
     exit 1
@@ -122,6 +123,7 @@ for b in "${bins[@]}"; do
     label=${b%%:*}
     bin=${b#*:}
     check_one "$label" "$bin" "$VALID" 0
+    check_one "$label" "$bin" "$VALID_PHIDNN" 0
     for f in "$SHARED"/models/kquant/*.gguf "$SHARED"/models/kquant/split/*-00001-of-*.gguf; do
         [ -e "$f" ] && check_one "$label" "$bin" "$f" 0
     done

@@ -602,9 +602,12 @@ static void test_default_file_loads(void)
     ASSERT_STR_EQ(c.model, "../shared/models/stories260K/stories260K.gguf");
     ASSERT_STR_EQ(c.config_path, "config/saserve.json");
 
-    /* it states every key, with the built-in default */
+    ASSERT_STR_EQ(c.vision_model, "config/models/phidnn-fmnist.gguf");
+
+    /* it states every key, with the built-in default (but the two models it serves) */
     config_defaults(&d);
     snprintf(d.model, sizeof d.model, "%s", c.model);
+    snprintf(d.vision_model, sizeof d.vision_model, "%s", c.vision_model);
     ASSERT_TRUE(settings_equal(&c, &d, false));
     json_error_t jerr;
     json_t *root = json_load_file("config/saserve.json", 0, &jerr);

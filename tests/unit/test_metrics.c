@@ -222,10 +222,11 @@ static void test_series_bounded(void)
     char *s1 = metrics_render(m, NULL, "m", &len);
     ASSERT_EQ(count_lines(s1, "saserve_"), lines0);
     double total = 0;
-    static const char *const eps[] = {"completions", "chat_completions", "models", "health", "metrics", "other"};
+    static const char *const eps[] = {"completions", "chat_completions", "models", "health", "metrics",
+                                      "v2_infer",    "v2_models",        "v2_health", "other"};
     static const char *const sts[] = {"200", "400", "401", "404", "405", "408", "413", "414",
                                       "429", "431", "499", "500", "501", "503", "other"};
-    for (size_t e = 0; e < 6; e++) {
+    for (size_t e = 0; e < sizeof eps / sizeof eps[0]; e++) {
         for (size_t k = 0; k < sizeof sts / sizeof sts[0]; k++) {
             char series[128];
             snprintf(series, sizeof series, "saserve_requests_total{endpoint=\"%s\",status=\"%s\"}", eps[e], sts[k]);
@@ -273,8 +274,37 @@ static void test_promtool(void)
     metrics_destroy(m);
 }
 
+/* The phiDNN families appear only with a vision model; requests count by mode and status,
+ * images add up by mode, and an unknown mode is "none". */
+static void test_vision_families(void)
+{
+    struct metrics *m = metrics_create();
+    size_t len;
+    char *s0 = metrics_render(m, NULL, "m", &len);
+    ASSERT_TRUE(s0 && strstr(s0, "saserve_vision_") == NULL);
+    metrics_vision_model(m, "phidnn-fmnist");
+    metrics_vision_request(m, 2, 200, 0.02, 64);  /* sr */
+    metrics_vision_request(m, 2, 200, 0.03, 6);
+    metrics_vision_request(m, 3, 503, 0.001, 0);  /* inpaint, busy */
+    metrics_vision_request(m, -1, 400, 0.0, 0);   /* rejected before the mode was known */
+    metrics_vision_request(m, 3, 418, 0.0, 0);    /* status not in the list */
+    char *s1 = metrics_render(m, NULL, "m", &len);
+    ASSERT_NEAR(series_value(s1, "saserve_vision_requests_total{model=\"phidnn-fmnist\",mode=\"sr\",status=\"200\"}"), 2, 0);
+    ASSERT_NEAR(series_value(s1, "saserve_vision_requests_total{model=\"phidnn-fmnist\",mode=\"inpaint\",status=\"503\"}"), 1, 0);
+    ASSERT_NEAR(series_value(s1, "saserve_vision_requests_total{model=\"phidnn-fmnist\",mode=\"none\",status=\"400\"}"), 1, 0);
+    ASSERT_NEAR(series_value(s1, "saserve_vision_requests_total{model=\"phidnn-fmnist\",mode=\"inpaint\",status=\"other\"}"), 1, 0);
+    ASSERT_NEAR(series_value(s1, "saserve_vision_images_total{model=\"phidnn-fmnist\",mode=\"sr\"}"), 70, 0);
+    ASSERT_NEAR(series_value(s1, "saserve_vision_images_total{model=\"phidnn-fmnist\",mode=\"off\"}"), 0, 0);
+    ASSERT_NEAR(series_value(s1, "saserve_vision_request_duration_seconds_count{model=\"phidnn-fmnist\"}"), 5, 0);
+    ASSERT_NEAR(series_value(s1, "saserve_vision_request_duration_seconds_bucket{model=\"phidnn-fmnist\",le=\"0.025\"}"), 4, 0);
+    free(s0);
+    free(s1);
+    metrics_destroy(m);
+}
+
 int main(void)
 {
+    TEST_RUN(test_vision_families);
     TEST_RUN(test_fresh_render);
     TEST_RUN(test_counters_move);
     TEST_RUN(test_histograms);
