@@ -1,0 +1,242 @@
+/*
+ * answer.c - what the client of a generation job receives (api_int.h): the
+ * text and logprobs of each sequence as its tokens come, the SSE chunks of a
+ * stream, the whole answer (or the stream's end) once every sequence is over,
+ * and the job's one log line. JSON comes from response.h.
+ */
+#include "api_int.h"
+
+#include "engine/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void api__append_text(struct job_seq *s, const char *p, size_t n)
+{
+    if (s->len + n + 1 > s->cap) {
+        size_t cap = (s->len + n + 1) * 2 + 64;
+        char *t = realloc(s->text, cap);
+        if (!t) return;
+        s->text = t;
+        s->cap = cap;
+    }
+    memcpy(s->text + s->len, p, n);
+    s->len += n;
+    s->text[s->len] = 0;
+}
+
+static char *token_text(struct api *a, int32_t id)
+{
+    char *t = engine_detokenize(a->e, &id, 1);
+    return t ? t : strdup("");
+}
+
+/* Record the logprobs of one token; returns the new entry or NULL. */
+static struct response_token_logprob *add_logprob(struct job_seq *s, const struct engine_event *ev, uint32_t offset)
+{
+    struct api *a = s->job->api;
+    if (s->n_lps == s->cap_lps) {
+        size_t cap = s->cap_lps ? s->cap_lps * 2 : 32;
+        struct response_token_logprob *n = realloc(s->lps, cap * sizeof *n);
+        if (!n) return NULL;
+        s->lps = n;
+        s->cap_lps = cap;
+    }
+    struct response_token_logprob *lp = &s->lps[s->n_lps];
+    memset(lp, 0, sizeof *lp);
+    char *tt = token_text(a, ev->token);
+    lp->token = tt;
+    lp->token_len = tt ? strlen(tt) : 0;
+    lp->logprob = ev->logprobs.logprob;
+    lp->text_offset = offset;
+    size_t n_top = (size_t)ev->logprobs.n_top;
+    if (n_top > (size_t)s->job->logprobs) n_top = (size_t)s->job->logprobs;
+    struct response_top_logprob *top = n_top ? calloc(n_top, sizeof *top) : NULL;
+    for (size_t k = 0; top && k < n_top; k++) {
+        char *t = token_text(a, ev->logprobs.top[k].id);
+        top[k].token = t;
+        top[k].token_len = t ? strlen(t) : 0;
+        top[k].logprob = ev->logprobs.top[k].logprob;
+    }
+    lp->top = top;
+    lp->n_top = top ? n_top : 0;
+    s->n_lps++;
+    return lp;
+}
+
+static void fill_choice(const struct job_seq *s, struct response_choice *c)
+{
+    memset(c, 0, sizeof *c);
+    c->index = s->index;
+    c->text = s->text ? s->text : "";
+    c->text_len = s->len;
+    c->finish_reason = s->finish;
+    c->has_logprobs = s->job->logprobs >= 0;
+    c->n_logprobs = s->n_lps;
+    c->logprobs = s->lps;
+    c->prompt_tokens = s->prompt_tokens;
+    c->completion_tokens = s->completion_tokens;
+    c->cached_tokens = s->cached_tokens;
+    c->cache = s->cache;
+    c->timings = s->timings;
+}
+
+/* Builds the whole-request view; choices must hold n_seqs entries. */
+static void fill_completion(const struct job *j, struct response_choice *choices, struct response_completion *c)
+{
+    memset(c, 0, sizeof *c);
+    c->id = j->id;
+    c->created = j->created;
+    c->model = j->model;
+    c->n_choices = j->n_seqs;
+    c->choices = choices;
+    size_t last_prompt = (size_t)-1;
+    for (size_t i = 0; i < j->n_seqs; i++) {
+        fill_choice(&j->seqs[i], &choices[i]);
+        if (j->seqs[i].prompt_index != last_prompt) {
+            c->usage.prompt_tokens += j->seqs[i].prompt_tokens;
+            c->usage.cached_tokens += j->seqs[i].cached_tokens;
+        }
+        last_prompt = j->seqs[i].prompt_index;
+        c->usage.completion_tokens += j->seqs[i].completion_tokens;
+    }
+}
+
+static void stream_json(struct job *j, char *json, size_t len)
+{
+    if (!json) return;
+    size_t n;
+    char *ev = response_sse_event(json, len, &n);
+    if (ev && j->http) http_stream_write(j->http, ev, n);
+    free(ev);
+    free(json);
+}
+
+static void stream_chunk(struct job *j, struct response_chunk *ch)
+{
+    size_t len;
+    char *json = j->kind == REQUEST_CHAT ? response_chat_chunk_json(ch, &len) : response_completion_chunk_json(ch, &len);
+    stream_json(j, json, len);
+}
+
+/* One line per generation request: id, endpoint, status, tokens, latency, sharing, KV bytes. No prompt text. */
+static void log_job(const struct job *j, int status, double seconds, uint64_t prompt, uint64_t gen)
+{
+    uint64_t kv = 0, saved = 0;
+    for (size_t i = 0; i < j->n_seqs; i++) {
+        kv += j->seqs[i].cache.kv_bytes;
+        saved += j->seqs[i].cache.kv_bytes_saved;
+    }
+    SA_LOGI("%s %s %d prompt=%llu generated=%llu %.1fms share=%s rebalance=%s kv_bytes=%llu kv_saved=%llu%s", j->id,
+            j->kind == REQUEST_CHAT ? "/v1/chat/completions" : "/v1/completions", status, (unsigned long long)prompt,
+            (unsigned long long)gen, seconds * 1e3, j->share ? "on" : "off", j->rebalance ? "on" : "off",
+            (unsigned long long)kv, (unsigned long long)saved, j->client_gone ? " client_gone" : "");
+}
+
+void api__answer_token(struct job_seq *s, const struct engine_event *ev, const char *text)
+{
+    struct job *j = s->job;
+    struct api *a = j->api;
+    if (!j->first_token_seen && j->http) {
+        j->first_token_seen = true;
+        metrics_first_token(a->metrics, http_age_s(j->http));
+    }
+    uint32_t offset = (uint32_t)s->len;
+    api__append_text(s, text ? text : "", ev->text_len);
+    struct response_token_logprob *lp = NULL;
+    if (j->logprobs >= 0 && ev->token >= 0) lp = add_logprob(s, ev, offset);
+    if (j->stream && j->http && !j->failed && (ev->text_len || lp)) {
+        struct response_chunk ch = {.id = j->id, .created = j->created, .model = j->model, .index = s->index,
+                                    .text = text ? text : "", .text_len = ev->text_len,
+                                    .role = j->kind == REQUEST_CHAT && !s->role_sent,
+                                    .has_logprobs = j->logprobs >= 0, .n_logprobs = lp ? 1 : 0, .logprobs = lp};
+        s->role_sent = true;
+        stream_chunk(j, &ch);
+    }
+}
+
+void api__answer_seq_done(struct job_seq *s)
+{
+    struct job *j = s->job;
+    struct response_choice done;
+    fill_choice(s, &done);
+    struct response_choice *all = NULL;
+    struct response_completion summary;
+    struct response_chunk ch = {.id = j->id, .created = j->created, .model = j->model, .index = s->index,
+                                .text = "", .role = j->kind == REQUEST_CHAT && !s->role_sent,
+                                .has_logprobs = j->logprobs >= 0, .finish_reason = s->finish, .done = &done};
+    s->role_sent = true;
+    if (j->remaining == 0 && !j->include_usage && (all = calloc(j->n_seqs, sizeof *all))) {
+        fill_completion(j, all, &summary);
+        ch.summary = &summary;
+    }
+    stream_chunk(j, &ch);
+    free(all);
+}
+
+void api__answer_job(struct job *j)
+{
+    struct api *a = j->api;
+    uint64_t prompt = 0, gen = 0;
+    for (size_t i = 0; i < j->n_seqs; i++) {
+        prompt += j->seqs[i].prompt_tokens;
+        gen += j->seqs[i].completion_tokens;
+    }
+    metrics_tokens(a->metrics, prompt, gen);
+    metrics_sharing(a->metrics, j->share, j->rebalance);
+    bool cancelled = false;
+    for (size_t i = 0; i < j->n_seqs; i++) cancelled |= j->seqs[i].cancelled;
+    if (cancelled && !j->failed) {
+        response_error_from_code(SA_ERR_CANCELLED, NULL, "the server is shutting down; the request was cancelled", &j->err);
+        j->failed = true;
+    }
+    if (!j->http) { /* the client went away: counted once, as 499 */
+        log_job(j, STATUS_CLIENT_CLOSED, api__now_s() - j->born, prompt, gen);
+        metrics_request_done(a->metrics, j->ep, STATUS_CLIENT_CLOSED, api__now_s() - j->born);
+        return;
+    }
+    /* a stream that began has sent 200; a failure then is an error event, not a status */
+    int status = j->failed && !j->stream_started ? j->err.status : 200;
+    if (http_client_gone(j->http)) status = STATUS_CLIENT_CLOSED;
+    log_job(j, status, http_age_s(j->http), prompt, gen);
+    if (j->stream && j->stream_started) {
+        if (j->failed) {
+            size_t n;
+            char *ev = response_sse_error(&j->err, &n);
+            if (ev) http_stream_write(j->http, ev, n);
+            free(ev);
+        } else if (j->include_usage) {
+            struct response_choice *ch = calloc(j->n_seqs, sizeof *ch);
+            struct response_completion c;
+            if (ch) {
+                fill_completion(j, ch, &c);
+                size_t len;
+                char *json = j->kind == REQUEST_CHAT ? response_chat_usage_chunk_json(&c, &len)
+                                                     : response_completion_usage_chunk_json(&c, &len);
+                stream_json(j, json, len);
+            }
+            free(ch);
+        }
+        const char *done = response_sse_done();
+        http_stream_write(j->http, done, strlen(done));
+        http_stream_end(j->http);
+        metrics_request_done(a->metrics, j->ep, status, http_age_s(j->http));
+        return;
+    }
+    if (j->failed) {
+        api__send_error(a, j->http, j->ep, &j->err);
+        return;
+    }
+    struct response_choice *ch = calloc(j->n_seqs, sizeof *ch);
+    struct response_completion c;
+    if (!ch) {
+        api__send_http_error(a, j->http, j->ep, RESPONSE_HTTP_UNAVAILABLE, NULL, "out of memory");
+        return;
+    }
+    fill_completion(j, ch, &c);
+    size_t len;
+    char *json = j->kind == REQUEST_CHAT ? response_chat_json(&c, &len) : response_completion_json(&c, &len);
+    free(ch);
+    api__send_json(a, j->http, j->ep, 200, json, len, NULL);
+}

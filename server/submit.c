@@ -1,0 +1,205 @@
+/*
+ * submit.c - POST /v1/completions and /v1/chat/completions turned into engine
+ * work (api_int.h): the request parsed, rendered (chat) and tokenized, the
+ * Shared Attention plan and re-balancer resolved, then one engine request per
+ * choice; the answer is assembled by answer.c as the events come.
+ */
+#define _DEFAULT_SOURCE
+#include "api_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static int query_cb(void *ctx, const char *key, const char *value)
+{
+    void **p = ctx;
+    return request_query_arg(p[0], key, value, p[1]);
+}
+
+void api__handle_generate(struct api *a, struct http_request *r, enum request_kind kind)
+{
+    enum metrics_endpoint ep = kind == REQUEST_CHAT ? METRICS_EP_CHAT : METRICS_EP_COMPLETIONS;
+    if (a->draining) {
+        api__send_http_error(a, r, ep, RESPONSE_HTTP_UNAVAILABLE, NULL, "the server is shutting down");
+        return;
+    }
+    struct api_request req;
+    struct api_error err = {0};
+    request_init(&req);
+    void *qctx[2] = {&req, &err};
+    size_t blen;
+    const char *body = http_body(r, &blen);
+    if (http_query_each(r, query_cb, qctx) != 0 || request_parse(kind, body, blen, &a->limits, &req, &err) != 0) {
+        api__send_error(a, r, ep, &err);
+        request_free(&req);
+        return;
+    }
+    /* prompts -> token ids */
+    size_t n_prompts = kind == REQUEST_CHAT ? 1 : req.n_prompts;
+    int32_t **ids = calloc(n_prompts, sizeof *ids);
+    size_t *n_ids = calloc(n_prompts, sizeof *n_ids);
+    char **echo_text = calloc(n_prompts, sizeof *echo_text);
+    struct job *j = calloc(1, sizeof *j);
+    int rc = (!ids || !n_ids || !echo_text || !j) ? SA_ERR_NOMEM : 0;
+    for (size_t p = 0; p < n_prompts && !rc; p++) {
+        if (kind == REQUEST_CHAT) {
+            struct chat_message *msgs = calloc(req.n_messages, sizeof *msgs);
+            char *prompt = NULL;
+            if (!msgs) {
+                rc = SA_ERR_NOMEM;
+                break;
+            }
+            for (size_t m = 0; m < req.n_messages; m++) msgs[m] = (struct chat_message){req.messages[m].role, req.messages[m].content};
+            rc = chat_render(a->chat, msgs, req.n_messages, true, &prompt);
+            free(msgs);
+            if (!rc) rc = engine_tokenize(a->e, prompt, strlen(prompt), true, true, &ids[p], &n_ids[p]);
+            free(prompt);
+            if (rc) request_error(&err, "messages", "the messages cannot be rendered with the chat template");
+        } else if (req.prompts) {
+            rc = engine_tokenize(a->e, req.prompts[p], strlen(req.prompts[p]), true, true, &ids[p], &n_ids[p]);
+            if (!rc && req.echo) echo_text[p] = strdup(req.prompts[p]);
+        } else {
+            n_ids[p] = req.prompt_id_lens[p];
+            ids[p] = malloc(n_ids[p] * sizeof **ids);
+            if (!ids[p]) rc = SA_ERR_NOMEM;
+            else memcpy(ids[p], req.prompt_ids[p], n_ids[p] * sizeof **ids);
+            if (!rc && req.echo) echo_text[p] = engine_detokenize(a->e, ids[p], n_ids[p]);
+        }
+        if (!rc && n_ids[p] == 0) {
+            rc = SA_ERR_INVALID_ARG;
+            request_error(&err, "prompt", "the prompt is empty and the model has no BOS token");
+        }
+        if (!rc && n_ids[p] >= engine_info(a->e)->n_ctx) {
+            rc = SA_ERR_CONTEXT_FULL;
+            response_error_from_code(rc, kind == REQUEST_CHAT ? "messages" : "prompt", NULL, &err);
+            snprintf(err.message, sizeof err.message, "the prompt is %zu tokens; the context holds %u", n_ids[p],
+                     engine_info(a->e)->n_ctx);
+        }
+    }
+    /* the Shared Attention plan and the re-balancer for this request */
+    const struct engine_model_info *info = engine_info(a->e);
+    struct share_plan plan;
+    bool share = req.share_query >= 0 ? req.share_query == 1
+                                       : (req.share_spans ? strcmp(req.share_spans, "off") != 0 : a->cfg->share);
+    char pmsg[256] = "";
+    if (!rc) {
+        rc = engine_parse_plan(a->e, req.share_spans ? req.share_spans : a->cfg->share_spans, &plan, pmsg, sizeof pmsg);
+        if (rc) {
+            response_error_from_code(SA_ERR_INVALID_ARG, "share_spans", pmsg, &err);
+            rc = SA_ERR_INVALID_ARG;
+        }
+    }
+    struct rebalance_params rb = info->rebalance_default;
+    rb.on = req.rebalance_query >= 0 ? req.rebalance_query == 1 : a->cfg->rebalance;
+    if (req.rebalance_alpha_set) rb.alpha = req.rebalance_alpha;
+    if (req.rebalance_tau_set) rb.tau = req.rebalance_tau;
+    if (rc) {
+        if (rc == SA_ERR_NOMEM) response_error_from_code(rc, NULL, NULL, &err);
+        else if (err.status == 0) response_error_from_code(rc, NULL, NULL, &err);
+        api__send_error(a, r, ep, &err);
+        goto out;
+    }
+    /* the job: n choices per prompt */
+    j->api = a;
+    j->http = r;
+    j->born = api__now_s() - http_age_s(r);
+    j->kind = kind;
+    j->ep = ep;
+    j->stream = req.stream;
+    j->include_usage = req.include_usage;
+    j->share = share;
+    j->rebalance = rb.on;
+    j->logprobs = req.logprobs;
+    j->model = strdup(req.model ? req.model : info->name);
+    j->created = (int64_t)time(NULL);
+    snprintf(j->id, sizeof j->id, "%s-%llx%06llx", kind == REQUEST_CHAT ? "chatcmpl" : "cmpl",
+             (unsigned long long)j->created, (unsigned long long)(++a->id_counter & 0xffffff));
+    j->n_seqs = n_prompts * req.n;
+    j->seqs = calloc(j->n_seqs, sizeof *j->seqs);
+    if (!j->seqs || !j->model) {
+        api__send_http_error(a, r, ep, RESPONSE_HTTP_UNAVAILABLE, NULL, "out of memory");
+        free(j->seqs);
+        free(j->model);
+        free(j);
+        j = NULL;
+        goto out;
+    }
+    j->refs = 1; /* the HTTP side */
+    http_set_user(r, j);
+    uint64_t seed = req.seed_set ? req.seed : api__pick_seed(a);
+    for (size_t p = 0, k = 0; p < n_prompts; p++)
+        for (uint32_t c = 0; c < req.n; c++, k++) {
+            struct job_seq *s = &j->seqs[k];
+            s->job = j;
+            s->index = (uint32_t)k;
+            s->prompt_index = p;
+            s->prompt_tokens = (uint32_t)n_ids[p];
+            if (echo_text[p]) api__append_text(s, echo_text[p], strlen(echo_text[p]));
+        }
+    /* the sampler copies the bias at submit: one array for every choice, freed below */
+    struct sampler_bias *bias = req.n_logit_bias ? malloc(req.n_logit_bias * sizeof *bias) : NULL;
+    for (size_t i = 0; bias && i < req.n_logit_bias; i++)
+        bias[i] = (struct sampler_bias){req.logit_bias[i].id, req.logit_bias[i].bias};
+    if (req.n_logit_bias && !bias) rc = SA_ERR_NOMEM;
+    for (size_t k = 0; k < j->n_seqs && !rc; k++) {
+        struct job_seq *s = &j->seqs[k];
+        struct engine_request er = {.prompt = ids[s->prompt_index], .n_prompt = n_ids[s->prompt_index],
+                                    .max_tokens = req.max_tokens, .share = share, .plan = plan, .rebalance = rb,
+                                    .cb = api__on_engine_event, .user = s};
+        er.sampling = sampler_default_params();
+        er.sampling.temperature = req.temperature;
+        er.sampling.top_k = req.top_k;
+        er.sampling.top_p = req.top_p;
+        er.sampling.min_p = req.min_p;
+        er.sampling.presence_penalty = req.presence_penalty;
+        er.sampling.frequency_penalty = req.frequency_penalty;
+        er.sampling.repeat_penalty = req.repeat_penalty;
+        er.sampling.repeat_last_n = 64;
+        er.sampling.seed = seed + k;
+        er.sampling.n_logprobs = req.logprobs > 0 ? req.logprobs : 0;
+        for (size_t i = 0; i < req.n_stop && i < ENGINE_MAX_STOP; i++) er.stop[i] = req.stop[i];
+        er.n_stop = req.n_stop < ENGINE_MAX_STOP ? req.n_stop : ENGINE_MAX_STOP;
+        er.sampling.bias = bias;
+        er.sampling.n_bias = (int32_t)req.n_logit_bias;
+        er.sampling.ignore_eos = req.ignore_eos;
+        er.sampling.min_tokens = (int32_t)req.min_tokens;
+        memcpy(er.stop_ids, req.stop_token_ids, req.n_stop_token_ids * sizeof *er.stop_ids);
+        er.n_stop_ids = req.n_stop_token_ids;
+        rc = engine_submit(a->e, &er, &s->engine_id);
+        if (rc) break;
+        s->submitted = true;
+        j->refs++;
+        j->remaining++;
+    }
+    free(bias);
+    if (j->remaining) { /* link even if a later submit failed: the events still come */
+        j->next = a->jobs;
+        if (a->jobs) a->jobs->prev = j;
+        a->jobs = j;
+        a->n_jobs++;
+    }
+    if (rc) {
+        response_error_from_code(rc, rc == SA_ERR_CONTEXT_FULL ? "prompt" : NULL, NULL, &err);
+        j->failed = true;
+        j->err = err;
+        api__job_cancel_all(j);
+        if (j->remaining == 0) api__send_error(a, r, ep, &err); /* else answered when the cancelled ones end */
+        goto out;
+    }
+    if (j->stream) {
+        http_stream_begin(r, 200);
+        j->stream_started = true;
+    }
+out:
+    for (size_t p = 0; p < n_prompts; p++) {
+        if (ids) free(ids[p]);
+        if (echo_text) free(echo_text[p]);
+    }
+    free(ids);
+    free(n_ids);
+    free(echo_text);
+    if (j && !j->seqs) free(j);
+    request_free(&req);
+}
