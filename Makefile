@@ -103,8 +103,8 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(ENGINE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(ENGINE_LIB) $(LDLIBS)
 
-# the HTTP layer's unit test links the layer itself (server/http.c)
-$(BUILD)/tests/test_http_layer: $(BUILD)/tests/unit/test_http_layer.o $(BUILD)/server/http.o $(ENGINE_LIB)
+# the HTTP layer's unit test links the layer itself (server/http.c, and response.c: its error bodies)
+$(BUILD)/tests/test_http_layer: $(BUILD)/tests/unit/test_http_layer.o $(BUILD)/server/http.o $(BUILD)/server/response.o $(ENGINE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

@@ -7,6 +7,7 @@
 
 #include "engine/errors.h"
 #include "engine/log.h"
+#include "response.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -17,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -110,8 +112,7 @@ static double mono_s(void)
 }
 
 static void run_mhd(struct http_server *s);
-static void door_reply(struct http_server *s, int fd, int status, const char *reason, const char *msg,
-                       const char *type, const char *code);
+static void door_reply(struct http_server *s, int fd, enum response_http_error kind, const char *msg);
 
 static void on_timer(uv_timer_t *t) { run_mhd(t->data); }
 
@@ -227,16 +228,19 @@ static struct MHD_Response *make_response(const char *ctype, const char *body, s
     return resp;
 }
 
-static enum MHD_Result reply_now(struct http_request *r, int status, const char *msg, const char *type,
-                                 const char *code, const char *const *extra)
+/* An error answer of the HTTP layer: the body from the one error table (response.h). */
+static enum MHD_Result reply_now(struct http_request *r, enum response_http_error kind, const char *msg,
+                                 const char *const *extra)
 {
-    char body[512];
-    int n = snprintf(body, sizeof body,
-                     "{\"error\": {\"message\": \"%s\", \"type\": \"%s\", \"param\": null, \"code\": \"%s\"}}", msg,
-                     type, code);
-    r->resp = make_response("application/json", body, (size_t)n, extra);
+    struct api_error err;
+    response_error_http(kind, NULL, msg, &err);
+    size_t n;
+    char *body = response_error_json(&err, &n);
+    if (!body) return MHD_NO;
+    r->resp = make_response("application/json", body, n, extra);
+    free(body);
     if (!r->resp) return MHD_NO;
-    r->status = status;
+    r->status = err.status;
     return queue_answer(r);
 }
 
@@ -264,18 +268,20 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 
 /* An answer the application never saw (413, 408, 404 for an escaped path):
  * tell it, for the metrics. */
-static enum MHD_Result reply_early_h(struct http_request *r, int status, const char *msg, const char *type,
-                                     const char *code, const char *const *extra)
+static enum MHD_Result reply_early_h(struct http_request *r, enum response_http_error kind, const char *msg,
+                                     const char *const *extra)
 {
-    if (r->srv->h.on_early_reply)
-        r->srv->h.on_early_reply(r->srv->app, r->path && !r->encoded_path ? r->path : "", status);
-    return reply_now(r, status, msg, type, code, extra);
+    if (r->srv->h.on_early_reply) {
+        struct api_error err;
+        response_error_http(kind, NULL, msg, &err);
+        r->srv->h.on_early_reply(r->srv->app, r->path && !r->encoded_path ? r->path : "", err.status);
+    }
+    return reply_now(r, kind, msg, extra);
 }
 
-static enum MHD_Result reply_early(struct http_request *r, int status, const char *msg, const char *type,
-                                   const char *code)
+static enum MHD_Result reply_early(struct http_request *r, enum response_http_error kind, const char *msg)
 {
-    return reply_early_h(r, status, msg, type, code, NULL);
+    return reply_early_h(r, kind, msg, NULL);
 }
 
 /* ---- connection limits: counted here, answered in on_access ---- */
@@ -407,38 +413,34 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         enum conn_verdict cv = conn_verdict(conn);
         if (cv == CONN_OVER_PER_IP) {
             static const char *const h429[] = {"Retry-After: 1", "Connection: close", NULL};
-            return reply_early_h(r, 429, "too many connections from this address (per_ip_connections)",
-                                 "rate_limit_error", "rate_limit_exceeded", h429);
+            return reply_early_h(r, RESPONSE_HTTP_RATE_LIMITED,
+                                 "too many connections from this address (per_ip_connections)", h429);
         }
         if (cv == CONN_OVER_TOTAL) {
             static const char *const h503[] = {"Retry-After: 1", "Connection: close", NULL};
-            return reply_early_h(r, 503, "too many open connections (max_connections)", "server_error",
-                                 "server_busy", h503);
+            return reply_early_h(r, RESPONSE_HTTP_BUSY, "too many open connections (max_connections)", h503);
         }
         if (r->encoded_path)
-            return reply_early(r, 404, "no such endpoint", "invalid_request_error", "unknown_url");
+            return reply_early(r, RESPONSE_HTTP_NOT_FOUND, "no such endpoint");
         struct framing f = {0};
         MHD_get_connection_values_n(conn, MHD_HEADER_KIND, framing_cb, &f);
         const union MHD_ConnectionInfo *hi = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
         if (strlen(url) > s->o.conn_memory) /* a kept-alive connection's later request (the door saw the first) */
-            return reply_early(r, 414, "the request line is longer than connection_memory", "invalid_request_error",
-                               "uri_too_long");
+            return reply_early(r, RESPONSE_HTTP_URI_TOO_LONG, "the request line is longer than connection_memory");
         if (hi && hi->header_size > s->o.conn_memory)
-            return reply_early(r, 431, "the request headers are larger than connection_memory",
-                               "invalid_request_error", "headers_too_large");
+            return reply_early(r, RESPONSE_HTTP_HEADERS_TOO_LARGE,
+                               "the request headers are larger than connection_memory");
         if (f.te_bad)
-            return reply_early(r, 501, "Transfer-Encoding other than 'chunked' alone is not supported",
-                               "invalid_request_error", "unsupported_transfer_encoding");
+            return reply_early(r, RESPONSE_HTTP_NOT_IMPLEMENTED,
+                               "Transfer-Encoding other than 'chunked' alone is not supported");
         if (f.cl_bad || f.cl_conflict || (f.n_cl && f.n_te))
-            return reply_early(r, 400,
+            return reply_early(r, RESPONSE_HTTP_BAD_FRAMING,
                                f.cl_bad        ? "Content-Length is not a decimal number"
                                : f.cl_conflict ? "Content-Length given more than once with different values"
-                                               : "both Content-Length and Transfer-Encoding given",
-                               "invalid_request_error", "invalid_framing");
+                                               : "both Content-Length and Transfer-Encoding given");
         if (f.n_cl && f.cl > s->o.max_body) r->too_large = true;
         if (r->too_large)
-            return reply_early(r, 413, "request body exceeds the configured max_body", "invalid_request_error",
-                               "request_too_large");
+            return reply_early(r, RESPONSE_HTTP_BODY_TOO_LARGE, "request body exceeds the configured max_body");
         return MHD_YES;
     }
     if (r->state == REQ_QUEUED) {
@@ -477,11 +479,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     }
     /* no more upload data: the request is complete, or we were resumed */
     if (r->too_large)
-        return reply_early(r, 413, "request body exceeds the configured max_body", "invalid_request_error",
-                           "request_too_large");
+        return reply_early(r, RESPONSE_HTTP_BODY_TOO_LARGE, "request body exceeds the configured max_body");
     if (r->timed_out)
-        return reply_early(r, 408, "request not received within request_timeout", "invalid_request_error",
-                           "request_timeout");
+        return reply_early(r, RESPONSE_HTTP_TIMEOUT, "request not received within request_timeout");
     if (r->state == REQ_READING) {
         r->state = REQ_WAITING;
         r->app_seen = true;
@@ -529,8 +529,7 @@ static void cut_slow_headers(struct http_server *s, struct http_request *r, doub
     if (r->path || r->cut || now - r->t_start <= s->o.request_timeout_s) return;
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (!ci) return;
-    door_reply(s, ci->connect_fd, 408, "Request Timeout", "the request was not received in time",
-               "invalid_request_error", "request_timeout");
+    door_reply(s, ci->connect_fd, RESPONSE_HTTP_TIMEOUT, "the request was not received in time");
     shutdown(ci->connect_fd, SHUT_RDWR);
     r->cut = true;
     SA_LOGD("http: headers not complete after %u s: connection closed (408)", s->o.request_timeout_s);
@@ -558,9 +557,13 @@ static void on_heartbeat(uv_timer_t *t)
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
             /* peer closed: answer so MHD notices, which ends in on_closed(client_gone) */
             r->gone = true;
-            static const char body[] = "{\"error\": {\"message\": \"client closed the connection\", \"type\": \"server_error\", \"param\": null, \"code\": \"client_closed\"}}";
-            r->resp = make_response("application/json", body, sizeof body - 1, NULL);
-            r->status = 499;
+            struct api_error err; /* never delivered: the body only keeps MHD's bookkeeping honest */
+            response_error_http(RESPONSE_HTTP_CLIENT_CLOSED, NULL, NULL, &err);
+            size_t blen;
+            char *body = response_error_json(&err, &blen);
+            r->resp = body ? make_response("application/json", body, blen, NULL) : NULL;
+            free(body);
+            r->status = err.status;
             if (r->resp) {
                 r->state = REQ_ANSWERED;
                 resume(r);
@@ -630,22 +633,27 @@ static void door_leave(struct door *d, bool give)
     schedule_run(s);
 }
 
-/* Our error answer straight on the socket, then close (the door's and the slow-header cut's). */
-static void door_reply(struct http_server *s, int fd, int status, const char *reason, const char *msg,
-                       const char *type, const char *code)
+/* Our error answer straight on the socket, then close (the door's and the slow-header cut's).
+ * The body comes from the one error table (response.h). */
+static void door_reply(struct http_server *s, int fd, enum response_http_error kind, const char *msg)
 {
-    char body[512], resp[768];
-    int nb = snprintf(body, sizeof body,
-                      "{\"error\": {\"message\": \"%s\", \"type\": \"%s\", \"param\": null, \"code\": \"%s\"}}", msg,
-                      type, code);
-    int n = snprintf(resp, sizeof resp,
+    struct api_error err;
+    response_error_http(kind, NULL, msg, &err);
+    size_t nb;
+    char *body = response_error_json(&err, &nb);
+    char head[256];
+    const char *reason = MHD_get_reason_phrase_for((unsigned)err.status);
+    int n = snprintf(head, sizeof head,
                      "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nConnection: close\r\n"
-                     "Content-Length: %d\r\n\r\n%s",
-                     status, reason, nb, body);
-    ssize_t w = send(fd, resp, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+                     "Content-Length: %zu\r\n\r\n",
+                     err.status, reason && *reason ? reason : "Error", body ? nb : 0);
+    struct iovec iov[2] = {{head, (size_t)n}, {body, body ? nb : 0}};
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+    ssize_t w = sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
     (void)w; /* best effort: the client may be gone */
+    free(body);
     shutdown(fd, SHUT_WR);
-    if (s->h.on_early_reply) s->h.on_early_reply(s->app, "", status);
+    if (s->h.on_early_reply) s->h.on_early_reply(s->app, "", err.status);
 }
 
 static void door_on_poll(uv_poll_t *p, int status, int events);
@@ -666,10 +674,9 @@ static void door_drain(struct door *d)
 /* Answer from the door, then close gracefully: closing with unread input would
  * reset the connection and the client could lose the answer, so input is read
  * and dropped until the client closes or for one second (a lingering close). */
-static void door_refuse(struct door *d, int status, const char *reason, const char *msg, const char *type,
-                        const char *code)
+static void door_refuse(struct door *d, enum response_http_error kind, const char *msg)
 {
-    door_reply(d->srv, d->fd, status, reason, msg, type, code);
+    door_reply(d->srv, d->fd, kind, msg);
     d->linger_until = mono_s() + 1.0;
     if (!d->polling) d->polling = uv_poll_start(&d->poll, UV_READABLE, door_on_poll) == 0;
     door_drain(d);
@@ -709,8 +716,7 @@ static enum door_verdict door_look(struct door *d, double now)
     size_t lead = 0; /* RFC 9112 2.2: empty lines before a request line are ignored */
     while (lead < got && (p[lead] == '\r' || p[lead] == '\n')) lead++;
     if (lead < got && !tchar((unsigned char)p[lead])) {
-        door_refuse(d, 400, "Bad Request", "not an HTTP/1.1 request (TLS is not served on this port)",
-                    "invalid_request_error", "invalid_request");
+        door_refuse(d, RESPONSE_HTTP_BAD_REQUEST, "not an HTTP/1.1 request (TLS is not served on this port)");
         return DOOR_CLOSED;
     }
     const char *eol = memchr(p, '\n', got < limit ? got : limit);
@@ -722,18 +728,14 @@ static enum door_verdict door_look(struct door *d, double now)
         }
     if (!end && got > limit) {
         if (!eol)
-            door_refuse(d, 414, "URI Too Long", "the request line is longer than connection_memory",
-                        "invalid_request_error", "uri_too_long");
+            door_refuse(d, RESPONSE_HTTP_URI_TOO_LONG, "the request line is longer than connection_memory");
         else
-            door_refuse(d, 431, "Request Header Fields Too Large",
-                        "the request headers are larger than connection_memory", "invalid_request_error",
-                        "headers_too_large");
+            door_refuse(d, RESPONSE_HTTP_HEADERS_TOO_LARGE, "the request headers are larger than connection_memory");
         return DOOR_CLOSED;
     }
     if (!end) {
         if (now - d->t_start > s->o.request_timeout_s) {
-            door_refuse(d, 408, "Request Timeout", "the request was not received in time",
-                        "invalid_request_error", "request_timeout");
+            door_refuse(d, RESPONSE_HTTP_TIMEOUT, "the request was not received in time");
             return DOOR_CLOSED;
         }
         return DOOR_WAIT;
@@ -746,8 +748,7 @@ static enum door_verdict door_look(struct door *d, double now)
         while (*q >= '0' && *q <= '9') q++;
         while (*q == ' ' || *q == '\t') q++;
         if (q == cl || *q != '\r') {
-            door_refuse(d, 400, "Bad Request", "Content-Length is not a decimal number", "invalid_request_error",
-                        "invalid_framing");
+            door_refuse(d, RESPONSE_HTTP_BAD_FRAMING, "Content-Length is not a decimal number");
             return DOOR_CLOSED;
         }
     }
@@ -765,8 +766,7 @@ static enum door_verdict door_look(struct door *d, double now)
                 size = size * 16 + (unsigned)v;
             }
             if (digits && (size > s->o.max_body || digits == 17)) {
-                door_refuse(d, 413, "Content Too Large", "a chunk of the body exceeds the configured max_body",
-                            "invalid_request_error", "request_too_large");
+                door_refuse(d, RESPONSE_HTTP_BODY_TOO_LARGE, "a chunk of the body exceeds the configured max_body");
                 return DOOR_CLOSED;
             }
         }

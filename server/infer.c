@@ -1,6 +1,8 @@
 /* infer.c - Open Inference Protocol bodies for the phiDNN model; contract in infer.h. */
 #include "infer.h"
 
+#include "engine/errors.h"
+
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -51,7 +53,7 @@ static int parse_mode(const char *s, const char *param, struct api_error *err)
     return m;
 }
 
-int infer_query_arg(struct infer_request *r, const char *key, const char *value, struct api_error *err)
+static int query_arg(struct infer_request *r, const char *key, const char *value, struct api_error *err)
 {
     if (strcmp(key, "recreate") != 0) {
         request_error(err, plain_name(key) ? key : "query", "unknown query parameter (only 'recreate' is accepted)");
@@ -192,8 +194,8 @@ static int parse_outputs(const json_t *o, struct infer_request *r, struct api_er
     return 0;
 }
 
-int infer_parse(const char *body, size_t len, const struct phidnn_info *info, uint32_t max_batch,
-                struct infer_request *r, struct api_error *err)
+static int parse(const char *body, size_t len, const struct phidnn_info *info, uint32_t max_batch,
+                 struct infer_request *r, struct api_error *err)
 {
     json_error_t je;
     json_t *root = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &je);
@@ -312,6 +314,20 @@ int infer_parse(const char *body, size_t len, const struct phidnn_info *info, ui
 out:
     json_decref(root);
     return rc;
+}
+
+/* The public entries return SA_ERR_* codes (the helpers above: 0 or -1 with err filled). */
+static int err_code(const struct api_error *err) { return err->status == 503 ? SA_ERR_NOMEM : SA_ERR_INVALID_ARG; }
+
+int infer_query_arg(struct infer_request *r, const char *key, const char *value, struct api_error *err)
+{
+    return query_arg(r, key, value, err) == 0 ? 0 : err_code(err);
+}
+
+int infer_parse(const char *body, size_t len, const struct phidnn_info *info, uint32_t max_batch,
+                struct infer_request *r, struct api_error *err)
+{
+    return parse(body, len, info, max_batch, r, err) == 0 ? 0 : err_code(err);
 }
 
 static json_t *tensor_meta(const char *name, const char *dt, json_t *shape)

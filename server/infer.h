@@ -58,9 +58,10 @@ struct infer_request {
 void infer_request_init(struct infer_request *r);
 void infer_request_free(struct infer_request *r);
 
-/* One URL query argument: only "recreate" (a mode name). -1 with err 400 otherwise. */
+/* One URL query argument: only "recreate" (a mode name). SA_ERR_INVALID_ARG with err 400 otherwise. */
 int infer_query_arg(struct infer_request *r, const char *key, const char *value, struct api_error *err);
-/* Parse body[0..len) for a model described by info; max_batch bounds B. 0 or -1 with err. */
+/* Parse body[0..len) for a model described by info; max_batch bounds B. 0, or
+ * SA_ERR_INVALID_ARG (SA_ERR_NOMEM when out of memory) with err filled. */
 int infer_parse(const char *body, size_t len, const struct phidnn_info *info, uint32_t max_batch,
                 struct infer_request *r, struct api_error *err);
 

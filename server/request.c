@@ -4,6 +4,8 @@
  */
 #include "request.h"
 
+#include "engine/errors.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -742,26 +744,26 @@ int request_parse(enum request_kind kind, const char *body, size_t len, const st
     json_error_t je;
     if (kind != REQUEST_COMPLETION && kind != REQUEST_CHAT) {
         request_error(err, NULL, "unknown request kind");
-        return -1;
+        return SA_ERR_INVALID_ARG;
     }
     out->kind = kind;
     if (!body) {
         request_error(err, "body", "the request body is empty");
-        return -1;
+        return SA_ERR_INVALID_ARG;
     }
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
         req_json_error(&je, err);
-        return -1;
+        return err->status == 503 ? SA_ERR_NOMEM : SA_ERR_INVALID_ARG;
     }
     if (!json_is_object(root)) {
         json_decref(root);
         request_error(err, "body", "the request body must be a JSON object");
-        return -1;
+        return SA_ERR_INVALID_ARG;
     }
     int rc = req_parse_fields(root, kind, lim, out, err);
     json_decref(root);
-    return rc;
+    return rc == 0 ? 0 : err->status == 503 ? SA_ERR_NOMEM : SA_ERR_INVALID_ARG;
 }
 
 /* ---- query toggles ---- */
@@ -786,17 +788,17 @@ int request_query_arg(struct api_request *r, const char *key, const char *value,
     else if (key && strcmp(key, "rebalance") == 0) slot = &r->rebalance_query;
     if (!slot) {
         request_error(err, param, "unknown query parameter; only 'share' and 'rebalance' are accepted");
-        return -1;
+        return SA_ERR_INVALID_ARG;
     }
     if (*slot != -1) {
         request_error(err, param, "query parameter '%s' is given more than once", key);
-        return -1;
+        return SA_ERR_INVALID_ARG;
     }
     if (value && strcmp(value, "on") == 0) *slot = 1;
     else if (value && strcmp(value, "off") == 0) *slot = 0;
     else {
         request_error(err, param, "query parameter '%s' must be \"on\" or \"off\"", key);
-        return -1;
+        return SA_ERR_INVALID_ARG;
     }
     return 0;
 }

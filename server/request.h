@@ -167,18 +167,18 @@ void request_free(struct api_request *r);
 
 /* Parses body[0..len) as a request of the given kind into out, which must
  * have been request_init()ed (and may already hold query toggles: they are
- * kept). Returns 0, or -1 with err filled: status 400, type
+ * kept). Returns 0, or SA_ERR_INVALID_ARG with err filled: status 400, type
  * "invalid_request_error", param named, message without request bytes (the
- * one exception: allocation failure gives 503 "server_error" code
- * "out_of_memory"). On -1 out may be partly filled: request_free() it in
- * both cases. Call once per api_request. */
+ * one exception: allocation failure, SA_ERR_NOMEM, gives 503 "server_error"
+ * code "out_of_memory"). On error out may be partly filled: request_free() it
+ * in both cases. Call once per api_request. */
 int request_parse(enum request_kind kind, const char *body, size_t len, const struct request_limits *lim,
                   struct api_request *out, struct api_error *err);
 
 /* Applies one URL query argument; the HTTP layer calls it for every argument
  * in order. Allow-list: "share" and "rebalance" (case-sensitive); the value
  * must be exactly "on" or "off" (value NULL means the key had no '=').
- * Unknown key, repeated key, empty or other value -> -1 with err 400; param
+ * Unknown key, repeated key, empty or other value -> SA_ERR_INVALID_ARG with err 400; param
  * is the key when it is a short plain name ([A-Za-z0-9_.-], < 64 bytes),
  * else "query". */
 int request_query_arg(struct api_request *r, const char *key, const char *value, struct api_error *err);

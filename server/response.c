@@ -176,6 +176,13 @@ static const struct resp_error_row response_error_table[] = {
     {0, RESPONSE_HTTP_BODY_TOO_LARGE, 413, RESP_REQ, "request_too_large", "the request body is too large"},
     {0, RESPONSE_HTTP_RATE_LIMITED, 429, "rate_limit_error", "rate_limit_exceeded", "too many requests"},
     {0, RESPONSE_HTTP_UNAVAILABLE, 503, RESP_SRV, "server_unavailable", "the server is not ready"},
+    {0, RESPONSE_HTTP_BUSY, 503, RESP_SRV, "server_busy", "too many open connections"},
+    {0, RESPONSE_HTTP_BAD_FRAMING, 400, RESP_REQ, "invalid_framing", "the message framing is invalid"},
+    {0, RESPONSE_HTTP_URI_TOO_LONG, 414, RESP_REQ, "uri_too_long", "the request line is too long"},
+    {0, RESPONSE_HTTP_HEADERS_TOO_LARGE, 431, RESP_REQ, "headers_too_large", "the request headers are too large"},
+    {0, RESPONSE_HTTP_NOT_IMPLEMENTED, 501, RESP_REQ, "unsupported_transfer_encoding",
+     "this transfer encoding is not supported"},
+    {0, RESPONSE_HTTP_CLIENT_CLOSED, 499, RESP_SRV, "client_closed", "client closed the connection"},
 };
 /* Codes not in the table (including SA_ERR_OK, which is a caller bug here). */
 static const struct resp_error_row resp_error_default = {0, 0, 500, RESP_SRV, "internal_error", NULL};

@@ -65,8 +65,16 @@
  *   METHOD_NOT_ALLOWED 405 invalid_request_error method_not_allowed
  *   TIMEOUT 408 invalid_request_error request_timeout
  *   BODY_TOO_LARGE 413 invalid_request_error request_too_large
- *   RATE_LIMITED 429 rate_limit_error rate_limit_exceeded (reserved)
+ *   RATE_LIMITED 429 rate_limit_error rate_limit_exceeded (over per_ip_connections)
  *   UNAVAILABLE 503 server_error server_unavailable (loading / draining)
+ *   BUSY 503 server_error server_busy (over max_connections)
+ *   BAD_FRAMING 400 invalid_request_error invalid_framing (Content-Length / Transfer-Encoding)
+ *   URI_TOO_LONG 414 invalid_request_error uri_too_long
+ *   HEADERS_TOO_LARGE 431 invalid_request_error headers_too_large
+ *   NOT_IMPLEMENTED 501 invalid_request_error unsupported_transfer_encoding
+ *   CLIENT_CLOSED 499 server_error client_closed (never delivered; bookkeeping)
+ * Every error body saserve writes comes from this table: the HTTP layer's
+ * (http.c) too, through response_error_http + response_error_json.
  */
 enum response_http_error {
     RESPONSE_HTTP_BAD_REQUEST = 1,
@@ -77,6 +85,12 @@ enum response_http_error {
     RESPONSE_HTTP_BODY_TOO_LARGE,
     RESPONSE_HTTP_RATE_LIMITED,
     RESPONSE_HTTP_UNAVAILABLE,
+    RESPONSE_HTTP_BUSY,
+    RESPONSE_HTTP_BAD_FRAMING,
+    RESPONSE_HTTP_URI_TOO_LONG,
+    RESPONSE_HTTP_HEADERS_TOO_LARGE,
+    RESPONSE_HTTP_NOT_IMPLEMENTED,
+    RESPONSE_HTTP_CLIENT_CLOSED,
 };
 
 /* Fill out from the table row of an SA_ERR_* code. param: NULL or "" for

@@ -6,6 +6,8 @@
 #include "../../server/request.c"
 #include "../test.h"
 
+#include "engine/errors.h"
+
 static const struct request_limits LIM = {
     .max_prompt_bytes = 1024,
     .max_tokens_limit = 4096,
@@ -43,7 +45,7 @@ static int try_body(enum request_kind kind, const char *body, struct api_error *
     do {                                                                                \
         struct api_error e_;                                                            \
         int rc_ = try_body(kind, body, &e_);                                            \
-        if (rc_ != -1) TEST_FAIL_("expected 400: %s", body);                            \
+        if (rc_ != SA_ERR_INVALID_ARG) TEST_FAIL_("expected 400 (SA_ERR_INVALID_ARG): %s -> %d", body, rc_);                            \
         else {                                                                          \
             ASSERT_EQ(e_.status, 400);                                                  \
             ASSERT_STR_EQ(e_.type, "invalid_request_error");                            \
@@ -162,7 +164,7 @@ static void run_cases(enum request_kind kind, const char *base, const struct pca
         if (cases[i].ok && rc != 0) {
             TEST_FAIL_("expected ok: %s -> param %s: %s", body, e.param, e.message);
         } else if (!cases[i].ok) {
-            if (rc != -1) {
+            if (rc != SA_ERR_INVALID_ARG) {
                 TEST_FAIL_("expected 400: %s", body);
                 continue;
             }
@@ -293,7 +295,7 @@ static void test_unknown_fields_rejected(void)
         snprintf(body, sizeof body, "{\"prompt\":\"a\",%s}", completion_bad[i][0]);
         EXPECT_BAD(REQUEST_COMPLETION, body, completion_bad[i][1]);
         struct api_error e;
-        if (try_body(REQUEST_COMPLETION, body, &e) == -1) ASSERT_STR_EQ(e.code, "unsupported_parameter");
+        if (try_body(REQUEST_COMPLETION, body, &e) == SA_ERR_INVALID_ARG) ASSERT_STR_EQ(e.code, "unsupported_parameter");
     }
     static const char *const chat_bad[][2] = {
         {"\"prompt\":5", "prompt"}, {"\"echo\":true", "echo"}, {"\"tools\":[]", "tools"},
@@ -561,7 +563,7 @@ static void expect_bad_raw(const char *body, size_t len, const char *want_param,
     struct api_error e;
     int rc = parse_kind(REQUEST_COMPLETION, body, len, &r, &e);
     request_free(&r);
-    if (rc != -1) {
+    if (rc != SA_ERR_INVALID_ARG) {
         TEST_FAIL_("expected 400 for a malformed body of %zu bytes", len);
         return;
     }
@@ -626,7 +628,7 @@ static void test_malformed_json(void)
     struct api_request r;
     struct api_error e;
     request_init(&r);
-    ASSERT_EQ(request_parse(REQUEST_COMPLETION, NULL, 0, &LIM, &r, &e), -1);
+    ASSERT_EQ(request_parse(REQUEST_COMPLETION, NULL, 0, &LIM, &r, &e), SA_ERR_INVALID_ARG);
     ASSERT_STR_EQ(e.param, "body");
     request_free(&r);
 }
@@ -649,7 +651,7 @@ static void test_query_args(void)
     ASSERT_EQ(r.share_query, 1);
     ASSERT_EQ(r.rebalance_query, 0);
     /* duplicate */
-    ASSERT_EQ(request_query_arg(&r, "share", "off", &e), -1);
+    ASSERT_EQ(request_query_arg(&r, "share", "off", &e), SA_ERR_INVALID_ARG);
     ASSERT_EQ(e.status, 400);
     ASSERT_STR_EQ(e.param, "share");
     request_free(&r);
@@ -667,7 +669,7 @@ static void test_query_args(void)
         request_init(&r);
         memset(&e, 0, sizeof e);
         int rc = request_query_arg(&r, bad[i].key, bad[i].value, &e);
-        if (rc != -1) TEST_FAIL_("query %zu accepted", i);
+        if (rc != SA_ERR_INVALID_ARG) TEST_FAIL_("query %zu accepted", i);
         ASSERT_EQ(e.status, 400);
         ASSERT_STR_EQ(e.param, bad[i].param);
         ASSERT_EQ(r.share_query, -1);
@@ -679,9 +681,9 @@ static void test_query_args(void)
     /* duplicate rebalance, and a NULL key */
     request_init(&r);
     ASSERT_OK(request_query_arg(&r, "rebalance", "on", &e));
-    ASSERT_EQ(request_query_arg(&r, "rebalance", "on", &e), -1);
+    ASSERT_EQ(request_query_arg(&r, "rebalance", "on", &e), SA_ERR_INVALID_ARG);
     ASSERT_STR_EQ(e.param, "rebalance");
-    ASSERT_EQ(request_query_arg(&r, NULL, "on", &e), -1);
+    ASSERT_EQ(request_query_arg(&r, NULL, "on", &e), SA_ERR_INVALID_ARG);
     ASSERT_STR_EQ(e.param, "query");
     request_free(&r);
 }

@@ -131,6 +131,12 @@ static void test_error_http(void)
         {RESPONSE_HTTP_BODY_TOO_LARGE, 413, "invalid_request_error", "request_too_large"},
         {RESPONSE_HTTP_RATE_LIMITED, 429, "rate_limit_error", "rate_limit_exceeded"},
         {RESPONSE_HTTP_UNAVAILABLE, 503, "server_error", "server_unavailable"},
+        {RESPONSE_HTTP_BUSY, 503, "server_error", "server_busy"},
+        {RESPONSE_HTTP_BAD_FRAMING, 400, "invalid_request_error", "invalid_framing"},
+        {RESPONSE_HTTP_URI_TOO_LONG, 414, "invalid_request_error", "uri_too_long"},
+        {RESPONSE_HTTP_HEADERS_TOO_LARGE, 431, "invalid_request_error", "headers_too_large"},
+        {RESPONSE_HTTP_NOT_IMPLEMENTED, 501, "invalid_request_error", "unsupported_transfer_encoding"},
+        {RESPONSE_HTTP_CLIENT_CLOSED, 499, "server_error", "client_closed"},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         struct api_error e;
