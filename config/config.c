@@ -10,6 +10,7 @@
 
 #include "engine/unicode.h"
 
+#include "engine/defaults.h"
 #include "engine/errors.h"
 
 #include <jansson.h>
@@ -58,22 +59,22 @@ static const struct config_setting config_settings[] = {
      "address to listen on"},
     {"port", CONFIG_TYPE_UINT, CONFIG_FIELD(port), "8080", 1, 65535, "SASERVE_PORT", "--port", 0, NULL, NULL,
      "TCP port to listen on"},
-    {"threads", CONFIG_TYPE_UINT, CONFIG_FIELD(threads), "2", 1, 256, "SASERVE_THREADS", "--threads", 0, NULL,
+    {"threads", CONFIG_TYPE_UINT, CONFIG_FIELD(threads), SA_DEFAULT_STR(SA_DEFAULT_THREADS), 1, 256, "SASERVE_THREADS", "--threads", 0, NULL,
      NULL, "compute threads"},
     {"ctx", CONFIG_TYPE_UINT, CONFIG_FIELD(ctx), "0", 0, 1048576, "SASERVE_CTX", "--ctx", 0, NULL, NULL,
      "tokens per sequence, prompt and generated (0 = the model's training context)"},
-    {"slots", CONFIG_TYPE_UINT, CONFIG_FIELD(slots), "4", 1, 256, "SASERVE_SLOTS", "--slots", 0, NULL, NULL,
+    {"slots", CONFIG_TYPE_UINT, CONFIG_FIELD(slots), SA_DEFAULT_STR(SA_DEFAULT_SLOTS), 1, 256, "SASERVE_SLOTS", "--slots", 0, NULL, NULL,
      "sequences computed concurrently"},
-    {"queue_max", CONFIG_TYPE_UINT, CONFIG_FIELD(queue_max), "64", 0, 65536, "SASERVE_QUEUE_MAX", "--queue-max",
+    {"queue_max", CONFIG_TYPE_UINT, CONFIG_FIELD(queue_max), SA_DEFAULT_STR(SA_DEFAULT_QUEUE_MAX), 0, 65536, "SASERVE_QUEUE_MAX", "--queue-max",
      0, NULL, NULL, "requests waiting for a slot before the server answers 503"},
     {"queue_max_tokens", CONFIG_TYPE_UINT, CONFIG_FIELD(queue_max_tokens), "262144", 0, 1u << 30,
      "SASERVE_QUEUE_MAX_TOKENS", "--queue-max-tokens", 0, NULL, NULL,
      "prompt tokens waiting before the server answers 503 (0 = no limit; an empty queue takes any request)"},
-    {"prefill_chunk", CONFIG_TYPE_UINT, CONFIG_FIELD(prefill_chunk), "128", 1, 8192, "SASERVE_PREFILL_CHUNK",
+    {"prefill_chunk", CONFIG_TYPE_UINT, CONFIG_FIELD(prefill_chunk), SA_DEFAULT_STR(SA_DEFAULT_PREFILL_CHUNK), 1, 8192, "SASERVE_PREFILL_CHUNK",
      "--prefill-chunk", 0, NULL, NULL, "most prompt tokens prefilled in one step, over all sequences"},
     {"kv_budget", CONFIG_TYPE_SIZE, CONFIG_FIELD(kv_budget), "0", 0, 1024 * GIB, "SASERVE_KV_BUDGET",
      "--kv-budget", 0, NULL, NULL, "bytes of the paged KV pool (0 = slots full contexts without sharing)"},
-    {"kv_block", CONFIG_TYPE_UINT, CONFIG_FIELD(kv_block), "16", 1, 4096, "SASERVE_KV_BLOCK", "--kv-block", 0,
+    {"kv_block", CONFIG_TYPE_UINT, CONFIG_FIELD(kv_block), SA_DEFAULT_STR(SA_DEFAULT_KV_BLOCK), 1, 4096, "SASERVE_KV_BLOCK", "--kv-block", 0,
      NULL, NULL, "token positions per KV page"},
     {"kv_f16", CONFIG_TYPE_BOOL, CONFIG_FIELD(kv_f16), "false", 0, 1, "SASERVE_KV_F16", "--kv-f16", 0, NULL, NULL,
      "store the KV cache as F16 (half the bytes per token; attention reads it back to F32)"},
@@ -89,6 +90,12 @@ static const struct config_setting config_settings[] = {
     {"share_threshold", CONFIG_TYPE_FLOAT, CONFIG_FIELD(share_threshold), "0.9", -1, 1,
      "SASERVE_SHARE_THRESHOLD", "--share-threshold", 0, NULL, NULL,
      "least attention similarity of a layer to its source for 'auto' spans"},
+    {"temperature", CONFIG_TYPE_FLOAT, CONFIG_FIELD(temperature), SA_DEFAULT_STR(SA_DEFAULT_TEMPERATURE), 0, 2,
+     "SASERVE_TEMPERATURE", "--temperature", 0, NULL, NULL,
+     "sampling temperature of a request that gives none (and of saserve generate)"},
+    {"repeat_last_n", CONFIG_TYPE_UINT, CONFIG_FIELD(repeat_last_n), SA_DEFAULT_STR(SA_DEFAULT_REPEAT_LAST_N), 0,
+     1u << 20, "SASERVE_REPEAT_LAST_N", "--repeat-last-n", 0, NULL, NULL,
+     "tokens repeat_penalty looks back over (0 = the whole answer)"},
     {"rebalance", CONFIG_TYPE_BOOL, CONFIG_FIELD(rebalance), "false", 0, 1, "SASERVE_REBALANCE", "--rebalance",
      0, NULL, NULL, "attention re-balancer on by default (a request overrides it with ?rebalance=on|off)"},
     {"rebalance_alpha", CONFIG_TYPE_FLOAT, CONFIG_FIELD(rebalance_alpha), "0.2", -10, 10,

@@ -62,6 +62,8 @@ struct config {
     bool share;                /* Shared Attention on by default for requests */
     char share_spans[256];     /* "auto", "off" or "a-b,c-d" */
     float share_threshold;     /* similarity threshold for "auto" spans */
+    float temperature;         /* a request's sampling temperature when it gives none */
+    uint32_t repeat_last_n;    /* history window of repeat_penalty */
     bool rebalance;            /* attention re-balancer on by default */
     float rebalance_alpha;     /* boost strength */
     float rebalance_tau;       /* layer-0 mask threshold */

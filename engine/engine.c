@@ -117,14 +117,14 @@ static void vision_wake(void *ctx)
 struct engine_config engine_default_config(void)
 {
     return (struct engine_config){
-        .n_threads = 2,
-        .n_slots = 4,
-        .queue_max = 64,
-        .prefill_chunk = 128,
+        .n_threads = SA_DEFAULT_THREADS,
+        .n_slots = SA_DEFAULT_SLOTS,
+        .queue_max = SA_DEFAULT_QUEUE_MAX,
+        .prefill_chunk = SA_DEFAULT_PREFILL_CHUNK,
         .use_mmap = false, /* make bench: weights read into memory decode faster here */
         .share_spans = "auto",
         .share_threshold = CALIB_DEFAULT_THRESHOLD,
-        .kv_block = 16,
+        .kv_block = SA_DEFAULT_KV_BLOCK,
         .prefix_cache = true,
         .rebalance = rebalance_default_params(),
     };
@@ -597,7 +597,7 @@ int engine_create(const struct engine_config *cfg_in, struct engine **out, char 
     if (cfg->n_threads < 1) cfg->n_threads = 1;
     if (cfg->n_slots < 1) cfg->n_slots = 1;
     if (cfg->n_slots > 256) cfg->n_slots = 256;
-    if (cfg->prefill_chunk < 1) cfg->prefill_chunk = 128;
+    if (cfg->prefill_chunk < 1) cfg->prefill_chunk = SA_DEFAULT_PREFILL_CHUNK;
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     e->next_id = 1;
@@ -658,7 +658,7 @@ int engine_create(const struct engine_config *cfg_in, struct engine **out, char 
     share_plan_format(&e->default_plan, info->default_spans, sizeof info->default_spans);
     /* the paged pool: kv_budget bytes of pages (default: n_slots full contexts without sharing),
      * which must hold at least one full context without sharing */
-    e->block = cfg->kv_block ? cfg->kv_block : 16;
+    e->block = cfg->kv_block ? cfg->kv_block : SA_DEFAULT_KV_BLOCK;
     const size_t page_bytes = tf_kv_page_bytes(e->m, e->block, cfg->kv_f16);
     const uint64_t max_blocks = (e->n_ctx + e->block - 1) / e->block,
                    per_seq_pages = max_blocks * tf_kv_pages_per_block(e->m, NULL);

@@ -43,6 +43,7 @@
 #ifndef SA_ENGINE_H
 #define SA_ENGINE_H
 
+#include "defaults.h"
 #include "errors.h"
 #include "phidnn.h"
 #include "rebalance.h"
@@ -61,7 +62,7 @@ struct engine_config {
     int n_threads;           /* compute threads (>= 1) */
     uint32_t n_ctx;          /* tokens per sequence (prompt + generated); 0 = model's */
     uint32_t n_slots;        /* max sequences computed concurrently (the batch) */
-    uint32_t kv_block;       /* tokens per KV page (0 = 16) */
+    uint32_t kv_block;       /* tokens per KV page (0 = SA_DEFAULT_KV_BLOCK) */
     bool kv_f16;             /* store the KV cache as F16 (half the bytes per token) */
     uint64_t kv_budget;      /* bytes of the paged KV pool; 0 = n_slots full contexts without
                               * sharing. SA_ERR_RANGE if it cannot hold one such context */
@@ -82,8 +83,8 @@ struct engine_config {
     uint32_t vision_max_images;    /* images per vision job (0 = 64) */
 };
 
-/* Defaults: 2 threads, model context, 4 slots, queue 64, chunk 128, pages of 16, prefix cache on,
- * weights in memory, auto plan, sharing off. */
+/* Defaults (defaults.h): threads, slots, queue, prefill chunk, KV page size; model context,
+ * prefix cache on, weights in memory, auto plan, sharing off. */
 struct engine_config engine_default_config(void);
 
 /* Loads the model (and computes the auto plan). On error msg names the field. */

@@ -1,6 +1,7 @@
 #include "transformer.h"
 
 #include "attention.h"
+#include "defaults.h"
 #include "errors.h"
 #include "kvpool.h"
 #include "kvseq.h"
@@ -61,7 +62,7 @@ static float *falloc(size_t n)
 
 size_t tf_kv_page_bytes(const struct model *m, uint32_t kv_block, bool f16)
 {
-    if (!kv_block) kv_block = 16;
+    if (!kv_block) kv_block = SA_DEFAULT_KV_BLOCK;
     size_t b = (size_t)kv_block * m->hp.n_head_kv * m->hp.head_dim * (f16 ? 2 : sizeof(float));
     return (b + 63) / 64 * 64;
 }
@@ -78,7 +79,7 @@ int tf_seq_create(const struct model *m, const struct tf_opts *opts, struct tf_s
     *out = NULL;
     const struct model_hparams *hp = &m->hp;
     if (!o.n_ctx) o.n_ctx = hp->n_ctx_train;
-    if (!o.kv_block) o.kv_block = 16;
+    if (!o.kv_block) o.kv_block = SA_DEFAULT_KV_BLOCK;
     size_t page_bytes = tf_kv_page_bytes(m, o.kv_block, o.kv_f16);
     if (o.kv_pool && kv_pool_page_bytes(o.kv_pool) != page_bytes) return SA_ERR_INVALID_ARG;
     struct tf_seq *s = calloc(1, sizeof *s);
@@ -119,7 +120,7 @@ int tf_ws_create(const struct model *m, const struct tf_opts *opts, struct tf_ws
     *out = NULL;
     const struct model_hparams *hp = &m->hp;
     if (!o.n_ctx) o.n_ctx = hp->n_ctx_train;
-    if (!o.n_batch) o.n_batch = 128;
+    if (!o.n_batch) o.n_batch = SA_DEFAULT_PREFILL_CHUNK;
     if (o.n_batch > o.n_ctx) o.n_batch = o.n_ctx;
     if (o.n_batch > TF_MAX_ROWS) o.n_batch = TF_MAX_ROWS;
     if (o.n_threads < 1) o.n_threads = 1;

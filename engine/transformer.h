@@ -64,7 +64,7 @@ struct tf_opts {
     uint32_t n_ctx;    /* positions (sequence: its cache; workspace: the longest sequence it steps);
                         * 0 = model's training context */
     /* workspace */
-    uint32_t n_batch;  /* max rows per step (tokens over all segments); 0 = 128 */
+    uint32_t n_batch;  /* max rows per step (tokens over all segments); 0 = SA_DEFAULT_PREFILL_CHUNK */
     int n_threads;     /* 0 = 1; ignored when pool is given */
     struct workers *pool; /* borrowed shared pool, or NULL to own one */
     bool reference;    /* naive double-precision path (tests) */
@@ -72,7 +72,7 @@ struct tf_opts {
     /* sequence */
     const struct share_plan *plan;     /* NULL = no sharing; copied */
     struct rebalance_params rebalance; /* .on = false: off */
-    uint32_t kv_block;         /* positions per KV page; 0 = 16 */
+    uint32_t kv_block;         /* positions per KV page; 0 = SA_DEFAULT_KV_BLOCK (defaults.h) */
     struct kv_pool *kv_pool;   /* borrowed pool of tf_kv_page_bytes pages, allocating from
                                 * reservations; NULL = own a pool that holds n_ctx positions */
     bool kv_f16;               /* store K and V as F16 (half the bytes; attention reads them back to F32) */

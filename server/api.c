@@ -202,7 +202,8 @@ struct api *api_create(uv_loop_t *loop, struct engine *e, const struct config *c
     const struct engine_model_info *info = engine_info(e);
     a->limits = (struct request_limits){.max_prompt_bytes = cfg->max_prompt_bytes, .max_tokens_limit = cfg->max_tokens_limit,
                                         .max_n = cfg->max_n, .max_logprobs = cfg->max_logprobs,
-                                        .n_vocab = info->n_vocab, .n_ctx = info->n_ctx, .max_stop = cfg->max_stop};
+                                        .n_vocab = info->n_vocab, .n_ctx = info->n_ctx, .max_stop = cfg->max_stop,
+                                        .default_temperature = cfg->temperature};
     if (chat_format_pick(cfg->chat_template[0] ? cfg->chat_template : NULL, info->chat_template, &a->chat) != 0)
         a->chat = CHAT_FORMAT_LLAMA2;
     const char *fail = getenv("SA_FAULT_EVENT_ALLOC");

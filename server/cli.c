@@ -2,7 +2,9 @@
 
 #include "heatmap.h"
 
+#include "config/config.h"
 #include "engine/calibrate.h"
+#include "engine/defaults.h"
 #include "engine/errors.h"
 #include "engine/model.h"
 #include "engine/quantize.h"
@@ -148,10 +150,10 @@ static void generate_usage(void)
             "  -n, --n-predict N       tokens to generate (default 64)\n"
             "  -t, --threads N         threads (default 2)\n"
             "  -c, --ctx N             context size (default: model's)\n"
-            "      --temp T            temperature (0 = greedy; default 0.8)\n"
+            "      --temp T            temperature (0 = greedy; default: the settings table's, 1)\n"
             "      --top-k K           (default 40)      --top-p P (default 0.95)\n"
             "      --min-p P           (default 0.05)    --seed N  (default 1)\n"
-            "      --repeat-penalty R  (default 1.0)     --repeat-last-n N (default 64)\n"
+            "      --repeat-penalty R  (default 1.0)     --repeat-last-n N (default: the settings table's, 64)\n"
             "      --frequency-penalty F, --presence-penalty F (default 0)\n"
             "      --logprobs N        print the top-N alternatives of each token\n"
             "      --ids               print generated token ids to stderr\n"
@@ -176,13 +178,15 @@ int cli_generate(int argc, char **argv)
     const char *model_path = NULL, *prompt = "";
     struct attn_opts ao;
     attn_opts_init(&ao);
-    double n_predict = 64, threads = 2, n_ctx = 0, v;
+    double n_predict = 64, threads = SA_DEFAULT_THREADS, n_ctx = 0, v;
+    struct config defaults; /* temperature and repeat_last_n: the settings table's */
+    config_defaults(&defaults);
     struct sampler_params sp = sampler_default_params();
-    sp.temperature = 0.8f;
-    sp.top_k = 40;
+    sp.temperature = defaults.temperature;
+    sp.top_k = 40; /* llama.cpp's command-line truncation */
     sp.top_p = 0.95f;
     sp.min_p = 0.05f;
-    sp.repeat_last_n = 64;
+    sp.repeat_last_n = (int32_t)defaults.repeat_last_n;
     sp.seed = 1;
     bool print_ids = false, no_eos = false;
     struct model_load_opts lo = {.use_mmap = false};

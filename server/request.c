@@ -4,6 +4,7 @@
  */
 #include "request.h"
 
+#include "engine/defaults.h"
 #include "engine/errors.h"
 
 #include <errno.h>
@@ -41,7 +42,7 @@ void request_init(struct api_request *r)
     memset(r, 0, sizeof *r);
     r->kind = REQUEST_COMPLETION;
     r->max_tokens = REQUEST_DEFAULT_MAX_TOKENS;
-    r->temperature = 1.0f;
+    r->temperature = SA_DEFAULT_TEMPERATURE; /* request_parse: the configured one */
     r->top_p = 1.0f;
     r->min_p = 0.0f;
     r->presence_penalty = 0.0f;
@@ -653,6 +654,7 @@ static int req_parse_fields(json_t *root, enum request_kind kind, const struct r
         r->max_tokens_set = true;
     }
 
+    r->temperature = lim->default_temperature;
     if (req_num(root, "temperature", 0, false, 2, false, &r->temperature, err) < 0) return -1;
     if (req_num(root, "top_p", 0, true, 1, false, &r->top_p, err) < 0) return -1;
     if (req_num(root, "min_p", 0, false, 1, false, &r->min_p, err) < 0) return -1;

@@ -29,7 +29,7 @@
  *   max_completion_tokens (chat alias; wins when both are given)              limit if lower);
  *                                                                              chat: max_tokens_limit
  *                                            the engine further clamps to the context left.
- *   temperature         number               [0, 2] (< 1e-3 means greedy)       1
+ *   temperature         number               [0, 2] (< 1e-3 means greedy)       the configured one (1)
  *   top_p               number               (0, 1]                             1
  *   min_p               number               [0, 1]                             0
  *   top_k               int                  >= 0, clamped to n_vocab; 0 = off  0
@@ -98,6 +98,7 @@ struct request_limits {
     uint32_t n_vocab;          /* token ids must be < n_vocab */
     uint32_t n_ctx;            /* token-id prompts hold at most n_ctx ids */
     uint32_t max_stop;         /* cap on stop strings; 0 or > REQUEST_MAX_STOP = REQUEST_MAX_STOP */
+    float default_temperature; /* temperature when the request gives none (the configured one) */
 };
 
 enum request_kind { REQUEST_COMPLETION = 1, REQUEST_CHAT };

@@ -156,7 +156,7 @@ void api__handle_generate(struct api *a, struct http_request *r, enum request_ki
         er.sampling.presence_penalty = req.presence_penalty;
         er.sampling.frequency_penalty = req.frequency_penalty;
         er.sampling.repeat_penalty = req.repeat_penalty;
-        er.sampling.repeat_last_n = 64;
+        er.sampling.repeat_last_n = (int32_t)a->cfg->repeat_last_n;
         er.sampling.seed = seed + k;
         er.sampling.n_logprobs = req.logprobs > 0 ? req.logprobs : 0;
         for (size_t i = 0; i < req.n_stop && i < ENGINE_MAX_STOP; i++) er.stop[i] = req.stop[i];

@@ -14,7 +14,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const struct request_limits lim = {.max_prompt_bytes = 4096, .max_tokens_limit = 512, .max_n = 4,
-                                       .max_logprobs = 5, .n_vocab = 512, .n_ctx = 256};
+                                       .max_logprobs = 5, .n_vocab = 512, .n_ctx = 256,
+                                       .default_temperature = 1};
     for (int kind = REQUEST_COMPLETION; kind <= REQUEST_CHAT; kind++) {
         struct api_request r;
         struct api_error err;

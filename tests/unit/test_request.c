@@ -14,6 +14,7 @@ static const struct request_limits LIM = {
     .max_n = 8,
     .max_logprobs = 5,
     .n_vocab = 32000,
+    .default_temperature = 1, /* as the settings table's default */
     .n_ctx = 512,
 };
 
