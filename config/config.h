@@ -80,6 +80,7 @@ struct config {
     uint32_t max_connections;  /* concurrent connections */
     uint32_t per_ip_connections; /* concurrent connections per client address */
     uint64_t connection_memory; /* per-connection buffer for the request line and headers */
+    uint64_t max_stream_buffer; /* SSE bytes a client has not taken yet before it is cut */
     char api_key[256];         /* bearer token; "" = no authentication */
     char chat_template[32];    /* "" = from the model; else llama2 | chatml | llama3 */
     char log_level[16];        /* debug | info | warn | error */

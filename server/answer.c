@@ -103,12 +103,26 @@ static void fill_completion(const struct job *j, struct response_choice *choices
     }
 }
 
+/* One SSE event of the job's stream. An event that cannot be built or kept
+ * cuts the stream (never a silent gap): the sequences are cancelled and the
+ * request ends counted as 499, as a client that left. */
+static void stream_raw(struct job *j, const char *ev, size_t n)
+{
+    if (!j->http || j->stream_cut) return;
+    int rc = ev ? http_stream_write(j->http, ev, n) : SA_ERR_NOMEM;
+    if (rc) {
+        if (!ev) http_stream_abort(j->http);
+        j->stream_cut = true;
+        SA_LOGW("%s: stream cut: %s", j->id, sa_err_str(rc));
+        api__job_cancel_all(j);
+    }
+}
+
 static void stream_json(struct job *j, char *json, size_t len)
 {
-    if (!json) return;
-    size_t n;
-    char *ev = response_sse_event(json, len, &n);
-    if (ev && j->http) http_stream_write(j->http, ev, n);
+    size_t n = 0;
+    char *ev = json ? response_sse_event(json, len, &n) : NULL;
+    stream_raw(j, ev, n);
     free(ev);
     free(json);
 }
@@ -202,25 +216,27 @@ void api__answer_job(struct job *j)
     log_job(j, status, http_age_s(j->http), prompt, gen);
     if (j->stream && j->stream_started) {
         if (j->failed) {
-            size_t n;
+            size_t n = 0;
             char *ev = response_sse_error(&j->err, &n);
-            if (ev) http_stream_write(j->http, ev, n);
+            stream_raw(j, ev, n);
             free(ev);
         } else if (j->include_usage) {
             struct response_choice *ch = calloc(j->n_seqs, sizeof *ch);
             struct response_completion c;
+            char *json = NULL;
+            size_t len = 0;
             if (ch) {
                 fill_completion(j, ch, &c);
-                size_t len;
-                char *json = j->kind == REQUEST_CHAT ? response_chat_usage_chunk_json(&c, &len)
-                                                     : response_completion_usage_chunk_json(&c, &len);
-                stream_json(j, json, len);
+                json = j->kind == REQUEST_CHAT ? response_chat_usage_chunk_json(&c, &len)
+                                               : response_completion_usage_chunk_json(&c, &len);
             }
+            stream_json(j, json, len); /* NULL: cut, the usage chunk cannot be missing silently */
             free(ch);
         }
         const char *done = response_sse_done();
-        http_stream_write(j->http, done, strlen(done));
+        stream_raw(j, done, strlen(done));
         http_stream_end(j->http);
+        if (j->stream_cut) status = STATUS_CLIENT_CLOSED;
         metrics_request_done(a->metrics, j->ep, status, http_age_s(j->http));
         return;
     }

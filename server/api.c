@@ -16,7 +16,17 @@
 void api__send_json(struct api *a, struct http_request *r, enum metrics_endpoint ep, int status, char *json,
                       size_t len, const char *const *headers)
 {
-    http_respond(r, status, "application/json", json ? json : "{}", json ? len : 2, headers);
+    if (!json) { /* the answer could not be built: say so (503), never an empty 200 */
+        struct api_error err;
+        response_error_from_code(SA_ERR_NOMEM, NULL, "out of memory while writing the answer", &err);
+        json = response_error_json(&err, &len);
+        status = err.status;
+        static const char *const retry[] = {"Retry-After: 1", NULL};
+        headers = retry;
+    }
+    static const char oom[] = "{\"error\": {\"message\": \"out of memory\", \"type\": \"server_error\", "
+                              "\"param\": null, \"code\": \"out_of_memory\"}}"; /* the table's row, when even that fails */
+    http_respond(r, status, "application/json", json ? json : oom, json ? len : sizeof oom - 1, headers);
     metrics_request_done(a->metrics, ep, http_client_gone(r) ? STATUS_CLIENT_CLOSED : status, http_age_s(r));
     free(json);
 }

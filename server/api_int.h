@@ -90,6 +90,7 @@ struct job {
     size_t n_seqs, remaining;
     bool first_token_seen, failed;
     bool stream_started; /* the 200 and the SSE headers went out */
+    bool stream_cut;     /* an event could not be sent: the stream was cut (answer.c) */
     double born;         /* uv_hrtime seconds when the request arrived */
     struct api_error err;
     struct job *prev, *next; /* jobs with engine work */

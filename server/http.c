@@ -40,6 +40,7 @@ struct http_request {
     char *body;
     size_t body_len, body_cap;
     bool too_large, timed_out, encoded_path, app_seen, suspended, streaming, stream_ended, gone, cut;
+    bool stream_cut; /* over max_stream_pending or out of memory: the connection is closed */
     double t_start;
     void *user;
     struct MHD_Response *resp;
@@ -170,12 +171,13 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
         if (r->s_off == r->s_len) r->s_off = r->s_len = 0;
         return (ssize_t)n;
     }
+    if (r->stream_cut) return MHD_CONTENT_READER_END_WITH_ERROR; /* MHD closes the connection */
     if (r->stream_ended) return MHD_CONTENT_READER_END_OF_STREAM;
     suspend(r); /* woken by http_stream_write/end or the heartbeat */
     return 0;
 }
 
-static void stream_append(struct http_request *r, const char *data, size_t len)
+static int stream_append(struct http_request *r, const char *data, size_t len)
 {
     if (r->s_off && r->s_off == r->s_len) r->s_off = r->s_len = 0;
     if (r->s_len + len > r->s_cap) {
@@ -187,13 +189,14 @@ static void stream_append(struct http_request *r, const char *data, size_t len)
         if (r->s_len + len > r->s_cap) {
             size_t cap = (r->s_len + len) * 2 + 256;
             char *nb = realloc(r->sbuf, cap);
-            if (!nb) return; /* the client loses this chunk; nothing else breaks */
+            if (!nb) return SA_ERR_NOMEM;
             r->sbuf = nb;
             r->s_cap = cap;
         }
     }
     memcpy(r->sbuf + r->s_len, data, len);
     r->s_len += len;
+    return 0;
 }
 
 /* ---- queueing answers (inside the access handler only) ---- */
@@ -543,9 +546,9 @@ static void on_heartbeat(uv_timer_t *t)
     for (struct http_request *r = s->open; r; r = r->next) {
         cut_slow_headers(s, r, now);
         if (!r->suspended) continue;
-        if (r->streaming) {
+        if (r->streaming && !r->stream_ended) {
             static const char ka[] = ": keep-alive\n\n";
-            stream_append(r, ka, sizeof ka - 1);
+            if (stream_append(r, ka, sizeof ka - 1) != 0) continue; /* a keep-alive comment: nothing lost */
             resume(r);
             continue;
         }
@@ -1082,10 +1085,27 @@ void http_stream_begin(struct http_request *r, int status)
     resume(r);
 }
 
-void http_stream_write(struct http_request *r, const char *data, size_t len)
+int http_stream_write(struct http_request *r, const char *data, size_t len)
 {
-    if (!r->streaming || r->stream_ended) return;
-    stream_append(r, data, len);
+    if (!r->streaming || r->stream_ended) return SA_ERR_CANCELLED;
+    size_t cap = r->srv->o.max_stream_pending;
+    int rc = cap && r->s_len - r->s_off + len > cap ? SA_ERR_TOO_LARGE : stream_append(r, data, len);
+    if (rc) { /* cut: the rest of the stream is never sent */
+        SA_LOGW("http: stream cut (%s, %zu bytes pending)", rc == SA_ERR_TOO_LARGE ? "the client reads too slowly"
+                                                                                  : "out of memory",
+                r->s_len - r->s_off);
+        r->stream_cut = r->stream_ended = r->gone = true;
+        r->s_off = r->s_len = 0;
+    }
+    resume(r);
+    return rc;
+}
+
+void http_stream_abort(struct http_request *r)
+{
+    if (!r->streaming || r->stream_cut) return;
+    r->stream_cut = r->stream_ended = r->gone = true;
+    r->s_off = r->s_len = 0;
     resume(r);
 }
 

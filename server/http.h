@@ -57,6 +57,7 @@ struct http_options {
     size_t max_body;       /* bytes; larger bodies get 413 */
     unsigned max_connections, per_ip_connections; /* answered 503 / 429 above */
     size_t conn_memory;    /* MHD per-connection pool: request line and headers */
+    size_t max_stream_pending; /* stream bytes a client has not taken; more cuts it (0 = no cap) */
     unsigned idle_timeout_s;    /* MHD inactivity timeout */
     unsigned request_timeout_s; /* headers + body deadline (408) */
     unsigned heartbeat_ms;
@@ -91,10 +92,18 @@ bool http_client_gone(const struct http_request *r);
 /* Complete answer; body is copied. extra_headers: NULL or "Name: value" strings, NULL-terminated. */
 void http_respond(struct http_request *r, int status, const char *content_type, const char *body, size_t len,
                   const char *const *extra_headers);
-/* Server-sent events: headers now, then chunks, then end. */
+/* Server-sent events: headers now, then chunks, then end. http_stream_write
+ * returns 0, or an error after which the connection is cut (the client sees
+ * the stream end without its last events; on_closed follows with client_gone):
+ * SA_ERR_TOO_LARGE when the client has not taken max_stream_pending bytes (a
+ * slow reader is not buffered without limit), SA_ERR_NOMEM when the chunk
+ * could not be kept (never a silent gap in the stream), SA_ERR_CANCELLED when
+ * the stream is not open (ended, cut, never begun). */
 void http_stream_begin(struct http_request *r, int status);
-void http_stream_write(struct http_request *r, const char *data, size_t len);
+int http_stream_write(struct http_request *r, const char *data, size_t len);
 void http_stream_end(struct http_request *r);
+/* Cut a stream whose next event cannot be built (out of memory): as a failed write. */
+void http_stream_abort(struct http_request *r);
 /* Bytes written to a stream but not yet taken by the client. */
 size_t http_stream_pending(const struct http_request *r);
 

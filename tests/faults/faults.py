@@ -1582,10 +1582,53 @@ def f1_framing(ctx):
     return result("F1", "HTTP framing (%d raw-socket cases)" % (len(cases) + 1), t0, tally.summary(), checks)
 
 
+
+def f2_slow_reader(ctx):
+    """F2: a stream whose client does not read: cut once max_stream_buffer bytes wait, counted as 499,
+    its sequence cancelled (gauges back to 0), the server unaffected."""
+    t0 = time.time()
+    tally = Tally()
+    srv = Server(ctx, "f2", ["--ctx", "512", "--max-stream-buffer", "8k"])
+    tally.add("health", 200, srv.ready_count())
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)  # a tiny window: the server's buffer fills
+    s.connect(("127.0.0.1", srv.port))
+    body = json.dumps({"prompt": "Once upon a time", "max_tokens": 480, "stream": True, "ignore_eos": True,
+                       "temperature": 0, "logprobs": 5}).encode()
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    time.sleep(3 if not SAN else 8)
+    s.settimeout(5)
+    data = b""
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            data += b
+    except OSError:
+        pass
+    s.close()
+    tally.add("completions", 499)
+    idle, secs = srv.idle_within(10, tally)
+    st, _, d2 = http(srv.port, "POST", "/v1/completions", json.dumps({"prompt": "Once", "max_tokens": 4}))
+    tally.answer("/v1/completions", st, d2, False)
+    cut = not data.endswith(b"data: [DONE]\n\n")
+    checks = [("cut", cut and len(data) > 0, "the stream was cut before its end (%d bytes reached the client)" % len(data)),
+              ("idle", idle, "sequence cancelled, gauges back to 0 after %.2f s" % secs),
+              ("alive", st == 200, "next request 200"),
+              ("logged", "stream cut" in srv.log(), "the cut is logged")]
+    req, val = srv.metrics(tally)
+    ok, txt = reconcile(tally, req, val, exact_tokens=False)
+    checks.append(("reconcile", ok, txt + " (the cut stream counted as 499)"))
+    finish_server(srv, None, checks)
+    return result("F2", "a client that does not read its stream", t0, tally.summary(), checks)
+
 TESTS = [("T1", t1_soak), ("T2", t2_disconnect), ("T3", t3_sigterm), ("T4", t4_kv_budget), ("T5", t5_malformed),
          ("T6", t6_oversized), ("T7", t7_params), ("T8", t8_query), ("T9", t9_slow), ("T10", t10_flood),
          ("T11", t11_zzuf), ("T12", t12_models), ("LIM", lim_limits), ("N1", n1_sampling_extremes),
-         ("N2", n2_nan_logits), ("N3", n3_event_alloc), ("N4", n4_startup), ("F1", f1_framing)]
+         ("N2", n2_nan_logits), ("N3", n3_event_alloc), ("N4", n4_startup), ("F1", f1_framing),
+         ("F2", f2_slow_reader)]
 
 
 def table(rows, mode, total):

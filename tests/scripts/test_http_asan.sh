@@ -12,5 +12,5 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 rc=0
 SASERVE="$SAN_BUILD/saserve" SAN_CHECK=1 bash tests/scripts/test_http.sh || rc=1
-SAN=1 python3 tests/faults/faults.py --mode short --saserve "$SAN_BUILD/saserve" --only T2,T3,T4,T5,T6,T7,T8,LIM,N1,N2,N3,N4,F1 || rc=1
+SAN=1 python3 tests/faults/faults.py --mode short --saserve "$SAN_BUILD/saserve" --only T2,T3,T4,T5,T6,T7,T8,LIM,N1,N2,N3,N4,F1,F2 || rc=1
 exit $rc
