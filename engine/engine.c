@@ -766,6 +766,17 @@ int engine_tokenize(const struct engine *e, const char *text, size_t len, bool a
     return 0;
 }
 
+char *engine_token_piece(const struct engine *e, int32_t id)
+{
+    if (id < 0 || (uint32_t)id >= e->info.n_vocab) return NULL;
+    size_t cap = tok_max_piece_len(e->m->tok) + 8;
+    char *buf = malloc(cap + 1);
+    if (!buf) return NULL;
+    size_t n = tok_token_to_bytes(e->m->tok, id, true, buf, cap);
+    buf[n < cap ? n : cap] = 0;
+    return buf;
+}
+
 char *engine_detokenize(const struct engine *e, const int32_t *ids, size_t n)
 {
     return tok_decode(e->m->tok, ids, n, false);

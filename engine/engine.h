@@ -108,6 +108,9 @@ const struct engine_model_info *engine_info(const struct engine *e);
 /* Encode text; *ids is malloc'd (caller frees). */
 int engine_tokenize(const struct engine *e, const char *text, size_t len, bool add_bos, bool parse_special,
                     int32_t **ids, size_t *n);
+/* One token's piece as the tokenizer decodes it alone (malloc'd, caller frees; may
+ * be part of a UTF-8 character), or NULL for an id out of range / no memory. */
+char *engine_token_piece(const struct engine *e, int32_t id);
 /* Decode ids to a malloc'd string (caller frees); NULL on failure. */
 char *engine_detokenize(const struct engine *e, const int32_t *ids, size_t n);
 /* Resolve a plan text for this model ("auto" -> the engine's calibrated plan). */

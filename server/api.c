@@ -95,16 +95,90 @@ uint64_t api__pick_seed(struct api *a)
 
 /* ---- simple endpoints ---- */
 
-static void handle_models(struct api *a, struct http_request *r)
+static struct response_model_info model_info(const struct api *a)
 {
     const struct engine_model_info *info = engine_info(a->e);
-    struct response_model_info m = {.id = info->name, .created = 0, .layers = info->n_layer,
-                                    .context_length = info->n_ctx, .n_params = info->n_params,
-                                    .share_default = a->cfg->share, .share_spans = info->default_spans,
-                                    .rebalance_default = a->cfg->rebalance};
+    return (struct response_model_info){.id = info->name, .created = 0, .layers = info->n_layer,
+                                        .context_length = info->n_ctx, .n_params = info->n_params,
+                                        .share_default = a->cfg->share, .share_spans = info->default_spans,
+                                        .rebalance_default = a->cfg->rebalance,
+                                        .chat_template = chat_format_name(a->chat)};
+}
+
+static void handle_models(struct api *a, struct http_request *r)
+{
+    struct response_model_info m = model_info(a);
     size_t len;
     char *json = response_models_json(&m, &len);
     api__send_json(a, r, METRICS_EP_MODELS, 200, json, len, NULL);
+}
+
+/* GET /v1/models/{id}: the one model, or 404 naming the model */
+static void handle_model(struct api *a, struct http_request *r)
+{
+    struct response_model_info m = model_info(a);
+    if (strcmp(http_path(r) + strlen("/v1/models/"), m.id) != 0) {
+        struct api_error err;
+        response_error_from_code(SA_ERR_NOT_FOUND, "model", "no such model (GET /v1/models lists it)", &err);
+        api__send_error(a, r, METRICS_EP_MODELS, &err);
+        return;
+    }
+    size_t len;
+    char *json = response_model_json(&m, &len);
+    api__send_json(a, r, METRICS_EP_MODELS, 200, json, len, NULL);
+}
+
+/* POST /tokenize and /detokenize (llama-server's shapes) */
+static void handle_tokenize(struct api *a, struct http_request *r)
+{
+    struct api_tokens_request tq;
+    struct api_error err;
+    size_t blen, len = 0;
+    const char *body = http_body(r, &blen);
+    if (request_parse_tokenize(body, blen, &a->limits, &tq, &err) != 0) {
+        request_tokens_free(&tq);
+        api__send_error(a, r, METRICS_EP_TOKENIZE, &err);
+        return;
+    }
+    int32_t *ids = NULL;
+    size_t n = 0;
+    char **pieces = NULL;
+    int rc = engine_tokenize(a->e, tq.content, strlen(tq.content), tq.add_special, tq.add_special, &ids, &n);
+    if (!rc && tq.with_pieces && n) {
+        pieces = calloc(n, sizeof *pieces);
+        for (size_t i = 0; pieces && i < n; i++)
+            if (!(pieces[i] = engine_token_piece(a->e, ids[i]))) rc = SA_ERR_NOMEM;
+        if (!pieces) rc = SA_ERR_NOMEM;
+    }
+    char *json = rc ? NULL : response_tokenize_json(ids, n, tq.with_pieces ? pieces : NULL, &len);
+    for (size_t i = 0; pieces && i < n; i++) free(pieces[i]);
+    free(pieces);
+    free(ids);
+    request_tokens_free(&tq);
+    if (rc) {
+        response_error_from_code(rc, "content", NULL, &err);
+        api__send_error(a, r, METRICS_EP_TOKENIZE, &err);
+        return;
+    }
+    api__send_json(a, r, METRICS_EP_TOKENIZE, 200, json, len, NULL);
+}
+
+static void handle_detokenize(struct api *a, struct http_request *r)
+{
+    struct api_tokens_request tq;
+    struct api_error err;
+    size_t blen, len = 0;
+    const char *body = http_body(r, &blen);
+    if (request_parse_detokenize(body, blen, &a->limits, &tq, &err) != 0) {
+        request_tokens_free(&tq);
+        api__send_error(a, r, METRICS_EP_TOKENIZE, &err);
+        return;
+    }
+    char *text = engine_detokenize(a->e, tq.tokens, tq.n_tokens);
+    char *json = text ? response_detokenize_json(text, strlen(text), &len) : NULL;
+    free(text);
+    request_tokens_free(&tq);
+    api__send_json(a, r, METRICS_EP_TOKENIZE, 200, json, len, NULL); /* NULL: 503 out_of_memory */
 }
 
 static void handle_health(struct api *a, struct http_request *r)
@@ -138,16 +212,32 @@ struct route {
     const char *path, *method;
     enum metrics_endpoint ep;
     api_route_fn fn;
+    bool prefix; /* path is a prefix: "/v1/models/" + {id} */
 };
 
-/* Exact paths; "/v2/" is a prefix whose handler routes its own templated paths. */
+/* Exact paths (and one prefix); "/v2/" is routed by v2.c, its paths are templated. */
 static const struct route routes[] = {
-    {"/v1/completions", "POST", METRICS_EP_COMPLETIONS, handle_completions},
-    {"/v1/chat/completions", "POST", METRICS_EP_CHAT, handle_chat},
-    {"/v1/models", "GET", METRICS_EP_MODELS, handle_models},
-    {"/health", "GET", METRICS_EP_HEALTH, handle_health},
-    {"/metrics", "GET", METRICS_EP_METRICS, handle_metrics},
+    {"/v1/completions", "POST", METRICS_EP_COMPLETIONS, handle_completions, false},
+    {"/v1/chat/completions", "POST", METRICS_EP_CHAT, handle_chat, false},
+    {"/v1/models", "GET", METRICS_EP_MODELS, handle_models, false},
+    {"/v1/models/", "GET", METRICS_EP_MODELS, handle_model, true},
+    {"/tokenize", "POST", METRICS_EP_TOKENIZE, handle_tokenize, false},
+    {"/detokenize", "POST", METRICS_EP_TOKENIZE, handle_detokenize, false},
+    {"/health", "GET", METRICS_EP_HEALTH, handle_health, false},
+    {"/metrics", "GET", METRICS_EP_METRICS, handle_metrics, false},
 };
+
+static const struct route *route_of(const char *path)
+{
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        const struct route *rt = &routes[i];
+        size_t n = strlen(rt->path);
+        if (rt->prefix ? strncmp(path, rt->path, n) == 0 && path[n] && !strchr(path + n, '/')
+                       : strcmp(path, rt->path) == 0)
+            return rt;
+    }
+    return NULL;
+}
 
 static void on_request(void *app, struct http_request *r)
 {
@@ -158,8 +248,7 @@ static void on_request(void *app, struct http_request *r)
         api__handle_v2(a, r, path, method);
         return;
     }
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
-        if (strcmp(path, routes[i].path) == 0) rt = &routes[i];
+    rt = route_of(path);
     if (!rt) {
         api__send_http_error(a, r, METRICS_EP_OTHER, RESPONSE_HTTP_NOT_FOUND, NULL, "no such endpoint");
         return;
@@ -178,9 +267,8 @@ static void on_request(void *app, struct http_request *r)
 static void on_early_reply(void *app, const char *path, int status)
 {
     struct api *a = app;
-    enum metrics_endpoint ep = METRICS_EP_OTHER;
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
-        if (strcmp(path, routes[i].path) == 0) ep = routes[i].ep;
+    const struct route *rt = route_of(path);
+    enum metrics_endpoint ep = rt ? rt->ep : METRICS_EP_OTHER;
     if (strncmp(path, "/v2/", 4) == 0) { /* e.g. a 413 for an infer body over max_body */
         const size_t n = strlen(path);
         if (strncmp(path, "/v2/health/", 11) == 0) ep = METRICS_EP_V2_HEALTH;

@@ -59,6 +59,7 @@ enum metrics_endpoint {
     METRICS_EP_V2_INFER,        /* "v2_infer": POST /v2/models/{name}/infer */
     METRICS_EP_V2_MODELS,       /* "v2_models": GET /v2/models/{name}[/ready] */
     METRICS_EP_V2_HEALTH,       /* "v2_health": GET /v2/health/ready|live */
+    METRICS_EP_TOKENIZE,        /* "tokenize": POST /tokenize and /detokenize */
     METRICS_EP_OTHER,           /* "other": unknown paths and anything else */
     METRICS_EP_COUNT
 };

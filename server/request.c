@@ -768,6 +768,112 @@ int request_parse(enum request_kind kind, const char *body, size_t len, const st
     return rc == 0 ? 0 : err->status == 503 ? SA_ERR_NOMEM : SA_ERR_INVALID_ARG;
 }
 
+/* ---- /tokenize and /detokenize ---- */
+
+static json_t *req_load_object(const char *body, size_t len, struct api_error *err)
+{
+    json_error_t je;
+    json_t *root = body ? json_loadb(body, len, JSON_REJECT_DUPLICATES, &je) : NULL;
+    if (!body) request_error(err, "body", "the request body is empty");
+    else if (!root) req_json_error(&je, err);
+    else if (!json_is_object(root)) {
+        json_decref(root);
+        request_error(err, "body", "the request body must be a JSON object");
+        return NULL;
+    }
+    return root;
+}
+
+/* Every field of root is in known[0..n) (or null). */
+static int req_only(json_t *root, const char *const *known, size_t n, struct api_error *err)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v) {
+        if (json_is_null(v) || req_in(key, known, n)) continue;
+        request_error(err, req_plain_name(key) ? key : "body", "this parameter is not supported by saserve");
+        err->code = "unsupported_parameter";
+        return -1;
+    }
+    return 0;
+}
+
+int request_parse_tokenize(const char *body, size_t len, const struct request_limits *lim,
+                           struct api_tokens_request *out, struct api_error *err)
+{
+    memset(out, 0, sizeof *out);
+    json_t *root = req_load_object(body, len, err);
+    if (!root) return err->status == 503 ? SA_ERR_NOMEM : SA_ERR_INVALID_ARG;
+    static const char *const known[] = {"content", "add_special", "with_pieces"};
+    int rc = req_only(root, known, 3, err);
+    if (!rc) {
+        rc = req_str(root, "content", lim->max_prompt_bytes, &out->content, err);
+        if (rc == 0) {
+            request_error(err, "content", "'content' is required");
+            err->code = "missing_required_parameter";
+            rc = -1;
+        }
+        rc = rc < 0 ? -1 : 0;
+    }
+    if (!rc && (req_bool(root, "add_special", &out->add_special, err) < 0 ||
+                req_bool(root, "with_pieces", &out->with_pieces, err) < 0))
+        rc = -1;
+    json_decref(root);
+    return rc ? (err->status == 503 ? SA_ERR_NOMEM : SA_ERR_INVALID_ARG) : 0;
+}
+
+int request_parse_detokenize(const char *body, size_t len, const struct request_limits *lim,
+                             struct api_tokens_request *out, struct api_error *err)
+{
+    memset(out, 0, sizeof *out);
+    json_t *root = req_load_object(body, len, err);
+    if (!root) return err->status == 503 ? SA_ERR_NOMEM : SA_ERR_INVALID_ARG;
+    static const char *const known[] = {"tokens"};
+    int rc = req_only(root, known, 1, err);
+    json_t *a = rc ? NULL : req_field(root, "tokens");
+    if (!rc && !a) {
+        request_error(err, "tokens", "'tokens' is required");
+        err->code = "missing_required_parameter";
+        rc = -1;
+    } else if (!rc && json_is_array(a) && json_array_size(a) == 0) {
+        rc = 0; /* nothing to decode: "" */
+    } else if (!rc) {
+        if (!json_is_array(a)) {
+            req_type_error(err, "tokens", "an array of token ids");
+            rc = -1;
+        } else {
+            size_t n = json_array_size(a);
+            out->tokens = n <= lim->n_ctx ? malloc(n * sizeof *out->tokens) : NULL;
+            if (n > lim->n_ctx) {
+                request_error(err, "tokens", "'tokens' holds more than %u ids (the context length)", lim->n_ctx);
+                rc = -1;
+            } else if (!out->tokens) {
+                rc = req_nomem(err);
+            }
+            for (size_t i = 0; !rc && i < n; i++) {
+                json_t *t = json_array_get(a, i);
+                json_int_t id = json_is_integer(t) ? json_integer_value(t) : -1;
+                if (id < 0 || id >= (json_int_t)lim->n_vocab) {
+                    request_error(err, "tokens", "'tokens' must hold token ids between 0 and %lld",
+                                  (long long)lim->n_vocab - 1);
+                    rc = -1;
+                } else {
+                    out->tokens[out->n_tokens++] = (int32_t)id;
+                }
+            }
+        }
+    }
+    json_decref(root);
+    return rc ? (err->status == 503 ? SA_ERR_NOMEM : SA_ERR_INVALID_ARG) : 0;
+}
+
+void request_tokens_free(struct api_tokens_request *r)
+{
+    free(r->content);
+    free(r->tokens);
+    memset(r, 0, sizeof *r);
+}
+
 /* ---- query toggles ---- */
 
 static bool req_plain_name(const char *s)

@@ -184,6 +184,24 @@ int request_parse(enum request_kind kind, const char *body, size_t len, const st
  * else "query". */
 int request_query_arg(struct api_request *r, const char *key, const char *value, struct api_error *err);
 
+/* POST /tokenize {content, add_special, with_pieces} and POST /detokenize
+ * {tokens} (llama-server's shapes). content: a string <= max_prompt_bytes
+ * (required); add_special, with_pieces: bools (false); tokens: 1..n_ctx ids in
+ * [0, n_vocab) (an empty array is allowed: ""). Other fields: 400
+ * unsupported_parameter. Returns 0 or SA_ERR_* with err filled, as request_parse;
+ * free with request_tokens_free. */
+struct api_tokens_request {
+    char *content;
+    bool add_special, with_pieces;
+    int32_t *tokens;
+    size_t n_tokens;
+};
+int request_parse_tokenize(const char *body, size_t len, const struct request_limits *lim,
+                           struct api_tokens_request *out, struct api_error *err);
+int request_parse_detokenize(const char *body, size_t len, const struct request_limits *lim,
+                             struct api_tokens_request *out, struct api_error *err);
+void request_tokens_free(struct api_tokens_request *r);
+
 /* Fills err as a 400 invalid_request_error naming param (NULL: none) with a
  * printf-style message. Used by request.c and by callers for request-level
  * rejections found later (e.g. an over-long prompt after tokenizing). */

@@ -635,24 +635,69 @@ char *response_sse_error(const struct api_error *e, size_t *len)
 
 /* ---- /v1/models ---- */
 
+static json_t *resp_model_obj(const struct response_model_info *m, bool *bad)
+{
+    json_t *e = json_object();
+    resp_put(e, "id", resp_cstr(m->id), bad);
+    resp_put(e, "object", json_string("model"), bad);
+    resp_put(e, "created", json_integer((json_int_t)m->created), bad);
+    resp_put(e, "owned_by", json_string("saserve"), bad);
+    resp_put(e, "layers", resp_uint(m->layers), bad);
+    resp_put(e, "context_length", resp_uint(m->context_length), bad);
+    resp_put(e, "n_params", resp_uint(m->n_params), bad);
+    resp_put(e, "share_default", json_boolean(m->share_default), bad);
+    resp_put(e, "share_spans", resp_cstr(m->share_spans ? m->share_spans : "off"), bad);
+    resp_put(e, "rebalance_default", json_boolean(m->rebalance_default), bad);
+    resp_put(e, "chat_template", resp_cstr(m->chat_template ? m->chat_template : "llama2"), bad);
+    return e;
+}
+
 char *response_models_json(const struct response_model_info *m, size_t *len)
 {
     bool bad = false;
-    json_t *e = json_object();
-    resp_put(e, "id", resp_cstr(m->id), &bad);
-    resp_put(e, "object", json_string("model"), &bad);
-    resp_put(e, "created", json_integer((json_int_t)m->created), &bad);
-    resp_put(e, "owned_by", json_string("saserve"), &bad);
-    resp_put(e, "layers", resp_uint(m->layers), &bad);
-    resp_put(e, "context_length", resp_uint(m->context_length), &bad);
-    resp_put(e, "n_params", resp_uint(m->n_params), &bad);
-    resp_put(e, "share_default", json_boolean(m->share_default), &bad);
-    resp_put(e, "share_spans", resp_cstr(m->share_spans ? m->share_spans : "off"), &bad);
-    resp_put(e, "rebalance_default", json_boolean(m->rebalance_default), &bad);
     json_t *data = json_array();
-    resp_append(data, e, &bad);
+    resp_append(data, resp_model_obj(m, &bad), &bad);
     json_t *root = json_object();
     resp_put(root, "object", json_string("list"), &bad);
     resp_put(root, "data", data, &bad);
+    return resp_finish(root, bad, len);
+}
+
+char *response_model_json(const struct response_model_info *m, size_t *len)
+{
+    bool bad = false;
+    return resp_finish(resp_model_obj(m, &bad), bad, len);
+}
+
+char *response_tokenize_json(const int32_t *ids, size_t n, char *const *pieces, size_t *len)
+{
+    bool bad = false;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        if (!pieces) {
+            resp_append(arr, json_integer(ids[i]), &bad);
+            continue;
+        }
+        json_t *t = json_object();
+        resp_put(t, "id", json_integer(ids[i]), &bad);
+        const char *p = pieces[i] ? pieces[i] : "";
+        json_t *piece = json_stringn(p, strlen(p));
+        if (!piece) { /* not valid UTF-8: the bytes */
+            piece = json_array();
+            for (const unsigned char *b = (const unsigned char *)p; *b; b++) resp_append(piece, json_integer(*b), &bad);
+        }
+        resp_put(t, "piece", piece, &bad);
+        resp_append(arr, t, &bad);
+    }
+    json_t *root = json_object();
+    resp_put(root, "tokens", arr, &bad);
+    return resp_finish(root, bad, len);
+}
+
+char *response_detokenize_json(const char *content, size_t n, size_t *len)
+{
+    bool bad = false;
+    json_t *root = json_object();
+    resp_put(root, "content", resp_str(content ? content : "", content ? n : 0), &bad);
     return resp_finish(root, bad, len);
 }

@@ -227,10 +227,20 @@ struct response_model_info {
     bool share_default;
     const char *share_spans; /* resolved default plan, e.g. "3-4" or "off" */
     bool rebalance_default;
+    const char *chat_template; /* the chat format in use: "llama2", "chatml", "llama3" */
 };
-/* {"object":"list","data":[{id, object:"model", created, owned_by:"saserve",
- * layers, context_length, n_params, share_default, share_spans,
- * rebalance_default}]} */
+/* {"object":"list","data":[MODEL]} for GET /v1/models, MODEL alone for GET
+ * /v1/models/{id}: {id, object:"model", created, owned_by:"saserve", layers,
+ * context_length, n_params, share_default, share_spans, rebalance_default,
+ * chat_template} */
 char *response_models_json(const struct response_model_info *m, size_t *len);
+char *response_model_json(const struct response_model_info *m, size_t *len);
+
+/* POST /tokenize: {"tokens": [id, ...]}, or with pieces (pieces not NULL)
+ * {"tokens": [{"id": id, "piece": text}]}, a piece that is not valid UTF-8 (a
+ * part of a character) given as its bytes [b, ...] (llama-server's shape). */
+char *response_tokenize_json(const int32_t *ids, size_t n, char *const *pieces, size_t *len);
+/* POST /detokenize: {"content": text} (invalid UTF-8 as U+FFFD). */
+char *response_detokenize_json(const char *content, size_t n, size_t *len);
 
 #endif

@@ -146,8 +146,11 @@ def env(files):
 
 
 def endpoint_label(path):
+    if path.startswith("/v1/models/") and "/" not in path[len("/v1/models/"):] and len(path) > len("/v1/models/"):
+        return "models"  # GET /v1/models/{id}
     return {"/v1/completions": "completions", "/v1/chat/completions": "chat_completions", "/v1/models": "models",
-            "/health": "health", "/metrics": "metrics"}.get(path, "other")
+            "/health": "health", "/metrics": "metrics", "/tokenize": "tokenize",
+            "/detokenize": "tokenize"}.get(path, "other")
 
 
 def reconcile(manifest, port, metrics_file):

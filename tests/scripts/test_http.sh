@@ -281,6 +281,31 @@ check "GET /health -> 200 {status: ok}" jtrue "$CODE == 200 and d == {'status': 
 req $A models GET /v1/models
 check "GET /v1/models: 1 model, layers 5, context_length 512, share_spans string" jtrue \
     "$CODE == 200 and len(d['data']) == 1 and d['data'][0]['layers'] == 5 and d['data'][0]['context_length'] == 512 and isinstance(d['data'][0]['share_spans'], str) and d['data'][0]['owned_by'] == 'saserve'" "$BODY"
+check "GET /v1/models: the chat template in use is reported" jtrue "d['data'][0]['chat_template'] == 'llama2'" "$BODY"
+MID=$("$PYC" -c 'import json,sys; print(json.load(open(sys.argv[1]))["data"][0]["id"])' "$BODY")
+req $A model_by_id GET "/v1/models/$MID"
+check "GET /v1/models/{id}: the same model object" jtrue "$CODE == 200 and d['id'] == '$MID' and d['object'] == 'model'" "$BODY"
+req $A model_by_bad_id GET /v1/models/not-this-one
+expect_error "GET /v1/models/{other id}" 404 model not_found
+
+# ---------------------------------------------------------------- tokenize / detokenize (llama-server shapes)
+post $A tokenize /tokenize '{"content": "Once upon a time"}'
+check "POST /tokenize: ids, no BOS by default" jtrue "$CODE == 200 and d['tokens'] == [403, 407, 261, 378]" "$BODY"
+post $A tokenize_special /tokenize '{"content": "Once upon a time", "add_special": true, "with_pieces": true}'
+check "POST /tokenize with_pieces, add_special: BOS first, pieces concatenate to the text" jtrue \
+    "$CODE == 200 and d['tokens'][0]['id'] == 1 and ''.join(t['piece'] for t in d['tokens'][1:]) == ' Once upon a time'" "$BODY"
+post $A detokenize /detokenize '{"tokens": [403, 407, 261, 378]}'
+check "POST /detokenize inverts /tokenize" jtrue "$CODE == 200 and d['content'].strip() == 'Once upon a time'" "$BODY"
+post $A detokenize_empty /detokenize '{"tokens": []}'
+check "POST /detokenize of no tokens: empty text" jtrue "$CODE == 200 and d['content'] == ''" "$BODY"
+post $A tokenize_missing /tokenize '{"add_special": true}'
+expect_error "POST /tokenize without content" 400 content missing_required_parameter
+post $A tokenize_unknown /tokenize '{"content": "a", "text": "b"}'
+expect_error "POST /tokenize with an unknown field" 400 text unsupported_parameter
+post $A detokenize_bad /detokenize '{"tokens": [1, 512]}'
+expect_error "POST /detokenize with an id past the vocabulary" 400 tokens invalid_value
+req $A tokenize_get GET /tokenize
+expect_error "GET /tokenize" 405 null method_not_allowed
 
 P='"prompt": "Once upon a time"'
 post $A greedy /v1/completions "{$P, \"temperature\": 0, \"max_tokens\": 30}"
