@@ -55,6 +55,8 @@ static bool config_check_spans(const char *value, char *why, size_t why_len);
 static const struct config_setting config_settings[] = {
     {"model", CONFIG_TYPE_STRING, CONFIG_FIELD(model), "", 0, 0, "SASERVE_MODEL", "--model", 'm', NULL, NULL,
      "path to the GGUF model file"},
+    {"served_model_name", CONFIG_TYPE_STRING, CONFIG_FIELD(served_model_name), "", 0, 0, "SASERVE_SERVED_MODEL_NAME",
+     "--served-model-name", 0, NULL, NULL, "the model id clients see (/v1/models, answers); \"\" = the model's own name"},
     {"host", CONFIG_TYPE_STRING, CONFIG_FIELD(host), "127.0.0.1", 1, 0, "SASERVE_HOST", "--host", 0, NULL, NULL,
      "address to listen on"},
     {"port", CONFIG_TYPE_UINT, CONFIG_FIELD(port), "8080", 1, 65535, "SASERVE_PORT", "--port", 0, NULL, NULL,

@@ -46,6 +46,7 @@
 /* The effective configuration: a plain, caller-embedded value (nothing to free). */
 struct config {
     char model[1024];          /* path to a GGUF model; "" = none given */
+    char served_model_name[256]; /* the id clients see; "" = the model's name */
     char host[256];            /* address to listen on */
     uint32_t port;             /* TCP port, 1..65535 */
     uint32_t threads;          /* compute threads */

@@ -198,6 +198,9 @@ void api__answer_job(struct job *j)
         gen += j->seqs[i].completion_tokens;
     }
     metrics_tokens(a->metrics, prompt, gen);
+    uint64_t saved = 0;
+    for (size_t i = 0; i < j->n_seqs; i++) saved += j->seqs[i].cache.kv_bytes_saved;
+    metrics_kv_saved(a->metrics, saved);
     metrics_sharing(a->metrics, j->share, j->rebalance);
     bool cancelled = false;
     for (size_t i = 0; i < j->n_seqs; i++) cancelled |= j->seqs[i].cancelled;

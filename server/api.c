@@ -98,7 +98,7 @@ uint64_t api__pick_seed(struct api *a)
 static struct response_model_info model_info(const struct api *a)
 {
     const struct engine_model_info *info = engine_info(a->e);
-    return (struct response_model_info){.id = info->name, .created = 0, .layers = info->n_layer,
+    return (struct response_model_info){.id = a->model_name, .created = 0, .layers = info->n_layer,
                                         .context_length = info->n_ctx, .n_params = info->n_params,
                                         .share_default = a->cfg->share, .share_spans = info->default_spans,
                                         .rebalance_default = a->cfg->rebalance,
@@ -196,7 +196,7 @@ static void handle_metrics(struct api *a, struct http_request *r)
     /* count this scrape before rendering, so the output includes it */
     metrics_request_done(a->metrics, METRICS_EP_METRICS, 200, http_age_s(r));
     size_t len;
-    char *text = metrics_render(a->metrics, &em, engine_info(a->e)->name, &len);
+    char *text = metrics_render(a->metrics, &em, a->model_name, &len);
     http_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", text ? text : "", text ? len : 0, NULL);
     free(text);
 }
@@ -302,8 +302,12 @@ struct api *api_create(uv_loop_t *loop, struct engine *e, const struct config *c
                                         .max_n = cfg->max_n, .max_logprobs = cfg->max_logprobs,
                                         .n_vocab = info->n_vocab, .n_ctx = info->n_ctx, .max_stop = cfg->max_stop,
                                         .default_temperature = cfg->temperature};
-    if (chat_format_pick(cfg->chat_template[0] ? cfg->chat_template : NULL, info->chat_template, &a->chat) != 0)
+    a->model_name = cfg->served_model_name[0] ? cfg->served_model_name : info->name;
+    if (chat_format_pick(cfg->chat_template[0] ? cfg->chat_template : NULL, info->chat_template, &a->chat) != 0) {
         a->chat = CHAT_FORMAT_LLAMA2;
+        SA_LOGW("chat template: %s; /v1/chat/completions renders the llama2 format (set chat_template to choose)",
+                info->chat_template ? "the model's template is not one saserve knows" : "the model names none");
+    }
     const char *fail = getenv("SA_FAULT_EVENT_ALLOC");
     if (fail && *fail) {
         a->fail_every = strtoull(fail, NULL, 10);
@@ -328,6 +332,7 @@ struct api *api_create(uv_loop_t *loop, struct engine *e, const struct config *c
 }
 
 void api_attach(struct api *a, struct http_server *http) { a->http = http; }
+const char *api_chat_template(const struct api *a) { return chat_format_name(a->chat); }
 void api_set_draining(struct api *a, bool draining) { a->draining = draining; }
 unsigned api_jobs_in_flight(const struct api *a) { return a->n_jobs + a->n_vjobs; }
 

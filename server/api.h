@@ -38,6 +38,8 @@ struct http_handlers api_http_handlers(void);
 void api_set_draining(struct api *a, bool draining);
 /* Requests whose engine work is not finished. */
 unsigned api_jobs_in_flight(const struct api *a);
+/* The chat format /v1/chat/completions renders with ("llama2", "chatml", "llama3"). */
+const char *api_chat_template(const struct api *a);
 /* Grace period over: cancel every running sequence (streams end with an error event). */
 void api_cancel_all(struct api *a);
 /* Frees the api after every job has ended (closes its uv handle). */

@@ -103,6 +103,7 @@ struct api {
     struct http_server *http;
     struct metrics *metrics;
     struct request_limits limits;
+    const char *model_name; /* the id clients see: served_model_name, or the model's own */
     enum chat_format chat;
     bool draining;
     uv_async_t async;

@@ -32,7 +32,7 @@ struct metrics {
     uint64_t requests[METRICS_EP_COUNT][METRICS_N_STATUS + 1];
     struct metrics_hist duration[METRICS_EP_COUNT];
     struct metrics_hist ttft;
-    uint64_t prompt_tokens, generated_tokens;
+    uint64_t prompt_tokens, generated_tokens, kv_saved_total;
     uint64_t share[2], rebalance[2]; /* [0] off, [1] on */
     /* the phiDNN model: modes 0..3 (enum phidnn_mode), 4 = "none" */
     bool vision_on;
@@ -88,6 +88,11 @@ void metrics_tokens(struct metrics *m, uint64_t prompt, uint64_t generated)
     if (!m) return;
     m->prompt_tokens += prompt;
     m->generated_tokens += generated;
+}
+
+void metrics_kv_saved(struct metrics *m, uint64_t bytes)
+{
+    if (m) m->kv_saved_total += bytes;
 }
 
 void metrics_sharing(struct metrics *m, bool share_on, bool rebalance_on)
@@ -288,6 +293,9 @@ char *metrics_render(const struct metrics *m, const struct engine_metrics *em, c
     metrics_u64(&b, "saserve_prompt_tokens_total", m->prompt_tokens);
     metrics_family(&b, "saserve_generated_tokens_total", "counter", "Generated tokens of finished requests.");
     metrics_u64(&b, "saserve_generated_tokens_total", m->generated_tokens);
+    metrics_family(&b, "saserve_kv_bytes_saved_total", "counter",
+                   "KV cache bytes finished requests did not store thanks to Shared Attention (sum of cache.kv_bytes_saved).");
+    metrics_u64(&b, "saserve_kv_bytes_saved_total", m->kv_saved_total);
 
     metrics_family(&b, "saserve_requests_shared_attention_total", "counter",
                    "Generation requests by Shared Attention setting.");

@@ -18,6 +18,7 @@
  *      buckets .005 .01 .025 .05 .1 .25 .5 1 2.5 5 10 30 60 +Inf
  *   saserve_prompt_tokens_total                counter   (metrics_tokens)
  *   saserve_generated_tokens_total             counter   (metrics_tokens)
+ *   saserve_kv_bytes_saved_total               counter   (metrics_kv_saved: a gauge alone cannot be rate()d)
  *   saserve_requests_shared_attention_total{mode="on|off"}  counter
  *   saserve_requests_rebalance_total{mode="on|off"}         counter
  *   from struct engine_metrics at render time (omitted when em is NULL):
@@ -78,6 +79,8 @@ void metrics_request_done(struct metrics *m, enum metrics_endpoint ep, int statu
 void metrics_first_token(struct metrics *m, double seconds);
 /* Tokens of a finished request. */
 void metrics_tokens(struct metrics *m, uint64_t prompt, uint64_t generated);
+/* KV bytes a finished request did not store thanks to Shared Attention (its cache.kv_bytes_saved). */
+void metrics_kv_saved(struct metrics *m, uint64_t bytes);
 /* Settings a generation request ran with. */
 void metrics_sharing(struct metrics *m, bool share_on, bool rebalance_on);
 

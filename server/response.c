@@ -284,6 +284,9 @@ static json_t *resp_cache_obj(const struct engine_cache_stats *s, bool *bad)
     resp_put(o, "k_pages", resp_uint(s->k_pages), bad);
     resp_put(o, "v_pages", resp_uint(s->v_pages), bad);
     resp_put(o, "kv_bytes_paged", resp_uint(s->kv_bytes_paged), bad);
+    if (s->shared_attention && s->sharing_layers == 0) /* asked for, but nothing to share: say so */
+        resp_put(o, "note", json_string("sharing was requested but the plan shares no layer (e.g. the auto plan found "
+                                        "no span): nothing was saved"), bad);
     return o;
 }
 

@@ -173,7 +173,16 @@ int serve_main(int argc, char **argv)
     s->sigterm.data = s->sigint.data = s->drain_check.data = s->grace.data = s;
     uv_signal_start(&s->sigterm, on_signal, SIGTERM);
     uv_signal_start(&s->sigint, on_signal, SIGINT);
-    SA_LOGI("listening on http://%s:%u", s->cfg.host, (unsigned)http_port(s->http));
+    struct engine_metrics em;
+    engine_get_metrics(s->engine, &em);
+    char kv_budget_text[64];
+    snprintf(kv_budget_text, sizeof kv_budget_text, "%.1f MiB (%u pages)", (double)em.kv_bytes_capacity / 1048576.0,
+             em.kv_pages_total);
+    SA_LOGI("listening on http://%s:%u: model id %s, %u threads, %u slots, KV budget %s, chat template %s, plan %s "
+            "(sharing %s by default)",
+            s->cfg.host, (unsigned)http_port(s->http), s->cfg.served_model_name[0] ? s->cfg.served_model_name : info->name,
+            s->cfg.threads, s->cfg.slots, kv_budget_text, api_chat_template(s->api), info->default_spans,
+            s->cfg.share ? "on" : "off");
     fflush(stderr);
     uv_run(&s->loop, UV_RUN_DEFAULT); /* returns once stop_all closed every handle */
     uv_loop_close(&s->loop);

@@ -112,7 +112,7 @@ void api__handle_generate(struct api *a, struct http_request *r, enum request_ki
     j->share = share;
     j->rebalance = rb.on;
     j->logprobs = req.logprobs;
-    j->model = strdup(req.model ? req.model : info->name);
+    j->model = strdup(req.model ? req.model : a->model_name);
     j->created = (int64_t)time(NULL);
     snprintf(j->id, sizeof j->id, "%s-%llx%06llx", kind == REQUEST_CHAT ? "chatcmpl" : "cmpl",
              (unsigned long long)j->created, (unsigned long long)(++a->id_counter & 0xffffff));

@@ -314,8 +314,22 @@ check "completion (temperature 0): 200, text, usage, cache identities" jtrue \
     "$CODE == 200 and d['object'] == 'text_completion' and len(d['choices']) == 1 and len(text(d)) > 0 and d['usage']['completion_tokens'] > 0 and d['usage']['total_tokens'] == d['usage']['prompt_tokens'] + d['usage']['completion_tokens'] and d['choices'][0]['finish_reason'] in ('stop', 'length') and cache_ok(d['cache']) and d['cache']['layers'] == 5 and d['cache']['tokens'] > 0" "$BODY"
 
 # Shared Attention on vs off on the same prompt (spans 3-4: layers 3 and 4 store no K)
+req $A saved_before GET /metrics
+SAVED0=$BODY
 post $A share_on '/v1/completions?share=on' "{$P, \"temperature\": 0, \"max_tokens\": 20, \"share_spans\": \"3-4\"}"
 ON=$BODY
+req $A saved_after GET /metrics
+check "saserve_kv_bytes_saved_total grows by exactly the answer's cache.kv_bytes_saved" "$PYC" - "$SAVED0" "$BODY" "$ON" <<'PYEOF'
+import json, re, sys
+def total(p):
+    m = re.search(r"^saserve_kv_bytes_saved_total (\d+)$", open(p).read(), re.M)
+    return int(m.group(1))
+saved = json.load(open(sys.argv[3]))["cache"]["kv_bytes_saved"]
+assert saved > 0 and total(sys.argv[2]) - total(sys.argv[1]) == saved, (total(sys.argv[1]), total(sys.argv[2]), saved)
+PYEOF
+post $A share_nothing '/v1/completions?share=on' "{$P, \"max_tokens\": 2, \"share_spans\": \"off\"}"
+check "?share=on with a plan that shares nothing: cache.note says so, nothing saved" jtrue \
+    "$CODE == 200 and d['cache']['shared_attention'] and d['cache']['sharing_layers'] == 0 and 'shares no layer' in d['cache']['note'] and d['cache']['kv_bytes_saved'] == 0" "$BODY"
 post $A share_off '/v1/completions?share=off' "{$P, \"temperature\": 0, \"max_tokens\": 20, \"share_spans\": \"3-4\"}"
 OFF=$BODY
 check "?share=on + share_spans 3-4: shared_attention, spans [3-4], sharing_layers 2" jtrue \
