@@ -1,6 +1,7 @@
 # saserve - build, test, bench.
 #
-#   make deps      install the missing Debian packages (needs root or sudo)
+#   make deps      install the missing Debian packages for building and testing (needs root or sudo);
+#                  make deps-run only those building and serving need (what make run installs)
 #   make           build/saserve, the engine library, test and tool binaries
 #   make run       build and serve the default model (config/saserve.json; MODEL=path.gguf to change)
 #   make test      build and run every test (then a 30 s fuzz smoke per target)
@@ -15,8 +16,10 @@ SHELL    := /bin/bash
 CC       ?= cc
 SHARED   ?= ../shared
 PKGS     := openblas jansson libmicrohttpd libuv libpcre2-8 libpng
-DEB_PKGS := build-essential pkg-config libopenblas-dev libjansson-dev libmicrohttpd-dev \
-            libuv1-dev libpcre2-dev libpng-dev python3 python3-yaml yamllint curl prometheus \
+# what building and serving needs (make run), and what the tests need on top (make test, faults, bench ...)
+RUN_PKGS := build-essential pkg-config libopenblas-dev libjansson-dev libmicrohttpd-dev \
+            libuv1-dev libpcre2-dev libpng-dev curl
+DEB_PKGS := $(RUN_PKGS) python3 python3-yaml yamllint prometheus \
             wrk slowhttptest zzuf socat clang dataset-fashion-mnist python3-numpy
 
 ifeq ($(NATIVE),0)
@@ -67,7 +70,7 @@ FUZZ_DIR  := build/fuzz
 FUZZ_FLAGS:= -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 $(ARCH_FLAGS) -I. $(PKG_CFLAGS) \
              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 
-.PHONY: all deps run test train-phidnn faults soak bench bench-server bench-capacity bench-context eval fuzz fuzz-smoke clean
+.PHONY: all deps deps-run run test train-phidnn faults soak bench bench-server bench-capacity bench-context eval fuzz fuzz-smoke clean
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/saserve $(UNIT_BIN) $(TOOL_BIN) $(BUILD)/bench $(BUILD)/bench_step $(REPLAY_BIN)
@@ -87,6 +90,9 @@ endef
 
 deps:
 	$(call apt_ensure,$(DEB_PKGS))
+
+deps-run:
+	$(call apt_ensure,$(RUN_PKGS))
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -146,7 +152,7 @@ train-phidnn:
 	  --epochs-c 4 --epochs-r 4 --epochs-cr 2 --threads $$(nproc)
 	/usr/bin/python3 tests/tools/phidnn/export.py --state build/phidnn
 
-run: deps all
+run: deps-run all
 	@test -f "$(MODEL)" || { echo "make run: no model at $(MODEL); pass MODEL=path/to/model.gguf"; exit 1; }
 	$(BUILD)/saserve serve --config config/saserve.json --model "$(MODEL)"
 
