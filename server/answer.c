@@ -142,10 +142,16 @@ static void log_job(const struct job *j, int status, double seconds, uint64_t pr
         kv += j->seqs[i].cache.kv_bytes;
         saved += j->seqs[i].cache.kv_bytes_saved;
     }
-    SA_LOGI("%s %s %d prompt=%llu generated=%llu %.1fms share=%s rebalance=%s kv_bytes=%llu kv_saved=%llu%s", j->id,
-            j->kind == REQUEST_CHAT ? "/v1/chat/completions" : "/v1/completions", status, (unsigned long long)prompt,
-            (unsigned long long)gen, seconds * 1e3, j->share ? "on" : "off", j->rebalance ? "on" : "off",
-            (unsigned long long)kv, (unsigned long long)saved, j->client_gone ? " client_gone" : "");
+    /* the details go on the request's own log line (http.c); a client that left has had its line already */
+    if (j->http)
+        http_log_note(j->http, "%s prompt=%llu generated=%llu share=%s rebalance=%s kv_bytes=%llu kv_saved=%llu", j->id,
+                      (unsigned long long)prompt, (unsigned long long)gen, j->share ? "on" : "off",
+                      j->rebalance ? "on" : "off", (unsigned long long)kv, (unsigned long long)saved);
+    else
+        SA_LOGI("%s %s %d prompt=%llu generated=%llu %.1fms share=%s rebalance=%s kv_bytes=%llu kv_saved=%llu client_gone",
+                j->id, j->kind == REQUEST_CHAT ? "/v1/chat/completions" : "/v1/completions", status,
+                (unsigned long long)prompt, (unsigned long long)gen, seconds * 1e3, j->share ? "on" : "off",
+                j->rebalance ? "on" : "off", (unsigned long long)kv, (unsigned long long)saved);
 }
 
 void api__answer_token(struct job_seq *s, const struct engine_event *ev, const char *text)

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,8 @@ struct http_request {
     size_t body_len, body_cap;
     bool too_large, timed_out, encoded_path, app_seen, suspended, streaming, stream_ended, gone, cut;
     bool stream_cut; /* over max_stream_pending or out of memory: the connection is closed */
+    char id[32];     /* X-Request-Id, and the request's log line */
+    char note[320];  /* the application's part of the log line (http_log_note) */
     double t_start;
     void *user;
     struct MHD_Response *resp;
@@ -91,6 +94,8 @@ struct http_server {
     unsigned n_door;
     unsigned hard_total, hard_ip;
     char *peek;          /* scratch for MSG_PEEK of a head: conn_memory + DOOR_PEEK_EXTRA bytes */
+    uint64_t next_id;    /* request ids: req-<start time>-<counter> */
+    unsigned id_epoch;
 };
 
 /* A socket accepted by the front door, waiting for the head of its first request. */
@@ -210,12 +215,18 @@ static enum MHD_Result queue_answer(struct http_request *r)
     return ok;
 }
 
-static struct MHD_Response *make_response(const char *ctype, const char *body, size_t len,
-                                          const char *const *extra)
+static void next_request_id(struct http_server *s, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "req-%x-%llx", s->id_epoch, (unsigned long long)++s->next_id);
+}
+
+static struct MHD_Response *make_response(const struct http_request *r, const char *ctype, const char *body,
+                                          size_t len, const char *const *extra)
 {
     struct MHD_Response *resp = MHD_create_response_from_buffer(len, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
     if (!resp) return NULL;
     if (ctype) MHD_add_response_header(resp, "Content-Type", ctype);
+    MHD_add_response_header(resp, "X-Request-Id", r->id);
     for (size_t i = 0; extra && extra[i]; i++) {
         const char *colon = strchr(extra[i], ':');
         if (!colon) continue;
@@ -240,7 +251,7 @@ static enum MHD_Result reply_now(struct http_request *r, enum response_http_erro
     size_t n;
     char *body = response_error_json(&err, &n);
     if (!body) return MHD_NO;
-    r->resp = make_response("application/json", body, n, extra);
+    r->resp = make_response(r, "application/json", body, n, extra);
     free(body);
     if (!r->resp) return MHD_NO;
     r->status = err.status;
@@ -260,6 +271,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     r->srv = s;
     r->conn = conn;
     r->t_start = mono_s();
+    next_request_id(s, r->id, sizeof r->id);
     size_t path_len = strcspn(uri, "?");
     r->encoded_path = memchr(uri, '%', path_len) != NULL;
     r->next = s->open;
@@ -503,6 +515,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
     bool gone = r->gone || toe != MHD_REQUEST_TERMINATED_COMPLETED_OK;
     if (r->app_seen) s->h.on_closed(s->app, r, gone);
+    { /* one line per request, refused ones included */
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
+        int status = gone && r->status != 408 ? 499 : ci ? (int)ci->http_status : r->status;
+        SA_LOGI("%s %s %s %d %.1fms%s%s", r->id, r->method[0] ? r->method : "-", r->path ? r->path : "-", status,
+                (mono_s() - r->t_start) * 1e3, r->note[0] ? " " : "", r->note);
+    }
     if (!r->path && !r->cut && s->h.on_early_reply) { /* libmicrohttpd answered before on_access (e.g. 431) */
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
         if (ci && ci->http_status >= 400) s->h.on_early_reply(s->app, "", (int)ci->http_status);
@@ -564,7 +582,7 @@ static void on_heartbeat(uv_timer_t *t)
             response_error_http(RESPONSE_HTTP_CLIENT_CLOSED, NULL, NULL, &err);
             size_t blen;
             char *body = response_error_json(&err, &blen);
-            r->resp = body ? make_response("application/json", body, blen, NULL) : NULL;
+            r->resp = body ? make_response(r, "application/json", body, blen, NULL) : NULL;
             free(body);
             r->status = err.status;
             if (r->resp) {
@@ -646,10 +664,13 @@ static void door_reply(struct http_server *s, int fd, enum response_http_error k
     char *body = response_error_json(&err, &nb);
     char head[256];
     const char *reason = MHD_get_reason_phrase_for((unsigned)err.status);
+    char id[32];
+    next_request_id(s, id, sizeof id);
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nConnection: close\r\n"
-                     "Content-Length: %zu\r\n\r\n",
-                     err.status, reason && *reason ? reason : "Error", body ? nb : 0);
+                     "X-Request-Id: %s\r\nContent-Length: %zu\r\n\r\n",
+                     err.status, reason && *reason ? reason : "Error", id, body ? nb : 0);
+    SA_LOGI("%s - - %d refused by the front door: %s", id, err.status, err.message);
     struct iovec iov[2] = {{head, (size_t)n}, {body, body ? nb : 0}};
     struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
     ssize_t w = sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -895,6 +916,7 @@ int http_start(uv_loop_t *loop, const struct http_options *o, const struct http_
     unsigned hard_total = o->max_connections + (o->max_connections / 8 > 16 ? o->max_connections / 8 : 16);
     unsigned hard_ip = o->per_ip_connections + (o->per_ip_connections / 4 > 8 ? o->per_ip_connections / 4 : 8);
     s->hard_total = hard_total;
+    s->id_epoch = (unsigned)time(NULL);
     s->hard_ip = hard_ip;
     s->listen_fd = -1;
     s->peek = malloc(s->o.conn_memory + DOOR_PEEK_EXTRA);
@@ -1057,6 +1079,15 @@ int http_query_each(struct http_request *r, int (*fn)(void *ctx, const char *key
 }
 
 void http_set_user(struct http_request *r, void *user) { r->user = user; }
+const char *http_request_id(const struct http_request *r) { return r->id; }
+
+void http_log_note(struct http_request *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->note, sizeof r->note, fmt, ap);
+    va_end(ap);
+}
 void *http_user(const struct http_request *r) { return r->user; }
 double http_age_s(const struct http_request *r) { return mono_s() - r->t_start; }
 bool http_client_gone(const struct http_request *r) { return r->gone; }
@@ -1065,7 +1096,7 @@ void http_respond(struct http_request *r, int status, const char *content_type, 
                   const char *const *extra_headers)
 {
     if (r->state != REQ_WAITING) return; /* answered already (e.g. the client went away) */
-    r->resp = make_response(content_type, body, len, extra_headers);
+    r->resp = make_response(r, content_type, body, len, extra_headers);
     if (!r->resp) return;
     r->status = status;
     r->state = REQ_ANSWERED;
@@ -1077,6 +1108,7 @@ void http_stream_begin(struct http_request *r, int status)
     if (r->state != REQ_WAITING) return;
     r->resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_reader, r, NULL);
     if (!r->resp) return;
+    MHD_add_response_header(r->resp, "X-Request-Id", r->id);
     MHD_add_response_header(r->resp, "Content-Type", "text/event-stream");
     MHD_add_response_header(r->resp, "Cache-Control", "no-cache");
     r->status = status;

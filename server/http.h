@@ -83,6 +83,11 @@ const char *http_header(const struct http_request *r, const char *name); /* NULL
 /* Calls fn for every query argument in order; stops at the first non-zero return. */
 int http_query_each(struct http_request *r, int (*fn)(void *ctx, const char *key, const char *value), void *ctx);
 void http_set_user(struct http_request *r, void *user);
+/* The request's id: sent as X-Request-Id on its answer, and on its log line. */
+const char *http_request_id(const struct http_request *r);
+/* Every request gets one log line when it ends (id, method, path, status, time);
+ * the application may add its details to it (printf-style, replaces the last note). */
+void http_log_note(struct http_request *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void *http_user(const struct http_request *r);
 double http_age_s(const struct http_request *r); /* seconds since the request started */
 /* The client closed its connection before the answer went out (the heartbeat

@@ -287,6 +287,11 @@ req $A model_by_id GET "/v1/models/$MID"
 check "GET /v1/models/{id}: the same model object" jtrue "$CODE == 200 and d['id'] == '$MID' and d['object'] == 'model'" "$BODY"
 req $A model_by_bad_id GET /v1/models/not-this-one
 expect_error "GET /v1/models/{other id}" 404 model not_found
+check "every answer carries an X-Request-Id, also a 404, each its own" "$PYC" - "$HDR" "$TMP/r$((SEQ - 1)).hdr" <<'PYEOF'
+import sys
+ids = [l.split(":", 1)[1].strip() for p in sys.argv[1:] for l in open(p) if l.lower().startswith("x-request-id:")]
+assert len(ids) == 2 and ids[0] != ids[1] and all(i.startswith("req-") for i in ids), ids
+PYEOF
 
 # ---------------------------------------------------------------- tokenize / detokenize (llama-server shapes)
 post $A tokenize /tokenize '{"content": "Once upon a time"}'

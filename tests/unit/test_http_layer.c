@@ -125,6 +125,7 @@ static void test_request_seen_and_answered(void)
                           "\r\nhello"), buf, sizeof buf, 5);
     ASSERT_EQ(st, 200);
     ASSERT_TRUE(strstr(buf, "X-Test: yes") != NULL);
+    ASSERT_TRUE(strstr(buf, "X-Request-Id: req-") != NULL); /* every answer carries its request id */
     ASSERT_TRUE(strstr(buf, "\r\n\r\nhello") != NULL);
     pthread_mutex_lock(&mu);
     ASSERT_STR_EQ(seen, "POST /p/q ?b=2;a=1;b=3; body=hello");
@@ -146,7 +147,7 @@ static void expect_framing(const char *name, const void *req, size_t len, int wa
 {
     int before = atomic_load(&early[want]);
     int st = exchange(req, len, buf, sizeof buf, 3);
-    if (st != want || !strstr(buf, "\"error\"") || !strstr(buf, "application/json"))
+    if (st != want || !strstr(buf, "\"error\"") || !strstr(buf, "application/json") || !strstr(buf, "X-Request-Id: req-"))
         TEST_FAIL_("%s: status %d (want %d): %.120s", name, st, want, buf);
     for (int i = 0; i < 100 && atomic_load(&early[want]) == before; i++) usleep(10000);
     if (atomic_load(&early[want]) != before + 1) TEST_FAIL_("%s: not reported through on_early_reply", name);
