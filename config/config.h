@@ -83,6 +83,7 @@ struct config {
     uint64_t connection_memory; /* per-connection buffer for the request line and headers */
     uint64_t max_stream_buffer; /* SSE bytes a client has not taken yet before it is cut */
     char api_key[256];         /* bearer token; "" = no authentication */
+    char cors_origins[1024];   /* CORS: "" off, "*" any origin, or "https://a.example,https://b.example" */
     char chat_template[32];    /* "" = from the model; else llama2 | chatml | llama3 */
     char log_level[16];        /* debug | info | warn | error */
     char vision_model[1024];   /* phiDNN GGUF served at /v2/models/{name}; "" = none */

@@ -215,6 +215,36 @@ static enum MHD_Result queue_answer(struct http_request *r)
     return ok;
 }
 
+/* The request's Origin when CORS allows it, else NULL. */
+static const char *cors_origin(const struct http_request *r)
+{
+    const char *list = r->srv->o.cors_origins;
+    if (!list || !*list) return NULL;
+    const char *origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin");
+    if (!origin || !*origin) return NULL;
+    if (strcmp(list, "*") == 0) return origin;
+    size_t n = strlen(origin);
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',') p++;
+        const char *e = p;
+        while (*e && *e != ',') e++;
+        const char *t = e;
+        while (t > p && t[-1] == ' ') t--;
+        if ((size_t)(t - p) == n && strncmp(p, origin, n) == 0) return origin;
+        p = e;
+    }
+    return NULL;
+}
+
+static void cors_headers(const struct http_request *r, struct MHD_Response *resp)
+{
+    const char *origin = cors_origin(r);
+    if (!origin) return;
+    MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
+    MHD_add_response_header(resp, "Vary", "Origin");
+    MHD_add_response_header(resp, "Access-Control-Expose-Headers", "X-Request-Id, Retry-After");
+}
+
 static void next_request_id(struct http_server *s, char *buf, size_t cap)
 {
     snprintf(buf, cap, "req-%x-%llx", s->id_epoch, (unsigned long long)++s->next_id);
@@ -227,6 +257,7 @@ static struct MHD_Response *make_response(const struct http_request *r, const ch
     if (!resp) return NULL;
     if (ctype) MHD_add_response_header(resp, "Content-Type", ctype);
     MHD_add_response_header(resp, "X-Request-Id", r->id);
+    cors_headers(r, resp);
     for (size_t i = 0; extra && extra[i]; i++) {
         const char *colon = strchr(extra[i], ':');
         if (!colon) continue;
@@ -434,6 +465,16 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         if (cv == CONN_OVER_TOTAL) {
             static const char *const h503[] = {"Retry-After: 1", "Connection: close", NULL};
             return reply_early_h(r, RESPONSE_HTTP_BUSY, "too many open connections (max_connections)", h503);
+        }
+        if (strcmp(method, "OPTIONS") == 0 && cors_origin(r)) { /* a CORS preflight */
+            r->resp = make_response(r, NULL, "", 0, NULL);
+            if (!r->resp) return MHD_NO;
+            MHD_add_response_header(r->resp, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+            MHD_add_response_header(r->resp, "Access-Control-Allow-Headers", "Authorization, Content-Type");
+            MHD_add_response_header(r->resp, "Access-Control-Max-Age", "600");
+            r->status = 204;
+            if (s->h.on_early_reply) s->h.on_early_reply(s->app, r->path, 204);
+            return queue_answer(r);
         }
         if (r->encoded_path)
             return reply_early(r, RESPONSE_HTTP_NOT_FOUND, "no such endpoint");
@@ -1109,6 +1150,7 @@ void http_stream_begin(struct http_request *r, int status)
     r->resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_reader, r, NULL);
     if (!r->resp) return;
     MHD_add_response_header(r->resp, "X-Request-Id", r->id);
+    cors_headers(r, r->resp);
     MHD_add_response_header(r->resp, "Content-Type", "text/event-stream");
     MHD_add_response_header(r->resp, "Cache-Control", "no-cache");
     r->status = status;

@@ -58,6 +58,9 @@ struct http_options {
     unsigned max_connections, per_ip_connections; /* answered 503 / 429 above */
     size_t conn_memory;    /* MHD per-connection pool: request line and headers */
     size_t max_stream_pending; /* stream bytes a client has not taken; more cuts it (0 = no cap) */
+    const char *cors_origins;  /* CORS: NULL/"" off, "*" any, or a comma-separated list of origins (borrowed).
+                                * A request whose Origin is allowed gets Access-Control-Allow-Origin on its
+                                * answer; a preflight OPTIONS from it is answered 204 here, never routed. */
     unsigned idle_timeout_s;    /* MHD inactivity timeout */
     unsigned request_timeout_s; /* headers + body deadline (408) */
     unsigned heartbeat_ms;

@@ -18,7 +18,7 @@ static const char *const metrics_ep_names[METRICS_EP_COUNT] = {
     "completions", "chat_completions", "models", "health", "metrics", "v2_infer", "v2_models", "v2_health", "tokenize", "other",
 };
 
-static const int metrics_statuses[] = {200, 400, 401, 404, 405, 408, 413, 414, 429, 431, 499, 500, 501, 503};
+static const int metrics_statuses[] = {200, 204, 400, 401, 404, 405, 408, 413, 414, 429, 431, 499, 500, 501, 503};
 #define METRICS_N_STATUS (sizeof metrics_statuses / sizeof metrics_statuses[0])
 /* index METRICS_N_STATUS is "other" */
 

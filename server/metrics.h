@@ -11,7 +11,7 @@
  * Families:
  *   saserve_up                                 gauge     1
  *   saserve_model_info{model}                  gauge     1
- *   saserve_requests_total{endpoint,status}    counter   status: 200 400 401 404 405 408 413 414 429 431 499 500 501 503 other
+ *   saserve_requests_total{endpoint,status}    counter   status: 200 204 400 401 404 405 408 413 414 429 431 499 500 501 503 other
  *      (499 = the client closed the connection before the answer was complete)
  *   saserve_request_duration_seconds{endpoint} histogram
  *   saserve_time_to_first_token_seconds        histogram

@@ -157,6 +157,7 @@ int serve_main(int argc, char **argv)
                               .per_ip_connections = s->cfg.per_ip_connections,
                               .conn_memory = (size_t)s->cfg.connection_memory,
                               .max_stream_pending = (size_t)s->cfg.max_stream_buffer,
+                              .cors_origins = s->cfg.cors_origins,
                               .idle_timeout_s = s->cfg.idle_timeout, .request_timeout_s = s->cfg.request_timeout,
                               .heartbeat_ms = 1000};
     struct http_handlers hh = api_http_handlers();

@@ -192,6 +192,29 @@ static void test_client_gone(void)
     ASSERT_EQ(atomic_load(&closed_gone), before + 1);
 }
 
+/* CORS: a preflight from an allowed origin is answered 204 with the allow headers, an answer
+ * to it carries Access-Control-Allow-Origin, another origin gets none. */
+static void test_cors(void)
+{
+    int st = exchange(REQ("OPTIONS /v1/completions HTTP/1.1\r\nHost: x\r\nOrigin: https://ok.example\r\n"
+                          "Access-Control-Request-Method: POST\r\nConnection: close\r\n\r\n"), buf, sizeof buf, 5);
+    ASSERT_EQ(st, 204);
+    ASSERT_TRUE(strstr(buf, "Access-Control-Allow-Origin: https://ok.example") != NULL);
+    ASSERT_TRUE(strstr(buf, "Access-Control-Allow-Methods: GET, POST, OPTIONS") != NULL);
+    ASSERT_TRUE(strstr(buf, "Access-Control-Allow-Headers: Authorization, Content-Type") != NULL);
+    st = exchange(REQ("GET /p HTTP/1.1\r\nHost: x\r\nOrigin: https://ok.example\r\nConnection: close\r\n\r\n"), buf,
+                  sizeof buf, 5);
+    ASSERT_EQ(st, 200);
+    ASSERT_TRUE(strstr(buf, "Access-Control-Allow-Origin: https://ok.example") != NULL);
+    st = exchange(REQ("GET /p HTTP/1.1\r\nHost: x\r\nOrigin: https://evil.example\r\nConnection: close\r\n\r\n"),
+                  buf, sizeof buf, 5);
+    ASSERT_EQ(st, 200);
+    ASSERT_TRUE(strstr(buf, "Access-Control-Allow-Origin") == NULL);
+    st = exchange(REQ("OPTIONS /p HTTP/1.1\r\nHost: x\r\nOrigin: https://evil.example\r\nConnection: close\r\n\r\n"),
+                  buf, sizeof buf, 5);
+    ASSERT_TRUE(st != 204); /* not a preflight we answer: routed as any request */
+}
+
 static void test_quiesce_refuses(void)
 {
     atomic_store(&cmd, 1);
@@ -210,7 +233,8 @@ int main(void)
     uv_async_init(&loop, &wake, on_wake);
     struct http_options o = {.host = "127.0.0.1", .port = 0, .max_body = 4096, .max_connections = 64,
                              .per_ip_connections = 32, .conn_memory = 4096, .idle_timeout_s = 10,
-                             .request_timeout_s = 1, .heartbeat_ms = 50};
+                             .request_timeout_s = 1, .heartbeat_ms = 50,
+                             .cors_origins = "https://a.example, https://ok.example"};
     struct http_handlers h = {.on_request = on_request, .on_closed = on_closed, .on_early_reply = on_early};
     char msg[256];
     if (http_start(&loop, &o, &h, NULL, &srv, msg, sizeof msg) != 0) {
@@ -224,6 +248,7 @@ int main(void)
     TEST_RUN(test_stream);
     TEST_RUN(test_framing);
     TEST_RUN(test_client_gone);
+    TEST_RUN(test_cors);
     TEST_RUN(test_quiesce_refuses);
     atomic_store(&cmd, 2);
     uv_async_send(&wake);
