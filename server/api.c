@@ -184,19 +184,20 @@ static void handle_detokenize(struct api *a, struct http_request *r)
 static void handle_health(struct api *a, struct http_request *r)
 {
     char body[256];
-    int n = snprintf(body, sizeof body, "{\"status\": \"%s\"}", a->draining ? "draining" : "ok");
-    http_respond(r, a->draining ? 503 : 200, "application/json", body, (size_t)n, NULL);
-    metrics_request_done(a->metrics, METRICS_EP_HEALTH, a->draining ? 503 : 200, http_age_s(r));
+    const bool ready = a->e && !a->draining;
+    int n = snprintf(body, sizeof body, "{\"status\": \"%s\"}", !a->e ? "loading" : a->draining ? "draining" : "ok");
+    http_respond(r, ready ? 200 : 503, "application/json", body, (size_t)n, NULL);
+    metrics_request_done(a->metrics, METRICS_EP_HEALTH, ready ? 200 : 503, http_age_s(r));
 }
 
 static void handle_metrics(struct api *a, struct http_request *r)
 {
     struct engine_metrics em;
-    engine_get_metrics(a->e, &em);
+    if (a->e) engine_get_metrics(a->e, &em);
     /* count this scrape before rendering, so the output includes it */
     metrics_request_done(a->metrics, METRICS_EP_METRICS, 200, http_age_s(r));
     size_t len;
-    char *text = metrics_render(a->metrics, &em, a->model_name, &len);
+    char *text = metrics_render(a->metrics, a->e ? &em : NULL, a->model_name, &len);
     http_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", text ? text : "", text ? len : 0, NULL);
     free(text);
 }
@@ -244,11 +245,16 @@ static void on_request(void *app, struct http_request *r)
     struct api *a = app;
     const char *path = http_path(r), *method = http_method(r);
     const struct route *rt = NULL;
+    rt = route_of(path);
+    if (!a->e && !(rt && (rt->fn == handle_health || rt->fn == handle_metrics))) { /* the model is still loading */
+        api__send_http_error(a, r, rt ? rt->ep : METRICS_EP_OTHER, RESPONSE_HTTP_UNAVAILABLE, NULL,
+                             "the model is loading; retry shortly");
+        return;
+    }
     if (strncmp(path, "/v2/", 4) == 0) {
         api__handle_v2(a, r, path, method);
         return;
     }
-    rt = route_of(path);
     if (!rt) {
         api__send_http_error(a, r, METRICS_EP_OTHER, RESPONSE_HTTP_NOT_FOUND, NULL, "no such endpoint");
         return;
@@ -274,7 +280,7 @@ static void on_early_reply(void *app, const char *path, int status)
         if (strncmp(path, "/v2/health/", 11) == 0) ep = METRICS_EP_V2_HEALTH;
         else if (n > 6 && strcmp(path + n - 6, "/infer") == 0) ep = METRICS_EP_V2_INFER;
         else if (strncmp(path, "/v2/models/", 11) == 0) ep = METRICS_EP_V2_MODELS;
-        if (ep == METRICS_EP_V2_INFER && engine_vision_info(a->e)) metrics_vision_request(a->metrics, -1, status, 0, 0);
+        if (ep == METRICS_EP_V2_INFER && a->e && engine_vision_info(a->e)) metrics_vision_request(a->metrics, -1, status, 0, 0);
     }
     metrics_request_done(a->metrics, ep, status, 0);
 }
@@ -289,25 +295,16 @@ struct http_handlers api_http_handlers(void)
     return (struct http_handlers){.on_request = on_request, .on_closed = on_closed, .on_early_reply = on_early_reply};
 }
 
-struct api *api_create(uv_loop_t *loop, struct engine *e, const struct config *cfg)
+struct api *api_create(uv_loop_t *loop, const struct config *cfg)
 {
     struct api *a = calloc(1, sizeof *a);
     if (!a) return NULL;
     a->loop = loop;
-    a->e = e;
     a->cfg = cfg;
     a->metrics = metrics_create();
-    const struct engine_model_info *info = engine_info(e);
-    a->limits = (struct request_limits){.max_prompt_bytes = cfg->max_prompt_bytes, .max_tokens_limit = cfg->max_tokens_limit,
-                                        .max_n = cfg->max_n, .max_logprobs = cfg->max_logprobs,
-                                        .n_vocab = info->n_vocab, .n_ctx = info->n_ctx, .max_stop = cfg->max_stop,
-                                        .default_temperature = cfg->temperature};
-    a->model_name = cfg->served_model_name[0] ? cfg->served_model_name : info->name;
-    if (chat_format_pick(cfg->chat_template[0] ? cfg->chat_template : NULL, info->chat_template, &a->chat) != 0) {
-        a->chat = CHAT_FORMAT_LLAMA2;
-        SA_LOGW("chat template: %s; /v1/chat/completions renders the llama2 format (set chat_template to choose)",
-                info->chat_template ? "the model's template is not one saserve knows" : "the model names none");
-    }
+    a->chat = CHAT_FORMAT_LLAMA2;
+    a->model_name = cfg->served_model_name;
+    a->vision_default_mode = -1;
     const char *fail = getenv("SA_FAULT_EVENT_ALLOC");
     if (fail && *fail) {
         a->fail_every = strtoull(fail, NULL, 10);
@@ -320,7 +317,23 @@ struct api *api_create(uv_loop_t *loop, struct engine *e, const struct config *c
         return NULL;
     }
     a->async.data = a;
-    a->vision_default_mode = -1;
+    return a;
+}
+
+void api_set_engine(struct api *a, struct engine *e)
+{
+    const struct config *cfg = a->cfg;
+    const struct engine_model_info *info = engine_info(e);
+    a->limits = (struct request_limits){.max_prompt_bytes = cfg->max_prompt_bytes, .max_tokens_limit = cfg->max_tokens_limit,
+                                        .max_n = cfg->max_n, .max_logprobs = cfg->max_logprobs,
+                                        .n_vocab = info->n_vocab, .n_ctx = info->n_ctx, .max_stop = cfg->max_stop,
+                                        .default_temperature = cfg->temperature};
+    a->model_name = cfg->served_model_name[0] ? cfg->served_model_name : info->name;
+    if (chat_format_pick(cfg->chat_template[0] ? cfg->chat_template : NULL, info->chat_template, &a->chat) != 0) {
+        a->chat = CHAT_FORMAT_LLAMA2;
+        SA_LOGW("chat template: %s; /v1/chat/completions renders the llama2 format (set chat_template to choose)",
+                info->chat_template ? "the model's template is not one saserve knows" : "the model names none");
+    }
     const struct phidnn_info *vi = engine_vision_info(e);
     if (vi) { /* the default recreation: inpaint, else the first mode the file has */
         for (int m = PHIDNN_MODE_COUNT - 1; m >= 0 && a->vision_default_mode < 0; m--)
@@ -328,7 +341,7 @@ struct api *api_create(uv_loop_t *loop, struct engine *e, const struct config *c
         if (a->vision_default_mode < 0) a->vision_default_mode = PHIDNN_MODE_OFF;
         metrics_vision_model(a->metrics, vi->name);
     }
-    return a;
+    a->e = e; /* last: from here on requests are served */
 }
 
 void api_attach(struct api *a, struct http_server *http) { a->http = http; }

@@ -28,8 +28,12 @@ struct engine;
 struct http_server;
 struct uv_loop_s;
 
-/* The engine and the configuration are borrowed and must outlive the api. */
-struct api *api_create(struct uv_loop_s *loop, struct engine *e, const struct config *cfg);
+/* The configuration is borrowed and must outlive the api. Until api_set_engine
+ * the api answers every request 503 (the model is loading), /health 503
+ * {"status": "loading"}, /metrics without the engine's figures. */
+struct api *api_create(struct uv_loop_s *loop, const struct config *cfg);
+/* The loaded engine (borrowed; must outlive the api): requests are served from now on. */
+void api_set_engine(struct api *a, struct engine *e);
 /* Call after http_start; the api answers through it. */
 void api_attach(struct api *a, struct http_server *http);
 /* Handlers to pass to http_start (app = the api). */

@@ -12,9 +12,11 @@
 #include "api.h"
 #include "config/config.h"
 #include "engine/engine.h"
+#include "engine/errors.h"
 #include "engine/log.h"
 #include "http.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +30,12 @@ struct server {
     uv_loop_t loop;
     uv_signal_t sigterm, sigint;
     uv_timer_t drain_check, grace;
+    uv_async_t loaded;           /* the loader thread is done (its result in load_rc) */
+    pthread_t loader;
+    struct engine_config ec;
+    int load_rc, exit_code;
+    char load_msg[512];
+    bool loading;
     struct engine *engine;
     struct http_server *http;
     struct api *api;
@@ -46,6 +54,7 @@ static void stop_all(struct server *s)
     uv_close((uv_handle_t *)&s->grace, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
     uv_close((uv_handle_t *)&s->sigint, NULL);
+    uv_close((uv_handle_t *)&s->loaded, NULL);
     /* join the engine (it may still deliver final events), then close the api's async handle */
     engine_destroy(s->engine);
     s->engine = NULL;
@@ -56,7 +65,7 @@ static void stop_all(struct server *s)
 static void on_drain_check(uv_timer_t *t)
 {
     struct server *s = t->data;
-    if (api_jobs_in_flight(s->api) == 0 && http_open_requests(s->http) == 0) stop_all(s);
+    if (!s->loading && api_jobs_in_flight(s->api) == 0 && http_open_requests(s->http) == 0) stop_all(s);
 }
 
 static void on_grace(uv_timer_t *t)
@@ -89,6 +98,48 @@ static enum sa_log_level parse_level(const char *s)
     if (!strcmp(s, "warn")) return SA_LOG_WARN;
     if (!strcmp(s, "error")) return SA_LOG_ERROR;
     return SA_LOG_INFO;
+}
+
+/* The loader thread: the model (and the vision model) load while HTTP already answers. */
+static void *load_main(void *arg)
+{
+    struct server *s = arg;
+    SA_LOGI("loading the model: %s", s->cfg.model);
+    s->load_rc = engine_create(&s->ec, &s->engine, s->load_msg, sizeof s->load_msg);
+    uv_async_send(&s->loaded);
+    return NULL;
+}
+
+static void on_loaded(uv_async_t *h)
+{
+    struct server *s = h->data;
+    pthread_join(s->loader, NULL);
+    s->loading = false;
+    if (s->load_rc) { /* as before the server listened: the cause, exit 2 */
+        fprintf(stderr, "saserve: %s: %s\n", s->cfg.model, s->load_msg[0] ? s->load_msg : sa_err_str(s->load_rc));
+        s->exit_code = 2;
+        s->engine = NULL;
+        stop_all(s);
+        return;
+    }
+    const struct engine_model_info *info = engine_info(s->engine);
+    SA_LOGI("model %s: %u layers, %u context, %llu parameters; sharing %s by default, plan %s; re-balancer %s",
+            info->name, info->n_layer, info->n_ctx, (unsigned long long)info->n_params, s->cfg.share ? "on" : "off",
+            info->default_spans, s->cfg.rebalance ? "on" : "off");
+    const struct phidnn_info *vi = engine_vision_info(s->engine);
+    if (vi)
+        SA_LOGI("vision model %s (%s): %ux%ux%u, %u classes, %llu parameters, at /v2/models/%s", vi->name,
+                s->cfg.vision_model, vi->channels, vi->height, vi->width, vi->n_classes,
+                (unsigned long long)vi->n_params, vi->name);
+    api_set_engine(s->api, s->engine);
+    struct engine_metrics em;
+    engine_get_metrics(s->engine, &em);
+    SA_LOGI("ready on http://%s:%u: model id %s, %u threads, %u slots, KV budget %.1f MiB (%u pages), chat template "
+            "%s, plan %s (sharing %s by default)",
+            s->cfg.host, (unsigned)http_port(s->http), s->cfg.served_model_name[0] ? s->cfg.served_model_name : info->name,
+            s->cfg.threads, s->cfg.slots, (double)em.kv_bytes_capacity / 1048576.0, em.kv_pages_total,
+            api_chat_template(s->api), info->default_spans, s->cfg.share ? "on" : "off");
+    fflush(stderr);
 }
 
 int serve_main(int argc, char **argv)
@@ -136,22 +187,9 @@ int serve_main(int argc, char **argv)
     ec.rebalance.alpha = s->cfg.rebalance_alpha;
     ec.rebalance.tau = s->cfg.rebalance_tau;
     ec.rebalance.renormalize = s->cfg.rebalance_renormalize;
-    int rc = engine_create(&ec, &s->engine, msg, sizeof msg);
-    if (rc) {
-        fprintf(stderr, "saserve: %s: %s\n", s->cfg.model, msg[0] ? msg : sa_err_str(rc));
-        return 2;
-    }
-    const struct engine_model_info *info = engine_info(s->engine);
-    SA_LOGI("model %s: %u layers, %u context, %llu parameters; sharing %s by default, plan %s; re-balancer %s",
-            info->name, info->n_layer, info->n_ctx, (unsigned long long)info->n_params, s->cfg.share ? "on" : "off",
-            info->default_spans, s->cfg.rebalance ? "on" : "off");
-    const struct phidnn_info *vi = engine_vision_info(s->engine);
-    if (vi)
-        SA_LOGI("vision model %s (%s): %ux%ux%u, %u classes, %llu parameters, at /v2/models/%s", vi->name,
-                s->cfg.vision_model, vi->channels, vi->height, vi->width, vi->n_classes,
-                (unsigned long long)vi->n_params, vi->name);
+    s->ec = ec;
     uv_loop_init(&s->loop);
-    s->api = api_create(&s->loop, s->engine, &s->cfg);
+    s->api = api_create(&s->loop, &s->cfg);
     struct http_options ho = {.host = s->cfg.host, .port = (uint16_t)s->cfg.port, .max_body = s->cfg.max_body,
                               .max_connections = s->cfg.max_connections,
                               .per_ip_connections = s->cfg.per_ip_connections,
@@ -161,9 +199,9 @@ int serve_main(int argc, char **argv)
                               .idle_timeout_s = s->cfg.idle_timeout, .request_timeout_s = s->cfg.request_timeout,
                               .heartbeat_ms = 1000};
     struct http_handlers hh = api_http_handlers();
+    int rc;
     if (!s->api || (rc = http_start(&s->loop, &ho, &hh, s->api, &s->http, msg, sizeof msg)) != 0) {
         fprintf(stderr, "saserve: %s\n", s->api ? msg : "out of memory");
-        engine_destroy(s->engine);
         return 1;
     }
     api_attach(s->api, s->http);
@@ -171,22 +209,21 @@ int serve_main(int argc, char **argv)
     uv_signal_init(&s->loop, &s->sigint);
     uv_timer_init(&s->loop, &s->drain_check);
     uv_timer_init(&s->loop, &s->grace);
-    s->sigterm.data = s->sigint.data = s->drain_check.data = s->grace.data = s;
+    uv_async_init(&s->loop, &s->loaded, on_loaded);
+    s->sigterm.data = s->sigint.data = s->drain_check.data = s->grace.data = s->loaded.data = s;
     uv_signal_start(&s->sigterm, on_signal, SIGTERM);
     uv_signal_start(&s->sigint, on_signal, SIGINT);
-    struct engine_metrics em;
-    engine_get_metrics(s->engine, &em);
-    char kv_budget_text[64];
-    snprintf(kv_budget_text, sizeof kv_budget_text, "%.1f MiB (%u pages)", (double)em.kv_bytes_capacity / 1048576.0,
-             em.kv_pages_total);
-    SA_LOGI("listening on http://%s:%u: model id %s, %u threads, %u slots, KV budget %s, chat template %s, plan %s "
-            "(sharing %s by default)",
-            s->cfg.host, (unsigned)http_port(s->http), s->cfg.served_model_name[0] ? s->cfg.served_model_name : info->name,
-            s->cfg.threads, s->cfg.slots, kv_budget_text, api_chat_template(s->api), info->default_spans,
-            s->cfg.share ? "on" : "off");
+    /* /health answers 503 {"status": "loading"} while the model loads on its own thread */
+    SA_LOGI("listening on http://%s:%u; loading %s", s->cfg.host, (unsigned)http_port(s->http), s->cfg.model);
     fflush(stderr);
+    s->loading = true;
+    if (pthread_create(&s->loader, NULL, load_main, s) != 0) {
+        s->loading = false;
+        fprintf(stderr, "saserve: cannot start the loader thread\n");
+        return 1;
+    }
     uv_run(&s->loop, UV_RUN_DEFAULT); /* returns once stop_all closed every handle */
     uv_loop_close(&s->loop);
     SA_LOGI("shutdown complete");
-    return 0;
+    return s->exit_code;
 }

@@ -263,8 +263,11 @@ class Server:
         self.p = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT, env=env)
         self.rc = None
         deadline = time.time() + (60 if SAN else 30)
+        self.loading_polls = 0
         while time.time() < deadline:
             st, _, _ = http(self.port, "GET", "/health", timeout=2, src=SCRAPE_SRC)
+            if st == 503:
+                self.loading_polls += 1  # listening, the model still loading
             if st == 200:
                 ctx.scrapes[self.port] = ctx.scrapes.get(self.port, 0) + 1
                 return
@@ -275,6 +278,12 @@ class Server:
 
     def ready_count(self):
         return self.ctx.scrapes.get(self.port, 0)
+
+    def tally_ready(self, tally):
+        """The start-up /health polls: 503 (loading) until one 200."""
+        tally.add("health", 200, self.ready_count())
+        if self.loading_polls:
+            tally.add("health", 503, self.loading_polls)
 
     def log(self):
         if not self.logf.closed:
@@ -443,7 +452,7 @@ def t1_soak(ctx):
     warm = 60 if ctx.long else 5
     tally = Tally()
     srv = Server(ctx, "t1", ["--slots", "4", "--queue-max", "64", "--ctx", "512", "--per-ip-connections", "48"])
-    tally.add("health", 200, srv.ready_count())
+    srv.tally_ready(tally)
     probe = Probe(srv.port, tally, interval=0.5)
     samp = Sampler(srv, 10 if ctx.long else 1)
     probe.start()
@@ -514,7 +523,7 @@ def t2_disconnect(ctx):
     tally = Tally()
     srv = Server(ctx, "t2", ["--slots", "1", "--queue-max", "4", "--ctx", "4096", "--max-tokens-limit", "4000",
                              "--prefill-chunk", "8"])
-    tally.add("health", 200, srv.ready_count())
+    srv.tally_ready(tally)
     checks, times = [], []
     limit = 3.0 if SAN else 2.0
     # (a) mid-stream
@@ -596,7 +605,7 @@ def t3_sigterm(ctx):
     grace = 2
     srv = Server(ctx, "t3", ["--slots", "8", "--ctx", "8192", "--max-tokens-limit", "8000",
                              "--shutdown-grace", str(grace)])
-    tally.add("health", 200, srv.ready_count())
+    srv.tally_ready(tally)
     checks = []
     outs = [None] * 8
 
@@ -715,7 +724,7 @@ def t4_kv_budget(ctx):
     budget = 4 * per_seq
     srv = Server(ctx, "t4", ["--slots", "8", "--ctx", "512", "--kv-budget", str(budget), "--queue-max", "8",
                              "--max-tokens-limit", "500"])
-    tally.add("health", 200, srv.ready_count())
+    srv.tally_ready(tally)
     rss0 = srv.rss()
     checks = []
     rounds = 10 if ctx.long else 2
@@ -752,7 +761,7 @@ def t5_malformed(ctx):
     t0 = time.time()
     tally = Tally()
     srv = Server(ctx, "t5", ["--ctx", "256"])
-    tally.add("health", 200, srv.ready_count())
+    srv.tally_ready(tally)
     M = MARK.encode()
     cases = [
         (b'{"prompt": "Once upon' + M, {400}),
@@ -834,7 +843,7 @@ def t6_oversized(ctx):
     t0 = time.time()
     tally = Tally()
     srv = Server(ctx, "t6", ["--ctx", "256", "--connection-memory", "16k"])
-    tally.add("health", 200, srv.ready_count())
+    srv.tally_ready(tally)
     rounds = 200 if ctx.long else 20
     big = b"a" * (2 * 1048576)
     chunk = b"%x\r\n" % 65536 + b"a" * 65536 + b"\r\n"
@@ -893,7 +902,7 @@ def t7_params(ctx):
     t0 = time.time()
     tally = Tally()
     srv = Server(ctx, "t7", ["--ctx", "256"])
-    tally.add("health", 200, srv.ready_count())
+    srv.tally_ready(tally)
     p = {"prompt": "Once upon a time"}
     cases = [
         ({"max_tokens": 10 ** 18}, {400}), ({"max_tokens": -1}, {400}), ({"max_tokens": 0}, {200, 400}),
@@ -954,7 +963,7 @@ def t8_query(ctx):
     t0 = time.time()
     tally = Tally()
     srv = Server(ctx, "t8", ["--ctx", "256"])
-    tally.add("health", 200, srv.ready_count())
+    srv.tally_ready(tally)
     body = json.dumps({"prompt": "Once upon a time", "max_tokens": 3})
     bad = []
     for q, param in [("share=maybe", "share"), ("share=", "share"), ("share=on&share=off", "share"),
@@ -989,7 +998,7 @@ def t9_slow(ctx):
     tally = Tally()
     secs = 60 if ctx.long else 10
     srv = Server(ctx, "t9", ["--ctx", "256", "--request-timeout", "10"])
-    tally.add("health", 200, srv.ready_count())
+    srv.tally_ready(tally)
     probe = Probe(srv.port, tally, interval=0.1, timeout=5)
     samp = Sampler(srv, 0.5)
     probe.start()
@@ -1032,7 +1041,7 @@ def t10_flood(ctx):
     tally = Tally()
     secs = 30 if ctx.long else 5
     srv = Server(ctx, "t10", ["--ctx", "256"])
-    tally.add("health", 200, srv.ready_count())
+    srv.tally_ready(tally)
     probe = Probe(srv.port, tally, interval=0.2)
     samp = Sampler(srv, 0.5)
     probe.start()
@@ -1069,7 +1078,7 @@ def t11_zzuf(ctx):
     tally = Tally()
     seeds = 500 if ctx.long else 25
     srv = Server(ctx, "t11", ["--ctx", "256", "--request-timeout", "5"])
-    tally.add("health", 200, srv.ready_count())
+    srv.tally_ready(tally)
     reqs = [post_bytes("/v1/completions", b'{"prompt": "Once upon a time", "max_tokens": 8}'),
             post_bytes("/v1/completions", b'{"prompt": "Once", "max_tokens": 8, "stream": true}'),
             b"GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
@@ -1149,7 +1158,7 @@ def lim_limits(ctx):
                               "--max-connections", "6", "--request-timeout", "2", "--max-body", "4k",
                               "--max-prompt-bytes", "100", "--max-n", "2", "--max-logprobs", "2", "--max-stop", "2",
                               "--max-tokens-limit", "10"])
-    tally.add("health", 200, srv.ready_count())
+    srv.tally_ready(tally)
     checks = []
 
     def expect(name, st, want, extra_ok=True, detail=""):
@@ -1312,7 +1321,7 @@ def n1_sampling_extremes(ctx):
     t0 = time.time()
     tally = Tally()
     srv = Server(ctx, "n1", ["--ctx", "512", "--slots", "4"])
-    tally.add("health", 200, srv.ready_count())
+    srv.tally_ready(tally)
     healthy = {"prompt": "Once upon a time", "max_tokens": 48, "temperature": 0}
     st, _, data = http(srv.port, "POST", "/v1/completions", json.dumps(healthy), timeout=60)
     tally.answer("/v1/completions", st, data, False)
@@ -1374,7 +1383,7 @@ def n2_nan_logits(ctx):
     token = 4  # a byte token (<0x01>): never in the healthy prompt and never generated by it
     model = poisoned_model(ctx, token)
     srv = Server(ctx, "n2", ["--ctx", "512", "--slots", "4"], model=model)
-    tally.add("health", 200, srv.ready_count())
+    srv.tally_ready(tally)
     healthy = {"prompt": "Once upon a time", "max_tokens": 40, "temperature": 0}
     st, _, data = http(srv.port, "POST", "/v1/completions", json.dumps(healthy), timeout=60)
     tally.answer("/v1/completions", st, data, False)
@@ -1441,7 +1450,7 @@ def n3_event_alloc(ctx):
     t0 = time.time()
     tally = Tally()
     srv = Server(ctx, "n3", ["--ctx", "256", "--shutdown-grace", "20"], env_extra={"SA_FAULT_EVENT_ALLOC": "3"})
-    tally.add("health", 200, srv.ready_count())
+    srv.tally_ready(tally)
     res, lock = [], threading.Lock()
 
     def one(i):
@@ -1494,7 +1503,7 @@ def n4_startup(ctx):
     except RuntimeError as e:
         checks.append(("serve", False, str(e)[:200]))
         return result("N4", "start-up of a 1-token-context model", t0, "-", checks)
-    tally.add("health", 200, srv.ready_count())
+    srv.tally_ready(tally)
     log = srv.log()
     checks.append(("warning", "calibration failed" in log and "context holds 1" in log,
                    "serves; log warns: calibration failed, the context holds 1 token"))
@@ -1515,7 +1524,7 @@ def f1_framing(ctx):
     tally = Tally()
     srv = Server(ctx, "f1", ["--ctx", "256", "--max-body", "64k", "--connection-memory", "16k",
                              "--request-timeout", "10"])
-    tally.add("health", 200, srv.ready_count())
+    srv.tally_ready(tally)
     body = b'{"prompt": "Once", "max_tokens": 2}'
     P = b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
     tls = bytes.fromhex("160301020001000200fc03035a") + os.urandom(200)
@@ -1589,7 +1598,7 @@ def f2_slow_reader(ctx):
     t0 = time.time()
     tally = Tally()
     srv = Server(ctx, "f2", ["--ctx", "512", "--max-stream-buffer", "8k"])
-    tally.add("health", 200, srv.ready_count())
+    srv.tally_ready(tally)
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)  # a tiny window: the server's buffer fills
     s.connect(("127.0.0.1", srv.port))

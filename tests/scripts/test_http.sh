@@ -100,11 +100,13 @@ wait_ready() {
     local name=$1 port pid i
     port=$(eval echo "\$PORT_$name")
     pid=$(eval echo "\$PID_$name")
+    local code
     for i in $(seq 400); do
-        if [ "$(curl -s -o "$TMP/ready_$name.body" -w '%{http_code}' --max-time 1 "http://127.0.0.1:$port/health" 2>/dev/null)" = 200 ]; then
-            printf '%s\t%s\t%s\t%s\t%s\t%s\t\t%s\n' "ready_$name" GET /health 200 application/json "$TMP/ready_$name.body" "$port" >>"$TMP/manifest"
-            return 0
+        code=$(curl -s -o "$TMP/ready_$name.$i.body" -w '%{http_code}' --max-time 1 "http://127.0.0.1:$port/health" 2>/dev/null)
+        if [ "$code" = 200 ] || [ "$code" = 503 ]; then # 503 {"status": "loading"} while the model loads: counted too
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t\t%s\n' "ready_$name" GET /health "$code" application/json "$TMP/ready_$name.$i.body" "$port" >>"$TMP/manifest"
         fi
+        [ "$code" = 200 ] && return 0
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
