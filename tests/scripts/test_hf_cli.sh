@@ -33,7 +33,7 @@ fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$SASERVE" serve -m "$HF" --port "$port" >"$tmp/serve.log" 2>&1 &
 pid=$!
-for _ in $(seq 100); do curl -s -m 1 "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 200); do [ "$(curl -s -m 1 -o /dev/null -w "%{http_code}" "http://127.0.0.1:$port/health" 2>/dev/null)" = 200 ] && break; sleep 0.1; done # 503 while loading
 body='{"prompt":"Once upon a time","max_tokens":16,"temperature":0}'
 resp=$(curl -s -m 20 "http://127.0.0.1:$port/v1/completions" -H 'Content-Type: application/json' -d "$body")
 if echo "$resp" | python3 -c 'import json,sys; r=json.load(sys.stdin); c=r["choices"][0]; assert c["text"] and c["finish_reason"]=="length" and r["usage"]["completion_tokens"]==16; print(repr(c["text"]))' >"$tmp/text" 2>&1; then
