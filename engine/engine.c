@@ -46,6 +46,9 @@ struct seq {
     size_t n_stop, max_stop_len;
     int32_t stop_ids[ENGINE_MAX_STOP_IDS];
     size_t n_stop_ids;
+    enum engine_task task;
+    enum engine_pooling pooling;
+    double *embd; /* ENGINE_TASK_EMBED: [dim] sum (mean) or the last row (last) of the final hidden states */
     void (*cb)(void *user, const struct engine_event *ev);
     void *user;
     atomic_bool cancelled;
@@ -84,6 +87,7 @@ struct engine {
     char chat_template[16384];
     char *piece;      /* scratch for detokenized text (step thread) */
     float *batch_logits; /* [n_slots][n_vocab] logits of a batched decode step */
+    float *hidden;       /* [n_batch][dim] final hidden states of a step's embedding rows */
     size_t piece_cap;
     pthread_t thread;
     bool thread_started;
@@ -145,6 +149,7 @@ static void seq_free(struct seq *s)
     if (!s) return;
     sampler_destroy(s->smp);
     free(s->prompt);
+    free(s->embd);
     for (size_t i = 0; i < s->n_stop; i++) free(s->stop[i]);
     free(s->held);
     free(s);
@@ -237,11 +242,12 @@ static void retire(struct engine *e, struct slot *sl, bool keep_prefix)
     seq_free(s);
 }
 
-static void emit_done(struct engine *e, struct slot *sl, enum engine_finish finish)
+static void emit_done(struct engine *e, struct slot *sl, enum engine_finish finish, const float *embd, uint32_t n_embd)
 {
     struct seq *s = sl->seq;
     struct engine_event ev = {.type = ENGINE_EV_DONE, .id = s->id, .finish = finish,
-                              .prompt_tokens = (uint32_t)s->n_prompt, .completion_tokens = s->n_gen};
+                              .prompt_tokens = (uint32_t)s->n_prompt, .completion_tokens = s->n_gen,
+                              .embedding = embd, .n_embd = n_embd};
     struct tf_cache_stats st;
     tf_cache_stats(sl->tf, s->n_past, &st);
     struct engine_cache_stats *c = &ev.cache;
@@ -278,7 +284,7 @@ static void emit_done(struct engine *e, struct slot *sl, enum engine_finish fini
     /* release first, so a client that sees DONE also sees the cache freed in the metrics */
     void (*cb)(void *, const struct engine_event *) = s->cb;
     void *user = s->user;
-    retire(e, sl, true);
+    retire(e, sl, s->task != ENGINE_TASK_EMBED); /* an embedding keeps no KV */
     cb(user, &ev);
 }
 
@@ -361,7 +367,7 @@ static void finish(struct engine *e, struct slot *sl, enum engine_finish f)
             if (s->n_held) emit_text(s, -1, s->held, s->n_held, NULL);
         }
     }
-    emit_done(e, sl, f);
+    emit_done(e, sl, f, NULL, 0);
 }
 
 static void fail_seq(struct engine *e, struct slot *sl, int err)
@@ -395,6 +401,33 @@ static void sample_next(struct engine *e, struct slot *sl, const float *logits)
     if (f != ENGINE_FINISH_NONE) finish(e, sl, f);
 }
 
+/* An embedding sequence's prefill rows: pool them; at the prompt's end, the
+ * L2-normalised vector goes out with DONE and the sequence ends (no KV kept). */
+static void embed_rows(struct engine *e, struct slot *sl, float *hidden, uint32_t T)
+{
+    struct seq *s = sl->seq;
+    const uint32_t dim = e->info.dim;
+    for (uint32_t t = 0; t < T; t++)
+        for (uint32_t d = 0; d < dim; d++) {
+            double v = hidden[(size_t)t * dim + d];
+            s->embd[d] = s->pooling == ENGINE_POOLING_LAST ? v : s->embd[d] + v;
+        }
+    if (s->n_past < s->n_prompt) return;
+    if (!s->t_prompt_done) s->t_prompt_done = now_ms();
+    double norm = 0;
+    for (uint32_t d = 0; d < dim; d++) norm += s->embd[d] * s->embd[d];
+    norm = sqrt(norm);
+    float *out = hidden; /* this segment's rows of the step's scratch: consumed */
+    for (uint32_t d = 0; d < dim; d++) out[d] = norm > 0 ? (float)(s->embd[d] / norm) : 0.0f;
+    bool finite = true;
+    for (uint32_t d = 0; d < dim; d++) finite = finite && isfinite(out[d]);
+    if (!finite) {
+        fail_seq(e, sl, SA_ERR_NUMERIC);
+        return;
+    }
+    emit_done(e, sl, ENGINE_FINISH_STOP, out, dim);
+}
+
 /* One step: a decode row for every sequence past its prompt, then prefill
  * chunks for the others in admission order within prefill_chunk tokens, all
  * in one batched forward pass (tf_step). */
@@ -419,8 +452,10 @@ static void run_step(struct engine *e, struct slot **act, uint32_t n_act)
         budget -= T;
         prompt_rows += T;
         of[n] = act[i];
+        bool embed = s->task == ENGINE_TASK_EMBED;
         segs[n++] = (struct tf_seg){.seq = act[i]->tf, .tokens = s->prompt + s->n_past, .T = T, .pos0 = s->n_past,
-                                    .want_logits = s->n_past + T == s->n_prompt};
+                                    .want_logits = !embed && s->n_past + T == s->n_prompt,
+                                    .hidden = embed ? e->hidden + (size_t)(prompt_rows - T) * e->info.dim : NULL};
     }
     if (!n) return;
     int rc = tf_step(e->ws, segs, n, e->batch_logits);
@@ -437,6 +472,10 @@ static void run_step(struct engine *e, struct slot **act, uint32_t n_act)
     for (uint32_t i = 0; i < n; i++) {
         struct seq *s = of[i]->seq;
         s->n_past += segs[i].T;
+        if (segs[i].hidden) {
+            embed_rows(e, of[i], segs[i].hidden, segs[i].T);
+            continue;
+        }
         if (!segs[i].want_logits) continue; /* more prompt to go */
         if (!s->t_prompt_done) s->t_prompt_done = now_ms(); /* the prompt's last chunk */
         sample_next(e, of[i], logits);
@@ -454,7 +493,7 @@ static bool try_admit(struct engine *e, struct slot *sl, struct seq *s)
     uint32_t blocks = (positions + e->block - 1) / e->block, ppb = tf_kv_pages_per_block(e->m, plan);
     uint32_t chain[4096], n_chain = 0, matched = 0;
     s->key = prefix_config_key(plan, &s->rb);
-    if (e->prefix && s->n_prompt > 1) {
+    if (e->prefix && s->n_prompt > 1 && s->task != ENGINE_TASK_EMBED) { /* an embedding needs every row's state */
         uint32_t limit = (uint32_t)s->n_prompt - 1; /* the last prompt token is always computed: its logits */
         if (limit / e->block + 1 > sizeof chain / sizeof *chain) limit = (uint32_t)(sizeof chain / sizeof *chain - 1) * e->block;
         matched = prefix_lookup(e->prefix, s->key, s->prompt, limit, chain, &n_chain);
@@ -641,7 +680,8 @@ int engine_create(const struct engine_config *cfg_in, struct engine **out, char 
     e->piece_cap = 3 * (tok_max_piece_len(e->m->tok) + 3) + 64;
     e->piece = malloc(e->piece_cap);
     e->batch_logits = malloc((size_t)cfg->n_slots * hp->n_vocab * sizeof(float));
-    if (!e->pool || !e->slots || !e->piece || !e->batch_logits) {
+    e->hidden = malloc(((size_t)cfg->prefill_chunk + cfg->n_slots) * hp->dim * sizeof(float));
+    if (!e->pool || !e->slots || !e->piece || !e->batch_logits || !e->hidden) {
         rc = SA_ERR_NOMEM;
         goto fail;
     }
@@ -742,6 +782,7 @@ void engine_destroy(struct engine *e)
     free(e->slots);
     free(e->piece);
     free(e->batch_logits);
+    free(e->hidden);
     workers_destroy(e->pool);
     model_free(e->m);
     pthread_cond_destroy(&e->cv);
@@ -818,6 +859,15 @@ int engine_submit(struct engine *e, const struct engine_request *req, uint64_t *
     s->n_stop_ids = req->n_stop_ids;
     uint32_t room = e->n_ctx - (uint32_t)req->n_prompt;
     s->max_tokens = req->max_tokens && req->max_tokens < room ? req->max_tokens : room;
+    s->task = req->task;
+    s->pooling = req->pooling;
+    if (s->task == ENGINE_TASK_EMBED) { /* the prompt's positions only: one "token" of reservation */
+        s->max_tokens = 1;
+        if (!(s->embd = calloc(e->info.dim, sizeof *s->embd))) {
+            seq_free(s);
+            return SA_ERR_NOMEM;
+        }
+    }
     /* the prompt, then the generated tokens as they are accepted (for the prefix cache) */
     s->prompt = malloc((req->n_prompt + s->max_tokens) * sizeof *s->prompt);
     if (!s->prompt) {

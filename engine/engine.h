@@ -93,7 +93,7 @@ int engine_create(const struct engine_config *cfg, struct engine **out, char *ms
 void engine_destroy(struct engine *e);
 
 struct engine_model_info {
-    const char *name;
+    const char *name; /* n_embd of an embedding = dim */
     uint32_t n_layer, n_vocab, n_ctx, n_ctx_train, dim, n_head, n_head_kv;
     uint64_t n_params;
     const char *chat_template; /* tokenizer.chat_template or NULL */
@@ -132,7 +132,16 @@ enum engine_event_type { ENGINE_EV_TOKEN = 1, ENGINE_EV_DONE, ENGINE_EV_ERROR };
 #define ENGINE_MAX_STOP_LEN 256
 #define ENGINE_MAX_STOP_IDS 16
 
+enum engine_task {
+    ENGINE_TASK_GENERATE = 0, /* prefill, then sample up to max_tokens */
+    ENGINE_TASK_EMBED,        /* prefill only: the prompt's pooled, L2-normalised final hidden state;
+                               * no tokens, no KV pages kept (nor taken from the prefix cache) */
+};
+enum engine_pooling { ENGINE_POOLING_MEAN = 0, ENGINE_POOLING_LAST };
+
 struct engine_request {
+    enum engine_task task;
+    enum engine_pooling pooling; /* ENGINE_TASK_EMBED */
     const int32_t *prompt; /* copied at submit */
     size_t n_prompt;
     uint32_t max_tokens;   /* clamped to the context left after the prompt */
@@ -181,6 +190,8 @@ struct engine_event {
     enum engine_finish finish;
     uint32_t prompt_tokens, completion_tokens;
     uint32_t cached_tokens; /* prompt tokens taken from the prefix cache */
+    const float *embedding; /* ENGINE_TASK_EMBED: [n_embd] floats, valid during the callback only */
+    uint32_t n_embd;
     struct engine_cache_stats cache;
     struct engine_timings timings;
     /* ERROR: this sequence alone failed; the others in its step go on.

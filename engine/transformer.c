@@ -432,6 +432,11 @@ int tf_step(struct tf_ws *ws, const struct tf_seg *segs, uint32_t n_segs, float 
         for (size_t i = 0; i < R * dim; i++) ws->x[i] += ws->xb[i];
         ffn_rows(ws, L, R);
     }
+    /* final hidden states of the segments that want them (embeddings) */
+    for (uint32_t i = 0, r = 0; i < n_segs; r += segs[i].T, i++)
+        for (uint32_t t = 0; segs[i].hidden && t < segs[i].T; t++)
+            ops_rmsnorm(segs[i].hidden + (size_t)t * dim, ws->x + (size_t)(r + t) * dim, m->output_norm, dim, hp->rms_eps,
+                        ws->reference);
     /* logits: every row (all_logits, one segment), else each asking segment's last row */
     if (ws->all_logits && n_segs == 1) {
         for (uint32_t t = 0; t < R; t++)

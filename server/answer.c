@@ -149,7 +149,7 @@ static void log_job(const struct job *j, int status, double seconds, uint64_t pr
                       j->rebalance ? "on" : "off", (unsigned long long)kv, (unsigned long long)saved);
     else
         SA_LOGI("%s %s %d prompt=%llu generated=%llu %.1fms share=%s rebalance=%s kv_bytes=%llu kv_saved=%llu client_gone",
-                j->id, j->kind == REQUEST_CHAT ? "/v1/chat/completions" : "/v1/completions", status,
+                j->id, j->kind == REQUEST_CHAT ? "/v1/chat/completions" : j->kind == REQUEST_EMBEDDING ? "/v1/embeddings" : "/v1/completions", status,
                 (unsigned long long)prompt, (unsigned long long)gen, seconds * 1e3, j->share ? "on" : "off",
                 j->rebalance ? "on" : "off", (unsigned long long)kv, (unsigned long long)saved);
 }
@@ -207,7 +207,7 @@ void api__answer_job(struct job *j)
     uint64_t saved = 0;
     for (size_t i = 0; i < j->n_seqs; i++) saved += j->seqs[i].cache.kv_bytes_saved;
     metrics_kv_saved(a->metrics, saved);
-    metrics_sharing(a->metrics, j->share, j->rebalance);
+    if (j->kind != REQUEST_EMBEDDING) metrics_sharing(a->metrics, j->share, j->rebalance); /* generations by mode */
     bool cancelled = false;
     for (size_t i = 0; i < j->n_seqs; i++) cancelled |= j->seqs[i].cancelled;
     if (cancelled && !j->failed) {
@@ -251,6 +251,21 @@ void api__answer_job(struct job *j)
     }
     if (j->failed) {
         api__send_error(a, j->http, j->ep, &j->err);
+        return;
+    }
+    if (j->kind == REQUEST_EMBEDDING) {
+        const float **vecs = calloc(j->n_seqs, sizeof *vecs);
+        uint64_t tokens = 0;
+        for (size_t i = 0; vecs && i < j->n_seqs; i++) {
+            vecs[i] = j->seqs[i].embd;
+            tokens += j->seqs[i].prompt_tokens;
+        }
+        size_t len = 0;
+        char *json = vecs ? response_embeddings_json(j->model, vecs, j->n_seqs, j->seqs[0].n_embd, j->base64, tokens,
+                                                     &len)
+                          : NULL;
+        free(vecs);
+        api__send_json(a, j->http, j->ep, 200, json, len, NULL); /* NULL: 503 out_of_memory */
         return;
     }
     struct response_choice *ch = calloc(j->n_seqs, sizeof *ch);

@@ -204,6 +204,7 @@ static void handle_metrics(struct api *a, struct http_request *r)
 
 static void handle_completions(struct api *a, struct http_request *r) { api__handle_generate(a, r, REQUEST_COMPLETION); }
 static void handle_chat(struct api *a, struct http_request *r) { api__handle_generate(a, r, REQUEST_CHAT); }
+static void handle_embeddings(struct api *a, struct http_request *r) { api__handle_generate(a, r, REQUEST_EMBEDDING); }
 
 /* ---- routing ---- */
 
@@ -220,6 +221,7 @@ struct route {
 static const struct route routes[] = {
     {"/v1/completions", "POST", METRICS_EP_COMPLETIONS, handle_completions, false},
     {"/v1/chat/completions", "POST", METRICS_EP_CHAT, handle_chat, false},
+    {"/v1/embeddings", "POST", METRICS_EP_EMBEDDINGS, handle_embeddings, false},
     {"/v1/models", "GET", METRICS_EP_MODELS, handle_models, false},
     {"/v1/models/", "GET", METRICS_EP_MODELS, handle_model, true},
     {"/tokenize", "POST", METRICS_EP_TOKENIZE, handle_tokenize, false},

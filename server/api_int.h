@@ -73,6 +73,8 @@ struct job_seq {
      * missing text, so the request fails with out_of_memory instead. */
     struct ev_item final;
     bool token_lost;
+    float *embd; /* embeddings: [n_embd] filled on the step thread before the final event is queued */
+    uint32_t n_embd;
 };
 
 struct job {
@@ -91,6 +93,7 @@ struct job {
     bool first_token_seen, failed;
     bool stream_started; /* the 200 and the SSE headers went out */
     bool stream_cut;     /* an event could not be sent: the stream was cut (answer.c) */
+    bool base64;         /* embeddings: encoding_format base64 */
     double born;         /* uv_hrtime seconds when the request arrived */
     struct api_error err;
     struct job *prev, *next; /* jobs with engine work */

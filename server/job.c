@@ -12,6 +12,7 @@
 void api__seq_free_contents(struct job_seq *s)
 {
     free(s->text);
+    free(s->embd);
     for (size_t i = 0; i < s->n_lps; i++) {
         free((char *)(uintptr_t)s->lps[i].token);
         for (size_t k = 0; k < s->lps[i].n_top; k++) free((char *)(uintptr_t)s->lps[i].top[k].token);
@@ -74,6 +75,10 @@ void api__on_engine_event(void *user, const struct engine_event *ev)
         if (text) memcpy(text, ev->text, ev->text_len);
         it->text = text;
     } else {
+        if (ev->embedding && s->embd) { /* copied here: the engine's buffer lives only during this call */
+            s->n_embd = ev->n_embd < engine_info(a->e)->dim ? ev->n_embd : engine_info(a->e)->dim;
+            memcpy(s->embd, ev->embedding, s->n_embd * sizeof *s->embd);
+        }
         it = &s->final; /* never fails: the last event of the sequence */
         memset(it, 0, sizeof *it);
         it->embedded = true;

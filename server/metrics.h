@@ -61,6 +61,7 @@ enum metrics_endpoint {
     METRICS_EP_V2_MODELS,       /* "v2_models": GET /v2/models/{name}[/ready] */
     METRICS_EP_V2_HEALTH,       /* "v2_health": GET /v2/health/ready|live */
     METRICS_EP_TOKENIZE,        /* "tokenize": POST /tokenize and /detokenize */
+    METRICS_EP_EMBEDDINGS,      /* "embeddings": POST /v1/embeddings */
     METRICS_EP_OTHER,           /* "other": unknown paths and anything else */
     METRICS_EP_COUNT
 };

@@ -614,9 +614,47 @@ static int req_stop_token_ids(json_t *root, const struct request_limits *lim, st
 
 /* ---- the request ---- */
 
+static int req_only(json_t *root, const char *const *known, size_t n, struct api_error *err);
+
+/* POST /v1/embeddings: input as a completion's prompt (errors name "input"). */
+static int req_parse_embedding(json_t *root, const struct request_limits *lim, struct api_request *r,
+                               struct api_error *err)
+{
+    static const char *const known[] = {"input", "model", "user", "encoding_format", "pooling", "store",
+                                        "metadata", "service_tier"};
+    if (req_only(root, known, sizeof known / sizeof known[0], err) != 0) return -1;
+    json_t *input = json_object_get(root, "input");
+    if (json_object_set(root, "prompt", input ? input : json_null()) != 0) return req_nomem(err);
+    if (req_prompt(root, lim, r, err) != 0) {
+        if (strcmp(err->param, "prompt") == 0) snprintf(err->param, sizeof err->param, "input");
+        char *q = strstr(err->message, "'prompt'"), rest[sizeof err->message];
+        if (q) { /* our own text: name the field the client sent */
+            snprintf(rest, sizeof rest, "%s", q + 8);
+            snprintf(q, sizeof err->message - (size_t)(q - err->message), "'input'%s", rest);
+        }
+        return -1;
+    }
+    if (req_str(root, "model", REQUEST_MAX_NAME_LEN, &r->model, err) < 0) return -1;
+    if (req_str(root, "user", REQUEST_MAX_NAME_LEN, &r->user, err) < 0) return -1;
+    json_t *v = req_field(root, "encoding_format");
+    if (v && !(json_is_string(v) && (!strcmp(json_string_value(v), "float") || !strcmp(json_string_value(v), "base64")))) {
+        request_error(err, "encoding_format", "'encoding_format' must be \"float\" or \"base64\"");
+        return -1;
+    }
+    r->base64 = v && !strcmp(json_string_value(v), "base64");
+    v = req_field(root, "pooling");
+    if (v && !(json_is_string(v) && (!strcmp(json_string_value(v), "mean") || !strcmp(json_string_value(v), "last")))) {
+        request_error(err, "pooling", "'pooling' must be \"mean\" or \"last\"");
+        return -1;
+    }
+    r->pooling = v && !strcmp(json_string_value(v), "last");
+    return 0;
+}
+
 static int req_parse_fields(json_t *root, enum request_kind kind, const struct request_limits *lim,
                             struct api_request *r, struct api_error *err)
 {
+    if (kind == REQUEST_EMBEDDING) return req_parse_embedding(root, lim, r, err);
     json_int_t iv = 0;
     int rc;
     uint32_t max_lp = lim->max_logprobs < REQUEST_MAX_LOGPROBS ? lim->max_logprobs : REQUEST_MAX_LOGPROBS;
@@ -744,7 +782,7 @@ int request_parse(enum request_kind kind, const char *body, size_t len, const st
                   struct api_request *out, struct api_error *err)
 {
     json_error_t je;
-    if (kind != REQUEST_COMPLETION && kind != REQUEST_CHAT) {
+    if (kind != REQUEST_COMPLETION && kind != REQUEST_CHAT && kind != REQUEST_EMBEDDING) {
         request_error(err, NULL, "unknown request kind");
         return SA_ERR_INVALID_ARG;
     }

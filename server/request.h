@@ -59,6 +59,11 @@
  *   stop_token_ids      [int]                <= 16 ids in [0, n_vocab): end like
  *                                            EOS (not in the text)              none
  *
+ * Embeddings (POST /v1/embeddings, kind REQUEST_EMBEDDING) take input (as a
+ * completion's prompt: a string, strings, token ids, arrays of them; <= max_n
+ * inputs), model, user, encoding_format "float" | "base64", and the extension
+ * pooling "mean" | "last"; any other field (e.g. dimensions) is unsupported.
+ *
  * Integers are read as json_int_t (64-bit) and range-checked before being
  * narrowed; a JSON real where an integer is expected (2.0, 1.5) is rejected.
  * Range checks are written as !(lo <= x && x <= hi) so NaN can never pass
@@ -101,7 +106,7 @@ struct request_limits {
     float default_temperature; /* temperature when the request gives none (the configured one) */
 };
 
-enum request_kind { REQUEST_COMPLETION = 1, REQUEST_CHAT };
+enum request_kind { REQUEST_COMPLETION = 1, REQUEST_CHAT, REQUEST_EMBEDDING };
 
 /* A client-facing error. type and code point to static strings (code may be
  * NULL); param is "" when no parameter applies (rendered as null). */
@@ -150,6 +155,10 @@ struct api_request {
     int share_query, rebalance_query; /* -1 unset, 0 off, 1 on (?share= / ?rebalance=) */
     bool include_usage;        /* stream_options.include_usage */
     char *user;
+    /* embeddings: input (parsed into prompts / prompt_ids as a completion's prompt), the pooling
+     * ("mean" 0 / "last" 1, a saserve extension) and encoding_format ("float" / "base64") */
+    int pooling;
+    bool base64;
     /* token-level controls */
     struct api_logit_bias *logit_bias; /* [n_logit_bias] */
     size_t n_logit_bias;

@@ -697,6 +697,61 @@ char *response_tokenize_json(const int32_t *ids, size_t n, char *const *pieces, 
     return resp_finish(root, bad, len);
 }
 
+/* RFC 4648 base64 of n bytes (malloc'd, NUL-terminated). */
+static char *resp_base64(const unsigned char *p, size_t n)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
+    if (!out) return NULL;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
+        *o++ = tab[v >> 18 & 63];
+        *o++ = tab[v >> 12 & 63];
+        *o++ = i + 1 < n ? tab[v >> 6 & 63] : '=';
+        *o++ = i + 2 < n ? tab[v & 63] : '=';
+    }
+    *o = 0;
+    return out;
+}
+
+char *response_embeddings_json(const char *model, const float *const *vecs, size_t n_vecs, uint32_t dim, bool base64,
+                               uint64_t prompt_tokens, size_t *len)
+{
+    bool bad = false;
+    json_t *data = json_array();
+    for (size_t i = 0; i < n_vecs; i++) {
+        json_t *e = json_object();
+        resp_put(e, "object", json_string("embedding"), &bad);
+        resp_put(e, "index", json_integer((json_int_t)i), &bad);
+        if (base64) { /* little-endian float32, as OpenAI sends it */
+            unsigned char *bytes = malloc((size_t)dim * 4);
+            for (uint32_t d = 0; bytes && d < dim; d++) {
+                uint32_t u;
+                memcpy(&u, &vecs[i][d], 4);
+                for (int k = 0; k < 4; k++) bytes[4 * d + k] = (unsigned char)(u >> (8 * k));
+            }
+            char *b64 = bytes ? resp_base64(bytes, (size_t)dim * 4) : NULL;
+            resp_put(e, "embedding", b64 ? json_string(b64) : NULL, &bad);
+            free(bytes);
+            free(b64);
+        } else {
+            json_t *arr = json_array();
+            for (uint32_t d = 0; d < dim; d++) resp_append(arr, resp_real(vecs[i][d]), &bad);
+            resp_put(e, "embedding", arr, &bad);
+        }
+        resp_append(data, e, &bad);
+    }
+    json_t *usage = json_object();
+    resp_put(usage, "prompt_tokens", resp_uint(prompt_tokens), &bad);
+    resp_put(usage, "total_tokens", resp_uint(prompt_tokens), &bad);
+    json_t *root = json_object();
+    resp_put(root, "object", json_string("list"), &bad);
+    resp_put(root, "data", data, &bad);
+    resp_put(root, "model", resp_cstr(model ? model : ""), &bad);
+    resp_put(root, "usage", usage, &bad);
+    return resp_finish(root, bad, len);
+}
+
 char *response_detokenize_json(const char *content, size_t n, size_t *len)
 {
     bool bad = false;

@@ -240,6 +240,12 @@ char *response_model_json(const struct response_model_info *m, size_t *len);
  * {"tokens": [{"id": id, "piece": text}]}, a piece that is not valid UTF-8 (a
  * part of a character) given as its bytes [b, ...] (llama-server's shape). */
 char *response_tokenize_json(const int32_t *ids, size_t n, char *const *pieces, size_t *len);
+/* POST /v1/embeddings (OpenAI): {"object": "list", "data": [{"object": "embedding",
+ * "index": i, "embedding": [n floats] or, with base64, the little-endian float32
+ * bytes in base64}], "model", "usage": {"prompt_tokens", "total_tokens"}}. */
+char *response_embeddings_json(const char *model, const float *const *vecs, size_t n_vecs, uint32_t dim, bool base64,
+                               uint64_t prompt_tokens, size_t *len);
+
 /* POST /detokenize: {"content": text} (invalid UTF-8 as U+FFFD). */
 char *response_detokenize_json(const char *content, size_t n, size_t *len);
 

@@ -20,7 +20,9 @@ static int query_cb(void *ctx, const char *key, const char *value)
 
 void api__handle_generate(struct api *a, struct http_request *r, enum request_kind kind)
 {
-    enum metrics_endpoint ep = kind == REQUEST_CHAT ? METRICS_EP_CHAT : METRICS_EP_COMPLETIONS;
+    enum metrics_endpoint ep = kind == REQUEST_CHAT        ? METRICS_EP_CHAT
+                               : kind == REQUEST_EMBEDDING ? METRICS_EP_EMBEDDINGS
+                                                           : METRICS_EP_COMPLETIONS;
     if (a->draining) {
         api__send_http_error(a, r, ep, RESPONSE_HTTP_UNAVAILABLE, NULL, "the server is shutting down");
         return;
@@ -112,9 +114,11 @@ void api__handle_generate(struct api *a, struct http_request *r, enum request_ki
     j->share = share;
     j->rebalance = rb.on;
     j->logprobs = req.logprobs;
+    j->base64 = req.base64;
     j->model = strdup(req.model ? req.model : a->model_name);
     j->created = (int64_t)time(NULL);
-    snprintf(j->id, sizeof j->id, "%s-%llx%06llx", kind == REQUEST_CHAT ? "chatcmpl" : "cmpl",
+    snprintf(j->id, sizeof j->id, "%s-%llx%06llx",
+             kind == REQUEST_CHAT ? "chatcmpl" : kind == REQUEST_EMBEDDING ? "embd" : "cmpl",
              (unsigned long long)j->created, (unsigned long long)(++a->id_counter & 0xffffff));
     j->n_seqs = n_prompts * req.n;
     j->seqs = calloc(j->n_seqs, sizeof *j->seqs);
@@ -136,6 +140,7 @@ void api__handle_generate(struct api *a, struct http_request *r, enum request_ki
             s->index = (uint32_t)k;
             s->prompt_index = p;
             s->prompt_tokens = (uint32_t)n_ids[p];
+            if (kind == REQUEST_EMBEDDING && !(s->embd = calloc(info->dim, sizeof *s->embd))) rc = SA_ERR_NOMEM;
             if (echo_text[p]) api__append_text(s, echo_text[p], strlen(echo_text[p]));
         }
     /* the sampler copies the bias at submit: one array for every choice, freed below */
@@ -161,6 +166,8 @@ void api__handle_generate(struct api *a, struct http_request *r, enum request_ki
         er.sampling.n_logprobs = req.logprobs > 0 ? req.logprobs : 0;
         for (size_t i = 0; i < req.n_stop && i < ENGINE_MAX_STOP; i++) er.stop[i] = req.stop[i];
         er.n_stop = req.n_stop < ENGINE_MAX_STOP ? req.n_stop : ENGINE_MAX_STOP;
+        er.task = kind == REQUEST_EMBEDDING ? ENGINE_TASK_EMBED : ENGINE_TASK_GENERATE;
+        er.pooling = req.pooling ? ENGINE_POOLING_LAST : ENGINE_POOLING_MEAN;
         er.sampling.bias = bias;
         er.sampling.n_bias = (int32_t)req.n_logit_bias;
         er.sampling.ignore_eos = req.ignore_eos;

@@ -42,7 +42,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SAN_PATTERNS = re.compile(r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|WARNING: ThreadSanitizer|"
                           r"SUMMARY: (Address|Thread|UndefinedBehavior)Sanitizer")
 ENDPOINTS = {"/v1/completions": "completions", "/v1/chat/completions": "chat_completions", "/v1/models": "models",
-             "/health": "health", "/metrics": "metrics", "/tokenize": "tokenize", "/detokenize": "tokenize"}
+             "/health": "health", "/metrics": "metrics", "/tokenize": "tokenize", "/detokenize": "tokenize",
+             "/v1/embeddings": "embeddings"}
 PROBE_SRC = "127.0.0.2"  # the health probe's own address: never limited by a load test's per-IP cap
 SCRAPE_SRC = "127.0.0.3"
 SAN = os.environ.get("SAN", "0") == "1"

@@ -150,7 +150,7 @@ def endpoint_label(path):
         return "models"  # GET /v1/models/{id}
     return {"/v1/completions": "completions", "/v1/chat/completions": "chat_completions", "/v1/models": "models",
             "/health": "health", "/metrics": "metrics", "/tokenize": "tokenize",
-            "/detokenize": "tokenize"}.get(path, "other")
+            "/detokenize": "tokenize", "/v1/embeddings": "embeddings"}.get(path, "other")
 
 
 def reconcile(manifest, port, metrics_file):
@@ -171,6 +171,8 @@ def reconcile(manifest, port, metrics_file):
         seen[(ep, status)] = seen.get((ep, status), 0) + 1
         if ep == "completions" and status == "200":
             n200_compl += 1
+        if ep == "embeddings" and status == "200":  # its prompt tokens count; it has no sharing mode of its own
+            prompt += load(body)["usage"]["prompt_tokens"]
         if ep in ("completions", "chat_completions") and status == "200":
             x = load(body)
             items = x if isinstance(x, list) else [x]

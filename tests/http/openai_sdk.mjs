@@ -165,6 +165,24 @@ await step('chat stream helper', async () => {
     final.choices?.[0]);
 });
 
+await step('embeddings', async () => {
+  // the SDK asks for base64 by default and decodes it; compare with the float form fetched directly
+  const r = await client.embeddings.create({ model: 'llama', input: ['Once upon a time', 'a little girl'] });
+  expect(r.object === 'list' && r.data.length === 2 && r.data[1].index === 1, 'embeddings.create: a list of 2, indexed', r);
+  const v = r.data[0].embedding;
+  const norm = Math.sqrt(v.reduce((s, x) => s + x * x, 0));
+  expect(Array.isArray(v) && v.length === 64 && Math.abs(norm - 1) < 1e-5, 'embeddings: 64 floats (dim), L2 norm 1', { len: v.length, norm });
+  expect(r.usage && r.usage.prompt_tokens > 0 && r.usage.total_tokens === r.usage.prompt_tokens, 'embeddings: usage prompt_tokens = total_tokens', r.usage);
+  const res = await fetch(`${baseURL}/embeddings`, { method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${apiKey}` },
+    body: JSON.stringify({ input: 'Once upon a time', encoding_format: 'float' }) });
+  const f = (await res.json()).data[0].embedding;
+  const maxd = Math.max(...f.map((x, i) => Math.abs(x - v[i])));
+  expect(maxd < 1e-6, 'embeddings: the SDK-decoded base64 vector equals the float one (same input, batched or alone)', { maxd });
+  const other = r.data[1].embedding;
+  const cos = v.reduce((s, x, i) => s + x * other[i], 0);
+  expect(cos < 0.9999, 'embeddings: two different inputs give different vectors', { cos });
+});
+
 await step('errors', async () => {
   try {
     await client.completions.create({ model: 'llama', prompt: PROMPT, temperature: 3 });

@@ -295,6 +295,18 @@ ids = [l.split(":", 1)[1].strip() for p in sys.argv[1:] for l in open(p) if l.lo
 assert len(ids) == 2 and ids[0] != ids[1] and all(i.startswith("req-") for i in ids), ids
 PYEOF
 
+# ---------------------------------------------------------------- embeddings (OpenAI shape)
+post $A embeddings /v1/embeddings '{"input": ["Once upon a time", "Once upon a time", "a little girl"]}'
+check "POST /v1/embeddings: 3 vectors of dim 64, unit length, equal inputs equal vectors, usage" jtrue \
+    "$CODE == 200 and len(d['data']) == 3 and all(len(e['embedding']) == 64 and abs(sum(x * x for x in e['embedding']) - 1) < 1e-5 for e in d['data']) and d['data'][0]['embedding'] == d['data'][1]['embedding'] and d['data'][0]['embedding'] != d['data'][2]['embedding'] and d['usage']['prompt_tokens'] == d['usage']['total_tokens'] > 0" "$BODY"
+post $A embeddings_last /v1/embeddings '{"input": "Once upon a time", "pooling": "last", "encoding_format": "base64"}'
+check "POST /v1/embeddings pooling last, base64: 64 little-endian floats of unit length" jtrue \
+    "$CODE == 200 and (lambda v: len(v) == 64 and abs(sum(x * x for x in v) - 1) < 1e-5)(__import__('struct').unpack('<64f', __import__('base64').b64decode(d['data'][0]['embedding'])))" "$BODY"
+post $A embeddings_bad /v1/embeddings '{"input": "a", "dimensions": 8}'
+expect_error "POST /v1/embeddings with dimensions (not supported)" 400 dimensions unsupported_parameter
+post $A embeddings_noinput /v1/embeddings '{"model": "x"}'
+expect_error "POST /v1/embeddings without input" 400 input missing_required_parameter
+
 # ---------------------------------------------------------------- tokenize / detokenize (llama-server shapes)
 post $A tokenize /tokenize '{"content": "Once upon a time"}'
 check "POST /tokenize: ids, no BOS by default" jtrue "$CODE == 200 and d['tokens'] == [403, 407, 261, 378]" "$BODY"

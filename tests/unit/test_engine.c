@@ -7,6 +7,9 @@
 #include "../test.h"
 
 #include "engine/engine.h"
+#include "engine/model.h"
+#include "engine/transformer.h"
+#include "../tf_pair.h"
 
 #include <pthread.h>
 #include <time.h>
@@ -24,6 +27,8 @@ struct collect {
     size_t n_text;
     bool done;
     struct engine_event last;
+    float embd[1024];
+    uint32_t n_embd;
 };
 
 static void collect_init(struct collect *c)
@@ -45,6 +50,9 @@ static void on_event(void *user, const struct engine_event *ev)
         }
     } else {
         c->last = *ev;
+        c->n_embd = ev->embedding ? ev->n_embd : 0;
+        if (ev->embedding) memcpy(c->embd, ev->embedding, ev->n_embd * sizeof(float));
+        c->last.embedding = NULL; /* valid during the callback only */
         c->done = true;
         pthread_cond_signal(&c->cv);
     }
@@ -658,6 +666,68 @@ static void test_token_controls(void)
     engine_destroy(e);
 }
 
+/* Embeddings: a prefill-only sequence gives the mean (or last) of its rows' final hidden
+ * states, L2-normalised: equal (1e-5, the engine prefills in chunks of 4, the reference in
+ * one step) to the same computed from one step of the transformer, with no KV kept after. */
+static void test_embeddings(void)
+{
+    struct engine *e = start_budget(2, 0, true, 0);
+    char path[512];
+    snprintf(path, sizeof path, "%s/models/stories260K/stories260K.gguf", test_shared_dir());
+    struct model *m = NULL;
+    char msg[256];
+    if (!e || model_load(path, NULL, &m, msg, sizeof msg)) {
+        ASSERT_TRUE(e && m);
+        engine_destroy(e);
+        model_free(m);
+        return;
+    }
+    int32_t p[17] = {1};
+    memcpy(p + 1, golden_260k, 16 * sizeof(int32_t));
+    const uint32_t dim = m->hp.dim;
+    /* the reference: one forward step asking for every row's hidden state */
+    struct tf_opts o = {.n_ctx = 64, .n_batch = 64, .n_threads = 1};
+    struct tf_pair tp;
+    ASSERT_OK(tf_pair_create(m, &o, &tp));
+    static float hid[17 * 1024];
+    struct tf_seg sg = {.seq = tp.seq, .tokens = p, .T = 17, .pos0 = 0, .hidden = hid};
+    ASSERT_OK(tf_step(tp.ws, &sg, 1, NULL));
+    for (int pooling = 0; pooling < 2; pooling++) {
+        double ref[1024] = {0}, norm = 0;
+        for (uint32_t t = pooling ? 16 : 0; t < 17; t++)
+            for (uint32_t d = 0; d < dim; d++) ref[d] += hid[t * dim + d];
+        for (uint32_t d = 0; d < dim; d++) norm += ref[d] * ref[d];
+        struct engine_metrics m0, m1;
+        engine_get_metrics(e, &m0);
+        struct collect c;
+        collect_init(&c);
+        struct engine_request r = greedy(p, 17, 0, &c);
+        r.task = ENGINE_TASK_EMBED;
+        r.pooling = pooling ? ENGINE_POOLING_LAST : ENGINE_POOLING_MEAN;
+        uint64_t id;
+        ASSERT_OK(engine_submit(e, &r, &id));
+        wait_done(&c);
+        ASSERT_EQ(c.last.type, ENGINE_EV_DONE);
+        ASSERT_EQ(c.n_embd, dim);
+        ASSERT_EQ(c.n_tokens, 0);
+        ASSERT_EQ(c.last.prompt_tokens, 17);
+        double worst = 0, len = 0;
+        for (uint32_t d = 0; d < dim; d++) {
+            worst = fmax(worst, fabs(c.embd[d] - ref[d] / sqrt(norm)));
+            len += (double)c.embd[d] * c.embd[d];
+        }
+        ASSERT_TRUE(worst <= 1e-5);
+        ASSERT_NEAR(len, 1.0, 1e-5);
+        engine_get_metrics(e, &m1);
+        ASSERT_EQ(m1.kv_pages_cached, m0.kv_pages_cached); /* nothing kept in the prefix cache */
+        ASSERT_EQ(m1.prefix_hits_total, m0.prefix_hits_total);
+        assert_pool_idle(e);
+    }
+    tf_pair_destroy(&tp);
+    model_free(m);
+    engine_destroy(e);
+}
+
 /* The prefix cache gives its pages back when admission needs them. */
 static void test_prefix_eviction(void)
 {
@@ -698,5 +768,6 @@ int main(void)
     TEST_RUN(test_prefix_eviction);
     TEST_RUN(test_generated_blocks_reused);
     TEST_RUN(test_token_controls);
+    TEST_RUN(test_embeddings);
     TEST_DONE();
 }
