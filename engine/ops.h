@@ -21,6 +21,7 @@
 #ifndef SA_OPS_H
 #define SA_OPS_H
 
+#include "gemm.h"
 #include "model.h"
 
 #include <stdbool.h>
@@ -38,6 +39,10 @@ struct workers;
 #define OPS_GEMM_MIN_TOKENS 48
 #endif
 #define OPS_DEQ_ROWS 256 /* rows dequantised per sgemm block */
+/* F32 weights from OPS_GEMM_MIN_TOKENS rows: 1 = our AVX-512 kernel, 0 = cblas_sgemm. */
+#ifndef OPS_GEMM_F32
+#define OPS_GEMM_F32 1
+#endif
 
 struct ops {
     struct workers *pool; /* borrowed */
@@ -45,6 +50,7 @@ struct ops {
     size_t max_tokens, max_in;
     void *qbuf;   /* [max_tokens][quant_vec_bytes(Q8_0/F32, max_in)] converted activations */
     float *deq;   /* [OPS_DEQ_ROWS][max_in] dequantised weight rows */
+    struct gemm_scratch gemm; /* activations [max_tokens][max_in] + one panel per pool thread */
 };
 
 int ops_init(struct ops *o, struct workers *pool, size_t max_tokens, size_t max_in, bool reference);
