@@ -185,9 +185,10 @@ static void matmul_ref(struct ops *o, const struct model_weight *w, const float 
 
 /* Our own kernels (gemm.h) for prefill-sized products where they measure
  * faster than dequantise + sgemm: see OPS_GEMM_F32 in ops.h and the README. */
-static bool ops_use_gemm(enum quant_type t)
+static bool ops_use_gemm(enum quant_type t, size_t T)
 {
     if (quant_isa_active() != QUANT_ISA_AVX512 || !gemm_supported(QUANT_ISA_AVX512, t)) return false;
+    if (T < OPS_GEMM_MIN_TOKENS) return t == QUANT_F32 && OPS_GEMM_DECODE_F32;
     return t != QUANT_F32 || OPS_GEMM_F32;
 }
 
@@ -195,10 +196,10 @@ void ops_matmul(struct ops *o, const struct model_weight *w, const float *x, siz
 {
     if (o->reference)
         matmul_ref(o, w, x, T, y);
+    else if (ops_use_gemm(w->type, T))
+        gemm_matmul(QUANT_ISA_AVX512, o->pool, w->type, w->data, w->row_bytes, w->n_in, w->n_out, x, T, y, &o->gemm);
     else if (T < OPS_GEMM_MIN_TOKENS)
         matmul_vec(o, &w, 1, x, T, &y);
-    else if (ops_use_gemm(w->type))
-        gemm_matmul(QUANT_ISA_AVX512, o->pool, w->type, w->data, w->row_bytes, w->n_in, w->n_out, x, T, y, &o->gemm);
     else
         matmul_gemm(o, w, x, T, y);
 }
@@ -206,7 +207,7 @@ void ops_matmul(struct ops *o, const struct model_weight *w, const float *x, siz
 void ops_matmul_many(struct ops *o, const struct model_weight *const *ws, size_t n, const float *x, size_t T,
                      float *const *ys)
 {
-    bool fuse = !o->reference && T < OPS_GEMM_MIN_TOKENS && n <= OPS_MAX_MANY;
+    bool fuse = !o->reference && T < OPS_GEMM_MIN_TOKENS && n <= OPS_MAX_MANY && !ops_use_gemm(ws[0]->type, T);
     for (size_t i = 1; fuse && i < n; i++) fuse = ws[i]->type == ws[0]->type && ws[i]->n_in == ws[0]->n_in;
     if (fuse) {
         matmul_vec(o, ws, n, x, T, ys);

@@ -49,6 +49,13 @@ struct workers;
 #ifndef OPS_GEMM_F32
 #define OPS_GEMM_F32 0
 #endif
+/* F32 weights below OPS_GEMM_MIN_TOKENS rows (decode steps, 1 row included so a
+ * sequence decodes bit-identically alone and batched): 1 = our float kernel, which
+ * reads each weight row once for up to 6 rows at a time in registers, 0 = the
+ * matrix-vector path. */
+#ifndef OPS_GEMM_DECODE_F32
+#define OPS_GEMM_DECODE_F32 1
+#endif
 
 struct ops {
     struct workers *pool; /* borrowed */
