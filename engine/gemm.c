@@ -347,12 +347,14 @@ void gemm_matmul(enum quant_isa isa, struct workers *pool, enum quant_type t, co
 
 /* ---- machine ceilings ---- */
 
+#ifdef GEMM_AVX512
 static double now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
+#endif
 
 double gemm_peak_int8_gops(double seconds)
 {
