@@ -13,6 +13,9 @@
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512VNNI__)
 #include <immintrin.h>
 #define GEMM_AVX512 1
+#if defined(__AVX512BF16__)
+#define GEMM_BF16 1
+#endif
 #endif
 
 #define GEMM_NT_Q8 8 /* tokens per integer tile */
@@ -38,7 +41,31 @@ bool gemm_supported(enum quant_isa isa, enum quant_type t)
 
 size_t gemm_act_bytes(size_t max_tokens, size_t max_in)
 {
-    return align64(max_tokens * max_in) + 2 * align64(max_tokens * (max_in / QUANT_BLOCK) * sizeof(float));
+    size_t q8 = align64(max_tokens * max_in) + 2 * align64(max_tokens * (max_in / QUANT_BLOCK) * sizeof(float));
+    size_t bf = align64(max_tokens * max_in * sizeof(uint16_t));
+    return q8 > bf ? q8 : bf;
+}
+
+static bool cpu_bf16(void)
+{
+#ifdef GEMM_BF16
+    static int have = -1; /* relaxed atomics: every writer stores the same value */
+    int h = __atomic_load_n(&have, __ATOMIC_RELAXED);
+    if (h < 0) {
+        __builtin_cpu_init();
+        h = __builtin_cpu_supports("avx512bf16") ? 1 : 0;
+        __atomic_store_n(&have, h, __ATOMIC_RELAXED);
+    }
+    return h == 1;
+#else
+    return false;
+#endif
+}
+
+bool gemm_uses_bf16(enum quant_isa isa, enum quant_type t)
+{
+    if (isa != QUANT_ISA_AVX512 || !gemm_supported(isa, t) || !cpu_bf16()) return false;
+    return t == QUANT_BF16 || (t == QUANT_F16 && GEMM_F16_AS_BF16);
 }
 
 size_t gemm_panel_bytes(size_t max_in)
@@ -243,6 +270,55 @@ static void f32_tile_avx512_n(const float *w, size_t wstride, const float *x, si
 }
 #endif
 
+#ifdef GEMM_BF16
+/* BF16 x BF16 pairs into F32 lanes (vdpbf16ps), 32 columns a step; otherwise as f32_tile_avx512. */
+static ALWAYS_INLINE void bf16_tile_avx512(const uint16_t *w, size_t wstride, const uint16_t *x, size_t xs,
+                                           const int NT, size_t k0, size_t k1, float *y, size_t ys, bool first,
+                                           __mmask8 rm)
+{
+    __m512 acc[GEMM_NT_F][GEMM_NR_F];
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++)
+#pragma GCC unroll 4
+        for (int r = 0; r < GEMM_NR_F; r++) acc[t][r] = _mm512_setzero_ps();
+    const uint16_t *w0 = w, *w1 = w + wstride, *w2 = w + 2 * wstride, *w3 = w + 3 * wstride;
+    for (size_t i = k0; i < k1; i += 32) {
+        __mmask32 m = k1 - i >= 32 ? 0xffffffffu : (__mmask32)((1u << (k1 - i)) - 1);
+        __m512bh a0 = (__m512bh)_mm512_maskz_loadu_epi16(m, w0 + i), a1 = (__m512bh)_mm512_maskz_loadu_epi16(m, w1 + i),
+                 a2 = (__m512bh)_mm512_maskz_loadu_epi16(m, w2 + i), a3 = (__m512bh)_mm512_maskz_loadu_epi16(m, w3 + i);
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; t++) {
+            __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(m, x + (size_t)t * xs + i);
+            acc[t][0] = _mm512_dpbf16_ps(acc[t][0], a0, xv);
+            acc[t][1] = _mm512_dpbf16_ps(acc[t][1], a1, xv);
+            acc[t][2] = _mm512_dpbf16_ps(acc[t][2], a2, xv);
+            acc[t][3] = _mm512_dpbf16_ps(acc[t][3], a3, xv);
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) {
+        __m128 s = hsum4(acc[t][0], acc[t][1], acc[t][2], acc[t][3]);
+        float *o = y + (size_t)t * ys;
+        if (!first) s = _mm_add_ps(s, _mm_maskz_loadu_ps(rm, o));
+        _mm_mask_storeu_ps(o, rm, s);
+    }
+}
+
+static void bf16_tile_avx512_n(const uint16_t *w, size_t wstride, const uint16_t *x, size_t xs, int nt, int nr,
+                               size_t k0, size_t k1, float *y, size_t ys, bool first)
+{
+    __mmask8 rm = (__mmask8)((1u << nr) - 1);
+    switch (nt) {
+    case 1: bf16_tile_avx512(w, wstride, x, xs, 1, k0, k1, y, ys, first, rm); break;
+    case 2: bf16_tile_avx512(w, wstride, x, xs, 2, k0, k1, y, ys, first, rm); break;
+    case 3: bf16_tile_avx512(w, wstride, x, xs, 3, k0, k1, y, ys, first, rm); break;
+    case 4: bf16_tile_avx512(w, wstride, x, xs, 4, k0, k1, y, ys, first, rm); break;
+    case 5: bf16_tile_avx512(w, wstride, x, xs, 5, k0, k1, y, ys, first, rm); break;
+    default: bf16_tile_avx512(w, wstride, x, xs, 6, k0, k1, y, ys, first, rm); break;
+    }
+}
+#endif
+
 /* ---- driver ---- */
 
 struct gemm_task {
@@ -253,8 +329,69 @@ struct gemm_task {
     const float *x;
     float *y;
     struct q8_acts acts;
+    uint16_t *xb; /* [T][n_in] activations rounded to BF16 (bf16 kernel) */
+    bool bf16;
     const struct gemm_scratch *s;
 };
+
+static void bf16_act_worker(void *p, int ith, int nth)
+{
+    const struct gemm_task *g = p;
+    long lo, hi;
+    workers_split((long)g->T, ith, nth, &lo, &hi);
+    for (long t = lo; t < hi; t++) {
+        const float *x = g->x + (size_t)t * g->n_in;
+        uint16_t *o = g->xb + (size_t)t * g->n_in;
+        size_t i = 0;
+#ifdef GEMM_BF16
+        for (; i + 32 <= g->n_in; i += 32) /* round to nearest even, as quant_f32_to_bf16 */
+            _mm512_storeu_si512((void *)(o + i),
+                                (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(x + i)));
+#endif
+        for (; i < g->n_in; i++) o[i] = quant_f32_to_bf16(x[i]);
+    }
+}
+
+#ifdef GEMM_BF16
+static void bf16_panel_run(const struct gemm_task *g, const uint16_t *w, size_t wstride, size_t r0, int nr)
+{
+    for (size_t k0 = 0; k0 < g->n_in; k0 += 2 * GEMM_KCF) {
+        size_t k1 = g->n_in - k0 < 2 * GEMM_KCF ? g->n_in : k0 + 2 * GEMM_KCF;
+        for (size_t t0 = 0; t0 < g->T; t0 += GEMM_NT_F) {
+            int nt = g->T - t0 < GEMM_NT_F ? (int)(g->T - t0) : GEMM_NT_F;
+            for (int rr = 0; rr < nr; rr += GEMM_NR_F) {
+                int n4 = nr - rr < GEMM_NR_F ? nr - rr : GEMM_NR_F;
+                bf16_tile_avx512_n(w + (size_t)rr * wstride, wstride, g->xb + t0 * g->n_in, g->n_in, nt, n4, k0, k1,
+                                   g->y + t0 * g->n_out + r0 + (size_t)rr, g->n_out, k0 == 0);
+            }
+        }
+    }
+}
+
+/* Rows [r0, r0 + nr) as BF16 rows of n_in into panel, zero rows after (F16 rounds to nearest even). */
+static void bf16_pack(const struct gemm_task *g, size_t r0, int nr, uint16_t *panel)
+{
+    for (int r = 0; r < REPACK_ROWS; r++) {
+        uint16_t *o = panel + (size_t)r * g->n_in;
+        if (r >= nr) {
+            memset(o, 0, g->n_in * sizeof *o);
+            continue;
+        }
+        const uint16_t *row = (const uint16_t *)(const void *)(g->data + (r0 + (size_t)r) * g->row_bytes);
+        if (g->t == QUANT_BF16) {
+            memcpy(o, row, g->n_in * sizeof *o);
+            continue;
+        }
+        size_t i = 0;
+        for (; i + 32 <= g->n_in; i += 32) {
+            __m512 lo = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(row + i)));
+            __m512 hi = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(row + i + 16)));
+            _mm512_storeu_si512((void *)(o + i), (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+        }
+        for (; i < g->n_in; i++) o[i] = quant_f32_to_bf16(quant_f16_to_f32(row[i]));
+    }
+}
+#endif
 
 static void quant_worker(void *p, int ith, int nth)
 {
@@ -317,6 +454,14 @@ static void gemm_worker(void *p, int ith, int nth)
         if (q8) {
             repack_panel(g->t, g->data, g->row_bytes, g->n_in, r0, (size_t)nr, panel);
             q8_panel_run(g, panel, r0, nr);
+#ifdef GEMM_BF16
+        } else if (g->bf16 && g->t == QUANT_BF16 && nr == REPACK_ROWS) {
+            bf16_panel_run(g, (const uint16_t *)(const void *)(g->data + r0 * g->row_bytes),
+                           g->row_bytes / sizeof(uint16_t), r0, nr);
+        } else if (g->bf16) {
+            bf16_pack(g, r0, nr, panel);
+            bf16_panel_run(g, panel, g->n_in, r0, nr);
+#endif
         } else if (g->t == QUANT_F32 && nr == REPACK_ROWS) {
             /* F32 rows are read in place; the panel copy only pads a short last tile */
             f32_panel_run(g, (const float *)(g->data + r0 * g->row_bytes), g->row_bytes / sizeof(float), r0, nr);
@@ -341,6 +486,10 @@ void gemm_matmul(enum quant_isa isa, struct workers *pool, enum quant_type t, co
         g.acts.n_in = n_in;
         g.acts.nb = nb;
         workers_run(pool, quant_worker, &g);
+    } else if (gemm_uses_bf16(isa, t)) {
+        g.bf16 = true;
+        g.xb = s->act;
+        workers_run(pool, bf16_act_worker, &g);
     }
     workers_run(pool, gemm_worker, &g);
 }

@@ -3,10 +3,13 @@
  *
  * Two kernel families, both on panels of 16 weight rows (layouts in repack.h)
  * packed once per call into per-thread scratch and then used for every token:
- *   - float (F32, F16, BF16 weights x F32 activations): a 4-row x 6-token
- *     register tile of 16-lane AVX-512 FMA partial sums over a K chunk of
- *     GEMM_KC columns, reduced and added to y once per chunk (F32 weights are
- *     read in place, F16/BF16 rows converted to F32 once).
+ *   - float (F32, F16 weights x F32 activations): a 4-row x 6-token register
+ *     tile of 16-lane AVX-512 FMA partial sums over a K chunk of 1024 columns,
+ *     reduced and added to y once per chunk (F32 weights are read in place,
+ *     F16 rows converted to F32 once per call);
+ *   - bf16 (BF16 weights, where the CPU has AVX-512 BF16): the same tile with
+ *     vdpbf16ps (two products per F32 lane), BF16 weights read in place, the
+ *     activations rounded to BF16 once per call (gemm_uses_bf16);
  *   - integer (Q8_0, Q4_0, IQ4_NL, Q4_K, IQ4_XS weights): the activations are
  *     quantised per block of 32 to int8 with a float scale d and its offset
  *     term a = d * sum(q); one 512-bit load of the row-interleaved panel feeds a
@@ -36,10 +39,20 @@
 
 struct workers;
 
-#define GEMM_KC 512 /* float kernel: columns per K chunk */
+/* F16 weights through the BF16 kernel (1: rounded to BF16 when packed, 3 mantissa
+ * bits lost) or the F32 FMA kernel (0: exact weights). */
+#ifndef GEMM_F16_AS_BF16
+#define GEMM_F16_AS_BF16 0
+#endif
 
 /* true if type t has a gemm kernel at ISA level isa. */
 bool gemm_supported(enum quant_isa isa, enum quant_type t);
+
+/* true if the product of type t at isa runs the BF16 dot-product kernel
+ * (AVX-512 BF16 reported by the CPU): BF16 weights, and F16 ones when
+ * GEMM_F16_AS_BF16. Activations are then rounded to BF16 (relative error
+ * <= 2^-8 each: 8 significant bits), the products summed in F32. */
+bool gemm_uses_bf16(enum quant_isa isa, enum quant_type t);
 
 /* Scratch bytes: activations for up to max_tokens rows of max_in, and one
  * weight panel per thread (64-byte aligned pointers expected). */

@@ -9,7 +9,9 @@
  *     AVX-512 VNNI where built and reported) against a double-precision dot of
  *     the dequantised weight rows, on odd shapes: output rows 1, 7, 16, 17, 33,
  *     token rows 1, 2, 3, 7, 8, 17, 48, K not a multiple of any tile;
- *       float types: |y - ref| <= 1e-5 * sum |w x| (float accumulation);
+ *       float types: |y - ref| <= 1e-5 * sum |w x| (float accumulation), plus
+ *       2^-8 * sum |w x| per operand rounded to BF16 where the bf16 kernel runs
+ *       (the activations; F16 weights too when GEMM_F16_AS_BF16);
  *       integer types: against the quantised activations (d * q) the same
  *       bound; against the float activations the round-to-nearest bound of the
  *       activation quantisation, sum_b d_b / 2 * sum_{i in b} |w_i|, plus the same;
@@ -187,6 +189,8 @@ static void check_type(enum quant_type t, enum quant_isa isa)
                             }
                         }
                         double got = y[tt * n_out + r], tol = 1e-5 * mag + 1e-6;
+                        /* the bf16 kernel rounds x (and F16 weights) to 8 significant bits: 2^-8 each */
+                        if (gemm_uses_bf16(isa, t)) tol += (t == QUANT_F16 ? 2.0 : 1.0) * 0x1p-8 * mag;
                         if (q8) {
                             if (!(fabs(got - refq) <= tol + 1e-5 * qbound) && bad++ < 3)
                                 TEST_FAIL_("%s %s T %zu n_out %zu n_in %zu y[%zu][%zu] = %.9g, ref (quantised x) %.9g",
