@@ -13,7 +13,7 @@
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512VNNI__)
 #include <immintrin.h>
 #define GEMM_AVX512 1
-#if defined(__AVX512BF16__)
+#if defined(__AVX512BF16__) && GEMM_BF16_DOT
 #define GEMM_BF16 1
 #endif
 #endif

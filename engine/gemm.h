@@ -7,7 +7,7 @@
  *     tile of 16-lane AVX-512 FMA partial sums over a K chunk of 1024 columns,
  *     reduced and added to y once per chunk (F32 weights are read in place,
  *     F16 rows converted to F32 once per call);
- *   - bf16 (BF16 weights, where the CPU has AVX-512 BF16): the same tile with
+ *   - bf16 (BF16 weights, where the CPU has AVX-512 BF16 and GEMM_BF16_DOT): the same tile with
  *     vdpbf16ps (two products per F32 lane), BF16 weights read in place, the
  *     activations rounded to BF16 once per call (gemm_uses_bf16);
  *   - integer (Q8_0, Q4_0, IQ4_NL, Q4_K, IQ4_XS weights): the activations are
@@ -39,6 +39,13 @@
 
 struct workers;
 
+/* BF16 weights through the vdpbf16ps kernel (1) or the exact F32 FMA kernel (0).
+ * Measured (tools/gemm_rate, T 128, 2 threads, 4 runs on the shared VM): the BF16
+ * kernel gave 0.68-0.79x sgemm where the F32 kernel gave 0.81-1.00x on F16 weights
+ * in the same runs, so it is off; 1 builds it in (test_gemm then checks it). */
+#ifndef GEMM_BF16_DOT
+#define GEMM_BF16_DOT 0
+#endif
 /* F16 weights through the BF16 kernel (1: rounded to BF16 when packed, 3 mantissa
  * bits lost) or the F32 FMA kernel (0: exact weights). */
 #ifndef GEMM_F16_AS_BF16
