@@ -79,7 +79,10 @@ void gemm_quantize_act(const float *x, size_t n, int8_t *q, float *d, float *a)
     for (size_t b = 0; b < n / QUANT_BLOCK; b++) {
         const float *xb = x + b * QUANT_BLOCK;
         float amax = 0;
-        for (int i = 0; i < QUANT_BLOCK; i++) amax = fmaxf(amax, fabsf(xb[i]));
+        for (int i = 0; i < QUANT_BLOCK; i++) { /* not fmaxf: a libm call per element without -ffast-math */
+            float v = fabsf(xb[i]);
+            amax = v > amax ? v : amax;
+        }
         float db = amax / 127.0f, id = db > 0 ? 127.0f / amax : 0.0f;
         int sum = 0;
         for (int i = 0; i < QUANT_BLOCK; i++) {
