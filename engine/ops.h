@@ -7,10 +7,13 @@
  *   - T < OPS_GEMM_MIN_TOKENS: a threaded matrix-vector product over weight
  *     rows with the type's SIMD dot kernel (quant_dot); the activations are
  *     converted once (to Q8_0 for quantised weights). Memory-bound: each
- *     weight byte is read once for all T rows.
+ *     weight byte is read once for all T rows. Except F32 weights at the
+ *     active ISA AVX-512 (OPS_GEMM_DECODE_F32): the gemm float kernel, for
+ *     every T including 1, so a row's result does not depend on its batch;
  *   - otherwise, where the active quant ISA is AVX-512 VNNI and gemm.h has a
  *     kernel for the type (F16, BF16, Q8_0, Q4_0, IQ4_NL, Q4_K, IQ4_XS): our
- *     own GEMM on 16-row panels packed per call (gemm.h, repack.h);
+ *     own GEMM on 16-row panels packed per call (gemm.h, repack.h), F32
+ *     excluded (OPS_GEMM_F32);
  *   - otherwise, F32 weights: one cblas_sgemm straight on the mapped weights.
  *   - otherwise, other types: blocks of rows are dequantised to F32 in
  *     parallel, then multiplied with cblas_sgemm.
