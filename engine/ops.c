@@ -1,5 +1,6 @@
 #include "ops.h"
 
+#include "gemm.h"
 #include "quant.h"
 #include "workers.h"
 
@@ -22,7 +23,11 @@ int ops_init(struct ops *o, struct workers *pool, size_t max_tokens, size_t max_
     /* Q8_0 and Q8_K rows are smaller than F32 rows, so F32 size bounds all three */
     o->qbuf = aligned_alloc(64, (max_tokens * max_in * sizeof(float) + 63) / 64 * 64);
     o->deq = aligned_alloc(64, OPS_DEQ_ROWS * max_in * sizeof(float));
-    if (!o->qbuf || !o->deq) {
+    o->gemm.n_panels = pool ? workers_count(pool) : 1;
+    o->gemm.panel_stride = gemm_panel_bytes(max_in);
+    o->gemm.act = aligned_alloc(64, gemm_act_bytes(max_tokens, max_in));
+    o->gemm.panels = aligned_alloc(64, o->gemm.panel_stride * (size_t)o->gemm.n_panels);
+    if (!o->qbuf || !o->deq || !o->gemm.act || !o->gemm.panels) {
         ops_cleanup(o);
         return -1;
     }
@@ -33,8 +38,11 @@ void ops_cleanup(struct ops *o)
 {
     free(o->qbuf);
     free(o->deq);
+    free(o->gemm.act);
+    free(o->gemm.panels);
     o->qbuf = NULL;
     o->deq = NULL;
+    o->gemm.act = o->gemm.panels = NULL;
 }
 
 /* ---- matrix-vector path ---- */
@@ -175,10 +183,21 @@ static void matmul_ref(struct ops *o, const struct model_weight *w, const float 
     }
 }
 
+/* Our own kernels (gemm.h) for prefill-sized products where they measure
+ * faster than dequantise + sgemm: see OPS_GEMM_F32 in ops.h and the README. */
+static bool ops_use_gemm(enum quant_type t, size_t T)
+{
+    if (quant_isa_active() != QUANT_ISA_AVX512 || !gemm_supported(QUANT_ISA_AVX512, t)) return false;
+    if (T < OPS_GEMM_MIN_TOKENS) return t == QUANT_F32 && OPS_GEMM_DECODE_F32;
+    return t != QUANT_F32 || OPS_GEMM_F32;
+}
+
 void ops_matmul(struct ops *o, const struct model_weight *w, const float *x, size_t T, float *y)
 {
     if (o->reference)
         matmul_ref(o, w, x, T, y);
+    else if (ops_use_gemm(w->type, T))
+        gemm_matmul(QUANT_ISA_AVX512, o->pool, w->type, w->data, w->row_bytes, w->n_in, w->n_out, x, T, y, &o->gemm);
     else if (T < OPS_GEMM_MIN_TOKENS)
         matmul_vec(o, &w, 1, x, T, &y);
     else
@@ -188,7 +207,7 @@ void ops_matmul(struct ops *o, const struct model_weight *w, const float *x, siz
 void ops_matmul_many(struct ops *o, const struct model_weight *const *ws, size_t n, const float *x, size_t T,
                      float *const *ys)
 {
-    bool fuse = !o->reference && T < OPS_GEMM_MIN_TOKENS && n <= OPS_MAX_MANY;
+    bool fuse = !o->reference && T < OPS_GEMM_MIN_TOKENS && n <= OPS_MAX_MANY && !ops_use_gemm(ws[0]->type, T);
     for (size_t i = 1; fuse && i < n; i++) fuse = ws[i]->type == ws[0]->type && ws[i]->n_in == ws[0]->n_in;
     if (fuse) {
         matmul_vec(o, ws, n, x, T, ys);

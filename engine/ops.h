@@ -3,11 +3,17 @@
  *
  * ops_matmul is the one place weights are multiplied (and the only user of
  * OpenBLAS): y[t][o] = sum_i W[o][i] * x[t][i] for a batch of T activation
- * rows. Three paths, chosen by T and the weight type:
+ * rows. Four paths, chosen by T and the weight type:
  *   - T < OPS_GEMM_MIN_TOKENS: a threaded matrix-vector product over weight
  *     rows with the type's SIMD dot kernel (quant_dot); the activations are
  *     converted once (to Q8_0 for quantised weights). Memory-bound: each
- *     weight byte is read once for all T rows.
+ *     weight byte is read once for all T rows. Except F32 weights at the
+ *     active ISA AVX-512 (OPS_GEMM_DECODE_F32): the gemm float kernel, for
+ *     every T including 1, so a row's result does not depend on its batch;
+ *   - otherwise, where the active quant ISA is AVX-512 VNNI and gemm.h has a
+ *     kernel for the type (F16, BF16, Q8_0, Q4_0, IQ4_NL, Q4_K, IQ4_XS): our
+ *     own GEMM on 16-row panels packed per call (gemm.h, repack.h), F32
+ *     excluded (OPS_GEMM_F32);
  *   - otherwise, F32 weights: one cblas_sgemm straight on the mapped weights.
  *   - otherwise, other types: blocks of rows are dequantised to F32 in
  *     parallel, then multiplied with cblas_sgemm.
@@ -21,6 +27,7 @@
 #ifndef SA_OPS_H
 #define SA_OPS_H
 
+#include "gemm.h"
 #include "model.h"
 
 #include <stdbool.h>
@@ -38,6 +45,20 @@ struct workers;
 #define OPS_GEMM_MIN_TOKENS 48
 #endif
 #define OPS_DEQ_ROWS 256 /* rows dequantised per sgemm block */
+/* F32 weights from OPS_GEMM_MIN_TOKENS rows: 1 = our AVX-512 kernel, 0 = cblas_sgemm.
+ * Measured (tools/gemm_rate, T 128, 2 threads, 4 runs): our float kernel runs at
+ * 0.66-0.73x one cblas_sgemm on the mapped F32 weights, so F32 stays on sgemm;
+ * for F16/BF16 it is 1.1-1.7x the dequantise + sgemm path it replaces. */
+#ifndef OPS_GEMM_F32
+#define OPS_GEMM_F32 0
+#endif
+/* F32 weights below OPS_GEMM_MIN_TOKENS rows (decode steps, 1 row included so a
+ * sequence decodes bit-identically alone and batched): 1 = our float kernel, which
+ * reads each weight row once for up to 6 rows at a time in registers, 0 = the
+ * matrix-vector path. */
+#ifndef OPS_GEMM_DECODE_F32
+#define OPS_GEMM_DECODE_F32 1
+#endif
 
 struct ops {
     struct workers *pool; /* borrowed */
@@ -45,6 +66,7 @@ struct ops {
     size_t max_tokens, max_in;
     void *qbuf;   /* [max_tokens][quant_vec_bytes(Q8_0/F32, max_in)] converted activations */
     float *deq;   /* [OPS_DEQ_ROWS][max_in] dequantised weight rows */
+    struct gemm_scratch gemm; /* activations [max_tokens][max_in] + one panel per pool thread */
 };
 
 int ops_init(struct ops *o, struct workers *pool, size_t max_tokens, size_t max_in, bool reference);

@@ -29,6 +29,7 @@
  */
 #define _DEFAULT_SOURCE
 #include "engine/errors.h"
+#include "engine/gemm.h"
 #include "engine/gguf.h"
 #include "engine/model.h"
 #include "engine/quant.h"
@@ -430,6 +431,27 @@ static double check_dequant(const char *name, size_t *n_tensors, size_t *n_misma
     return worst;
 }
 
+/* true if a 64-token batch of this file runs some matrix through the integer
+ * gemm (gemm.h), i.e. with its activations quantised to 8 bits per block of 32
+ * as llama.cpp's own run (.A) does, instead of dequantise + sgemm (deq-f32). */
+static bool batch_quantises_acts(const char *name)
+{
+    char p[700], msg[256];
+    snprintf(p, sizeof p, "%s/%s.gguf", kdir, name);
+    struct gguf *g = NULL;
+    if (gguf_open_file(p, &g, msg, sizeof msg)) return false;
+    bool any = false;
+    for (uint64_t i = 0; i < gguf_n_tensors(g); i++) {
+        const struct gguf_tensor *t = gguf_tensor(g, i);
+        enum quant_type ty = (enum quant_type)t->type;
+        if (t->n_dims == 2 && ty != QUANT_F32 && ty != QUANT_F16 && ty != QUANT_BF16 &&
+            quant_isa_active() == QUANT_ISA_AVX512 && gemm_supported(QUANT_ISA_AVX512, ty))
+            any = true;
+    }
+    gguf_close(g);
+    return any;
+}
+
 static const char *const kfiles[] = {"tiny-pure-Q2_K", "tiny-pure-Q3_K", "tiny-pure-Q4_K", "tiny-pure-Q5_K",
                                      "tiny-pure-Q6_K", "tiny-pure-IQ4_NL", "tiny-pure-IQ4_XS", "tiny-mix-Q4_K_M",
                                      "tiny-mix-Q5_K_M", "tiny-mix-Q6_K"};
@@ -466,7 +488,11 @@ static void test_conformance(void)
                 nbad ? "  DEQUANT MISMATCH" : (fi < N_KFILES ? "  (bit-exact)" : ""));
         if (!ra) TEST_FAIL_("%s: logits/%s.A.f32 unreadable or not 64 x %u floats", name, name, nv);
         if (!(da <= 0.07)) TEST_FAIL_("%s: logits max |diff| %.4g > 0.07 vs llama.cpp", name, da);
-        if (fi < N_KFILES && !(dd <= 1e-3)) TEST_FAIL_("%s: logits max |diff| %.4g > 1e-3 vs deq-f32", name, dd);
+        /* the dequantise + sgemm batch path equals the dequantised model to 1e-3; the
+         * integer gemm quantises the activations like llama.cpp and the decode path do,
+         * so it gets their bound (0.07) */
+        double dtol = fi < N_KFILES && batch_quantises_acts(name) ? 0.07 : 1e-3;
+        if (fi < N_KFILES && !(dd <= dtol)) TEST_FAIL_("%s: logits max |diff| %.4g > %g vs deq-f32", name, dd, dtol);
         if (nbad) TEST_FAIL_("%s: %zu of %zu tensors differ from ggml's dequantisation", name, nbad, nt);
         free(lg);
         free(ra);

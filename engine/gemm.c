@@ -1,0 +1,573 @@
+/*
+ * gemm.c - GEMM micro-kernels on repacked weight panels (see gemm.h, repack.h).
+ */
+#include "gemm.h"
+
+#include "repack.h"
+#include "workers.h"
+
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512VNNI__)
+#include <immintrin.h>
+#define GEMM_AVX512 1
+#if defined(__AVX512BF16__) && GEMM_BF16_DOT
+#define GEMM_BF16 1
+#endif
+#endif
+
+#define GEMM_NT_Q8 8 /* tokens per integer tile */
+#define GEMM_NT_F 6  /* tokens per float tile */
+#define GEMM_NR_F 4  /* rows per float tile */
+#define GEMM_KCF 1024 /* float kernel K chunk (columns): a 6-token x 4-row tile stays in L1 */
+
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+static size_t align64(size_t n) { return (n + 63) / 64 * 64; }
+
+bool gemm_supported(enum quant_isa isa, enum quant_type t)
+{
+    if (repack_kind_of(t) == REPACK_NONE) return false;
+    if (isa > quant_isa_max()) return false;
+    if (isa == QUANT_ISA_SCALAR) return true;
+#ifdef GEMM_AVX512
+    return isa == QUANT_ISA_AVX512;
+#else
+    return false;
+#endif
+}
+
+size_t gemm_act_bytes(size_t max_tokens, size_t max_in)
+{
+    size_t q8 = align64(max_tokens * max_in) + 2 * align64(max_tokens * (max_in / QUANT_BLOCK) * sizeof(float));
+    size_t bf = align64(max_tokens * max_in * sizeof(uint16_t));
+    return q8 > bf ? q8 : bf;
+}
+
+static bool cpu_bf16(void)
+{
+#ifdef GEMM_BF16
+    static int have = -1; /* relaxed atomics: every writer stores the same value */
+    int h = __atomic_load_n(&have, __ATOMIC_RELAXED);
+    if (h < 0) {
+        __builtin_cpu_init();
+        h = __builtin_cpu_supports("avx512bf16") ? 1 : 0;
+        __atomic_store_n(&have, h, __ATOMIC_RELAXED);
+    }
+    return h == 1;
+#else
+    return false;
+#endif
+}
+
+bool gemm_uses_bf16(enum quant_isa isa, enum quant_type t)
+{
+    if (isa != QUANT_ISA_AVX512 || !gemm_supported(isa, t) || !cpu_bf16()) return false;
+    return t == QUANT_BF16 || (t == QUANT_F16 && GEMM_F16_AS_BF16);
+}
+
+size_t gemm_panel_bytes(size_t max_in)
+{
+    size_t a = REPACK_F32_BYTES(max_in), b = REPACK_Q8_BYTES(max_in);
+    return align64(a > b ? a : b);
+}
+
+void gemm_quantize_act(const float *x, size_t n, int8_t *q, float *d, float *a)
+{
+    for (size_t b = 0; b < n / QUANT_BLOCK; b++) {
+        const float *xb = x + b * QUANT_BLOCK;
+        float amax = 0;
+        for (int i = 0; i < QUANT_BLOCK; i++) { /* not fmaxf: a libm call per element without -ffast-math */
+            float v = fabsf(xb[i]);
+            amax = v > amax ? v : amax;
+        }
+        float db = amax / 127.0f, id = db > 0 ? 127.0f / amax : 0.0f;
+        int sum = 0;
+        for (int i = 0; i < QUANT_BLOCK; i++) {
+            int v = (int)lrintf(xb[i] * id);
+            v = v > 127 ? 127 : v < -127 ? -127 : v;
+            q[b * QUANT_BLOCK + (size_t)i] = (int8_t)v;
+            sum += v;
+        }
+        d[b] = db;
+        a[b] = db * (float)sum;
+    }
+}
+
+/* ---- integer kernels: panel (16 rows) x up to GEMM_NT_Q8 tokens ---- */
+
+struct q8_acts {
+    int8_t *q;    /* [T][n_in] */
+    float *d, *a; /* [T][nb] */
+    size_t n_in, nb;
+};
+
+static void q8_tile_scalar(const uint8_t *panel, const struct q8_acts *x, size_t t0, int nt, float *y, size_t ys,
+                           int nr)
+{
+    for (int t = 0; t < nt; t++) {
+        const int8_t *xq = x->q + (t0 + (size_t)t) * x->n_in;
+        const float *xd = x->d + (t0 + (size_t)t) * x->nb, *xa = x->a + (t0 + (size_t)t) * x->nb;
+        for (int r = 0; r < nr; r++) {
+            float acc = 0;
+            for (size_t b = 0; b < x->nb; b++) {
+                const uint8_t *p = panel + b * REPACK_Q8_BLOCK_BYTES;
+                const float *s = (const float *)(p + 8 * REPACK_ROWS * 4), *o = s + REPACK_ROWS;
+                int32_t idot = 0;
+                for (int c = 0; c < QUANT_BLOCK; c++)
+                    idot += (int32_t)p[((c / 4) * REPACK_ROWS + r) * 4 + c % 4] * xq[b * QUANT_BLOCK + (size_t)c];
+                float sd = s[r] * xd[b];
+                acc = fmaf((float)idot, sd, acc);
+                acc = fmaf(o[r], xa[b], acc);
+            }
+            y[(size_t)t * ys + (size_t)r] = acc;
+        }
+    }
+}
+
+#ifdef GEMM_AVX512
+static ALWAYS_INLINE void q8_tile_avx512(const uint8_t *panel, const struct q8_acts *x, size_t t0, const int NT,
+                                         float *y, size_t ys, __mmask16 m)
+{
+    __m512 acc[GEMM_NT_Q8];
+    const int8_t *xq[GEMM_NT_Q8];
+    const float *xd[GEMM_NT_Q8], *xa[GEMM_NT_Q8];
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) {
+        acc[t] = _mm512_setzero_ps();
+        xq[t] = x->q + (t0 + (size_t)t) * x->n_in;
+        xd[t] = x->d + (t0 + (size_t)t) * x->nb;
+        xa[t] = x->a + (t0 + (size_t)t) * x->nb;
+    }
+    for (size_t b = 0; b < x->nb; b++) {
+        const uint8_t *p = panel + b * REPACK_Q8_BLOCK_BYTES;
+        __m512i ia[GEMM_NT_Q8];
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; t++) ia[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) {
+            __m512i w = _mm512_load_si512((const void *)(p + 64 * k));
+#pragma GCC unroll 8
+            for (int t = 0; t < NT; t++) {
+                int32_t v;
+                memcpy(&v, xq[t] + b * QUANT_BLOCK + 4 * (size_t)k, 4);
+                ia[t] = _mm512_dpbusd_epi32(ia[t], w, _mm512_set1_epi32(v));
+            }
+        }
+        __m512 s = _mm512_load_ps((const void *)(p + 8 * REPACK_ROWS * 4));
+        __m512 o = _mm512_load_ps((const void *)(p + 8 * REPACK_ROWS * 4 + 64));
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; t++) {
+            __m512 sd = _mm512_mul_ps(s, _mm512_set1_ps(xd[t][b]));
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[t]), sd, acc[t]);
+            acc[t] = _mm512_fmadd_ps(o, _mm512_set1_ps(xa[t][b]), acc[t]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) _mm512_mask_storeu_ps(y + (size_t)t * ys, m, acc[t]);
+}
+
+static void q8_tile_avx512_n(const uint8_t *panel, const struct q8_acts *x, size_t t0, int nt, float *y, size_t ys,
+                             int nr)
+{
+    __mmask16 m = (__mmask16)((1u << nr) - 1);
+    switch (nt) {
+    case 1: q8_tile_avx512(panel, x, t0, 1, y, ys, m); break;
+    case 2: q8_tile_avx512(panel, x, t0, 2, y, ys, m); break;
+    case 3: q8_tile_avx512(panel, x, t0, 3, y, ys, m); break;
+    case 4: q8_tile_avx512(panel, x, t0, 4, y, ys, m); break;
+    case 5: q8_tile_avx512(panel, x, t0, 5, y, ys, m); break;
+    case 6: q8_tile_avx512(panel, x, t0, 6, y, ys, m); break;
+    case 7: q8_tile_avx512(panel, x, t0, 7, y, ys, m); break;
+    default: q8_tile_avx512(panel, x, t0, 8, y, ys, m); break;
+    }
+}
+#endif
+
+/* ---- float kernels: 4 rows x up to GEMM_NT_F tokens over columns [k0, k1) ---- */
+
+static void f32_tile_scalar(const float *w, size_t wstride, const float *x, size_t xs, int nt, int nr, size_t k0,
+                            size_t k1, float *y, size_t ys, bool first)
+{
+    for (int t = 0; t < nt; t++)
+        for (int r = 0; r < nr; r++) {
+            float acc = 0;
+            const float *wr = w + (size_t)r * wstride, *xt = x + (size_t)t * xs;
+            for (size_t i = k0; i < k1; i++) acc = fmaf(wr[i], xt[i], acc);
+            float *o = y + (size_t)t * ys + (size_t)r;
+            *o = first ? acc : *o + acc;
+        }
+}
+
+#ifdef GEMM_AVX512
+/* Lane sums of 4 vectors -> 4 floats (a transposing reduction: 13 operations
+ * for 4 vectors instead of about 8 each). */
+static ALWAYS_INLINE __m128 hsum4(__m512 a, __m512 b, __m512 c, __m512 d)
+{
+    __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
+    __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, 0x44), _mm512_shuffle_f32x4(c, d, 0xEE));
+    __m512 s = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0x88), _mm512_shuffle_f32x4(ab, cd, 0xDD));
+    s = _mm512_add_ps(s, _mm512_permute_ps(s, 0x4E));
+    s = _mm512_add_ps(s, _mm512_permute_ps(s, 0xB1));
+    return _mm512_castps512_ps128(_mm512_maskz_compress_ps(0x1111, s));
+}
+
+static ALWAYS_INLINE void f32_tile_avx512(const float *w, size_t wstride, const float *x, size_t xs, const int NT,
+                                          size_t k0, size_t k1, float *y, size_t ys, bool first, __mmask8 rm)
+{
+    __m512 acc[GEMM_NT_F][GEMM_NR_F];
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++)
+#pragma GCC unroll 4
+        for (int r = 0; r < GEMM_NR_F; r++) acc[t][r] = _mm512_setzero_ps();
+    const float *w0 = w, *w1 = w + wstride, *w2 = w + 2 * wstride, *w3 = w + 3 * wstride;
+    size_t i = k0;
+    for (; i + 16 <= k1; i += 16) {
+        __m512 a0 = _mm512_loadu_ps(w0 + i), a1 = _mm512_loadu_ps(w1 + i), a2 = _mm512_loadu_ps(w2 + i),
+               a3 = _mm512_loadu_ps(w3 + i);
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; t++) {
+            __m512 xv = _mm512_loadu_ps(x + (size_t)t * xs + i);
+            acc[t][0] = _mm512_fmadd_ps(a0, xv, acc[t][0]);
+            acc[t][1] = _mm512_fmadd_ps(a1, xv, acc[t][1]);
+            acc[t][2] = _mm512_fmadd_ps(a2, xv, acc[t][2]);
+            acc[t][3] = _mm512_fmadd_ps(a3, xv, acc[t][3]);
+        }
+    }
+    if (i < k1) {
+        __mmask16 m = (__mmask16)((1u << (k1 - i)) - 1);
+        __m512 a0 = _mm512_maskz_loadu_ps(m, w0 + i), a1 = _mm512_maskz_loadu_ps(m, w1 + i),
+               a2 = _mm512_maskz_loadu_ps(m, w2 + i), a3 = _mm512_maskz_loadu_ps(m, w3 + i);
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; t++) {
+            __m512 xv = _mm512_maskz_loadu_ps(m, x + (size_t)t * xs + i);
+            acc[t][0] = _mm512_fmadd_ps(a0, xv, acc[t][0]);
+            acc[t][1] = _mm512_fmadd_ps(a1, xv, acc[t][1]);
+            acc[t][2] = _mm512_fmadd_ps(a2, xv, acc[t][2]);
+            acc[t][3] = _mm512_fmadd_ps(a3, xv, acc[t][3]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) {
+        __m128 s = hsum4(acc[t][0], acc[t][1], acc[t][2], acc[t][3]);
+        float *o = y + (size_t)t * ys;
+        if (!first) s = _mm_add_ps(s, _mm_maskz_loadu_ps(rm, o));
+        _mm_mask_storeu_ps(o, rm, s);
+    }
+}
+
+static void f32_tile_avx512_n(const float *w, size_t wstride, const float *x, size_t xs, int nt, int nr, size_t k0,
+                              size_t k1, float *y, size_t ys, bool first)
+{
+    __mmask8 rm = (__mmask8)((1u << nr) - 1);
+    switch (nt) {
+    case 1: f32_tile_avx512(w, wstride, x, xs, 1, k0, k1, y, ys, first, rm); break;
+    case 2: f32_tile_avx512(w, wstride, x, xs, 2, k0, k1, y, ys, first, rm); break;
+    case 3: f32_tile_avx512(w, wstride, x, xs, 3, k0, k1, y, ys, first, rm); break;
+    case 4: f32_tile_avx512(w, wstride, x, xs, 4, k0, k1, y, ys, first, rm); break;
+    case 5: f32_tile_avx512(w, wstride, x, xs, 5, k0, k1, y, ys, first, rm); break;
+    default: f32_tile_avx512(w, wstride, x, xs, 6, k0, k1, y, ys, first, rm); break;
+    }
+}
+#endif
+
+#ifdef GEMM_BF16
+/* BF16 x BF16 pairs into F32 lanes (vdpbf16ps), 32 columns a step; otherwise as f32_tile_avx512. */
+static ALWAYS_INLINE void bf16_tile_avx512(const uint16_t *w, size_t wstride, const uint16_t *x, size_t xs,
+                                           const int NT, size_t k0, size_t k1, float *y, size_t ys, bool first,
+                                           __mmask8 rm)
+{
+    __m512 acc[GEMM_NT_F][GEMM_NR_F];
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++)
+#pragma GCC unroll 4
+        for (int r = 0; r < GEMM_NR_F; r++) acc[t][r] = _mm512_setzero_ps();
+    const uint16_t *w0 = w, *w1 = w + wstride, *w2 = w + 2 * wstride, *w3 = w + 3 * wstride;
+    for (size_t i = k0; i < k1; i += 32) {
+        __mmask32 m = k1 - i >= 32 ? 0xffffffffu : (__mmask32)((1u << (k1 - i)) - 1);
+        __m512bh a0 = (__m512bh)_mm512_maskz_loadu_epi16(m, w0 + i), a1 = (__m512bh)_mm512_maskz_loadu_epi16(m, w1 + i),
+                 a2 = (__m512bh)_mm512_maskz_loadu_epi16(m, w2 + i), a3 = (__m512bh)_mm512_maskz_loadu_epi16(m, w3 + i);
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; t++) {
+            __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(m, x + (size_t)t * xs + i);
+            acc[t][0] = _mm512_dpbf16_ps(acc[t][0], a0, xv);
+            acc[t][1] = _mm512_dpbf16_ps(acc[t][1], a1, xv);
+            acc[t][2] = _mm512_dpbf16_ps(acc[t][2], a2, xv);
+            acc[t][3] = _mm512_dpbf16_ps(acc[t][3], a3, xv);
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) {
+        __m128 s = hsum4(acc[t][0], acc[t][1], acc[t][2], acc[t][3]);
+        float *o = y + (size_t)t * ys;
+        if (!first) s = _mm_add_ps(s, _mm_maskz_loadu_ps(rm, o));
+        _mm_mask_storeu_ps(o, rm, s);
+    }
+}
+
+static void bf16_tile_avx512_n(const uint16_t *w, size_t wstride, const uint16_t *x, size_t xs, int nt, int nr,
+                               size_t k0, size_t k1, float *y, size_t ys, bool first)
+{
+    __mmask8 rm = (__mmask8)((1u << nr) - 1);
+    switch (nt) {
+    case 1: bf16_tile_avx512(w, wstride, x, xs, 1, k0, k1, y, ys, first, rm); break;
+    case 2: bf16_tile_avx512(w, wstride, x, xs, 2, k0, k1, y, ys, first, rm); break;
+    case 3: bf16_tile_avx512(w, wstride, x, xs, 3, k0, k1, y, ys, first, rm); break;
+    case 4: bf16_tile_avx512(w, wstride, x, xs, 4, k0, k1, y, ys, first, rm); break;
+    case 5: bf16_tile_avx512(w, wstride, x, xs, 5, k0, k1, y, ys, first, rm); break;
+    default: bf16_tile_avx512(w, wstride, x, xs, 6, k0, k1, y, ys, first, rm); break;
+    }
+}
+#endif
+
+/* ---- driver ---- */
+
+struct gemm_task {
+    enum quant_isa isa;
+    enum quant_type t;
+    const char *data;
+    size_t row_bytes, n_in, n_out, T;
+    const float *x;
+    float *y;
+    struct q8_acts acts;
+    uint16_t *xb; /* [T][n_in] activations rounded to BF16 (bf16 kernel) */
+    bool bf16;
+    const struct gemm_scratch *s;
+};
+
+static void bf16_act_worker(void *p, int ith, int nth)
+{
+    const struct gemm_task *g = p;
+    long lo, hi;
+    workers_split((long)g->T, ith, nth, &lo, &hi);
+    for (long t = lo; t < hi; t++) {
+        const float *x = g->x + (size_t)t * g->n_in;
+        uint16_t *o = g->xb + (size_t)t * g->n_in;
+        size_t i = 0;
+#ifdef GEMM_BF16
+        for (; i + 32 <= g->n_in; i += 32) /* round to nearest even, as quant_f32_to_bf16 */
+            _mm512_storeu_si512((void *)(o + i),
+                                (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(x + i)));
+#endif
+        for (; i < g->n_in; i++) o[i] = quant_f32_to_bf16(x[i]);
+    }
+}
+
+#ifdef GEMM_BF16
+static void bf16_panel_run(const struct gemm_task *g, const uint16_t *w, size_t wstride, size_t r0, int nr)
+{
+    for (size_t k0 = 0; k0 < g->n_in; k0 += 2 * GEMM_KCF) {
+        size_t k1 = g->n_in - k0 < 2 * GEMM_KCF ? g->n_in : k0 + 2 * GEMM_KCF;
+        for (size_t t0 = 0; t0 < g->T; t0 += GEMM_NT_F) {
+            int nt = g->T - t0 < GEMM_NT_F ? (int)(g->T - t0) : GEMM_NT_F;
+            for (int rr = 0; rr < nr; rr += GEMM_NR_F) {
+                int n4 = nr - rr < GEMM_NR_F ? nr - rr : GEMM_NR_F;
+                bf16_tile_avx512_n(w + (size_t)rr * wstride, wstride, g->xb + t0 * g->n_in, g->n_in, nt, n4, k0, k1,
+                                   g->y + t0 * g->n_out + r0 + (size_t)rr, g->n_out, k0 == 0);
+            }
+        }
+    }
+}
+
+/* Rows [r0, r0 + nr) as BF16 rows of n_in into panel, zero rows after (F16 rounds to nearest even). */
+static void bf16_pack(const struct gemm_task *g, size_t r0, int nr, uint16_t *panel)
+{
+    for (int r = 0; r < REPACK_ROWS; r++) {
+        uint16_t *o = panel + (size_t)r * g->n_in;
+        if (r >= nr) {
+            memset(o, 0, g->n_in * sizeof *o);
+            continue;
+        }
+        const uint16_t *row = (const uint16_t *)(const void *)(g->data + (r0 + (size_t)r) * g->row_bytes);
+        if (g->t == QUANT_BF16) {
+            memcpy(o, row, g->n_in * sizeof *o);
+            continue;
+        }
+        size_t i = 0;
+        for (; i + 32 <= g->n_in; i += 32) {
+            __m512 lo = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(row + i)));
+            __m512 hi = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(row + i + 16)));
+            _mm512_storeu_si512((void *)(o + i), (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+        }
+        for (; i < g->n_in; i++) o[i] = quant_f32_to_bf16(quant_f16_to_f32(row[i]));
+    }
+}
+#endif
+
+static void quant_worker(void *p, int ith, int nth)
+{
+    const struct gemm_task *g = p;
+    long lo, hi;
+    workers_split((long)g->T, ith, nth, &lo, &hi);
+    for (long t = lo; t < hi; t++)
+        gemm_quantize_act(g->x + (size_t)t * g->n_in, g->n_in, g->acts.q + (size_t)t * g->n_in,
+                          g->acts.d + (size_t)t * g->acts.nb, g->acts.a + (size_t)t * g->acts.nb);
+}
+
+static void q8_panel_run(const struct gemm_task *g, const uint8_t *panel, size_t r0, int nr)
+{
+    for (size_t t0 = 0; t0 < g->T; t0 += GEMM_NT_Q8) {
+        int nt = g->T - t0 < GEMM_NT_Q8 ? (int)(g->T - t0) : GEMM_NT_Q8;
+        float *y = g->y + t0 * g->n_out + r0;
+#ifdef GEMM_AVX512
+        if (g->isa == QUANT_ISA_AVX512) {
+            q8_tile_avx512_n(panel, &g->acts, t0, nt, y, g->n_out, nr);
+            continue;
+        }
+#endif
+        q8_tile_scalar(panel, &g->acts, t0, nt, y, g->n_out, nr);
+    }
+}
+
+static void f32_panel_run(const struct gemm_task *g, const float *w, size_t wstride, size_t r0, int nr)
+{
+    for (size_t k0 = 0; k0 < g->n_in; k0 += GEMM_KCF) {
+        size_t k1 = g->n_in - k0 < GEMM_KCF ? g->n_in : k0 + GEMM_KCF;
+        for (size_t t0 = 0; t0 < g->T; t0 += GEMM_NT_F) {
+            int nt = g->T - t0 < GEMM_NT_F ? (int)(g->T - t0) : GEMM_NT_F;
+            const float *x = g->x + t0 * g->n_in;
+            for (int rr = 0; rr < nr; rr += GEMM_NR_F) {
+                int n4 = nr - rr < GEMM_NR_F ? nr - rr : GEMM_NR_F;
+                float *y = g->y + t0 * g->n_out + r0 + (size_t)rr;
+                const float *wr = w + (size_t)rr * wstride;
+#ifdef GEMM_AVX512
+                if (g->isa == QUANT_ISA_AVX512) {
+                    f32_tile_avx512_n(wr, wstride, x, g->n_in, nt, n4, k0, k1, y, g->n_out, k0 == 0);
+                    continue;
+                }
+#endif
+                f32_tile_scalar(wr, wstride, x, g->n_in, nt, n4, k0, k1, y, g->n_out, k0 == 0);
+            }
+        }
+    }
+}
+
+static void gemm_worker(void *p, int ith, int nth)
+{
+    const struct gemm_task *g = p;
+    long n_groups = (long)((g->n_out + REPACK_ROWS - 1) / REPACK_ROWS), lo, hi;
+    workers_split(n_groups, ith, nth, &lo, &hi);
+    void *panel = (char *)g->s->panels + (size_t)ith * g->s->panel_stride;
+    bool q8 = repack_kind_of(g->t) == REPACK_Q8;
+    for (long gi = lo; gi < hi; gi++) {
+        size_t r0 = (size_t)gi * REPACK_ROWS;
+        int nr = g->n_out - r0 < REPACK_ROWS ? (int)(g->n_out - r0) : REPACK_ROWS;
+        if (q8) {
+            repack_panel(g->t, g->data, g->row_bytes, g->n_in, r0, (size_t)nr, panel);
+            q8_panel_run(g, panel, r0, nr);
+#ifdef GEMM_BF16
+        } else if (g->bf16 && g->t == QUANT_BF16 && nr == REPACK_ROWS) {
+            bf16_panel_run(g, (const uint16_t *)(const void *)(g->data + r0 * g->row_bytes),
+                           g->row_bytes / sizeof(uint16_t), r0, nr);
+        } else if (g->bf16) {
+            bf16_pack(g, r0, nr, panel);
+            bf16_panel_run(g, panel, g->n_in, r0, nr);
+#endif
+        } else if (g->t == QUANT_F32 && nr == REPACK_ROWS) {
+            /* F32 rows are read in place; the panel copy only pads a short last tile */
+            f32_panel_run(g, (const float *)(g->data + r0 * g->row_bytes), g->row_bytes / sizeof(float), r0, nr);
+        } else {
+            repack_panel(g->t, g->data, g->row_bytes, g->n_in, r0, (size_t)nr, panel);
+            f32_panel_run(g, panel, g->n_in, r0, nr);
+        }
+    }
+}
+
+void gemm_matmul(enum quant_isa isa, struct workers *pool, enum quant_type t, const void *data, size_t row_bytes,
+                 size_t n_in, size_t n_out, const float *x, size_t T, float *y, const struct gemm_scratch *s)
+{
+    struct gemm_task g = {.isa = isa, .t = t, .data = data, .row_bytes = row_bytes, .n_in = n_in, .n_out = n_out,
+                          .T = T, .x = x, .y = y, .s = s};
+    if (repack_kind_of(t) == REPACK_Q8) {
+        size_t nb = n_in / QUANT_BLOCK;
+        char *a = s->act;
+        g.acts.q = (int8_t *)a;
+        g.acts.d = (float *)(void *)(a + align64(T * n_in));
+        g.acts.a = (float *)(void *)(a + align64(T * n_in) + align64(T * nb * sizeof(float)));
+        g.acts.n_in = n_in;
+        g.acts.nb = nb;
+        workers_run(pool, quant_worker, &g);
+    } else if (gemm_uses_bf16(isa, t)) {
+        g.bf16 = true;
+        g.xb = s->act;
+        workers_run(pool, bf16_act_worker, &g);
+    }
+    workers_run(pool, gemm_worker, &g);
+}
+
+/* ---- machine ceilings ---- */
+
+#ifdef GEMM_AVX512
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+#endif
+
+double gemm_peak_int8_gops(double seconds)
+{
+#ifdef GEMM_AVX512
+    if (quant_isa_max() < QUANT_ISA_AVX512) return 0;
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0,
+            a9 = a0, a10 = a0, a11 = a0;
+    const __m512i u = _mm512_set1_epi8(1), v = _mm512_set1_epi8(-1);
+    double t0 = now_s(), t = t0;
+    long iters = 0;
+    while (t - t0 < seconds) {
+        for (int i = 0; i < 100000; i++) {
+            a0 = _mm512_dpbusd_epi32(a0, u, v); a1 = _mm512_dpbusd_epi32(a1, u, v);
+            a2 = _mm512_dpbusd_epi32(a2, u, v); a3 = _mm512_dpbusd_epi32(a3, u, v);
+            a4 = _mm512_dpbusd_epi32(a4, u, v); a5 = _mm512_dpbusd_epi32(a5, u, v);
+            a6 = _mm512_dpbusd_epi32(a6, u, v); a7 = _mm512_dpbusd_epi32(a7, u, v);
+            a8 = _mm512_dpbusd_epi32(a8, u, v); a9 = _mm512_dpbusd_epi32(a9, u, v);
+            a10 = _mm512_dpbusd_epi32(a10, u, v); a11 = _mm512_dpbusd_epi32(a11, u, v);
+            __asm__ volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5));
+            __asm__ volatile("" : "+v"(a6), "+v"(a7), "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11));
+        }
+        iters += 100000;
+        t = now_s();
+    }
+    volatile int sink = _mm512_reduce_add_epi32(_mm512_add_epi32(a0, a11));
+    (void)sink;
+    return (double)iters * 12 * 64 * 2 / (t - t0) * 1e-9;
+#else
+    (void)seconds;
+    return 0;
+#endif
+}
+
+double gemm_peak_f32_gflops(double seconds)
+{
+#ifdef GEMM_AVX512
+    if (quant_isa_max() < QUANT_ISA_AVX512) return 0;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0,
+           a9 = a0, a10 = a0, a11 = a0;
+    const __m512 u = _mm512_set1_ps(1e-7f), v = _mm512_set1_ps(1e-7f);
+    double t0 = now_s(), t = t0;
+    long iters = 0;
+    while (t - t0 < seconds) {
+        for (int i = 0; i < 100000; i++) {
+            a0 = _mm512_fmadd_ps(u, v, a0); a1 = _mm512_fmadd_ps(u, v, a1);
+            a2 = _mm512_fmadd_ps(u, v, a2); a3 = _mm512_fmadd_ps(u, v, a3);
+            a4 = _mm512_fmadd_ps(u, v, a4); a5 = _mm512_fmadd_ps(u, v, a5);
+            a6 = _mm512_fmadd_ps(u, v, a6); a7 = _mm512_fmadd_ps(u, v, a7);
+            a8 = _mm512_fmadd_ps(u, v, a8); a9 = _mm512_fmadd_ps(u, v, a9);
+            a10 = _mm512_fmadd_ps(u, v, a10); a11 = _mm512_fmadd_ps(u, v, a11);
+            __asm__ volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5));
+            __asm__ volatile("" : "+v"(a6), "+v"(a7), "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11));
+        }
+        iters += 100000;
+        t = now_s();
+    }
+    volatile float sink = _mm512_reduce_add_ps(_mm512_add_ps(a0, a11));
+    (void)sink;
+    return (double)iters * 12 * 16 * 2 / (t - t0) * 1e-9;
+#else
+    (void)seconds;
+    return 0;
+#endif
+}

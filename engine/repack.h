@@ -1,0 +1,72 @@
+/*
+ * repack.h - row-interleaved weight panels for the GEMM micro-kernels (gemm.h).
+ *
+ * A panel holds REPACK_ROWS (16) consecutive output rows of a weight matrix,
+ * interleaved so that one 512-bit vector carries the same few input columns
+ * of all 16 rows: one load then feeds a multiply-add for 16 output rows at
+ * once, and every 32-bit lane of the accumulator belongs to one output row
+ * (no horizontal sums). The technique is ik_llama.cpp's row-interleaved
+ * repacking (Q4_0_R8, Q8_0_R8, Q4_K_R4; its pull requests #54, #132, #533);
+ * the layouts below are our own. Rows past the matrix's end are zero.
+ *
+ * Float panel (F16, BF16 weights; F32 weights are read in place), n_in columns:
+ *   float v[16][n_in]            v[r][i] = W[r0 + r][i] (F16/BF16 -> F32 is exact)
+ *   REPACK_F32_BYTES(n_in) = 64 * n_in bytes. Rows stay whole here: the float
+ *   kernel keeps a 4-row x 6-token tile of 16-lane partial sums in registers
+ *   and reduces them once per K chunk, so it needs no interleave, only the
+ *   conversion done once per call instead of once per token tile.
+ *
+ * Integer panel (Q8_0, Q4_0, IQ4_NL, Q4_K, IQ4_XS weights), n_in / 32 blocks
+ * of 32 columns, each block
+ *   uint8_t q[8][16][4]          q[k][r][j] = code of column 32 b + 4 k + j of row r
+ *   float   s[16], o[16]         W[r][c] = s[r] * q + o[r] for every column c of the block
+ *   (640 bytes; REPACK_Q8_BYTES(n_in) = 20 * n_in)
+ * The codes are unsigned so that VNNI's u8 x s8 dot (vpdpbusd) multiplies them
+ * by the signed Q8 activations directly:
+ *   Q8_0    q = qs + 128          s = d           o = -128 d
+ *   Q4_0    q = nibble            s = d           o = -8 d
+ *   IQ4_NL  q = kvalues[nib]+128  s = d           o = -128 d
+ *   Q4_K    q = nibble            s = d * sc_j    o = -dmin * m_j      (sub-block j of 32)
+ *   IQ4_XS  q = kvalues[nib]+128  s = d*(ls-32)   o = -128 s
+ * All these are exact rewrites of the type's dequantisation (an F16 scale
+ * times a small integer is exact in float), so repack_unpack_row reproduces
+ * quant_dequantize_row to within one rounding of the final s * q + o.
+ *
+ * The panels are built by the caller into its own scratch (gemm.c packs one
+ * panel per output tile on the fly and reuses it for every token of the
+ * call); all functions are pure and thread-safe.
+ */
+#ifndef SA_REPACK_H
+#define SA_REPACK_H
+
+#include "quant.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define REPACK_ROWS 16
+#define REPACK_F32_BYTES(n_in) ((size_t)(n_in) * REPACK_ROWS * sizeof(float))
+#define REPACK_Q8_BLOCK_BYTES (8 * REPACK_ROWS * 4 + 2 * REPACK_ROWS * sizeof(float))
+#define REPACK_Q8_BYTES(n_in) ((size_t)(n_in) / QUANT_BLOCK * REPACK_Q8_BLOCK_BYTES)
+
+enum repack_kind {
+    REPACK_NONE = 0, /* the type has no panel: callers use another path */
+    REPACK_F32,
+    REPACK_Q8,
+};
+
+/* The panel kind of weight type t. */
+enum repack_kind repack_kind_of(enum quant_type t);
+/* Bytes of one panel of n_in columns for type t (0 for REPACK_NONE). */
+size_t repack_panel_bytes(enum quant_type t, size_t n_in);
+
+/* Pack rows [r0, r0 + nr) (nr <= REPACK_ROWS; the rest are zero) of a matrix of
+ * type t, n_in columns, rows row_bytes apart starting at data, into panel
+ * (repack_panel_bytes(t, n_in) bytes, 64-byte aligned). */
+void repack_panel(enum quant_type t, const void *data, size_t row_bytes, size_t n_in, size_t r0, size_t nr,
+                  void *panel);
+
+/* Row r (< REPACK_ROWS) of a panel back to floats: the round-trip test. */
+void repack_unpack_row(enum quant_type t, const void *panel, size_t n_in, int r, float *out);
+
+#endif

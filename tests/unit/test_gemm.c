@@ -1,0 +1,271 @@
+/*
+ * test_gemm.c - the GEMM micro-kernels (engine/gemm.c) and the weight panels
+ * (engine/repack.c) against plain-C references.
+ *
+ *   - repack -> unpack reproduces quant_dequantize_row exactly (equal floats;
+ *     a zero may differ in sign) for every row of every panel type (the
+ *     padding rows of a short panel are zero);
+ *   - every kernel at every ISA level this machine runs (scalar always,
+ *     AVX-512 VNNI where built and reported) against a double-precision dot of
+ *     the dequantised weight rows, on odd shapes: output rows 1, 7, 16, 17, 33,
+ *     token rows 1, 2, 3, 7, 8, 17, 48, K not a multiple of any tile;
+ *       float types: |y - ref| <= 1e-5 * sum |w x| (float accumulation), plus
+ *       2^-8 * sum |w x| per operand rounded to BF16 where the bf16 kernel runs
+ *       (the activations; F16 weights too when GEMM_F16_AS_BF16);
+ *       integer types: against the quantised activations (d * q) the same
+ *       bound; against the float activations the round-to-nearest bound of the
+ *       activation quantisation, sum_b d_b / 2 * sum_{i in b} |w_i|, plus the same;
+ *   - the AVX-512 integer kernel equals the scalar one bit for bit (same
+ *     integer sums, same float operation order);
+ *   - 1 and 2 worker threads give identical results (threads split output
+ *     tiles only).
+ */
+#include "engine/gemm.h"
+#include "engine/quant.h"
+#include "engine/repack.h"
+#include "engine/workers.h"
+#include "tests/test.h"
+
+#include <stdint.h>
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint32_t rnd32(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 32);
+}
+static float rndf(void) { return (float)rnd32() / 4294967296.0f * 2.0f - 1.0f; }
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) abort();
+    return p;
+}
+static void *xalloc64(size_t n)
+{
+    void *p = aligned_alloc(64, (n + 63) / 64 * 64);
+    if (!p) abort();
+    return p;
+}
+
+static const enum quant_type types[] = {QUANT_F32, QUANT_F16, QUANT_BF16, QUANT_Q8_0, QUANT_Q4_0,
+                                        QUANT_IQ4_NL, QUANT_Q4_K, QUANT_IQ4_XS};
+#define N_TYPES (sizeof types / sizeof types[0])
+
+/* K values per type: not a multiple of the float kernel's 16 lanes or K chunk,
+ * nor of the integer tile's blocks beyond what the type requires. */
+static size_t k_list(enum quant_type t, size_t *k)
+{
+    if (t == QUANT_Q4_K || t == QUANT_IQ4_XS) {
+        k[0] = 256, k[1] = 768;
+        return 2;
+    }
+    if (repack_kind_of(t) == REPACK_Q8) {
+        k[0] = 32, k[1] = 96, k[2] = 1056;
+        return 3;
+    }
+    k[0] = 1, k[1] = 40, k[2] = 1047;
+    return 3;
+}
+
+/* A random matrix of type t: n_out rows of n_in, per-row scales that vary. */
+static void *make_weights(enum quant_type t, size_t n_out, size_t n_in, size_t *row_bytes)
+{
+    *row_bytes = quant_row_bytes(t, n_in);
+    char *w = xmalloc(*row_bytes * n_out); /* exact size: ASan catches over-reads */
+    float *tmp = xmalloc(n_in * sizeof(float));
+    for (size_t r = 0; r < n_out; r++) {
+        float sc = (r % 3 == 0) ? 0.01f : (r % 3 == 1) ? 1.0f : 7.0f;
+        for (size_t i = 0; i < n_in; i++) tmp[i] = rndf() * sc;
+        quant_quantize_row(t, tmp, w + r * *row_bytes, n_in);
+    }
+    free(tmp);
+    return w;
+}
+
+static void test_repack_round_trip(void)
+{
+    for (size_t ti = 0; ti < N_TYPES; ti++) {
+        enum quant_type t = types[ti];
+        size_t ks[3], nk = k_list(t, ks);
+        for (size_t ki = 0; ki < nk; ki++) {
+            size_t n_in = ks[ki], n_out = 21, rb;
+            void *w = make_weights(t, n_out, n_in, &rb);
+            void *panel = xalloc64(repack_panel_bytes(t, n_in));
+            float *a = xmalloc(n_in * sizeof(float)), *b = xmalloc(n_in * sizeof(float));
+            int bad = 0;
+            for (size_t r0 = 0; r0 < n_out; r0 += REPACK_ROWS) {
+                size_t nr = n_out - r0 < REPACK_ROWS ? n_out - r0 : REPACK_ROWS;
+                repack_panel(t, w, rb, n_in, r0, nr, panel);
+                for (int r = 0; r < REPACK_ROWS; r++) {
+                    repack_unpack_row(t, panel, n_in, r, a);
+                    if ((size_t)r < nr)
+                        quant_dequantize_row(t, (const char *)w + (r0 + (size_t)r) * rb, b, n_in);
+                    else
+                        memset(b, 0, n_in * sizeof(float));
+                    bool same = true; /* equal values (+0 and -0 alike: ggml's (q - 8) * d is -0 for d < 0) */
+                    for (size_t i = 0; i < n_in; i++) same = same && a[i] == b[i];
+                    if (!same && bad++ < 3)
+                        TEST_FAIL_("%s n_in %zu row %zu: unpacked panel differs from quant_dequantize_row",
+                                   quant_type_name(t), n_in, r0 + (size_t)r);
+                }
+            }
+            free(a);
+            free(b);
+            free(panel);
+            free(w);
+        }
+    }
+}
+
+/* y from gemm_matmul at isa with a pool of n_threads. */
+static float *run_gemm(enum quant_isa isa, int n_threads, enum quant_type t, const void *w, size_t rb, size_t n_in,
+                       size_t n_out, const float *x, size_t T)
+{
+    struct workers *pool = workers_create(n_threads);
+    if (!pool) abort();
+    struct gemm_scratch s = {.act = xalloc64(gemm_act_bytes(T, n_in)), .panel_stride = gemm_panel_bytes(n_in),
+                             .n_panels = n_threads};
+    s.panels = xalloc64(s.panel_stride * (size_t)n_threads);
+    float *y = xmalloc(T * n_out * sizeof(float));
+    for (size_t i = 0; i < T * n_out; i++) y[i] = NAN; /* every output must be written */
+    gemm_matmul(isa, pool, t, w, rb, n_in, n_out, x, T, y, &s);
+    free(s.act);
+    free(s.panels);
+    workers_destroy(pool);
+    return y;
+}
+
+static const size_t out_list[] = {1, 7, 16, 17, 33};
+static const size_t tok_list[] = {1, 2, 3, 7, 8, 17, 48};
+
+static void check_type(enum quant_type t, enum quant_isa isa)
+{
+    size_t ks[3], nk = k_list(t, ks);
+    bool q8 = repack_kind_of(t) == REPACK_Q8;
+    int bad = 0;
+    for (size_t ki = 0; ki < nk; ki++)
+        for (size_t oi = 0; oi < sizeof out_list / sizeof out_list[0]; oi++)
+            for (size_t ti = 0; ti < sizeof tok_list / sizeof tok_list[0]; ti++) {
+                size_t n_in = ks[ki], n_out = out_list[oi], T = tok_list[ti], rb;
+                if (n_in > 256 && (T > 8 || n_out > 17)) continue; /* keep the test fast under ASan */
+                void *w = make_weights(t, n_out, n_in, &rb);
+                float *x = xmalloc(T * n_in * sizeof(float));
+                for (size_t i = 0; i < T * n_in; i++) x[i] = rndf() * ((i / 32) % 5 == 0 ? 10.0f : 1.0f);
+                float *y = run_gemm(isa, 2, t, w, rb, n_in, n_out, x, T);
+                float *y1 = run_gemm(isa, 1, t, w, rb, n_in, n_out, x, T);
+                if (memcmp(y, y1, T * n_out * sizeof(float)) != 0 && bad++ < 3)
+                    TEST_FAIL_("%s %s: 1 and 2 threads differ (T %zu n_out %zu n_in %zu)", quant_type_name(t),
+                               quant_isa_name(isa), T, n_out, n_in);
+                if (q8 && isa != QUANT_ISA_SCALAR) {
+                    float *ys = run_gemm(QUANT_ISA_SCALAR, 1, t, w, rb, n_in, n_out, x, T);
+                    if (memcmp(y, ys, T * n_out * sizeof(float)) != 0 && bad++ < 3)
+                        TEST_FAIL_("%s: AVX-512 integer kernel differs from the scalar one (T %zu n_out %zu n_in %zu)",
+                                   quant_type_name(t), T, n_out, n_in);
+                    free(ys);
+                }
+                float *row = xmalloc(n_in * sizeof(float)), *xq = xmalloc(n_in * sizeof(float));
+                int8_t *q = xmalloc(n_in);
+                size_t nb = n_in / 32 ? n_in / 32 : 1;
+                float *d = xmalloc(nb * sizeof(float)), *a = xmalloc(nb * sizeof(float));
+                for (size_t tt = 0; tt < T; tt++) {
+                    const float *xt = x + tt * n_in;
+                    if (q8) {
+                        gemm_quantize_act(xt, n_in, q, d, a);
+                        for (size_t i = 0; i < n_in; i++) xq[i] = d[i / 32] * (float)q[i];
+                    }
+                    for (size_t r = 0; r < n_out; r++) {
+                        quant_dequantize_row(t, (const char *)w + r * rb, row, n_in);
+                        double ref = 0, refq = 0, mag = 0, qbound = 0;
+                        for (size_t i = 0; i < n_in; i++) {
+                            ref += (double)row[i] * xt[i];
+                            mag += fabs((double)row[i] * xt[i]);
+                            if (q8) {
+                                refq += (double)row[i] * xq[i];
+                                qbound += fabs((double)row[i]) * d[i / 32] * 0.5;
+                            }
+                        }
+                        double got = y[tt * n_out + r], tol = 1e-5 * mag + 1e-6;
+                        /* the bf16 kernel rounds x (and F16 weights) to 8 significant bits: 2^-8 each */
+                        if (gemm_uses_bf16(isa, t)) tol += (t == QUANT_F16 ? 2.0 : 1.0) * 0x1p-8 * mag;
+                        if (q8) {
+                            if (!(fabs(got - refq) <= tol + 1e-5 * qbound) && bad++ < 3)
+                                TEST_FAIL_("%s %s T %zu n_out %zu n_in %zu y[%zu][%zu] = %.9g, ref (quantised x) %.9g",
+                                           quant_type_name(t), quant_isa_name(isa), T, n_out, n_in, tt, r, got, refq);
+                            tol += qbound * 1.0001;
+                        }
+                        if (!(fabs(got - ref) <= tol) && bad++ < 3)
+                            TEST_FAIL_("%s %s T %zu n_out %zu n_in %zu y[%zu][%zu] = %.9g, ref %.9g (tol %.3g)",
+                                       quant_type_name(t), quant_isa_name(isa), T, n_out, n_in, tt, r, got, ref, tol);
+                    }
+                }
+                free(row);
+                free(xq);
+                free(q);
+                free(d);
+                free(a);
+                free(y);
+                free(y1);
+                free(x);
+                free(w);
+            }
+}
+
+static void test_kernels_scalar(void)
+{
+    for (size_t ti = 0; ti < N_TYPES; ti++) {
+        ASSERT_TRUE(gemm_supported(QUANT_ISA_SCALAR, types[ti]));
+        check_type(types[ti], QUANT_ISA_SCALAR);
+    }
+}
+
+static void test_kernels_avx512(void)
+{
+    if (!gemm_supported(QUANT_ISA_AVX512, QUANT_Q8_0)) {
+        fprintf(stderr, "  (AVX-512 VNNI gemm not built or not reported by this CPU: skipped)\n");
+        return;
+    }
+    for (size_t ti = 0; ti < N_TYPES; ti++) check_type(types[ti], QUANT_ISA_AVX512);
+}
+
+static void test_unsupported(void)
+{
+    ASSERT_TRUE(!gemm_supported(QUANT_ISA_SCALAR, QUANT_Q6_K));
+    ASSERT_TRUE(!gemm_supported(QUANT_ISA_AVX512, QUANT_Q2_K));
+    ASSERT_EQ(repack_panel_bytes(QUANT_Q3_K, 256), 0);
+    ASSERT_TRUE(!gemm_supported(QUANT_ISA_AVX2, QUANT_Q8_0)); /* no AVX2 gemm: ops keeps the old paths */
+}
+
+/* The activation quantisation: round to nearest, |q| <= 127, a = d * sum q. */
+static void test_quantize_act(void)
+{
+    float x[64];
+    for (int i = 0; i < 64; i++) x[i] = i < 32 ? rndf() * 3 : 0.0f;
+    int8_t q[64];
+    float d[2], a[2];
+    gemm_quantize_act(x, 64, q, d, a);
+    int sum = 0;
+    for (int i = 0; i < 32; i++) {
+        ASSERT_TRUE(q[i] >= -127 && q[i] <= 127);
+        ASSERT_NEAR(d[0] * q[i], x[i], d[0] * 0.5f * 1.0001f);
+        sum += q[i];
+    }
+    ASSERT_NEAR(a[0], d[0] * (float)sum, 0);
+    ASSERT_NEAR(d[1], 0, 0); /* an all-zero block */
+    ASSERT_NEAR(a[1], 0, 0);
+}
+
+int main(void)
+{
+    fprintf(stderr, "gemm: quant ISA max %s\n", quant_isa_name(quant_isa_max()));
+    TEST_RUN(test_quantize_act);
+    TEST_RUN(test_repack_round_trip);
+    TEST_RUN(test_unsupported);
+    TEST_RUN(test_kernels_scalar);
+    TEST_RUN(test_kernels_avx512);
+    fprintf(stderr, "%d passed, %d failed\n", test_passed_, test_failed_);
+    return test_failures_ ? 1 : 0;
+}
