@@ -701,7 +701,7 @@ static void test_models_json(void)
     char *s = response_models_json(&m, &len);
     ASSERT_STR_EQ(s, "{\"object\":\"list\",\"data\":[{\"id\":\"stories260K\",\"object\":\"model\",\"created\":1700000000,"
                      "\"owned_by\":\"saserve\",\"layers\":5,\"context_length\":512,\"n_params\":260000,"
-                     "\"share_default\":true,\"share_spans\":\"3-4\",\"rebalance_default\":false}]}");
+                     "\"share_default\":true,\"share_spans\":\"3-4\",\"rebalance_default\":false,\"chat_template\":\"llama2\"}]}");
     free(s);
     m.id = "bad\xff";
     m.share_spans = NULL;
