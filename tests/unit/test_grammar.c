@@ -3,11 +3,12 @@
  * and named rejections, the matcher against hand-computed byte sequences, the
  * trie mask against a brute-force scan of every token (stories260K and the
  * GPT-2 vocabulary, several grammars and states), the JSON-schema converter
- * (white-box: includes server/json_schema.c, as test_request.c does), and
+ * (white-box: includes server/schema.c, as test_request.c does), and
  * generation through the engine whose every output is parsed with jansson
  * and checked by an independent validator written here for the supported
  * subset. Prints the mask's cost per step against the brute-force scan.
  */
+#include "../../server/schema.c"
 #include "../test.h"
 
 #include "engine/engine.h"
@@ -263,10 +264,149 @@ static void test_mask_vs_bruteforce(void)
     grammar_unref(utf);
 }
 
+/* ---- JSON schema -> GBNF ---- */
+
+static char *schema_gbnf(const char *schema_json, int expect_rc, const char *needle)
+{
+    json_error_t je;
+    json_t *s = json_loads(schema_json, JSON_DECODE_ANY, &je);
+    if (!s) {
+        TEST_FAIL_("bad test schema %s: %s", schema_json, je.text);
+        return NULL;
+    }
+    char *g = NULL, msg[256] = "";
+    int rc = schema_to_gbnf(s, &g, msg, sizeof msg);
+    json_decref(s);
+    if (rc != expect_rc) TEST_FAIL_("schema %s: rc %d, expected %d (%s)", schema_json, rc, expect_rc, msg);
+    if (needle && !strstr(msg, needle)) TEST_FAIL_("schema %s: message \"%s\" lacks \"%s\"", schema_json, msg, needle);
+    return g;
+}
+
+static void test_schema_unsupported(void)
+{
+    static const struct {
+        const char *schema, *needle;
+        int rc;
+    } cases[] = {
+        {"{\"type\":\"string\",\"pattern\":\"^a\"}", "json_schema: 'pattern' is not supported (at #)", SA_ERR_UNSUPPORTED},
+        {"{\"type\":\"object\",\"properties\":{\"d\":{\"type\":\"string\",\"format\":\"date\"}}}",
+         "'format' is not supported (at #/properties/d)", SA_ERR_UNSUPPORTED},
+        {"{\"type\":\"number\",\"minimum\":0}", "'minimum' is not supported", SA_ERR_UNSUPPORTED},
+        {"{\"allOf\":[{}]}", "'allOf' is not supported", SA_ERR_UNSUPPORTED},
+        {"{\"not\":{}}", "'not' is not supported", SA_ERR_UNSUPPORTED},
+        {"{\"type\":\"array\",\"prefixItems\":[]}", "'prefixItems' is not supported", SA_ERR_UNSUPPORTED},
+        {"{\"type\":\"array\",\"uniqueItems\":true}", "'uniqueItems' is not supported", SA_ERR_UNSUPPORTED},
+        {"{\"type\":\"object\",\"additionalProperties\":{\"type\":\"integer\"}}", "'additionalProperties' other than",
+         SA_ERR_UNSUPPORTED},
+        {"{\"type\":\"object\",\"properties\":{},\"required\":[\"x\"]}", "required property 'x' is not in 'properties'",
+         SA_ERR_UNSUPPORTED},
+        {"{\"$ref\":\"http://example.com/s.json\"}", "'$ref' http://example.com/s.json", SA_ERR_UNSUPPORTED},
+        {"{\"$ref\":\"#/$defs/missing\"}", "'$ref' #/$defs/missing", SA_ERR_UNSUPPORTED},
+        {"{\"type\":\"date\"}", "type 'date' is not supported", SA_ERR_UNSUPPORTED},
+        {"{\"type\":\"string\",\"maxItems\":3}", "'maxItems' does not apply", SA_ERR_UNSUPPORTED},
+        {"{\"type\":\"array\",\"maxItems\":1000}", "'maxItems' above 64", SA_ERR_UNSUPPORTED},
+        {"{\"enum\":[1],\"type\":\"integer\"}", "combining 'enum'", SA_ERR_UNSUPPORTED},
+        {"false", "matches nothing", SA_ERR_UNSUPPORTED},
+        {"{\"enum\":[]}", "'enum' must be a non-empty array", SA_ERR_INVALID_ARG},
+        {"{\"type\":\"array\",\"minItems\":-1}", "'minItems' must be a non-negative integer", SA_ERR_INVALID_ARG},
+        {"{\"anyOf\":[{\"type\":\"string\"},{\"if\":{}}]}", "'if' is not supported (at #/anyOf/1)", SA_ERR_UNSUPPORTED},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) free(schema_gbnf(cases[i].schema, cases[i].rc, cases[i].needle));
+    /* a recursion that can never end is refused by the grammar compiler, by name */
+    char *g = schema_gbnf("{\"type\":\"object\",\"properties\":{\"c\":{\"$ref\":\"#\"}},\"required\":[\"c\"]}", 0, NULL);
+    if (g) {
+        struct grammar *gr = NULL;
+        char msg[256] = "";
+        ASSERT_EQ(grammar_compile(g, strlen(g), &gr, msg, sizeof msg), SA_ERR_INVALID_ARG);
+        ASSERT_CONTAINS(msg, "can never finish");
+        free(g);
+    }
+    /* response_format wrapper */
+    static const struct {
+        const char *rf, *needle;
+    } bad[] = {
+        {"{\"type\":\"json_schema\"}", "response_format.json_schema: must be an object"},
+        {"{\"type\":\"json_schema\",\"json_schema\":{\"schema\":{}}}", "response_format.json_schema.name: required"},
+        {"{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\",\"schema\":{\"type\":\"string\",\"pattern\":\"a\"}}}",
+         "response_format.json_schema.schema: json_schema: 'pattern' is not supported"},
+        {"{\"type\":\"xml\"}", "response_format.type: 'xml'"},
+        {"{\"type\":\"json_object\",\"extra\":1}", "response_format.extra: not supported"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        json_t *rf = json_loads(bad[i].rf, 0, NULL);
+        char *out = NULL, msg[256] = "";
+        ASSERT_TRUE(schema_response_format_gbnf(rf, &out, msg, sizeof msg) != 0);
+        ASSERT_CONTAINS(msg, bad[i].needle);
+        ASSERT_TRUE(out == NULL);
+        json_decref(rf);
+    }
+    json_t *rf = json_loads("{\"type\":\"text\"}", 0, NULL);
+    char *out = (char *)1, msg[128];
+    ASSERT_OK(schema_response_format_gbnf(rf, &out, msg, sizeof msg));
+    ASSERT_TRUE(out == NULL);
+    json_decref(rf);
+}
+
+/* Schemas for the conversion and the generation tests; each with instances that
+ * must (valid) and must not (invalid) be accepted by its grammar. */
+static const struct {
+    const char *schema;
+    const char *valid[4], *invalid[4];
+} SCHEMAS[] = {
+    {"{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"maxLength\":12},\"age\":{\"type\":\"integer\"},"
+     "\"happy\":{\"type\":\"boolean\"}},\"required\":[\"name\",\"age\"],\"additionalProperties\":false}",
+     {"{\"name\":\"Lily\",\"age\":3}", "{ \"name\": \"\", \"age\": -7, \"happy\": true }", NULL},
+     {"{\"age\":3}", "{\"name\":\"Lily\"}", "{\"name\":\"Lily\",\"age\":3.5}", "{\"name\":\"aaaaaaaaaaaaa\",\"age\":1}"}},
+    {"{\"type\":\"array\",\"items\":{\"enum\":[\"red\",\"green\",3,null]},\"minItems\":1,\"maxItems\":3}",
+     {"[\"red\"]", "[3, null, \"green\"]", NULL},
+     {"[]", "[\"blue\"]", "[3,3,3,3]", NULL}},
+    {"{\"$defs\":{\"pt\":{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"number\"},\"y\":{\"type\":\"number\"}},"
+     "\"required\":[\"x\",\"y\"]}},\"type\":\"object\",\"properties\":{\"a\":{\"$ref\":\"#/$defs/pt\"},"
+     "\"b\":{\"anyOf\":[{\"$ref\":\"#/$defs/pt\"},{\"type\":\"null\"}]},\"kind\":{\"const\":\"line\"}},"
+     "\"required\":[\"a\",\"b\",\"kind\"]}",
+     {"{\"a\":{\"x\":1,\"y\":-2.5e3},\"b\":null,\"kind\":\"line\"}", "{\"a\":{\"x\":0,\"y\":0},\"b\":{\"x\":1,\"y\":2},\"kind\":\"line\"}", NULL},
+     {"{\"a\":{\"x\":1},\"b\":null,\"kind\":\"line\"}", "{\"a\":{\"x\":1,\"y\":2},\"b\":null,\"kind\":\"box\"}", "{\"a\":{\"x\":01,\"y\":2},\"b\":null,\"kind\":\"line\"}", NULL}},
+    {"{\"type\":\"object\",\"properties\":{\"tree\":{\"$ref\":\"#/$defs/node\"}},\"required\":[\"tree\"],"
+     "\"$defs\":{\"node\":{\"type\":\"object\",\"properties\":{\"v\":{\"type\":[\"integer\",\"string\"]},"
+     "\"kids\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/node\"},\"maxItems\":2}},\"required\":[\"v\"]}}}",
+     {"{\"tree\":{\"v\":1}}", "{\"tree\":{\"v\":\"a\",\"kids\":[{\"v\":2},{\"v\":3,\"kids\":[]}]}}", NULL},
+     {"{\"tree\":{}}", "{\"tree\":{\"v\":true}}", "{\"tree\":{\"v\":1,\"kids\":[{\"v\":1},{\"v\":1},{\"v\":1}]}}", NULL}},
+    {"{\"type\":\"object\",\"properties\":{\"s\":{\"type\":\"string\",\"minLength\":2}},\"required\":[\"s\"]}",
+     {"{\"s\":\"ab\"}", "{\"s\":\"a\\\"\\n\xc3\xa9\"}", NULL},
+     {"{\"s\":\"a\"}", "{\"s\":\"a\nb\"}", NULL}},
+};
+
+static void test_schema_grammars(void)
+{
+    for (size_t i = 0; i < sizeof SCHEMAS / sizeof *SCHEMAS; i++) {
+        char *text = schema_gbnf(SCHEMAS[i].schema, 0, NULL);
+        if (!text) continue;
+        struct grammar *g = compile_ok(text);
+        if (g) {
+            for (int k = 0; k < 4 && SCHEMAS[i].valid[k]; k++)
+                if (full_match(g, SCHEMAS[i].valid[k]) != 1) TEST_FAIL_("schema %zu rejects %s", i, SCHEMAS[i].valid[k]);
+            for (int k = 0; k < 4 && SCHEMAS[i].invalid[k]; k++)
+                if (full_match(g, SCHEMAS[i].invalid[k]) != 0) TEST_FAIL_("schema %zu accepts %s", i, SCHEMAS[i].invalid[k]);
+        }
+        grammar_unref(g);
+        free(text);
+    }
+    struct grammar *g = compile_ok(schema_json_object_gbnf());
+    if (!g) return;
+    ASSERT_EQ(full_match(g, "{}"), 1);
+    ASSERT_EQ(full_match(g, "{\"a\": [1, 2.5, {\"b\": null}], \"c\": \"d\"}"), 1);
+    ASSERT_EQ(full_match(g, "[1]"), 0);
+    ASSERT_EQ(full_match(g, "{\"a\":1,}"), 0);
+    ASSERT_EQ(full_match(g, "{          \"a\":1}"), 0); /* more than 8 spaces */
+    grammar_unref(g);
+}
+
 int main(void)
 {
     TEST_RUN(test_parse_rejects);
     TEST_RUN(test_matcher);
     TEST_RUN(test_mask_vs_bruteforce);
+    TEST_RUN(test_schema_unsupported);
+    TEST_RUN(test_schema_grammars);
     TEST_DONE();
 }
