@@ -19,7 +19,7 @@
 #include <string.h>
 
 static const char JSON_LIB[] =
-    "ws ::= [ \\t\\n]{0,8}\n"
+    "ws ::= ( \" \" | \"\\n\" [ \\t]{0,8} )?\n"
     "json-value ::= json-object | json-array | json-string | json-number | \"true\" | \"false\" | \"null\"\n"
     "json-object ::= \"{\" ws ( json-string ws \":\" ws json-value ws ( \",\" ws json-string ws \":\" ws json-value ws )* )? \"}\"\n"
     "json-array ::= \"[\" ws ( json-value ws ( \",\" ws json-value ws )* )? \"]\"\n"
@@ -32,7 +32,7 @@ static const char JSON_LIB[] =
 
 static const char JSON_OBJECT_GBNF[] =
     "root ::= json-object\n"
-    "ws ::= [ \\t\\n]{0,8}\n"
+    "ws ::= ( \" \" | \"\\n\" [ \\t]{0,8} )?\n"
     "json-value ::= json-object | json-array | json-string | json-number | \"true\" | \"false\" | \"null\"\n"
     "json-object ::= \"{\" ws ( json-string ws \":\" ws json-value ws ( \",\" ws json-string ws \":\" ws json-value ws )* )? \"}\"\n"
     "json-array ::= \"[\" ws ( json-value ws ( \",\" ws json-value ws )* )? \"]\"\n"

@@ -27,8 +27,8 @@
  *     $comment, default, examples, deprecated, readOnly, writeOnly, $defs,
  *     definitions; `true` and {} mean any JSON value.
  * Numbers are generated with at most 16 integer digits, 16 decimals and a
- * 3-digit exponent, and whitespace between tokens is at most 8 characters per
- * position, so a model cannot loop on digits or spaces; string bodies have no
+ * 3-digit exponent, and whitespace between tokens is one space, or one newline
+ * and at most 8 spaces or tabs, so a model cannot loop on digits or spaces; string bodies have no
  * bound unless maxLength. The output carries no whitespace before or after
  * the top-level value, so the grammar is finished when the value closes.
  *

@@ -264,6 +264,47 @@ static void test_mask_vs_bruteforce(void)
     grammar_unref(utf);
 }
 
+/* A vocabulary that cannot spell the grammar: the mask is empty (what
+ * engine_grammar_compile refuses at compile time and the step thread turns
+ * into an ERROR event); control tokens never count. */
+static void test_mask_small_vocab(void)
+{
+    const char *texts[5] = {"<unk>", "<s>", "</s>", "a", "\xe2\x96\x81" "b"};
+    uint32_t lens[5] = {5, 3, 4, 1, 4};
+    uint8_t types[5] = {TOK_TYPE_UNKNOWN, TOK_TYPE_CONTROL, TOK_TYPE_CONTROL, TOK_TYPE_NORMAL, TOK_TYPE_NORMAL};
+    struct tok_vocab tv = {.kind = TOK_KIND_SPM, .n_vocab = 5, .texts = texts, .lens = lens, .types = types,
+                           .bos = 1, .eos = 2, .unk = 0, .prefix_mode = TOK_PREFIX_NONE};
+    struct tokenizer *t = NULL;
+    char msg[256];
+    if (tok_create_vocab(&tv, &t, msg, sizeof msg)) {
+        TEST_FAIL_("tok_create_vocab: %s", msg);
+        return;
+    }
+    struct grammar_vocab *v;
+    ASSERT_OK(grammar_vocab_create(t, &v));
+    struct grammar *g = compile_ok("root ::= \"a\"+ \" b\" | \"c\"");
+    struct grammar_matcher *m;
+    if (!g || grammar_matcher_create(g, &m)) return;
+    uint32_t bits[1];
+    ASSERT_EQ(grammar_mask(m, v, bits), 1); /* "a" only: " b" cannot start, "c" has no token */
+    ASSERT_EQ(bits[0], 1u << 3);
+    ASSERT_OK(grammar_accept_bytes(m, (const uint8_t *)"a", 1));
+    ASSERT_EQ(grammar_mask(m, v, bits), 2);
+    ASSERT_EQ(bits[0], (1u << 3) | (1u << 4));
+    grammar_matcher_destroy(m);
+    grammar_unref(g);
+    g = compile_ok("root ::= \"c\"");
+    if (g && grammar_matcher_create(g, &m) == 0) {
+        ASSERT_EQ(grammar_mask(m, v, bits), 0);
+        ASSERT_EQ(bits[0], 0);
+        ASSERT_TRUE(!grammar_can_end(m));
+        grammar_matcher_destroy(m);
+    }
+    grammar_unref(g);
+    grammar_vocab_destroy(v);
+    tok_destroy(t);
+}
+
 /* ---- JSON schema -> GBNF ---- */
 
 static char *schema_gbnf(const char *schema_json, int expect_rc, const char *needle)
@@ -397,8 +438,264 @@ static void test_schema_grammars(void)
     ASSERT_EQ(full_match(g, "{\"a\": [1, 2.5, {\"b\": null}], \"c\": \"d\"}"), 1);
     ASSERT_EQ(full_match(g, "[1]"), 0);
     ASSERT_EQ(full_match(g, "{\"a\":1,}"), 0);
-    ASSERT_EQ(full_match(g, "{          \"a\":1}"), 0); /* more than 8 spaces */
+    ASSERT_EQ(full_match(g, "{\n        \"a\": 1\n}"), 1);
+    ASSERT_EQ(full_match(g, "{  \"a\":1}"), 0);        /* two spaces */
+    ASSERT_EQ(full_match(g, "{\n\n\"a\":1}"), 0);      /* two newlines */
+    ASSERT_EQ(full_match(g, "{\n          \"a\":1}"), 0); /* more than 8 spaces of indentation */
     grammar_unref(g);
+}
+
+/* ---- generation through the engine, checked by an independent validator ---- */
+
+static size_t utf8_len(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+/* Does instance x satisfy schema s (the subset schema.h supports)? Written from
+ * the JSON Schema spec, independently of the converter. */
+static bool validate(json_t *x, json_t *s, json_t *root, int depth)
+{
+    if (depth > 64) return false;
+    if (json_is_true(s)) return true;
+    if (!json_is_object(s)) return false;
+    json_t *ref = json_object_get(s, "$ref");
+    if (ref) {
+        const char *r = json_string_value(ref);
+        if (!strcmp(r, "#")) return validate(x, root, root, depth + 1);
+        if (!strncmp(r, "#/$defs/", 8))
+            return validate(x, json_object_get(json_object_get(root, "$defs"), r + 8), root, depth + 1);
+        if (!strncmp(r, "#/definitions/", 14))
+            return validate(x, json_object_get(json_object_get(root, "definitions"), r + 14), root, depth + 1);
+        return false;
+    }
+    json_t *v;
+    if ((v = json_object_get(s, "const")) && !json_equal(x, v)) return false;
+    if ((v = json_object_get(s, "enum"))) {
+        bool found = false;
+        for (size_t i = 0; i < json_array_size(v); i++) found |= json_equal(x, json_array_get(v, i));
+        if (!found) return false;
+    }
+    if ((v = json_object_get(s, "anyOf"))) {
+        bool ok = false;
+        for (size_t i = 0; i < json_array_size(v); i++) ok |= validate(x, json_array_get(v, i), root, depth + 1);
+        if (!ok) return false;
+    }
+    if ((v = json_object_get(s, "oneOf"))) {
+        int hits = 0;
+        for (size_t i = 0; i < json_array_size(v); i++) hits += validate(x, json_array_get(v, i), root, depth + 1);
+        if (hits != 1) return false;
+    }
+    if ((v = json_object_get(s, "type"))) {
+        bool ok = false;
+        for (size_t i = 0; i < (json_is_array(v) ? json_array_size(v) : 1); i++) {
+            const char *t = json_string_value(json_is_array(v) ? json_array_get(v, i) : v);
+            ok |= (!strcmp(t, "object") && json_is_object(x)) || (!strcmp(t, "array") && json_is_array(x)) ||
+                  (!strcmp(t, "string") && json_is_string(x)) || (!strcmp(t, "integer") && json_is_integer(x)) ||
+                  (!strcmp(t, "number") && json_is_number(x)) || (!strcmp(t, "boolean") && json_is_boolean(x)) ||
+                  (!strcmp(t, "null") && json_is_null(x));
+        }
+        if (!ok) return false;
+    }
+    if (json_is_string(x)) {
+        size_t n = utf8_len(json_string_value(x));
+        if ((v = json_object_get(s, "minLength")) && n < (size_t)json_integer_value(v)) return false;
+        if ((v = json_object_get(s, "maxLength")) && n > (size_t)json_integer_value(v)) return false;
+    }
+    if (json_is_array(x)) {
+        size_t n = json_array_size(x);
+        if ((v = json_object_get(s, "minItems")) && n < (size_t)json_integer_value(v)) return false;
+        if ((v = json_object_get(s, "maxItems")) && n > (size_t)json_integer_value(v)) return false;
+        if ((v = json_object_get(s, "items")))
+            for (size_t i = 0; i < n; i++)
+                if (!validate(json_array_get(x, i), v, root, depth + 1)) return false;
+    }
+    if (json_is_object(x)) {
+        json_t *props = json_object_get(s, "properties"), *req = json_object_get(s, "required");
+        for (size_t i = 0; i < json_array_size(req); i++)
+            if (!json_object_get(x, json_string_value(json_array_get(req, i)))) return false;
+        const char *k;
+        json_t *val;
+        json_object_foreach(x, k, val)
+        {
+            json_t *ps = props ? json_object_get(props, k) : NULL;
+            if (ps && !validate(val, ps, root, depth + 1)) return false;
+            if (!ps && json_is_false(json_object_get(s, "additionalProperties"))) return false;
+        }
+    }
+    return true;
+}
+
+struct gen_out {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char text[8192];
+    size_t n;
+    bool done;
+    struct engine_event last;
+};
+
+static void gen_cb(void *user, const struct engine_event *ev)
+{
+    struct gen_out *o = user;
+    pthread_mutex_lock(&o->mu);
+    if (ev->type == ENGINE_EV_TOKEN) {
+        if (o->n + ev->text_len < sizeof o->text) {
+            memcpy(o->text + o->n, ev->text, ev->text_len);
+            o->n += ev->text_len;
+            o->text[o->n] = 0;
+        }
+    } else {
+        o->last = *ev;
+        o->done = true;
+        pthread_cond_signal(&o->cv);
+    }
+    pthread_mutex_unlock(&o->mu);
+}
+
+/* Generate under grammar text; returns the finish reason (-1 on an error event). */
+static int generate(struct engine *e, struct grammar *g, const char *prompt, float temp, uint64_t seed,
+                    uint32_t max_tokens, struct gen_out *o)
+{
+    memset(o, 0, sizeof *o);
+    pthread_mutex_init(&o->mu, NULL);
+    pthread_cond_init(&o->cv, NULL);
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (engine_tokenize(e, prompt, strlen(prompt), true, false, &ids, &n)) return -2;
+    struct engine_request r = {.prompt = ids, .n_prompt = n, .max_tokens = max_tokens, .grammar = g,
+                               .cb = gen_cb, .user = o};
+    r.sampling = sampler_default_params();
+    r.sampling.temperature = temp;
+    r.sampling.seed = seed;
+    uint64_t id;
+    int rc = engine_submit(e, &r, &id);
+    free(ids);
+    if (rc) return -3;
+    pthread_mutex_lock(&o->mu);
+    while (!o->done) pthread_cond_wait(&o->cv, &o->mu);
+    pthread_mutex_unlock(&o->mu);
+    pthread_mutex_destroy(&o->mu);
+    pthread_cond_destroy(&o->cv);
+    return o->last.type == ENGINE_EV_DONE ? (int)o->last.finish : -1;
+}
+
+static struct engine *start_engine(void)
+{
+    char path[512], msg[256];
+    snprintf(path, sizeof path, "%s/models/stories260K/stories260K.gguf", test_shared_dir());
+    struct engine_config cfg = engine_default_config();
+    cfg.model_path = path;
+    cfg.n_ctx = 512;
+    cfg.share_spans = "off";
+    cfg.debug_checks = true;
+    struct engine *e = NULL;
+    if (engine_create(&cfg, &e, msg, sizeof msg)) TEST_FAIL_("engine_create: %s", msg);
+    return e;
+}
+
+static void test_engine_grammar_errors(void)
+{
+    struct engine *e = start_engine();
+    if (!e) return;
+    struct grammar *g = NULL;
+    char msg[256] = "";
+    ASSERT_EQ(engine_grammar_compile(e, "root ::= x", 10, &g, msg, sizeof msg), SA_ERR_INVALID_ARG);
+    ASSERT_CONTAINS(msg, "rule 'x'");
+    ASSERT_TRUE(g == NULL);
+    /* a dead end at run time (nesting past GRAMMAR_MAX_DEPTH) is an ERROR event, not a loop */
+    {
+        size_t cap = 64 * 1024, n = 0;
+        char *t = malloc(cap);
+        n += (size_t)snprintf(t + n, cap - n, "root ::= r0\n");
+        for (int k = 0; k < 300; k++) n += (size_t)snprintf(t + n, cap - n, "r%d ::= \"a\" r%d \"b\"\n", k, k + 1);
+        n += (size_t)snprintf(t + n, cap - n, "r300 ::= \"c\"\n");
+        ASSERT_OK(engine_grammar_compile(e, t, n, &g, msg, sizeof msg));
+        free(t);
+        struct gen_out o;
+        ASSERT_EQ(generate(e, g, "Once", 0, 0, 400, &o), -1);
+        ASSERT_EQ(o.last.error, SA_ERR_INVALID_ARG);
+        ASSERT_TRUE(o.n >= 200 && o.n < GRAMMAR_MAX_DEPTH);
+        engine_grammar_free(g);
+    }
+    /* a grammar that allows only the empty output finishes at once with "stop" */
+    ASSERT_OK(engine_grammar_compile(e, "root ::= \"\"", 11, &g, msg, sizeof msg));
+    struct gen_out o;
+    ASSERT_EQ(generate(e, g, "Once", 0, 0, 20, &o), ENGINE_FINISH_STOP);
+    ASSERT_EQ(o.n, 0);
+    ASSERT_EQ(o.last.completion_tokens, 0);
+    engine_grammar_free(g);
+    /* a fixed string comes out exactly, then "stop" without an end-of-generation token */
+    const char *fixed = "root ::= \"Lily and Ben {\\\"x\\\": 1}\"";
+    ASSERT_OK(engine_grammar_compile(e, fixed, strlen(fixed), &g, msg, sizeof msg));
+    ASSERT_EQ(generate(e, g, "Once upon a time", 0.8f, 7, 100, &o), ENGINE_FINISH_STOP);
+    ASSERT_STR_EQ(o.text, "Lily and Ben {\"x\": 1}");
+    engine_grammar_free(g);
+    engine_destroy(e);
+}
+
+static void check_outputs(struct engine *e, const char *gbnf, json_t *schema, const char *what, int runs,
+                          int *n_valid)
+{
+    struct grammar *g = NULL;
+    char msg[256] = "";
+    if (engine_grammar_compile(e, gbnf, strlen(gbnf), &g, msg, sizeof msg)) {
+        TEST_FAIL_("%s: %s", what, msg);
+        return;
+    }
+    for (int r = 0; r < runs; r++) {
+        struct gen_out o;
+        int f = generate(e, g, r % 2 ? "Once upon a time" : "{\"name\": \"", r ? 1.0f : 0.0f, (uint64_t)r + 1, 480, &o);
+        if (f != ENGINE_FINISH_STOP) {
+            /* a run cut by max_tokens is still a prefix the grammar accepts */
+            struct grammar_matcher *m;
+            ASSERT_OK(grammar_matcher_create(g, &m));
+            if (f != ENGINE_FINISH_LENGTH || grammar_accept_bytes(m, (const uint8_t *)o.text, o.n) != 0)
+                TEST_FAIL_("%s run %d: finish %d, text %s", what, r, f, o.text);
+            grammar_matcher_destroy(m);
+            continue;
+        }
+        json_error_t je;
+        json_t *x = json_loadb(o.text, o.n, JSON_DECODE_ANY, &je);
+        if (!x) {
+            TEST_FAIL_("%s run %d: output does not parse (%s): %s", what, r, je.text, o.text);
+            continue;
+        }
+        if (schema && !validate(x, schema, schema, 0)) TEST_FAIL_("%s run %d: output invalid: %s", what, r, o.text);
+        if (!schema && !json_is_object(x)) TEST_FAIL_("%s run %d: not an object: %s", what, r, o.text);
+        (*n_valid)++;
+        if (r < 2) printf("  %s run %d (%u tokens): %s\n", what, r, o.last.completion_tokens, o.text);
+        json_decref(x);
+    }
+    engine_grammar_free(g);
+}
+
+static void test_generate_valid_json(void)
+{
+    struct engine *e = start_engine();
+    if (!e) return;
+    int valid = 0, runs = 6;
+    check_outputs(e, schema_json_object_gbnf(), NULL, "json_object", runs, &valid);
+    int expect = runs;
+    for (size_t i = 0; i < sizeof SCHEMAS / sizeof *SCHEMAS; i++) {
+        json_t *s = json_loads(SCHEMAS[i].schema, 0, NULL);
+        char *text = NULL, msg[256];
+        if (!s || schema_to_gbnf(s, &text, msg, sizeof msg)) {
+            TEST_FAIL_("schema %zu", i);
+        } else {
+            char what[32];
+            snprintf(what, sizeof what, "schema %zu", i);
+            check_outputs(e, text, s, what, runs, &valid);
+            expect += runs;
+        }
+        free(text);
+        json_decref(s);
+    }
+    printf("generated %d of %d outputs complete, all parsed and valid\n", valid, expect);
+    ASSERT_TRUE(valid >= expect / 2); /* most runs end by themselves within max_tokens */
+    engine_destroy(e);
 }
 
 int main(void)
@@ -406,7 +703,10 @@ int main(void)
     TEST_RUN(test_parse_rejects);
     TEST_RUN(test_matcher);
     TEST_RUN(test_mask_vs_bruteforce);
+    TEST_RUN(test_mask_small_vocab);
     TEST_RUN(test_schema_unsupported);
     TEST_RUN(test_schema_grammars);
+    TEST_RUN(test_engine_grammar_errors);
+    TEST_RUN(test_generate_valid_json);
     TEST_DONE();
 }
