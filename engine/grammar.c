@@ -227,7 +227,7 @@ static int add_alt(struct parser *p, uint32_t rule, const struct gel *els, uint3
     if (!grow((void **)&r->alts, &r->cap_alts, r->n_alts + 1, sizeof *r->alts))
         return perr(p, SA_ERR_NOMEM, p->i, "out of memory");
     r->alts[r->n_alts++] = g->n_elems;
-    memcpy(g->elems + g->n_elems, els, n * sizeof *els);
+    if (n) memcpy(g->elems + g->n_elems, els, n * sizeof *els);
     g->n_elems += n;
     g->elems[g->n_elems++] = (struct gel){GEL_END, 0};
     return 0;
@@ -325,8 +325,8 @@ static int cmp_range(const void *a, const void *b)
 /* Sort and merge the class's ranges, fill the ASCII bitmap. */
 static void class_finish(struct grammar *g, struct gclass *c)
 {
-    struct grange *r = g->ranges + c->first;
-    qsort(r, c->n, sizeof *r, cmp_range);
+    struct grange *r = g->ranges + c->first; /* ranges is never NULL (grammar_compile) */
+    if (c->n > 1) qsort(r, c->n, sizeof *r, cmp_range);
     uint32_t k = 0;
     for (uint32_t i = 0; i < c->n; i++) {
         if (k && r[i].lo <= r[k - 1].hi + 1) {
@@ -755,7 +755,7 @@ int grammar_compile(const char *text, size_t len, struct grammar **out, char *ms
                        .ht_cap = 2 * GRAMMAR_MAX_RULES};
     p.ht = calloc(p.ht_cap, sizeof *p.ht);
     uint32_t root;
-    int rc = p.ht ? 0 : SA_ERR_NOMEM;
+    int rc = p.ht && grow((void **)&g->ranges, &g->cap_ranges, 8, sizeof *g->ranges) ? 0 : SA_ERR_NOMEM;
     /* root is rule 0 whether or not it comes first */
     if (!rc) rc = lookup_rule(&p, "root", 4, 0, &root);
     if (!rc) rc = parse_grammar(&p);
