@@ -493,9 +493,8 @@ static int apply_repeat(struct parser *p, struct gels *item, char op)
     default: rc = add_alt(p, id, &x, 1); if (!rc) rc = add_alt(p, id, NULL, 0); break;
     }
     if (rc) return rc;
-    item->n = 1;
-    item->v[0] = (struct gel){GEL_REF, id};
-    return 0;
+    item->n = 0; /* an empty literal ("") has no element to overwrite */
+    return gels_push(p, item, (struct gel){GEL_REF, id});
 }
 
 static int parse_count(struct parser *p, uint32_t *v)
@@ -727,7 +726,8 @@ static int check_rules(struct grammar *g, char *msg, size_t msg_len)
             } else if (color[next] == 1) {
                 int nl;
                 const char *nm = user_name(g, next, &nl);
-                rc = sa_errf(SA_ERR_INVALID_ARG, msg, msg_len, "grammar: rule '%.*s' is left-recursive", nl, nm);
+                rc = sa_errf(SA_ERR_INVALID_ARG, msg, msg_len, "grammar: rule '%.*s' is left-recursive (or repeats with * or + "
+                             "something that can match nothing)", nl, nm);
             } else if (color[next] == 0) {
                 color[next] = 1;
                 stack[sp++] = next, stack[sp++] = 0, stack[sp++] = 0;
@@ -804,7 +804,20 @@ struct grammar_matcher {
     uint32_t work_cap;
     uint32_t loc[GRAMMAR_MAX_DEPTH + 2];
     bool overflow;      /* the last step exceeded GRAMMAR_MAX_STACKS or the work limit */
+    /* grammar_mask's transition cache (one call's worth): distinct states met in the
+     * trie walk, interned by content, and their transitions by byte */
+    struct gset *pool;  /* [n_pool] (buffers kept between calls; ht unused) */
+    uint32_t n_pool, cap_pool;
+    uint32_t *pool_ht;  /* id + 1 by content hash, 0 empty; [MASK_HT] */
+    int32_t *trans;     /* [cap_pool][256]: MASK_UNKNOWN, MASK_DEAD or a state id */
+    int32_t *node_state; /* [n_lvl] the state id after d bytes of the current trie path */
+    struct gset scratch;
 };
+
+#define MASK_MAX_STATES 2048u /* distinct states cached per mask call (1 KiB of transitions each) */
+#define MASK_HT 8192u
+#define MASK_UNKNOWN (-2)
+#define MASK_DEAD (-1)
 
 static void gset_free(struct gset *s)
 {
@@ -937,6 +950,7 @@ static bool step(struct grammar_matcher *m, const struct gset *s, uint8_t b, str
 {
     const struct grammar *g = m->g;
     gset_clear(t);
+    m->overflow = false;
     if (s->n == 0) return false;
     uint32_t val, rem, min;
     if (s->prem == 0) {
@@ -965,7 +979,7 @@ static bool step(struct grammar_matcher *m, const struct gset *s, uint8_t b, str
             if (elem_may_match(g, &g->elems[s->buf[end - 2]], lo, hi)) gset_add(m, t, s->buf + start, d);
             end = start;
         }
-        return t->n > 0;
+        return t->n > 0 && !m->overflow;
     }
     uint32_t cp = val;
     for (uint32_t end = s->len; end > 0;) {
@@ -979,7 +993,7 @@ static bool step(struct grammar_matcher *m, const struct gset *s, uint8_t b, str
         }
         end = start;
     }
-    return t->n > 0 || t->complete;
+    return (t->n > 0 || t->complete) && !m->overflow; /* an overflowed state is not accepted */
 }
 
 static void gset_copy(struct gset *dst, const struct gset *src, struct grammar_matcher *m)
@@ -1027,6 +1041,12 @@ void grammar_matcher_destroy(struct grammar_matcher *m)
     gset_free(&m->b);
     for (uint32_t i = 0; i < m->n_lvl; i++) gset_free(&m->lvl[i]);
     free(m->lvl);
+    for (uint32_t i = 0; i < m->cap_pool; i++) gset_free(&m->pool[i]);
+    free(m->pool);
+    free(m->pool_ht);
+    free(m->trans);
+    free(m->node_state);
+    gset_free(&m->scratch);
     free(m->work);
     grammar_unref(m->g);
     free(m);
@@ -1204,6 +1224,92 @@ const uint8_t *grammar_vocab_bytes(const struct grammar_vocab *v, int32_t id, ui
     return v->bytes + v->off[id];
 }
 
+static uint32_t gset_hash(const struct gset *s)
+{
+    uint32_t h = stack_hash(s->buf, s->len) ^ (s->complete ? 0x9e3779b9u : 0);
+    return h ^ (s->pval * 31 + s->prem * 7 + s->pmin);
+}
+
+static bool gset_same(const struct gset *a, const struct gset *b)
+{
+    return a->len == b->len && a->n == b->n && a->complete == b->complete && a->pval == b->pval &&
+           a->prem == b->prem && a->pmin == b->pmin && (a->len == 0 || !memcmp(a->buf, b->buf, a->len * sizeof *a->buf));
+}
+
+/* The id of a state equal to s, adding a copy when new; -1 when the cache is full
+ * or out of memory. */
+static int32_t intern(struct grammar_matcher *m, const struct gset *s)
+{
+    uint32_t h = gset_hash(s) & (MASK_HT - 1);
+    for (; m->pool_ht[h]; h = (h + 1) & (MASK_HT - 1))
+        if (gset_same(&m->pool[m->pool_ht[h] - 1], s)) return (int32_t)m->pool_ht[h] - 1;
+    if (m->n_pool >= MASK_MAX_STATES) return -1;
+    if (m->n_pool == m->cap_pool) {
+        uint32_t nc = m->cap_pool ? m->cap_pool * 2 : 64;
+        struct gset *p = realloc(m->pool, nc * sizeof *p);
+        if (!p) return -1;
+        memset(p + m->cap_pool, 0, (nc - m->cap_pool) * sizeof *p);
+        m->pool = p;
+        int32_t *t = realloc(m->trans, (size_t)nc * 256 * sizeof *t);
+        if (!t) return -1;
+        m->trans = t;
+        m->cap_pool = nc;
+    }
+    struct gset *d = &m->pool[m->n_pool];
+    if (!grow((void **)&d->buf, &d->cap, s->len ? s->len : 1, sizeof *d->buf)) return -1;
+    if (s->len) memcpy(d->buf, s->buf, s->len * sizeof *d->buf);
+    d->len = s->len;
+    d->n = s->n;
+    d->complete = s->complete;
+    d->pval = s->pval;
+    d->prem = s->prem;
+    d->pmin = s->pmin;
+    int32_t *row = m->trans + (size_t)m->n_pool * 256;
+    for (int b = 0; b < 256; b++) row[b] = MASK_UNKNOWN;
+    m->pool_ht[h] = ++m->n_pool;
+    return (int32_t)m->n_pool - 1;
+}
+
+/* The trie walk with states interned: a (state, byte) pair is stepped once per
+ * call, so the cost is the trie's size plus the distinct transitions. Returns
+ * the count, or -1 when the cache filled up (then the caller walks uncached). */
+static int32_t mask_cached(struct grammar_matcher *m, const struct grammar_vocab *v, uint32_t *allowed)
+{
+    if (!m->pool_ht && !(m->pool_ht = malloc(MASK_HT * sizeof *m->pool_ht))) return -1;
+    if (!m->node_state && !(m->node_state = malloc(m->n_lvl * sizeof *m->node_state))) return -1;
+    memset(m->pool_ht, 0, MASK_HT * sizeof *m->pool_ht);
+    m->n_pool = 0;
+    m->overflow = false;
+    if (intern(m, &m->cur) != 0) return -1;
+    m->node_state[0] = 0;
+    int32_t count = 0;
+    for (uint32_t i = 1; i < v->n_nodes;) {
+        uint32_t d = v->ndepth[i];
+        int32_t from = m->node_state[d - 1];
+        int32_t to = m->trans[(size_t)from * 256 + v->nbyte[i]];
+        if (to == MASK_UNKNOWN) {
+            if (!step(m, &m->pool[from], v->nbyte[i], &m->scratch)) {
+                to = MASK_DEAD;
+            } else if ((to = intern(m, &m->scratch)) < 0) {
+                return -1;
+            }
+            m->trans[(size_t)from * 256 + v->nbyte[i]] = to; /* trans may have moved */
+        }
+        if (to == MASK_DEAD) {
+            i += v->nsize[i];
+            continue;
+        }
+        m->node_state[d] = to;
+        for (uint32_t k = 0; k < v->nntok[i]; k++) {
+            int32_t id = v->sorted[v->ntok[i] + k];
+            allowed[id >> 5] |= 1u << (id & 31);
+            count++;
+        }
+        i++;
+    }
+    return count;
+}
+
 int32_t grammar_mask(struct grammar_matcher *m, const struct grammar_vocab *v, uint32_t *allowed)
 {
     memset(allowed, 0, (((size_t)v->n_tokens + 31) / 32) * sizeof *allowed);
@@ -1213,8 +1319,14 @@ int32_t grammar_mask(struct grammar_matcher *m, const struct grammar_vocab *v, u
         memset(l + m->n_lvl, 0, (v->max_len + 1 - m->n_lvl) * sizeof *l);
         m->lvl = l;
         m->n_lvl = v->max_len + 1;
+        free(m->node_state);
+        m->node_state = NULL;
     }
-    int32_t count = 0;
+    int32_t count = mask_cached(m, v, allowed);
+    if (count >= 0) return count;
+    /* too many distinct states (or no memory for the cache): step every node */
+    memset(allowed, 0, (((size_t)v->n_tokens + 31) / 32) * sizeof *allowed);
+    count = 0;
     m->overflow = false;
     for (uint32_t i = 1; i < v->n_nodes;) {
         uint32_t d = v->ndepth[i];

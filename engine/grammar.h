@@ -38,11 +38,16 @@
  *
  * Mask: grammar_vocab_create renders every token to bytes once
  * (tok_token_to_bytes, control tokens render empty) and builds a byte trie of
- * them. grammar_mask walks the trie depth first together with the matcher:
- * one byte step per trie node reached, and a subtree is skipped as soon as no
- * stack survives its prefix, so a step costs a small fraction of matching
- * every token from scratch in restrictive states (numbers, keywords,
- * punctuation) and at most the trie's size in permissive ones (string bodies).
+ * them, in preorder. grammar_mask walks the trie depth first together with
+ * the matcher, and a subtree is skipped as soon as no stack survives its
+ * prefix. The states met on the way are interned by content and each
+ * (state, byte) transition is computed once per call (at most
+ * MASK_MAX_STATES states, else every node is stepped): inside a string body,
+ * where almost every token is allowed, the walk is then a lookup per trie
+ * node instead of a matcher step. Measured by test_grammar on the GPT-2
+ * vocabulary (50257 tokens, 98024 nodes; 2 shared cores, loaded): 1.1-1.4 ms
+ * per step on average over JSON texts against 37-88 ms for matching every
+ * token alone; 0.01 ms after a number's digit, 2.4 ms inside a string.
  * Tokens that render to no bytes are never allowed (they could loop forever);
  * end-of-generation tokens are the caller's: grammar_can_end says whether the
  * grammar allows the output to end here.

@@ -150,6 +150,12 @@ static void test_matcher(void)
     if (!g) return;
     ASSERT_EQ(full_match(g, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaabac"), 1);
     grammar_unref(g);
+    g = compile_ok("root ::= \"\"? \"\"{2,3} \"a\" \"\"{1}");
+    if (!g) return;
+    ASSERT_EQ(full_match(g, "a"), 1); /* empty items made optional or counted (found by fuzz_grammar) */
+    grammar_unref(g);
+    /* repeating what can match nothing would loop the matcher: refused, by name */
+    expect_reject("root ::= \"a\" x\nx ::= (\"b\"?)*", SA_ERR_INVALID_ARG, "rule 'x' is left-recursive (or repeats");
     g = compile_ok("root ::= .* \"\\n\"");
     if (!g) return;
     ASSERT_EQ(full_match(g, "any \xe6\x97\xa5 text\n"), 1);
