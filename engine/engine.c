@@ -439,6 +439,10 @@ static void sample_next(struct engine *e, struct slot *sl, const float *logits)
             return;
         }
         int32_t n_ok = grammar_allow(e, s);
+        if (n_ok == 0 && grammar_can_end(s->gm)) { /* may end, and no token (not even an EOG) goes on */
+            finish(e, sl, ENGINE_FINISH_STOP);
+            return;
+        }
         if (n_ok <= 0) {
             SA_LOGE("request %llu: its grammar allows no token here (%s)", (unsigned long long)s->id,
                     n_ok ? sa_err_str(n_ok) : "dead end");
