@@ -45,9 +45,10 @@
  * MASK_MAX_STATES states, else every node is stepped): inside a string body,
  * where almost every token is allowed, the walk is then a lookup per trie
  * node instead of a matcher step. Measured by test_grammar on the GPT-2
- * vocabulary (50257 tokens, 98024 nodes; 2 shared cores, loaded): 1.1-1.4 ms
- * per step on average over JSON texts against 37-88 ms for matching every
- * token alone; 0.01 ms after a number's digit, 2.4 ms inside a string.
+ * vocabulary (50257 tokens, 98024 nodes; 2 cores shared with other builds,
+ * so the spread is load): 0.45-1.4 ms per step on average over JSON texts
+ * against 19-88 ms for matching every token alone (about 40x); 0.01-0.08 ms
+ * after a number's digit, 0.9-2.4 ms inside a string (50032 tokens allowed).
  * Tokens that render to no bytes are never allowed (they could loop forever);
  * end-of-generation tokens are the caller's: grammar_can_end says whether the
  * grammar allows the output to end here.
