@@ -109,6 +109,11 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(ENGINE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(ENGINE_LIB) $(LDLIBS)
 
+# the unit tests that include server/request.c link its schema converter
+$(BUILD)/tests/test_request $(BUILD)/tests/test_response: $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/server/schema.o $(ENGINE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 # the HTTP layer's unit test links the layer itself (server/http.c, and response.c: its error bodies)
 $(BUILD)/tests/test_http_layer: $(BUILD)/tests/unit/test_http_layer.o $(BUILD)/server/http.o $(BUILD)/server/response.o $(ENGINE_LIB)
 	@mkdir -p $(dir $@)

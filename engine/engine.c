@@ -12,6 +12,7 @@
 
 #include "calibrate.h"
 #include "gguf.h"
+#include "grammar.h"
 #include "hf.h"
 #include "kvpool.h"
 #include "log.h"
@@ -49,6 +50,8 @@ struct seq {
     enum engine_task task;
     enum engine_pooling pooling;
     double *embd; /* ENGINE_TASK_EMBED: [dim] sum (mean) or the last row (last) of the final hidden states */
+    struct grammar_matcher *gm; /* structured output, or NULL (step thread) */
+    uint32_t *allowed;          /* [(n_vocab + 31) / 32] the grammar's mask of this step */
     void (*cb)(void *user, const struct engine_event *ev);
     void *user;
     atomic_bool cancelled;
@@ -100,6 +103,7 @@ struct engine {
     uint64_t next_id;
     struct engine_metrics stats;
     struct vision *vis; /* optional phiDNN model and its queue (vision.h); NULL = none */
+    struct grammar_vocab *gvocab; /* the vocabulary's byte trie for grammar masks (immutable) */
 };
 
 static double now_ms(void)
@@ -148,6 +152,8 @@ static void seq_free(struct seq *s)
 {
     if (!s) return;
     sampler_destroy(s->smp);
+    grammar_matcher_destroy(s->gm);
+    free(s->allowed);
     free(s->prompt);
     free(s->embd);
     for (size_t i = 0; i < s->n_stop; i++) free(s->stop[i]);
@@ -325,6 +331,45 @@ static size_t stop_prefix_tail(const struct seq *s)
     return best;
 }
 
+/* ---- structured output: the grammar's mask before sampling, its matcher after ---- */
+
+/* The tokens s's grammar allows now, in s->allowed: the trie mask plus the
+ * end-of-generation and stop ids where the grammar may end. Returns how many,
+ * or a negative code. */
+static int32_t grammar_allow(struct engine *e, struct seq *s)
+{
+    int32_t n = grammar_mask(s->gm, e->gvocab, s->allowed);
+    if (n < 0) return n;
+    bool end = grammar_can_end(s->gm);
+    for (int32_t k = 0; k < e->n_eog; k++) {
+        uint32_t id = (uint32_t)e->eog[k], bit = 1u << (id & 31);
+        n += end && !(s->allowed[id >> 5] & bit);
+        s->allowed[id >> 5] = end ? s->allowed[id >> 5] | bit : s->allowed[id >> 5] & ~bit;
+    }
+    for (size_t k = 0; k < s->n_stop_ids; k++) {
+        uint32_t id = (uint32_t)s->stop_ids[k], bit = 1u << (id & 31);
+        n += end && !(s->allowed[id >> 5] & bit);
+        s->allowed[id >> 5] = end ? s->allowed[id >> 5] | bit : s->allowed[id >> 5] & ~bit;
+    }
+    return n;
+}
+
+/* Feed an accepted token's bytes to the matcher; true when the grammar is now
+ * complete and nothing can follow. The mask allowed the token, so the bytes fit;
+ * if they did not (a bug), the grammar stops constraining rather than loop. */
+static bool grammar_advance(struct engine *e, struct seq *s, int32_t tok)
+{
+    uint32_t len = 0;
+    const uint8_t *b = grammar_vocab_bytes(e->gvocab, tok, &len);
+    int rc = b ? grammar_accept_bytes(s->gm, b, len) : SA_ERR_INVALID_ARG;
+    if (rc) {
+        SA_LOGE("request %llu: token %d does not fit its grammar (%s): finishing", (unsigned long long)s->id, tok,
+                sa_err_str(rc));
+        return true;
+    }
+    return grammar_is_done(s->gm);
+}
+
 /* Handle one sampled token. Returns the finish reason, or NONE to continue. */
 static enum engine_finish accept_token(struct engine *e, struct seq *s, int32_t tok, const struct sampler_result *lp)
 {
@@ -334,6 +379,7 @@ static enum engine_finish accept_token(struct engine *e, struct seq *s, int32_t 
     if (tok_is_eog(e->m->tok, tok)) return ENGINE_FINISH_STOP;
     for (size_t k = 0; k < s->n_stop_ids; k++)
         if (tok == s->stop_ids[k]) return ENGINE_FINISH_STOP;
+    bool grammar_done = s->gm && grammar_advance(e, s, tok);
     size_t n = tok_stream_push(&s->ts, tok, e->piece, e->piece_cap);
     if (!s->n_stop) {
         emit_text(s, tok, e->piece, n, lp);
@@ -352,6 +398,7 @@ static enum engine_finish accept_token(struct engine *e, struct seq *s, int32_t 
         memmove(s->held, s->held + out, keep);
         s->n_held = keep;
     }
+    if (grammar_done) return ENGINE_FINISH_STOP;
     if (s->n_gen >= s->max_tokens || s->n_past + 1 > e->n_ctx) return ENGINE_FINISH_LENGTH;
     return ENGINE_FINISH_NONE;
 }
@@ -392,7 +439,25 @@ static void sample_next(struct engine *e, struct slot *sl, const float *logits)
             fail_seq(e, sl, SA_ERR_NUMERIC);
             return;
         }
-    int32_t tok = sampler_sample(s->smp, logits, s->sampling.n_logprobs ? &res : NULL);
+    if (s->gm) {
+        if (grammar_is_done(s->gm)) { /* a grammar that matches only the empty text */
+            finish(e, sl, ENGINE_FINISH_STOP);
+            return;
+        }
+        int32_t n_ok = grammar_allow(e, s);
+        if (n_ok == 0 && grammar_can_end(s->gm)) { /* may end, and no token (not even an EOG) goes on */
+            finish(e, sl, ENGINE_FINISH_STOP);
+            return;
+        }
+        if (n_ok <= 0) {
+            SA_LOGE("request %llu: its grammar allows no token here (%s)", (unsigned long long)s->id,
+                    n_ok ? sa_err_str(n_ok) : "dead end");
+            fail_seq(e, sl, n_ok ? n_ok : SA_ERR_INVALID_ARG);
+            return;
+        }
+    }
+    int32_t tok = sampler_sample_masked(s->smp, logits, s->gm ? s->allowed : NULL,
+                                        s->sampling.n_logprobs ? &res : NULL);
     if (tok < 0) {
         fail_seq(e, sl, tok);
         return;
@@ -529,7 +594,7 @@ static bool try_admit(struct engine *e, struct slot *sl, struct seq *s)
     s->t_start = now_ms();
     if (!s->share) share_plan_init(&s->plan, e->info.n_layer);
     /* a generation from BOS alone starts with the word's SPM space: drop it, as the CLI does */
-    tok_stream_init(&s->ts, e->m->tok, s->n_prompt == 1 && s->prompt[0] == e->info.bos);
+    tok_stream_init(&s->ts, e->m->tok, s->n_prompt == 1 && s->prompt[0] == e->info.bos && !s->gm);
     return true;
 }
 
@@ -676,6 +741,7 @@ int engine_create(const struct engine_config *cfg_in, struct engine **out, char 
                             cfg->vision_max_images ? cfg->vision_max_images : 64, vision_wake, e, &e->vis, msg,
                             msg_len)))
         goto fail;
+    if ((rc = grammar_vocab_create(e->m->tok, &e->gvocab))) goto fail;
     e->slots = calloc(cfg->n_slots, sizeof *e->slots);
     e->piece_cap = 3 * (tok_max_piece_len(e->m->tok) + 3) + 64;
     e->piece = malloc(e->piece_cap);
@@ -783,6 +849,7 @@ void engine_destroy(struct engine *e)
     free(e->piece);
     free(e->batch_logits);
     free(e->hidden);
+    grammar_vocab_destroy(e->gvocab);
     workers_destroy(e->pool);
     model_free(e->m);
     pthread_cond_destroy(&e->cv);
@@ -832,6 +899,30 @@ int engine_parse_plan(const struct engine *e, const char *text, struct share_pla
     return share_plan_parse(plan, text, e->info.n_layer, msg, msg_len);
 }
 
+int engine_grammar_compile(const struct engine *e, const char *text, size_t len, struct grammar **out, char *msg,
+                           size_t msg_len)
+{
+    int rc = grammar_compile(text, len, out, msg, msg_len);
+    if (rc) return rc;
+    /* a grammar whose first character no token can produce would fail at the first step */
+    struct grammar_matcher *m = NULL;
+    uint32_t *bits = malloc(((size_t)e->info.n_vocab + 31) / 32 * sizeof *bits);
+    rc = bits ? grammar_matcher_create(*out, &m) : SA_ERR_NOMEM;
+    int32_t n = rc ? rc : grammar_mask(m, e->gvocab, bits);
+    if (!rc && n <= 0 && !grammar_can_end(m))
+        rc = n < 0 ? n : sa_errf(SA_ERR_INVALID_ARG, msg, msg_len,
+                                 "grammar: no token of this model's vocabulary can start it");
+    grammar_matcher_destroy(m);
+    free(bits);
+    if (rc) {
+        grammar_unref(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+void engine_grammar_free(struct grammar *g) { grammar_unref(g); }
+
 int engine_submit(struct engine *e, const struct engine_request *req, uint64_t *id)
 {
     if (!req->cb || req->n_prompt == 0) return SA_ERR_INVALID_ARG;
@@ -857,6 +948,11 @@ int engine_submit(struct engine *e, const struct engine_request *req, uint64_t *
     }
     memcpy(s->stop_ids, req->stop_ids, req->n_stop_ids * sizeof *s->stop_ids);
     s->n_stop_ids = req->n_stop_ids;
+    if (req->grammar && ((rc = grammar_matcher_create(req->grammar, &s->gm)) ||
+                         !(s->allowed = malloc(((size_t)e->info.n_vocab + 31) / 32 * sizeof *s->allowed)))) {
+        seq_free(s);
+        return rc ? rc : SA_ERR_NOMEM;
+    }
     uint32_t room = e->n_ctx - (uint32_t)req->n_prompt;
     s->max_tokens = req->max_tokens && req->max_tokens < room ? req->max_tokens : room;
     s->task = req->task;

@@ -138,6 +138,18 @@ enum engine_task {
                                * no tokens, no KV pages kept (nor taken from the prefix cache) */
 };
 enum engine_pooling { ENGINE_POOLING_MEAN = 0, ENGINE_POOLING_LAST };
+/* ---- structured output (grammar.h has the GBNF syntax and the matcher) ----
+ * The server turns a `grammar` field, or a response_format through
+ * server/schema.h, into GBNF text and compiles it here, on its own thread;
+ * errors are SA_ERR_INVALID_ARG / SA_ERR_TOO_LARGE with msg naming the rule and
+ * byte, or saying that this model's vocabulary cannot produce the grammar's
+ * first character. The compiled grammar is immutable and reference counted:
+ * engine_submit takes its own reference, so the caller may free its handle
+ * right after submitting (or keep it for more requests). Any thread. */
+struct grammar;
+int engine_grammar_compile(const struct engine *e, const char *text, size_t len, struct grammar **out, char *msg,
+                           size_t msg_len);
+void engine_grammar_free(struct grammar *g); /* accepts NULL */
 
 struct engine_request {
     enum engine_task task;
@@ -155,6 +167,13 @@ struct engine_request {
      * copied at submit. The sampler's eog list is the engine's to fill (sampler.h). */
     int32_t stop_ids[ENGINE_MAX_STOP_IDS];
     size_t n_stop_ids;
+    /* NULL, or output constrained to this grammar (engine_grammar_compile): each step
+     * samples only among the tokens the grammar can accept next, end-of-generation
+     * only where the grammar may end, and the sequence finishes with "stop" as soon
+     * as the grammar is complete and nothing can follow. The text then matches the
+     * grammar byte for byte (SPM's leading space is not dropped) unless a stop
+     * string, max_tokens or the context ended it first (finish "stop"/"length"). */
+    struct grammar *grammar;
     void (*cb)(void *user, const struct engine_event *ev);
     void *user;
 };
@@ -197,7 +216,9 @@ struct engine_event {
     /* ERROR: this sequence alone failed; the others in its step go on.
      * SA_ERR_NUMERIC: its logits were not finite (NaN/inf from the weights)
      * SA_ERR_CONTEXT_FULL: it can never fit in the KV pool
-     * SA_ERR_INTERNAL / SA_ERR_NOMEM: the forward step itself failed (then for every sequence in it) */
+     * SA_ERR_INTERNAL / SA_ERR_NOMEM: the forward step itself failed (then for every sequence in it)
+     * SA_ERR_INVALID_ARG: its grammar allows no token of the vocabulary here (a dead end)
+     * SA_ERR_TOO_LARGE: its grammar's matcher exceeded its bounds (grammar.h) */
     int error;
 };
 

@@ -200,11 +200,21 @@ static void fill_logprobs(struct sampler *s, const float *logits, int32_t chosen
 
 int32_t sampler_sample(struct sampler *s, const float *logits, struct sampler_result *res)
 {
+    return sampler_sample_masked(s, logits, NULL, res);
+}
+
+int32_t sampler_sample_masked(struct sampler *s, const float *logits, const uint32_t *allowed,
+                              struct sampler_result *res)
+{
     const struct sampler_params *p = &s->p;
     int32_t n = s->n_vocab;
     float *w = s->work;
     bool penal = p->repeat_penalty != 1 || p->frequency_penalty != 0 || p->presence_penalty != 0;
     for (int32_t i = 0; i < n; i++) {
+        if (allowed && !((allowed[i >> 5] >> (i & 31)) & 1)) {
+            w[i] = -INFINITY;
+            continue;
+        }
         double v = sanitize(logits[i]);
         if (s->bias && v > -INFINITY) v += s->bias[i];
         int32_t cnt = penal ? s->counts[i] : 0;

@@ -2,7 +2,7 @@
  * sampler.h - choose the next token from logits.
  *
  * Pipeline for each token (llama.cpp order):
- *   0. logit bias (OpenAI logit_bias: added to the token's logit), and the
+ *   0. an optional per-call mask of allowed tokens (sampler_sample_masked), logit bias (OpenAI logit_bias: added to the token's logit), and the
  *      end-of-generation ids made impossible while fewer than min_tokens
  *      tokens were accepted, or always with ignore_eos;
  *   1. penalties over the accepted history: repetition (logit/pen if > 0,
@@ -86,5 +86,11 @@ void sampler_accept(struct sampler *s, int32_t token);
 /* Pick a token from logits [n_vocab] (not modified). Returns its id (in
  * [0, n_vocab)), or SA_ERR_NUMERIC when no logit is a number. res may be NULL. */
 int32_t sampler_sample(struct sampler *s, const float *logits, struct sampler_result *res);
+/* The same, restricted to the tokens whose bit is set in allowed (bit id % 32 of
+ * allowed[id / 32]; NULL = all): the others are impossible before step 0, as a
+ * structured-output grammar's mask requires (grammar.h). SA_ERR_NUMERIC when no
+ * allowed token is possible. Log-probabilities stay the model's own. */
+int32_t sampler_sample_masked(struct sampler *s, const float *logits, const uint32_t *allowed,
+                              struct sampler_result *res);
 
 #endif

@@ -94,6 +94,7 @@ struct job {
     bool stream_started; /* the 200 and the SSE headers went out */
     bool stream_cut;     /* an event could not be sent: the stream was cut (answer.c) */
     bool base64;         /* embeddings: encoding_format base64 */
+    const char *grammar_param; /* "grammar" / "response_format" (static) or NULL: names a grammar's dead end */
     double born;         /* uv_hrtime seconds when the request arrived */
     struct api_error err;
     struct job *prev, *next; /* jobs with engine work */

@@ -109,7 +109,17 @@ static void handle_event(struct ev_item *it)
     /* DONE or ERROR: this sequence is over */
     s->done = true;
     if (ev->type == ENGINE_EV_ERROR) {
-        if (!j->failed) {
+        if (!j->failed && j->grammar_param && (ev->error == SA_ERR_INVALID_ARG || ev->error == SA_ERR_TOO_LARGE)) {
+            /* the request's own grammar ended in a state no token continues (engine.h) */
+            response_error_from_code(SA_ERR_INVALID_ARG, j->grammar_param,
+                                     ev->error == SA_ERR_TOO_LARGE
+                                         ? "the grammar's matcher exceeded its bounds while generating"
+                                         : "the grammar reached a point that no token of this model's vocabulary "
+                                           "can continue",
+                                     &j->err);
+            j->failed = true;
+            api__job_cancel_all(j);
+        } else if (!j->failed) {
             response_error_from_code(ev->error, NULL, NULL, &j->err);
             j->failed = true;
             api__job_cancel_all(j);

@@ -3,6 +3,7 @@
  * Contract and the table of accepted parameters: request.h.
  */
 #include "request.h"
+#include "schema.h"
 
 #include "engine/defaults.h"
 #include "engine/errors.h"
@@ -79,6 +80,7 @@ void request_free(struct api_request *r)
     free(r->share_spans);
     free(r->user);
     free(r->logit_bias);
+    free(r->grammar);
     request_init(r);
 }
 
@@ -474,7 +476,7 @@ static const char *const req_known_fields[] = {
     "prompt", "messages", "model", "max_tokens", "max_completion_tokens", "temperature", "top_p", "min_p",
     "top_k", "presence_penalty", "frequency_penalty", "repeat_penalty", "seed", "stop", "stream",
     "stream_options", "echo", "logprobs", "top_logprobs", "n", "user", "share_spans", "rebalance_alpha",
-    "rebalance_tau", "logit_bias", "ignore_eos", "min_tokens", "stop_token_ids",
+    "rebalance_tau", "logit_bias", "ignore_eos", "min_tokens", "stop_token_ids", "grammar", "response_format",
 };
 /* Fields of one kind only (the rest of req_known_fields are both kinds'). */
 static const char *const req_completion_only[] = {"prompt", "echo"};
@@ -546,6 +548,39 @@ static int req_check_fields(json_t *root, enum request_kind kind, struct api_err
         err->code = "unsupported_parameter";
         return -1;
     }
+    return 0;
+}
+
+/* Structured output: `grammar` (GBNF text, llama.cpp's field) or `response_format`
+ * (OpenAI: text / json_object / json_schema, converted by schema.h), not both. */
+static int req_grammar(json_t *root, struct api_request *r, struct api_error *err)
+{
+    json_t *rf = req_field(root, "response_format");
+    int rc = req_str(root, "grammar", REQUEST_MAX_GRAMMAR_LEN, &r->grammar, err);
+    if (rc < 0) return -1;
+    if (rc > 0) {
+        if (rf) {
+            request_error(err, "grammar", "give either 'grammar' or 'response_format', not both");
+            return -1;
+        }
+        r->grammar_param = "grammar";
+        return 0;
+    }
+    if (!rf) return 0;
+    char msg[200] = "";
+    rc = schema_response_format_gbnf(rf, &r->grammar, msg, sizeof msg);
+    if (rc == SA_ERR_NOMEM) return req_nomem(err);
+    if (rc) {
+        request_error(err, "response_format", "%s", msg[0] ? msg : "'response_format' is not valid");
+        if (rc == SA_ERR_UNSUPPORTED) err->code = "unsupported_schema";
+        return -1;
+    }
+    if (r->grammar && strlen(r->grammar) > REQUEST_MAX_GRAMMAR_LEN) {
+        request_error(err, "response_format", "the schema's grammar is longer than %d bytes",
+                      REQUEST_MAX_GRAMMAR_LEN);
+        return -1;
+    }
+    r->grammar_param = r->grammar ? "response_format" : NULL;
     return 0;
 }
 
@@ -771,6 +806,7 @@ static int req_parse_fields(json_t *root, enum request_kind kind, const struct r
     r->rebalance_tau_set = rc > 0;
 
     if (req_logit_bias(root, lim, r, err) != 0 || req_stop_token_ids(root, lim, r, err) != 0) return -1;
+    if (req_grammar(root, r, err) != 0) return -1;
     if (req_bool(root, "ignore_eos", &r->ignore_eos, err) < 0) return -1;
     rc = req_int(root, "min_tokens", 0, (json_int_t)r->max_tokens, &iv, err);
     if (rc < 0) return -1;

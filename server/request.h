@@ -83,6 +83,7 @@
 #define REQUEST_MAX_STOP_LEN 256   /* bytes per stop string (= ENGINE_MAX_STOP_LEN) */
 #define REQUEST_MAX_NAME_LEN 256   /* model, user */
 #define REQUEST_MAX_SPANS_LEN 255  /* share_spans text */
+#define REQUEST_MAX_GRAMMAR_LEN 65536 /* `grammar` GBNF text, and the GBNF a response_format becomes */
 #define REQUEST_MAX_LOGPROBS 20    /* = SAMPLER_MAX_LOGPROBS: max_logprobs is capped to this */
 #define REQUEST_DEFAULT_MAX_TOKENS 16 /* completions, as OpenAI */
 #define REQUEST_MAX_LOGIT_BIAS 1024  /* = SAMPLER_MAX_BIAS */
@@ -166,6 +167,11 @@ struct api_request {
     uint32_t min_tokens;
     int32_t stop_token_ids[REQUEST_MAX_STOP_IDS];
     size_t n_stop_token_ids;
+    /* structured output: GBNF text (engine/grammar.h) from `grammar` (llama.cpp's field) or
+     * from `response_format` through server/schema.h; NULL = unconstrained (also for
+     * {"type":"text"}). grammar_param names the field it came from, for later errors. */
+    char *grammar;
+    const char *grammar_param;
 };
 
 /* Empty request: defaults as the table above (kind = REQUEST_COMPLETION),

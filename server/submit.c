@@ -29,6 +29,7 @@ void api__handle_generate(struct api *a, struct http_request *r, enum request_ki
     }
     struct api_request req;
     struct api_error err = {0};
+    struct grammar *grammar = NULL; /* compiled below; freed at out */
     request_init(&req);
     void *qctx[2] = {&req, &err};
     size_t blen;
@@ -93,6 +94,15 @@ void api__handle_generate(struct api *a, struct http_request *r, enum request_ki
             rc = SA_ERR_INVALID_ARG;
         }
     }
+    /* structured output: compiled once here (HTTP thread), shared by every choice */
+    if (!rc && req.grammar) {
+        char gmsg[256] = "";
+        rc = engine_grammar_compile(a->e, req.grammar, strlen(req.grammar), &grammar, gmsg, sizeof gmsg);
+        if (rc == SA_ERR_INVALID_ARG || rc == SA_ERR_TOO_LARGE) {
+            response_error_from_code(SA_ERR_INVALID_ARG, req.grammar_param, gmsg, &err);
+            rc = SA_ERR_INVALID_ARG;
+        }
+    }
     struct rebalance_params rb = info->rebalance_default;
     rb.on = req.rebalance_query >= 0 ? req.rebalance_query == 1 : a->cfg->rebalance;
     if (req.rebalance_alpha_set) rb.alpha = req.rebalance_alpha;
@@ -115,6 +125,7 @@ void api__handle_generate(struct api *a, struct http_request *r, enum request_ki
     j->rebalance = rb.on;
     j->logprobs = req.logprobs;
     j->base64 = req.base64;
+    j->grammar_param = req.grammar_param;
     j->model = strdup(req.model ? req.model : a->model_name);
     j->created = (int64_t)time(NULL);
     snprintf(j->id, sizeof j->id, "%s-%llx%06llx",
@@ -174,6 +185,7 @@ void api__handle_generate(struct api *a, struct http_request *r, enum request_ki
         er.sampling.min_tokens = (int32_t)req.min_tokens;
         memcpy(er.stop_ids, req.stop_token_ids, req.n_stop_token_ids * sizeof *er.stop_ids);
         er.n_stop_ids = req.n_stop_token_ids;
+        er.grammar = grammar;
         rc = engine_submit(a->e, &er, &s->engine_id);
         if (rc) break;
         s->submitted = true;
@@ -181,6 +193,8 @@ void api__handle_generate(struct api *a, struct http_request *r, enum request_ki
         j->remaining++;
     }
     free(bias);
+    engine_grammar_free(grammar); /* each submitted sequence holds its own reference */
+    grammar = NULL;
     if (j->remaining) { /* link even if a later submit failed: the events still come */
         j->next = a->jobs;
         if (a->jobs) a->jobs->prev = j;
@@ -207,6 +221,7 @@ out:
     free(ids);
     free(n_ids);
     free(echo_text);
+    engine_grammar_free(grammar);
     if (j && !j->seqs) free(j);
     request_free(&req);
 }

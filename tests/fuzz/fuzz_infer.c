@@ -7,6 +7,7 @@
  */
 #include "server/infer.c"
 #include "server/request.c"
+#include "server/schema.c" /* request.c converts response_format through it */
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -5,6 +5,7 @@
  * the message (RELIABILITY.md B4, C1-C8).
  */
 #include "server/request.c"
+#include "server/schema.c" /* request.c converts response_format through it */
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -447,9 +447,29 @@ check "extras: no-op OpenAI fields accepted, model echoed, top_k above vocab cla
 post $A unsupported /v1/completions "{$P, \"max_tokens\": 2, \"unknown_field\": {\"x\": 1}}"
 check "a field saserve does not implement: 400 unsupported_parameter naming it" jtrue \
     "$CODE == 400 and d['error']['param'] == 'unknown_field' and d['error']['code'] == 'unsupported_parameter'" "$BODY"
-post $A unsupported_rf /v1/chat/completions '{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "response_format": {"type": "json_object"}}'
-check "response_format (not implemented yet): 400 naming it, not a 200 with ordinary text" jtrue \
-    "$CODE == 400 and d['error']['param'] == 'response_format'" "$BODY"
+# structured output (response_format / grammar): the answer must parse and match
+post $A rf_json_object /v1/chat/completions '{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 60, "temperature": 0.8, "seed": 3, "response_format": {"type": "json_object"}}'
+check "response_format json_object: 200, the content opens an object with a string key (stories260K writes long strings: finish length), and parses if it finished" jtrue \
+    "$CODE == 200 and re.match(r'\\{\\s*\"', d['choices'][0]['message']['content']) and (d['choices'][0]['finish_reason'] != 'stop' or isinstance(json.loads(d['choices'][0]['message']['content']), dict))" "$BODY"
+RF_SCHEMA='{"type": "json_schema", "json_schema": {"name": "pick", "strict": true, "schema": {"type": "object", "properties": {"color": {"enum": ["red", "green", "blue"]}, "n": {"type": "integer"}}, "required": ["color", "n"], "additionalProperties": false}}}'
+post $A rf_json_schema /v1/completions "{$P, \"max_tokens\": 60, \"temperature\": 0, \"response_format\": $RF_SCHEMA}"
+check "response_format json_schema: finish stop, the text is an object with exactly color in the enum and an integer n" jtrue \
+    "$CODE == 200 and d['choices'][0]['finish_reason'] == 'stop' and (lambda o: sorted(o) == ['color', 'n'] and o['color'] in ('red', 'green', 'blue') and type(o['n']) is int)(json.loads(text(d)))" "$BODY"
+post $A rf_schema_stream /v1/completions "{$P, \"max_tokens\": 60, \"temperature\": 0, \"stream\": true, \"response_format\": $RF_SCHEMA}" -N
+check "response_format json_schema streamed: same text as the JSON answer" jtrue "text(d0) == text(d1)" "$BODY" "$TMP/r$((SEQ - 1)).body"
+post $A grammar_fixed /v1/completions "{$P, \"max_tokens\": 20, \"temperature\": 1, \"grammar\": \"root ::= \\\"yes\\\" | \\\"no\\\"\"}"
+check "grammar (GBNF) root ::= \"yes\" | \"no\": the text is one of them, finish stop" jtrue \
+    "$CODE == 200 and text(d) in ('yes', 'no') and d['choices'][0]['finish_reason'] == 'stop'" "$BODY"
+post $A grammar_bad /v1/completions "{$P, \"max_tokens\": 2, \"grammar\": \"root ::= undefined_rule\"}"
+check "grammar with an undefined rule: 400 naming grammar and the rule" jtrue \
+    "$CODE == 400 and d['error']['param'] == 'grammar' and 'undefined_rule' in d['error']['message']" "$BODY"
+post $A rf_unsupported /v1/completions "{$P, \"max_tokens\": 2, \"response_format\": {\"type\": \"json_schema\", \"json_schema\": {\"name\": \"x\", \"schema\": {\"type\": \"string\", \"pattern\": \"^a\"}}}}"
+check "response_format with an unsupported keyword (pattern): 400 naming response_format and the keyword, not ordinary text" jtrue \
+    "$CODE == 400 and d['error']['param'] == 'response_format' and 'pattern' in d['error']['message']" "$BODY"
+post $A rf_and_grammar /v1/completions "{$P, \"max_tokens\": 2, \"grammar\": \"root ::= \\\"a\\\"\", \"response_format\": {\"type\": \"json_object\"}}"
+check "grammar and response_format together: 400" jtrue "$CODE == 400 and d['error']['param'] == 'grammar'" "$BODY"
+post $A rf_text /v1/completions "{$P, \"max_tokens\": 3, \"temperature\": 0, \"response_format\": {\"type\": \"text\"}}"
+check "response_format text: unconstrained, 200" jtrue "$CODE == 200 and d['usage']['completion_tokens'] >= 1" "$BODY"
 post $A token_controls /v1/completions "{$P, \"max_tokens\": 6, \"temperature\": 0, \"logit_bias\": {\"2\": 100}, \"min_tokens\": 3}"
 check "logit_bias forcing EOS with min_tokens 3: exactly 3 tokens, finish stop" jtrue \
     "$CODE == 200 and d['usage']['completion_tokens'] == 4 and d['choices'][0]['finish_reason'] == 'stop'" "$BODY"

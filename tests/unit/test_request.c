@@ -287,8 +287,8 @@ static void test_unknown_fields_rejected(void)
     EXPECT_OK(REQUEST_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\",\"name\":\"x\"}]}");
     static const char *const completion_bad[][2] = {
         {"\"foo\":{\"bar\":[1,2]}", "foo"}, {"\"suffix\":\"x\"", "suffix"}, {"\"best_of\":2", "best_of"},
-        {"\"messages\":5", "messages"}, {"\"response_format\":{\"type\":\"json_object\"}", "response_format"},
-        {"\"grammar\":\"root ::= x\"", "grammar"}, {"\"top_logprobs\":2", "top_logprobs"},
+        {"\"messages\":5", "messages"}, {"\"tools\":[]", "tools"},
+        {"\"parallel_tool_calls\":true", "parallel_tool_calls"}, {"\"top_logprobs\":2", "top_logprobs"},
         {"\"x\\u00e9\":1", "body"},
     };
     for (size_t i = 0; i < sizeof completion_bad / sizeof completion_bad[0]; i++) {

@@ -349,6 +349,37 @@ static void test_min_tokens_and_ignore_eos(void)
     sampler_destroy(s);
 }
 
+/* A per-call mask of allowed tokens (structured output): greedy and sampled
+ * draws stay inside it, logprobs stay the model's, an empty mask is an error. */
+static void test_masked(void)
+{
+    float logits[40];
+    for (int i = 0; i < 40; i++) logits[i] = (float)i * 0.1f; /* 39 is the most likely */
+    uint32_t allowed[2] = {(1u << 3) | (1u << 17), 1u << (33 - 32)};
+    struct sampler_params p = sampler_default_params();
+    p.n_logprobs = 1;
+    struct sampler *s = NULL;
+    ASSERT_OK(sampler_create(&p, 40, &s));
+    struct sampler_result res;
+    ASSERT_EQ(sampler_sample_masked(s, logits, allowed, &res), 33);
+    ASSERT_EQ(res.top[0].id, 39); /* the alternatives are the model's own */
+    ASSERT_EQ(sampler_sample_masked(s, logits, NULL, NULL), 39);
+    uint32_t none[2] = {0, 0};
+    ASSERT_EQ(sampler_sample_masked(s, logits, none, NULL), SA_ERR_NUMERIC);
+    sampler_destroy(s);
+    p.temperature = 1.5f;
+    p.seed = 5;
+    ASSERT_OK(sampler_create(&p, 40, &s));
+    int hits[3] = {0};
+    for (int k = 0; k < 600; k++) {
+        int32_t t = sampler_sample_masked(s, logits, allowed, NULL);
+        ASSERT_TRUE(t == 3 || t == 17 || t == 33);
+        hits[t == 3 ? 0 : t == 17 ? 1 : 2]++;
+    }
+    ASSERT_TRUE(hits[0] > 0 && hits[1] > 0 && hits[2] > hits[0]); /* all three drawn, by their weights */
+    sampler_destroy(s);
+}
+
 int main(void)
 {
     TEST_RUN(test_greedy_argmax_and_ties);
@@ -362,5 +393,6 @@ int main(void)
     TEST_RUN(test_extreme_penalties);
     TEST_RUN(test_logit_bias);
     TEST_RUN(test_min_tokens_and_ignore_eos);
+    TEST_RUN(test_masked);
     TEST_DONE();
 }

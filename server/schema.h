@@ -1,0 +1,61 @@
+/*
+ * schema.h - OpenAI response_format (json_object, json_schema) to the GBNF
+ * text that engine_grammar_compile takes (engine/grammar.h has the syntax).
+ *
+ * Why here and why this name: the schema arrives as a parsed jansson value,
+ * and jansson stays out of the engine (STYLE.md: the engine has no JSON), so
+ * the converter lives in the server beside request.c and hands the engine
+ * plain grammar text. The module is "schema", not "json_schema", because
+ * json_ is jansson's prefix.
+ *
+ * Supported JSON Schema subset (anything else is SA_ERR_UNSUPPORTED with a
+ * message naming the keyword and where it is: "json_schema: 'pattern' is not
+ * supported (at #/properties/name)"; never silently ignored):
+ *   type (a name or an array of names): object, array, string, number,
+ *     integer, boolean, null;
+ *   object: properties (generated in the order given), required (must name
+ *     properties), additionalProperties false / true / absent (only the
+ *     declared properties are generated: a subset of what the schema allows);
+ *   array: items, minItems, maxItems (<= SCHEMA_MAX_ITEMS);
+ *   string: minLength, maxLength (<= SCHEMA_MAX_LENGTH);
+ *   enum, const (any JSON values, generated in compact form); anyOf / oneOf of
+ *     supported schemas (oneOf is generated as anyOf: branches that overlap can
+ *     yield a value matching two of them); $ref to "#", "#/$defs/<name>" or
+ *     "#/definitions/<name>" (recursion allowed when it can end; the grammar
+ *     compiler refuses a recursion that cannot);
+ *   annotations, accepted and unused: title, description, $schema, $id,
+ *     $comment, default, examples, deprecated, readOnly, writeOnly, $defs,
+ *     definitions; `true` and {} mean any JSON value.
+ * Numbers are generated with at most 16 integer digits, 16 decimals and a
+ * 3-digit exponent, and whitespace between tokens is one space, or one newline
+ * and at most 8 spaces or tabs, so a model cannot loop on digits or spaces; string bodies have no
+ * bound unless maxLength. The output carries no whitespace before or after
+ * the top-level value, so the grammar is finished when the value closes.
+ *
+ * Threading: pure functions; any thread. The returned text is malloc'd
+ * (caller frees).
+ */
+#ifndef SA_SCHEMA_H
+#define SA_SCHEMA_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#define SCHEMA_MAX_DEPTH 32     /* nested schemas */
+#define SCHEMA_MAX_ITEMS 64     /* maxItems / minItems that are generated exactly */
+#define SCHEMA_MAX_LENGTH 256   /* maxLength / minLength */
+
+/* A grammar for the JSON Schema `schema`. 0 and *gbnf, or SA_ERR_UNSUPPORTED /
+ * SA_ERR_INVALID_ARG (malformed schema) / SA_ERR_TOO_LARGE with msg, SA_ERR_NOMEM. */
+int schema_to_gbnf(json_t *schema, char **gbnf, char *msg, size_t msg_len);
+
+/* The grammar of any JSON object (response_format json_object). Static text. */
+const char *schema_json_object_gbnf(void);
+
+/* A whole OpenAI response_format value: {"type":"text"} gives 0 and *gbnf =
+ * NULL (no constraint); {"type":"json_object"}; {"type":"json_schema",
+ * "json_schema":{"name":..., "schema":{...}, "strict":..., "description":...}}.
+ * Errors name the field ("response_format.json_schema.schema: ..."). */
+int schema_response_format_gbnf(json_t *response_format, char **gbnf, char *msg, size_t msg_len);
+
+#endif
