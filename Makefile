@@ -151,7 +151,7 @@ train-phidnn:
 # phiDNN robustness (issue 14): white-box/EOT/BPDA attacks on the GGUF-loaded torch mirror, ablations,
 # adversarial-training baselines (trained into build/robust), the black-box attack through a running
 # server; writes tests/eval/results/robustness.{json,md,png} and the README block. Torch needed; not
-# part of make test. Scaled down for 2 cores (~15 min); ROBUST_ARGS=--full for the issue's full size.
+# part of make test. Scaled down for 2 shared cores (~11 min); ROBUST_ARGS=--full for the issue's full size.
 ROBUST_ARGS ?=
 robustness: $(BUILD)/saserve
 	$(call apt_ensure,python3-torch python3-numpy python3-matplotlib dataset-fashion-mnist)

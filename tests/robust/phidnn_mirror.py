@@ -158,9 +158,6 @@ class Mirror:
     def logits(self, mode, x, **kw):
         return self.models[mode][1](self.recreate(mode, x, **kw))
 
-    def classify(self, mode, x):
-        return self.models[mode][1]
-
     @torch.no_grad()
     def served_probs(self, mode, x, seed, samples=1):
         """The server's answer for one request of images x with parameters seed/samples:
