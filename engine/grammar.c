@@ -1270,6 +1270,16 @@ static int32_t intern(struct grammar_matcher *m, const struct gset *s)
     return (int32_t)m->n_pool - 1;
 }
 
+/* Sets the bits of the tokens that end at trie node i; returns how many. */
+static int32_t allow_node(const struct grammar_vocab *v, uint32_t i, uint32_t *allowed)
+{
+    for (uint32_t k = 0; k < v->nntok[i]; k++) {
+        int32_t id = v->sorted[v->ntok[i] + k];
+        allowed[id >> 5] |= 1u << (id & 31);
+    }
+    return (int32_t)v->nntok[i];
+}
+
 /* The trie walk with states interned: a (state, byte) pair is stepped once per
  * call, so the cost is the trie's size plus the distinct transitions. Returns
  * the count, or -1 when the cache filled up (then the caller walks uncached). */
@@ -1300,11 +1310,7 @@ static int32_t mask_cached(struct grammar_matcher *m, const struct grammar_vocab
             continue;
         }
         m->node_state[d] = to;
-        for (uint32_t k = 0; k < v->nntok[i]; k++) {
-            int32_t id = v->sorted[v->ntok[i] + k];
-            allowed[id >> 5] |= 1u << (id & 31);
-            count++;
-        }
+        count += allow_node(v, i, allowed);
         i++;
     }
     return count;
@@ -1335,11 +1341,7 @@ int32_t grammar_mask(struct grammar_matcher *m, const struct grammar_vocab *v, u
             i += v->nsize[i];
             continue;
         }
-        for (uint32_t k = 0; k < v->nntok[i]; k++) {
-            int32_t id = v->sorted[v->ntok[i] + k];
-            allowed[id >> 5] |= 1u << (id & 31);
-            count++;
-        }
+        count += allow_node(v, i, allowed);
         i++;
     }
     return count;

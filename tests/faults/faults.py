@@ -1600,31 +1600,49 @@ def f2_slow_reader(ctx):
     tally = Tally()
     srv = Server(ctx, "f2", ["--ctx", "512", "--max-stream-buffer", "8k"])
     srv.tally_ready(tally)
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)  # a tiny window: the server's buffer fills
-    s.connect(("127.0.0.1", srv.port))
     body = json.dumps({"prompt": "Once upon a time", "max_tokens": 480, "stream": True, "ignore_eos": True,
                        "temperature": 0, "logprobs": 5}).encode()
-    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-              b"Content-Length: %d\r\n\r\n" % len(body) + body)
-    time.sleep(3 if not SAN else 8)
-    s.settimeout(5)
-    data = b""
-    try:
-        while True:
-            b = s.recv(65536)
-            if not b:
+    # Whether saserve's own buffer ever holds 8k depends on how far the kernel grows the
+    # socket's send buffer first (loopback autotuning with a 64k MSS can absorb the whole
+    # 170 KB stream): a stream that arrived whole is a valid 200, and the client tries again
+    # (at most 3 times).
+    attempts = 0
+    for attempts in range(1, 4):
+        n_cuts, n_whole = srv.log().count("stream cut"), srv.log().count("POST /v1/completions 200")
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)  # a tiny window: the server's buffer fills
+        # a small MSS keeps the kernel's send-buffer autotuning (a multiple of the MSS) small too
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
+        s.connect(("127.0.0.1", srv.port))
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        deadline = time.time() + (10 if not SAN else 40)
+        while time.time() < deadline:
+            log = srv.log()
+            if log.count("stream cut") > n_cuts or log.count("POST /v1/completions 200") > n_whole:
                 break
-            data += b
-    except OSError:
-        pass
-    s.close()
-    tally.add("completions", 499)
+            time.sleep(0.2)
+        s.settimeout(5)
+        data = b""
+        try:
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                data += b
+        except OSError:
+            pass
+        s.close()
+        if b"data: [DONE]" not in data:  # (raw chunked framing: the last event is not the last bytes)
+            tally.add("completions", 499)
+            break
+        tally.add("completions", 200)
     idle, secs = srv.idle_within(10, tally)
     st, _, d2 = http(srv.port, "POST", "/v1/completions", json.dumps({"prompt": "Once", "max_tokens": 4}))
     tally.answer("/v1/completions", st, d2, False)
-    cut = not data.endswith(b"data: [DONE]\n\n")
-    checks = [("cut", cut and len(data) > 0, "the stream was cut before its end (%d bytes reached the client)" % len(data)),
+    cut = b"data: [DONE]" not in data
+    checks = [("cut", cut and len(data) > 0, "the stream was cut before its end (%d bytes reached the client; attempt %d)"
+               % (len(data), attempts)),
               ("idle", idle, "sequence cancelled, gauges back to 0 after %.2f s" % secs),
               ("alive", st == 200, "next request 200"),
               ("logged", "stream cut" in srv.log(), "the cut is logged")]
