@@ -183,6 +183,29 @@ await step('embeddings', async () => {
   expect(cos < 0.9999, 'embeddings: two different inputs give different vectors', { cos });
 });
 
+await step('structured output', async () => {
+  // OpenAI's json_schema response_format through the SDK; the content must parse and fit the schema
+  const schema = { type: 'object', properties: { mood: { enum: ['happy', 'sad'] }, age: { type: 'integer' } },
+    required: ['mood', 'age'], additionalProperties: false };
+  const r = await client.chat.completions.create({ model: 'llama', messages, max_tokens: 60, temperature: 0,
+    response_format: { type: 'json_schema', json_schema: { name: 'person', strict: true, schema } } });
+  const c = r.choices[0];
+  let o = null;
+  try { o = JSON.parse(c.message.content); } catch { /* checked below */ }
+  expect(c.finish_reason === 'stop' && o && Object.keys(o).sort().join() === 'age,mood'
+    && ['happy', 'sad'].includes(o.mood) && Number.isInteger(o.age),
+  'chat response_format json_schema: finish stop, content parses and fits the schema', c);
+  try {
+    await client.chat.completions.create({ model: 'llama', messages, max_tokens: 4,
+      response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'string', format: 'email' } } } });
+    bad('unsupported schema keyword: no error thrown');
+  } catch (e) {
+    expect(e instanceof OpenAI.BadRequestError && e.param === 'response_format' && e.code === 'unsupported_schema'
+      && /format/.test(e.message), 'schema keyword format -> BadRequestError param response_format, code unsupported_schema',
+    { status: e.status, error: e.error });
+  }
+});
+
 await step('errors', async () => {
   try {
     await client.completions.create({ model: 'llama', prompt: PROMPT, temperature: 3 });
