@@ -72,7 +72,7 @@ FUZZ_DIR  := build/fuzz
 FUZZ_FLAGS:= -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 $(ARCH_FLAGS) -I. $(PKG_CFLAGS) \
              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 
-.PHONY: all deps deps-run run test train-phidnn robustness bench-vision faults soak bench bench-server bench-capacity bench-context eval fuzz fuzz-smoke clean
+.PHONY: all deps deps-run run test train-phidnn robustness bench-vision faults soak bench bench-server bench-embeddings bench-capacity bench-context eval fuzz fuzz-smoke clean
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/saserve $(UNIT_BIN) $(TOOL_BIN) $(BUILD)/bench $(BUILD)/bench_step $(REPLAY_BIN)
@@ -207,6 +207,10 @@ bench: deps all
 # Server throughput under 1..16 concurrent clients (real HTTP on 127.0.0.1)
 bench-server: deps all
 	SHARED=$(SHARED) BUILD=$(BUILD) bash tests/bench/bench_server.sh
+
+# /v1/embeddings throughput against the same inputs' prefill (completions, max_tokens 1), one run
+bench-embeddings: deps all
+	SHARED=$(SHARED) BUILD=$(BUILD) python3 tests/bench/bench_embeddings.py
 
 # Decode step time against context length 256 / 1024 / 2048 (110M F32), sharing off and on
 bench-context: deps all
