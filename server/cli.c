@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 static double now_s(void)
@@ -327,6 +328,23 @@ int cli_check_model(int argc, char **argv)
     const char *path = argv[1 + full];
     int vrc = cli_check_vision_model(path);
     if (vrc >= 0) return vrc; /* a phiDNN file (cli_vision.c; its weights are always checked finite) */
+    /* a later shard of a split set (<prefix>-0000N-of-0000M.gguf, N > 1) is checked with its
+     * whole set, loaded from the first shard as every loader does (when it is there) */
+    char first[4096];
+    const char *load_path = path;
+    size_t pl = strlen(path);
+    unsigned no = 0, count = 0;
+    int used = 0;
+    if (pl > 20 && pl < sizeof first && sscanf(path + pl - 20, "-%5u-of-%5u.gguf%n", &no, &count, &used) == 2 &&
+        used == 20 && no > 1 && no <= count) {
+        memcpy(first, path, pl - 20);
+        snprintf(first + pl - 20, sizeof first - (pl - 20), "-%05u-of-%05u.gguf", 1u, count);
+        if (access(first, F_OK) == 0) { /* else the shard alone is loaded: its error names split.no */
+            printf("%s: shard %u of %u: checking its set from %s\n", path, no, count, first);
+            load_path = first;
+        }
+    }
+    path = load_path;
     struct model *m = load_model_or_report(path, NULL);
     if (!m) return 2;
     char msg[512];

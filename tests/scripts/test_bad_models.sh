@@ -9,7 +9,8 @@
 # NaN inside a weight matrix): plain check-model must accept them and
 # `check-model --full` must reject them that way. The valid input must exit 0,
 # and so must every model of $SHARED/models/kquant (llama.cpp's K-quant/IQ4
-# files and the first shard of its split set) when that directory exists. Bad
+# files, every shard of its split set, checked with its set, and the ref/
+# copies) when that directory exists. Bad
 # split sets lie in $OUT/split_*/: their first shard (...-00001-of-...) is the
 # file checked. If the sanitizer build
 # build/san-address-undefined/saserve exists, every file also goes through it
@@ -124,7 +125,7 @@ for b in "${bins[@]}"; do
     bin=${b#*:}
     check_one "$label" "$bin" "$VALID" 0
     check_one "$label" "$bin" "$VALID_PHIDNN" 0
-    for f in "$SHARED"/models/kquant/*.gguf "$SHARED"/models/kquant/split/*-00001-of-*.gguf; do
+    for f in "$SHARED"/models/kquant/*.gguf "$SHARED"/models/kquant/split/*.gguf "$SHARED"/models/kquant/ref/*.gguf; do
         [ -e "$f" ] && check_one "$label" "$bin" "$f" 0
     done
     for f in "$OUT"/*.gguf "$OUT"/split_*/*-00001-of-*.gguf; do
