@@ -91,4 +91,27 @@ static inline const char *test_shared_dir(void)
     return s && *s ? s : "../shared";
 }
 
+/* Deterministic test data (xorshift64): a test file that defines TEST_RNG_SEED
+ * before including this header gets rnd32() and rndf() in [-1, 1) from that seed. */
+#ifdef TEST_RNG_SEED
+#include <stdint.h>
+static uint64_t rng_state = TEST_RNG_SEED;
+static inline uint32_t rnd32(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 32);
+}
+static inline float rndf(void) { return (float)rnd32() / 4294967296.0f * 2.0f - 1.0f; }
+#endif
+
+/* malloc that aborts the test on failure (n 0 allowed). */
+static inline void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) abort();
+    return p;
+}
+
 #endif

@@ -24,26 +24,12 @@
 #include "engine/quant.h"
 #include "engine/repack.h"
 #include "engine/workers.h"
+#define TEST_RNG_SEED 0x9e3779b97f4a7c15ull
 #include "tests/test.h"
 
 #include <stdint.h>
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static uint32_t rnd32(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 32);
-}
-static float rndf(void) { return (float)rnd32() / 4294967296.0f * 2.0f - 1.0f; }
 
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p) abort();
-    return p;
-}
 static void *xalloc64(size_t n)
 {
     void *p = aligned_alloc(64, (n + 63) / 64 * 64);

@@ -36,6 +36,7 @@
 #include "engine/quantize.h"
 #include "engine/transformer.h"
 #include "../tf_pair.h"
+#define TEST_RNG_SEED 0x2545f4914f6cdd1dull
 #include "tests/test.h"
 
 #include <stdint.h>
@@ -48,22 +49,7 @@ static const enum quant_type new_types[] = {QUANT_Q2_K, QUANT_Q3_K, QUANT_Q4_K, 
 
 /* ---------------------------------------------------------------- data */
 
-static uint64_t rng_state = 0x2545f4914f6cdd1dull;
-static uint32_t rnd32(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 32);
-}
-static float rndf(void) { return (float)rnd32() / 4294967296.0f * 2.0f - 1.0f; }
 
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p) abort();
-    return p;
-}
 
 static void set_f16(void *blk, size_t off, float v)
 {

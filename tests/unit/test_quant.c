@@ -4,6 +4,7 @@
  * double-precision dot of the dequantised operands.
  */
 #include "engine/quant.h"
+#define TEST_RNG_SEED 0x853c49e6748fea9bull
 #include "tests/test.h"
 
 #include <float.h>
@@ -20,15 +21,6 @@ static bool is_block(enum quant_type t) { return t == QUANT_Q8_0 || t == QUANT_Q
 
 /* ---------------------------------------------------------------- data */
 
-static uint64_t rng_state = 0x853c49e6748fea9bull;
-static uint32_t rnd32(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 32);
-}
-static float rndf(void) { return (float)rnd32() / 4294967296.0f * 2.0f - 1.0f; } /* [-1, 1) */
 
 /* Random vector; mode 0: uniform [-1,1); mode 1: per-32-block scales from
  * 1e-3 to 30 (exercises the per-block scale); mode 2: mostly small values
@@ -47,12 +39,6 @@ static void fill(float *x, size_t n, int mode)
     }
 }
 
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p) abort();
-    return p;
-}
 
 /* ---------------------------------------------------------------- metadata */
 
