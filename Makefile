@@ -22,7 +22,7 @@ PKGS     := openblas jansson libmicrohttpd libuv libpcre2-8 libpng
 RUN_PKGS := build-essential pkg-config libopenblas-dev libjansson-dev libmicrohttpd-dev \
             libuv1-dev libpcre2-dev libpng-dev curl
 DEB_PKGS := $(RUN_PKGS) python3 python3-yaml yamllint prometheus \
-            wrk slowhttptest zzuf socat clang dataset-fashion-mnist python3-numpy
+            wrk slowhttptest zzuf socat clang dataset-fashion-mnist python3-numpy chromium
 
 ifeq ($(NATIVE),0)
 ARCH_FLAGS := -march=x86-64-v3
@@ -99,6 +99,9 @@ deps-run:
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+# the web page's files are assembled into ui.o (.incbin, server/ui.c): rebuild it when one changes
+$(BUILD)/server/ui.o: $(wildcard server/ui/*)
 
 $(ENGINE_LIB): $(ENGINE_OBJ)
 	@rm -f $@
