@@ -160,7 +160,8 @@ try {
       const c = tr.querySelector("canvas");
       let ink = 0;
       if (c && c.width) { const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data; for (let i = 0; i < d.length; i += 4) ink += d[i]; }
-      return { mode: tr.dataset.mode, label: tr.querySelector(".label") && tr.querySelector(".label").textContent, w: c ? c.width : 0, ink };
+      return { mode: tr.dataset.mode, label: tr.querySelector(".label") && tr.querySelector(".label").textContent,
+        p: tr.cells[2] && tr.cells[2].textContent, w: c ? c.width : 0, ink };
     }));
     const raw = gunzipSync(readFileSync("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")).subarray(16);
     const idx = samples[pick];
@@ -171,9 +172,11 @@ try {
       const d = await postJSON(`/v2/models/${name}/infer?recreate=${r.mode}`, {
         parameters: { seed: 11 }, inputs: [{ name: meta.inputs[0].name, datatype: "UINT8", shape: [1, 1, 28, 28], data: px }],
       });
-      const want = d.status === 200 ? d.json.outputs.find((o) => o.name === "label").data[0] : `status ${d.status}`;
-      result(r.label === want && r.w === 28 && r.ink > 0,
-        `recreate=${r.mode}: the page shows "${r.label}" = the direct infer of test image ${idx} ("${want}"), recreation drawn`,
+      const out = (n) => d.json.outputs.find((o) => o.name === n).data;
+      const want = d.status === 200 ? out("label")[0] : `status ${d.status}`;
+      const wantP = d.status === 200 ? out("probabilities")[out("class_index")[0]].toFixed(3) : "";
+      result(r.label === want && r.p === wantP && r.w === 28 && r.ink > 0,
+        `recreate=${r.mode}: the page shows "${r.label}" p ${r.p} = the direct infer of test image ${idx} ("${want}" p ${wantP}), recreation drawn`,
         JSON.stringify(r));
     }
   }

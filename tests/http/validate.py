@@ -271,6 +271,10 @@ def check_exchange(spec, method, path, status, ctype, body_file, headers_file):
     if mtype not in content:
         return ["media type %r is not documented for %s %s %s (documented: %s)" % (mtype, method, path, status, ", ".join(content))]
     media = content[mtype]
+    if mtype == "image/png":  # binary: the signature and an IHDR first chunk
+        if raw[:8] != b"\x89PNG\r\n\x1a\n" or raw[12:16] != b"IHDR":
+            errs.append("the body is not a PNG")
+        return errs
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
