@@ -1,7 +1,8 @@
 /*
  * api.c - routing (a table of handlers), authorisation, the simple endpoints,
- * the one place error answers go out, and the api's lifecycle (api_int.h says
- * what the other api files do).
+ * the web page's files (ui.h) and the similarity heatmap (heatmap.h), the one
+ * place error answers go out, and the api's lifecycle (api_int.h says what the
+ * other api files do).
  */
 #define _DEFAULT_SOURCE
 #include "api_int.h"

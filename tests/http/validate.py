@@ -20,7 +20,9 @@ Usage:
       type; JSON bodies are validated against the schema; text/event-stream
       bodies are checked for SSE framing (data: lines, blank-line separated,
       ending with data: [DONE]) and every event's JSON is validated against
-      the media type's x-sse-event schema; with HEADERS_FILE (curl -D), the
+      the media type's x-sse-event schema; image/png bodies must start with the
+      PNG signature and an IHDR chunk; other text bodies are validated as
+      strings; with HEADERS_FILE (curl -D), the
       response headers the spec marks required must be present and valid.
       Prints "PASS schema LABEL" or "FAIL schema LABEL: why" per line; exit
       status 1 if any failed.
