@@ -9,6 +9,7 @@
 #   make train-phidnn  train + export the phiDNN models (installs python3-torch; CI does not train)
 #   make robustness  phiDNN adversarial evaluation (torch; README block + tests/eval/results/robustness.*)
 #   make bench-vision  phiDNN serving cost per recreation mode
+#   make screenshot  the browser test of the page at / (chromium), its screenshot copied to tests/http/results/page.png
 #   make bench     speed figures (MODEL=path.gguf, default: generated 110M shape)
 #   make fuzz      libFuzzer targets (clang)
 #   SANITIZE=address,undefined | SANITIZE=thread   sanitizer builds (own build dir)
@@ -22,7 +23,7 @@ PKGS     := openblas jansson libmicrohttpd libuv libpcre2-8 libpng
 RUN_PKGS := build-essential pkg-config libopenblas-dev libjansson-dev libmicrohttpd-dev \
             libuv1-dev libpcre2-dev libpng-dev curl
 DEB_PKGS := $(RUN_PKGS) python3 python3-yaml yamllint prometheus \
-            wrk slowhttptest zzuf socat clang dataset-fashion-mnist python3-numpy
+            wrk slowhttptest zzuf socat clang dataset-fashion-mnist python3-numpy chromium
 
 ifeq ($(NATIVE),0)
 ARCH_FLAGS := -march=x86-64-v3
@@ -72,7 +73,7 @@ FUZZ_DIR  := build/fuzz
 FUZZ_FLAGS:= -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 $(ARCH_FLAGS) -I. $(PKG_CFLAGS) \
              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 
-.PHONY: all deps deps-run run test train-phidnn robustness bench-vision faults soak bench bench-server bench-embeddings bench-capacity bench-context eval fuzz fuzz-smoke clean
+.PHONY: all deps deps-run run test screenshot train-phidnn robustness bench-vision faults soak bench bench-server bench-embeddings bench-capacity bench-context eval fuzz fuzz-smoke clean
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/saserve $(UNIT_BIN) $(TOOL_BIN) $(BUILD)/bench $(BUILD)/bench_step $(REPLAY_BIN)
@@ -99,6 +100,9 @@ deps-run:
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+# the web page's files are assembled into ui.o (.incbin, server/ui.c): rebuild it when one changes
+$(BUILD)/server/ui.o: $(wildcard server/ui/*)
 
 $(ENGINE_LIB): $(ENGINE_OBJ)
 	@rm -f $@
@@ -172,6 +176,10 @@ robustness: $(BUILD)/saserve
 # phiDNN serving cost: images/s and latency p50/p99 per mode at batch 1 and 8 concurrent clients
 bench-vision: deps $(BUILD)/saserve
 	SHARED=$(SHARED) BUILD=$(BUILD) python3 tests/bench/bench_vision.py
+
+# the browser test (also part of make test), keeping its screenshot for the README
+screenshot: all
+	UPDATE_SCREENSHOT=1 SHARED=$(SHARED) BUILD=$(BUILD) bash tests/scripts/test_browser.sh
 
 run: deps-run all
 	@test -f "$(MODEL)" || { echo "make run: no model at $(MODEL); pass MODEL=path/to/model.gguf"; exit 1; }

@@ -79,6 +79,7 @@ struct engine {
     int32_t n_eog;
     struct share_plan auto_plan;    /* calibrated once at start-up: "auto" in any request */
     struct share_plan default_plan; /* the configured plan (auto_plan when it says "auto") */
+    float *layer_sim; /* [n_layer * n_layer] from the calibration of auto_plan; NULL when it failed */
     struct workers *pool;
     struct kv_pool *kv;         /* the paged KV cache (step thread) */
     struct prefix_cache *prefix; /* NULL when disabled */
@@ -753,10 +754,17 @@ int engine_create(const struct engine_config *cfg_in, struct engine **out, char 
     }
     /* "auto" is calibrated once, here, not per request */
     char why[256];
-    rc = calib_auto_plan(e->m, NULL, cfg->n_threads, cfg->share_threshold, &e->auto_plan, NULL, why, sizeof why);
+    if (!(e->layer_sim = malloc((size_t)hp->n_layer * hp->n_layer * sizeof *e->layer_sim))) {
+        rc = SA_ERR_NOMEM;
+        goto fail;
+    }
+    rc = calib_auto_plan(e->m, NULL, cfg->n_threads, cfg->share_threshold, &e->auto_plan, e->layer_sim, why,
+                         sizeof why);
     if (rc) { /* a model that loads also serves: "auto" then shares nothing */
         SA_LOGW("share_spans auto: calibration failed (%s); the auto plan is off", why);
         share_plan_init(&e->auto_plan, hp->n_layer);
+        free(e->layer_sim);
+        e->layer_sim = NULL;
         rc = 0;
     }
     const char *spans = cfg->share_spans ? cfg->share_spans : "auto";
@@ -849,6 +857,7 @@ void engine_destroy(struct engine *e)
     free(e->piece);
     free(e->batch_logits);
     free(e->hidden);
+    free(e->layer_sim);
     grammar_vocab_destroy(e->gvocab);
     workers_destroy(e->pool);
     model_free(e->m);
@@ -1048,6 +1057,12 @@ void engine_get_metrics(struct engine *e, struct engine_metrics *m)
 }
 
 /* ---- the phiDNN image classifier (vision.h) ---- */
+
+const float *engine_layer_similarity(const struct engine *e, uint32_t *n_layers)
+{
+    if (n_layers) *n_layers = e && e->layer_sim ? e->info.n_layer : 0;
+    return e ? e->layer_sim : NULL;
+}
 
 const struct phidnn_info *engine_vision_info(const struct engine *e) { return vision_info(e->vis); }
 

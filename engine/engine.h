@@ -289,4 +289,13 @@ int engine_vision_submit(struct engine *e, const struct engine_vision_request *r
 /* Jobs waiting or running. Any thread. */
 uint32_t engine_vision_queue_depth(struct engine *e);
 
+/* ---- the start-up calibration's layer similarity (read-only) ----
+ * The L x L matrix calib_auto_plan measured at engine_create (calibrate.h:
+ * sim[a*L + b], row-major, diagonal 1: cosines of
+ * attention probabilities, so in [0, 1]), whatever plan was
+ * configured. Owned by the engine, never changed after engine_create returns,
+ * valid until engine_destroy; any thread. NULL (and *n_layers = 0) when the
+ * calibration failed (the auto plan is then off). n_layers may be NULL. */
+const float *engine_layer_similarity(const struct engine *e, uint32_t *n_layers);
+
 #endif

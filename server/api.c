@@ -1,12 +1,15 @@
 /*
  * api.c - routing (a table of handlers), authorisation, the simple endpoints,
- * the one place error answers go out, and the api's lifecycle (api_int.h says
- * what the other api files do).
+ * the web page's files (ui.h) and the similarity heatmap (heatmap.h), the one
+ * place error answers go out, and the api's lifecycle (api_int.h says what the
+ * other api files do).
  */
 #define _DEFAULT_SOURCE
 #include "api_int.h"
 
 #include "engine/log.h"
+#include "heatmap.h"
+#include "ui.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -202,6 +205,78 @@ static void handle_metrics(struct api *a, struct http_request *r)
     free(text);
 }
 
+/* ---- the web page (server/ui/) and the similarity heatmap ---- */
+
+/* Does the request's If-None-Match name etag (a list, or "*")? */
+static bool etag_matches(const char *inm, const char *etag)
+{
+    if (!inm) return false;
+    return strcmp(inm, "*") == 0 || strstr(inm, etag) != NULL; /* W/"x" names "x" too (weak comparison) */
+}
+
+static void send_static(struct api *a, struct http_request *r, enum metrics_endpoint ep, const char *type,
+                        const unsigned char *data, size_t len, const char *etag, const char *cache)
+{
+    char etag_hdr[64], cache_hdr[96];
+    snprintf(etag_hdr, sizeof etag_hdr, "ETag: %s", etag);
+    snprintf(cache_hdr, sizeof cache_hdr, "Cache-Control: %s", cache);
+    /* the page loads only its own files and talks only to this server */
+    const char *const headers[] = {etag_hdr, cache_hdr, "X-Content-Type-Options: nosniff",
+                                   "Content-Security-Policy: default-src 'self'; img-src 'self' data: blob:; "
+                                   "frame-ancestors 'none'",
+                                   NULL};
+    const bool fresh = etag_matches(http_header(r, "If-None-Match"), etag);
+    http_respond(r, fresh ? 304 : 200, type, fresh ? "" : (const char *)data, fresh ? 0 : len, headers);
+    metrics_request_done(a->metrics, ep, fresh ? 304 : 200, http_age_s(r));
+}
+
+/* GET / (index.html) and GET /ui/{file}: revalidated on every use (no-cache + ETag, 304 when unchanged) */
+static void handle_ui(struct api *a, struct http_request *r)
+{
+    const char *path = http_path(r);
+    const struct ui_file *f = ui_file_find(strcmp(path, "/") == 0 ? "index.html" : path + strlen("/ui/"));
+    if (!f) {
+        api__send_http_error(a, r, METRICS_EP_UI, RESPONSE_HTTP_NOT_FOUND, NULL, "no such file of the web page");
+        return;
+    }
+    send_static(a, r, METRICS_EP_UI, f->content_type, f->data, f->len, f->etag, "no-cache");
+}
+
+/* GET /v1/models/{id}/similarity.png: the start-up calibration's layer similarity as a heatmap */
+static void handle_similarity(struct api *a, struct http_request *r)
+{
+    struct api_error err;
+    const char *id = http_path(r) + strlen("/v1/models/");
+    const size_t n = strlen(id) - strlen("/similarity.png");
+    if (strlen(a->model_name) != n || strncmp(id, a->model_name, n) != 0) {
+        response_error_from_code(SA_ERR_NOT_FOUND, "model", "no such model (GET /v1/models lists it)", &err);
+        api__send_error(a, r, METRICS_EP_SIMILARITY, &err);
+        return;
+    }
+    uint32_t L = 0;
+    const float *sim = engine_layer_similarity(a->e, &L);
+    if (!sim) {
+        response_error_from_code(SA_ERR_NOT_FOUND, NULL,
+                                 "no layer similarity: the start-up calibration failed (see the server log)", &err);
+        api__send_error(a, r, METRICS_EP_SIMILARITY, &err);
+        return;
+    }
+    unsigned char *png = NULL;
+    size_t len = 0;
+    if (heatmap_png(sim, (int)L, 0.0f, &png, &len) != 0) {
+        response_error_from_code(SA_ERR_NOMEM, NULL, "out of memory while drawing the heatmap", &err);
+        api__send_error(a, r, METRICS_EP_SIMILARITY, &err);
+        return;
+    }
+    /* the matrix never changes while the process runs: its ETag is the PNG's hash */
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < len; i++) h = (h ^ png[i]) * 0x100000001b3ull;
+    char etag[24];
+    snprintf(etag, sizeof etag, "\"%016llx\"", (unsigned long long)h);
+    send_static(a, r, METRICS_EP_SIMILARITY, "image/png", png, len, etag, "no-cache");
+    free(png);
+}
+
 static void handle_completions(struct api *a, struct http_request *r) { api__handle_generate(a, r, REQUEST_COMPLETION); }
 static void handle_chat(struct api *a, struct http_request *r) { api__handle_generate(a, r, REQUEST_CHAT); }
 static void handle_embeddings(struct api *a, struct http_request *r) { api__handle_generate(a, r, REQUEST_EMBEDDING); }
@@ -214,20 +289,25 @@ struct route {
     const char *path, *method;
     enum metrics_endpoint ep;
     api_route_fn fn;
-    bool prefix; /* path is a prefix: "/v1/models/" + {id} */
+    bool prefix; /* path is a prefix: "/v1/models/" + {id} (one segment, no '/') */
+    const char *suffix; /* with prefix: the path is prefix + {id} + suffix ({id} one non-empty segment) */
 };
 
-/* Exact paths (and one prefix); "/v2/" is routed by v2.c, its paths are templated. */
+/* Exact paths and prefixes ("/v1/models/{id}", "/v1/models/{id}/similarity.png", "/ui/{file}"); "/v2/" is
+ * routed by v2.c, its paths are templated. */
 static const struct route routes[] = {
-    {"/v1/completions", "POST", METRICS_EP_COMPLETIONS, handle_completions, false},
-    {"/v1/chat/completions", "POST", METRICS_EP_CHAT, handle_chat, false},
-    {"/v1/embeddings", "POST", METRICS_EP_EMBEDDINGS, handle_embeddings, false},
-    {"/v1/models", "GET", METRICS_EP_MODELS, handle_models, false},
-    {"/v1/models/", "GET", METRICS_EP_MODELS, handle_model, true},
-    {"/tokenize", "POST", METRICS_EP_TOKENIZE, handle_tokenize, false},
-    {"/detokenize", "POST", METRICS_EP_TOKENIZE, handle_detokenize, false},
-    {"/health", "GET", METRICS_EP_HEALTH, handle_health, false},
-    {"/metrics", "GET", METRICS_EP_METRICS, handle_metrics, false},
+    {"/v1/completions", "POST", METRICS_EP_COMPLETIONS, handle_completions, false, NULL},
+    {"/v1/chat/completions", "POST", METRICS_EP_CHAT, handle_chat, false, NULL},
+    {"/v1/embeddings", "POST", METRICS_EP_EMBEDDINGS, handle_embeddings, false, NULL},
+    {"/v1/models", "GET", METRICS_EP_MODELS, handle_models, false, NULL},
+    {"/v1/models/", "GET", METRICS_EP_SIMILARITY, handle_similarity, true, "/similarity.png"},
+    {"/v1/models/", "GET", METRICS_EP_MODELS, handle_model, true, NULL},
+    {"/tokenize", "POST", METRICS_EP_TOKENIZE, handle_tokenize, false, NULL},
+    {"/detokenize", "POST", METRICS_EP_TOKENIZE, handle_detokenize, false, NULL},
+    {"/health", "GET", METRICS_EP_HEALTH, handle_health, false, NULL},
+    {"/metrics", "GET", METRICS_EP_METRICS, handle_metrics, false, NULL},
+    {"/", "GET", METRICS_EP_UI, handle_ui, false, NULL},
+    {"/ui/", "GET", METRICS_EP_UI, handle_ui, true, NULL},
 };
 
 static const struct route *route_of(const char *path)
@@ -235,9 +315,13 @@ static const struct route *route_of(const char *path)
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         const struct route *rt = &routes[i];
         size_t n = strlen(rt->path);
-        if (rt->prefix ? strncmp(path, rt->path, n) == 0 && path[n] && !strchr(path + n, '/')
-                       : strcmp(path, rt->path) == 0)
-            return rt;
+        if (!rt->prefix) {
+            if (strcmp(path, rt->path) == 0) return rt;
+            continue;
+        }
+        if (strncmp(path, rt->path, n) != 0 || !path[n]) continue;
+        const char *seg = path + n, *slash = strchr(seg, '/');
+        if (!rt->suffix ? !slash : slash && slash > seg && strcmp(slash, rt->suffix) == 0) return rt;
     }
     return NULL;
 }
@@ -248,7 +332,8 @@ static void on_request(void *app, struct http_request *r)
     const char *path = http_path(r), *method = http_method(r);
     const struct route *rt = NULL;
     rt = route_of(path);
-    if (!a->e && !(rt && (rt->fn == handle_health || rt->fn == handle_metrics))) { /* the model is still loading */
+    if (!a->e && !(rt && (rt->fn == handle_health || rt->fn == handle_metrics || rt->fn == handle_ui))) {
+        /* the model is still loading (the page loads and shows it from /health) */
         api__send_http_error(a, r, rt ? rt->ep : METRICS_EP_OTHER, RESPONSE_HTTP_UNAVAILABLE, NULL,
                              "the model is loading; retry shortly");
         return;
@@ -265,7 +350,8 @@ static void on_request(void *app, struct http_request *r)
         api__send_method_not_allowed(a, r, rt->ep, rt->method);
         return;
     }
-    if (rt->ep != METRICS_EP_HEALTH && !api__authorized(a, r)) {
+    /* /health and the page's static files (public, no data) need no key; the page asks for it */
+    if (rt->ep != METRICS_EP_HEALTH && rt->ep != METRICS_EP_UI && !api__authorized(a, r)) {
         api__send_unauthorized(a, r, rt->ep);
         return;
     }

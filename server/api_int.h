@@ -2,7 +2,8 @@
  * api_int.h - the api module's own parts, shared by its files (api.h is its
  * public face). The api is split by job:
  *   api.c     routing (a table of handlers), authorisation, the simple
- *             endpoints, the one place error answers are sent, the lifecycle
+ *             endpoints (with the web page's files and the similarity PNG),
+ *             the one place error answers are sent, the lifecycle
  *   job.c     a generation request's job: its references and the engine ->
  *             loop event queue (the only cross-thread hand-off)
  *   submit.c  a parsed request turned into engine work (tokenizing, the plan,

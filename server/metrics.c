@@ -15,10 +15,10 @@ static const double metrics_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 #define METRICS_N_BUCKETS (sizeof metrics_buckets / sizeof metrics_buckets[0])
 
 static const char *const metrics_ep_names[METRICS_EP_COUNT] = {
-    "completions", "chat_completions", "models", "health", "metrics", "v2_infer", "v2_models", "v2_health", "tokenize", "embeddings", "other",
+    "completions", "chat_completions", "models", "health", "metrics", "v2_infer", "v2_models", "v2_health", "tokenize", "embeddings", "ui", "similarity", "other",
 };
 
-static const int metrics_statuses[] = {200, 204, 400, 401, 404, 405, 408, 413, 414, 429, 431, 499, 500, 501, 503};
+static const int metrics_statuses[] = {200, 204, 304, 400, 401, 404, 405, 408, 413, 414, 429, 431, 499, 500, 501, 503};
 #define METRICS_N_STATUS (sizeof metrics_statuses / sizeof metrics_statuses[0])
 /* index METRICS_N_STATUS is "other" */
 

@@ -11,7 +11,7 @@
  * Families:
  *   saserve_up                                 gauge     1
  *   saserve_model_info{model}                  gauge     1
- *   saserve_requests_total{endpoint,status}    counter   status: 200 204 400 401 404 405 408 413 414 429 431 499 500 501 503 other
+ *   saserve_requests_total{endpoint,status}    counter   status: 200 204 304 400 401 404 405 408 413 414 429 431 499 500 501 503 other
  *      (499 = the client closed the connection before the answer was complete)
  *   saserve_request_duration_seconds{endpoint} histogram
  *   saserve_time_to_first_token_seconds        histogram
@@ -62,6 +62,8 @@ enum metrics_endpoint {
     METRICS_EP_V2_HEALTH,       /* "v2_health": GET /v2/health/ready|live */
     METRICS_EP_TOKENIZE,        /* "tokenize": POST /tokenize and /detokenize */
     METRICS_EP_EMBEDDINGS,      /* "embeddings": POST /v1/embeddings */
+    METRICS_EP_UI,              /* "ui": GET / and /ui/{file} (the web page) */
+    METRICS_EP_SIMILARITY,      /* "similarity": GET /v1/models/{id}/similarity.png */
     METRICS_EP_OTHER,           /* "other": unknown paths and anything else */
     METRICS_EP_COUNT
 };

@@ -146,6 +146,11 @@ def env(files):
 
 
 def endpoint_label(path):
+    if path.startswith("/v1/models/") and path.endswith("/similarity.png") and path.count("/") == 4 \
+            and len(path) > len("/v1/models//similarity.png"):
+        return "similarity"
+    if path == "/" or (path.startswith("/ui/") and len(path) > 4 and "/" not in path[4:]):
+        return "ui"
     if path.startswith("/v1/models/") and "/" not in path[len("/v1/models/"):] and len(path) > len("/v1/models/"):
         return "models"  # GET /v1/models/{id}
     return {"/v1/completions": "completions", "/v1/chat/completions": "chat_completions", "/v1/models": "models",

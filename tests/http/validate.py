@@ -20,7 +20,9 @@ Usage:
       type; JSON bodies are validated against the schema; text/event-stream
       bodies are checked for SSE framing (data: lines, blank-line separated,
       ending with data: [DONE]) and every event's JSON is validated against
-      the media type's x-sse-event schema; with HEADERS_FILE (curl -D), the
+      the media type's x-sse-event schema; image/png bodies must start with the
+      PNG signature and an IHDR chunk; other text bodies are validated as
+      strings; with HEADERS_FILE (curl -D), the
       response headers the spec marks required must be present and valid.
       Prints "PASS schema LABEL" or "FAIL schema LABEL: why" per line; exit
       status 1 if any failed.
@@ -271,6 +273,10 @@ def check_exchange(spec, method, path, status, ctype, body_file, headers_file):
     if mtype not in content:
         return ["media type %r is not documented for %s %s %s (documented: %s)" % (mtype, method, path, status, ", ".join(content))]
     media = content[mtype]
+    if mtype == "image/png":  # binary: the signature and an IHDR first chunk
+        if raw[:8] != b"\x89PNG\r\n\x1a\n" or raw[12:16] != b"IHDR":
+            errs.append("the body is not a PNG")
+        return errs
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

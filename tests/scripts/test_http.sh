@@ -295,6 +295,35 @@ ids = [l.split(":", 1)[1].strip() for p in sys.argv[1:] for l in open(p) if l.lo
 assert len(ids) == 2 and ids[0] != ids[1] and all(i.startswith("req-") for i in ids), ids
 PYEOF
 
+# ---------------------------------------------------------------- the web page (server/ui) and the heatmap
+req $A page GET /
+check "GET / -> 200 text/html: the page (index.html byte for byte), ETag, Cache-Control: no-cache, nosniff" \
+    test "$CODE $CTYPE|$(header "$HDR" Cache-Control)|$(header "$HDR" X-Content-Type-Options)|$(cmp -s "$BODY" server/ui/index.html && echo same)" \
+    = "200 text/html; charset=utf-8|no-cache|nosniff|same"
+ETAG=$(header "$HDR" ETag)
+req $A page_304 GET / -H "If-None-Match: $ETAG"
+: >>"$BODY" # curl writes no file for an answer without a body
+check "GET / with If-None-Match: its ETag -> 304, no body" test "$CODE $(wc -c <"$BODY")" = "304 0"
+req $A page_js GET /ui/app.js
+check "GET /ui/app.js -> 200 text/javascript, the committed file" \
+    test "$CODE $CTYPE $(cmp -s "$BODY" server/ui/app.js && echo same)" = "200 text/javascript; charset=utf-8 same"
+req $A page_css GET /ui/style.css
+check "GET /ui/style.css -> 200 text/css" test "$CODE $CTYPE" = "200 text/css; charset=utf-8"
+req $A page_missing GET /ui/nope.js
+expect_error "GET /ui/{unknown file}" 404 null unknown_url
+req $A page_post POST / -d '{}'
+expect_error "POST /" 405 null method_not_allowed
+req $A similarity GET "/v1/models/$MID/similarity.png"
+check "GET /v1/models/{id}/similarity.png -> 200 image/png, 5x5 layers drawn 352x352 (28 + 5*64 + 4)" "$PYC" -c '
+import struct, sys
+raw = open(sys.argv[1], "rb").read()
+assert sys.argv[2] == "200 image/png", sys.argv[2]
+assert raw[:8] == b"\x89PNG\r\n\x1a\n" and raw[12:16] == b"IHDR", raw[:16]
+assert struct.unpack(">II", raw[16:24]) == (352, 352), struct.unpack(">II", raw[16:24])
+' "$BODY" "$CODE $CTYPE"
+req $A similarity_bad GET /v1/models/not-this-one/similarity.png
+expect_error "GET /v1/models/{other id}/similarity.png" 404 model not_found
+
 # ---------------------------------------------------------------- embeddings (OpenAI shape)
 post $A embeddings /v1/embeddings '{"input": ["Once upon a time", "Once upon a time", "a little girl"]}'
 check "POST /v1/embeddings: 3 vectors of dim 64, unit length, equal inputs equal vectors, usage" jtrue \
@@ -634,6 +663,10 @@ req $B auth_metrics GET /metrics
 check "api key: /metrics without key -> 401" test "$CODE" = 401
 req $B auth_health GET /health
 check "api key: /health without key -> 200" test "$CODE" = 200
+req $B auth_page GET /
+check "api key: the page's files without key -> 200 (public; the page sends the key it is given)" test "$CODE" = 200
+req $B auth_similarity GET "/v1/models/$MID/similarity.png"
+check "api key: /v1/models/{id}/similarity.png without key -> 401" test "$CODE" = 401
 flush_expect
 # 408: headers and half a body, the rest after request_timeout (1 s)
 check "body trickled past request_timeout -> 408" "$PYC" -c '

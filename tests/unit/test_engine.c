@@ -6,6 +6,7 @@
  */
 #include "../test.h"
 
+#include "engine/calibrate.h"
 #include "engine/engine.h"
 #include "engine/model.h"
 #include "engine/transformer.h"
@@ -753,6 +754,42 @@ static void test_prefix_eviction(void)
     engine_destroy(e);
 }
 
+/* engine_layer_similarity: the start-up calibration's L x L matrix, whatever plan is configured
+ * ("off" here): L = n_layer, diagonal 1, symmetric, in [0, 1], and equal (1e-5) to the matrix
+ * calib_auto_plan computes on its own load of the model; NULL and 0 for no engine. */
+static void test_layer_similarity(void)
+{
+    struct engine *e = start(1, 4);
+    ASSERT_TRUE(e != NULL);
+    uint32_t L = 99;
+    const float *sim = engine_layer_similarity(e, &L);
+    ASSERT_TRUE(sim != NULL);
+    ASSERT_EQ(L, engine_info(e)->n_layer);
+    ASSERT_TRUE(engine_layer_similarity(e, NULL) == sim); /* the same buffer for the engine's life */
+    char path[512], msg[256];
+    snprintf(path, sizeof path, "%s/models/stories260K/stories260K.gguf", test_shared_dir());
+    struct model_load_opts o = {.use_mmap = true};
+    struct model *m = NULL;
+    ASSERT_OK(model_load(path, &o, &m, msg, sizeof msg));
+    float ref[64 * 64];
+    ASSERT_TRUE(L <= 64);
+    struct share_plan plan;
+    ASSERT_OK(calib_auto_plan(m, NULL, 1, CALIB_DEFAULT_THRESHOLD, &plan, ref, msg, sizeof msg));
+    for (uint32_t a = 0; a < L; a++) {
+        ASSERT_NEAR(sim[a * L + a], 1.0f, 1e-5);
+        for (uint32_t b = 0; b < L; b++) {
+            ASSERT_NEAR(sim[a * L + b], ref[a * L + b], 1e-5);
+            ASSERT_NEAR(sim[a * L + b], sim[b * L + a], 1e-5);
+            ASSERT_TRUE(sim[a * L + b] >= -1e-6f && sim[a * L + b] <= 1.0f + 1e-6f);
+        }
+    }
+    model_free(m);
+    engine_destroy(e);
+    L = 7;
+    ASSERT_TRUE(engine_layer_similarity(NULL, &L) == NULL);
+    ASSERT_EQ(L, 0);
+}
+
 int main(void)
 {
     TEST_RUN(test_golden_through_engine);
@@ -769,5 +806,6 @@ int main(void)
     TEST_RUN(test_generated_blocks_reused);
     TEST_RUN(test_token_controls);
     TEST_RUN(test_embeddings);
+    TEST_RUN(test_layer_similarity);
     TEST_DONE();
 }

@@ -223,8 +223,9 @@ static void test_series_bounded(void)
     ASSERT_EQ(count_lines(s1, "saserve_"), lines0);
     double total = 0;
     static const char *const eps[] = {"completions", "chat_completions", "models", "health", "metrics",
-                                      "v2_infer",    "v2_models",        "v2_health", "tokenize", "embeddings", "other"};
-    static const char *const sts[] = {"200", "204", "400", "401", "404", "405", "408", "413", "414",
+                                      "v2_infer",    "v2_models",        "v2_health", "tokenize", "embeddings", "ui",
+                                      "similarity",  "other"};
+    static const char *const sts[] = {"200", "204", "304", "400", "401", "404", "405", "408", "413", "414",
                                       "429", "431", "499", "500", "501", "503", "other"};
     for (size_t e = 0; e < sizeof eps / sizeof eps[0]; e++) {
         for (size_t k = 0; k < sizeof sts / sizeof sts[0]; k++) {
