@@ -15,6 +15,9 @@
 #define SA_DEFAULT_KV_BLOCK 16       /* token positions per KV page */
 #define SA_DEFAULT_TEMPERATURE 1     /* a request's, when it gives none (OpenAI's) */
 #define SA_DEFAULT_REPEAT_LAST_N 64  /* tokens the repeat penalty looks back over */
+#define SA_DEFAULT_SHARE_THRESHOLD 0.9 /* least attention similarity of an auto span (calibrate.h) */
+#define SA_DEFAULT_REBALANCE_ALPHA 0.2 /* re-balancer boost strength (rebalance.h) */
+#define SA_DEFAULT_REBALANCE_TAU 0.01  /* re-balancer layer-0 attention threshold (rebalance.h) */
 
 /* A default as the string the settings table holds. */
 #define SA_DEFAULT_STR_(x) #x

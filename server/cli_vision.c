@@ -6,7 +6,6 @@
 #include "cli.h"
 
 #include "engine/errors.h"
-#include "engine/gguf.h"
 #include "engine/phidnn.h"
 
 #include <errno.h>
@@ -18,16 +17,10 @@
 
 int cli_check_vision_model(const char *path)
 {
-    struct gguf *g;
-    char msg[512] = "";
-    if (gguf_open_file(path, &g, msg, sizeof msg) != 0) return -1; /* model_load reports it */
-    char arch[32] = "";
-    if (gguf_get_cstr(g, "general.architecture", arch, sizeof arch) != 0 || strcmp(arch, "phidnn") != 0) {
-        gguf_close(g);
-        return -1;
-    }
+    if (!phidnn_is_file(path)) return -1; /* the language-model check reports it */
     struct phidnn *p;
-    int rc = phidnn_load_gguf(g, &p, msg, sizeof msg);
+    char msg[512] = "";
+    int rc = phidnn_load(path, &p, msg, sizeof msg);
     if (rc) {
         fprintf(stderr, "saserve: %s: %s\n", path, msg[0] ? msg : sa_err_str(rc));
         return 2;
