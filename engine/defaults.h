@@ -3,7 +3,9 @@
  * library uses them when its caller gives 0 / nothing; config/config.c's
  * settings table takes its default strings from them (SA_DEFAULT_STR), and
  * the server passes the configured values on, so a default is never restated
- * in another file.
+ * in another file. Public: config/ and server/ include it (the settings
+ * table's defaults; the command line's usage texts print them with
+ * SA_DEFAULT_STR).
  */
 #ifndef SA_DEFAULTS_H
 #define SA_DEFAULTS_H

@@ -1,6 +1,11 @@
 /*
- * engine.h - the inference engine's public API: the only engine header the
- * server includes. No HTTP and no JSON here.
+ * engine.h - the inference engine's public API. No HTTP and no JSON here.
+ * The server (server/) includes this header and, besides it, only the
+ * headers that are public by design, each saying so: errors.h, log.h,
+ * defaults.h, phidnn.h (the vision model), utf8.h and chat.h
+ * (tests/scripts/test_layering.sh checks it). The headers included below
+ * are public for their types (sampler_params, share_plan, rebalance_params,
+ * the phiDNN modes).
  *
  * An engine owns one model, one step thread and one paged KV pool
  * (kvpool.h). Requests are submitted from any thread; they wait in a bounded
