@@ -149,17 +149,19 @@ static void print_labels(enum phidnn_mode mode, const struct phidnn_info *in, co
     fprintf(stderr, "\n");
 }
 
+#define RECREATE_DATA_DIR "/usr/share/datasets/fashion-mnist" /* the dataset-fashion-mnist package (make deps) */
+
 static void recreate_usage(void)
 {
     fprintf(stderr, "usage: saserve recreate -m PHIDNN.gguf --png OUT.png [--images 0,1,2,3] [--seed N]\n"
-                    "                        [--data DIR]   (default /usr/share/datasets/fashion-mnist)\n"
+                    "                        [--data DIR]   (default " RECREATE_DATA_DIR ")\n"
                     "  one row per test image: original | identity: input, recreation | sr: corrupted,\n"
                     "  recreation | inpaint: phase-0 masked input, recreation; top label per mode on stderr\n");
 }
 
 int cli_recreate(int argc, char **argv)
 {
-    const char *model = NULL, *out = NULL, *data = "/usr/share/datasets/fashion-mnist";
+    const char *model = NULL, *out = NULL, *data = RECREATE_DATA_DIR;
     int idx[16] = {0, 1, 2, 3, 4, 5}, n = 6;
     unsigned long long seed = 1;
     static const struct option lo[] = {{"model", required_argument, 0, 'm'}, {"png", required_argument, 0, 'o'},
