@@ -300,8 +300,10 @@ uint32_t engine_vision_queue_depth(struct engine *e);
  * saserve generate, similarity, perplexity, check-model and quantize run on a
  * model WITHOUT an engine: a struct engine_model is a loaded language model
  * (opaque) with no step thread, no KV pool and no queue. Each call below runs
- * on the calling thread, with n_threads compute threads of its own, and
- * returns when it is done; one call at a time per model (not thread-safe).
+ * on the calling thread with a worker pool of n_threads of its own (OpenBLAS
+ * set to as many, as for a standalone workspace: transformer.h), and returns
+ * when it is done; one call at a time per model, and not next to an engine in
+ * the same process (the OpenBLAS thread count is process-wide).
  * The server's requests never go through here (they use engine_create and
  * engine_submit above); these calls exist so that server/cli.c needs no engine
  * internals. */
