@@ -8,7 +8,7 @@
  */
 #include "config.h"
 
-#include "engine/unicode.h"
+#include "engine/utf8.h"
 
 #include "engine/defaults.h"
 #include "engine/errors.h"
@@ -89,7 +89,7 @@ static const struct config_setting config_settings[] = {
     {"share_spans", CONFIG_TYPE_STRING, CONFIG_FIELD(share_spans), "auto", 0, 0, "SASERVE_SHARE_SPANS",
      "--share-spans", 0, NULL, config_check_spans,
      "Shared Attention spans: 'auto' (calibrated at start-up), 'off', or 'a-b,c-d'"},
-    {"share_threshold", CONFIG_TYPE_FLOAT, CONFIG_FIELD(share_threshold), "0.9", -1, 1,
+    {"share_threshold", CONFIG_TYPE_FLOAT, CONFIG_FIELD(share_threshold), SA_DEFAULT_STR(SA_DEFAULT_SHARE_THRESHOLD), -1, 1,
      "SASERVE_SHARE_THRESHOLD", "--share-threshold", 0, NULL, NULL,
      "least attention similarity of a layer to its source for 'auto' spans"},
     {"temperature", CONFIG_TYPE_FLOAT, CONFIG_FIELD(temperature), SA_DEFAULT_STR(SA_DEFAULT_TEMPERATURE), 0, 2,
@@ -100,9 +100,9 @@ static const struct config_setting config_settings[] = {
      "tokens repeat_penalty looks back over (0 = the whole answer)"},
     {"rebalance", CONFIG_TYPE_BOOL, CONFIG_FIELD(rebalance), "false", 0, 1, "SASERVE_REBALANCE", "--rebalance",
      0, NULL, NULL, "attention re-balancer on by default (a request overrides it with ?rebalance=on|off)"},
-    {"rebalance_alpha", CONFIG_TYPE_FLOAT, CONFIG_FIELD(rebalance_alpha), "0.2", -10, 10,
+    {"rebalance_alpha", CONFIG_TYPE_FLOAT, CONFIG_FIELD(rebalance_alpha), SA_DEFAULT_STR(SA_DEFAULT_REBALANCE_ALPHA), -10, 10,
      "SASERVE_REBALANCE_ALPHA", "--rebalance-alpha", 0, NULL, NULL, "re-balancer boost strength (alpha)"},
-    {"rebalance_tau", CONFIG_TYPE_FLOAT, CONFIG_FIELD(rebalance_tau), "0.01", 0, 1, "SASERVE_REBALANCE_TAU",
+    {"rebalance_tau", CONFIG_TYPE_FLOAT, CONFIG_FIELD(rebalance_tau), SA_DEFAULT_STR(SA_DEFAULT_REBALANCE_TAU), 0, 1, "SASERVE_REBALANCE_TAU",
      "--rebalance-tau", 0, NULL, NULL, "re-balancer layer-0 attention threshold (tau)"},
     {"rebalance_renormalize", CONFIG_TYPE_BOOL, CONFIG_FIELD(rebalance_renormalize), "false", 0, 1,
      "SASERVE_REBALANCE_RENORMALIZE", "--rebalance-renormalize", 0, NULL, NULL,

@@ -13,6 +13,7 @@
 #ifndef SA_CALIBRATE_H
 #define SA_CALIBRATE_H
 
+#include "defaults.h"
 #include "share.h"
 
 #include <stddef.h>
@@ -20,7 +21,7 @@
 
 struct model;
 
-#define CALIB_DEFAULT_THRESHOLD 0.9f
+#define CALIB_DEFAULT_THRESHOLD ((float)SA_DEFAULT_SHARE_THRESHOLD) /* defaults.h */
 
 /* A short English story written for this purpose, used when no text is given. */
 extern const char calib_builtin_text[];

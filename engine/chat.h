@@ -32,6 +32,9 @@
  * text that itself contains such markers is not escaped by this module.
  *
  * All functions are pure and may be called from any thread.
+ *
+ * Public: the server renders /v1/chat/completions prompts with it (server/submit.c)
+ * and tokenizes the result with engine_tokenize (engine.h); it holds no engine state.
  */
 #ifndef SA_CHAT_H
 #define SA_CHAT_H

@@ -1,6 +1,11 @@
 /*
- * engine.h - the inference engine's public API: the only engine header the
- * server includes. No HTTP and no JSON here.
+ * engine.h - the inference engine's public API. No HTTP and no JSON here.
+ * The server (server/) includes this header and, besides it, only the
+ * headers that are public by design, each saying so: errors.h, log.h,
+ * defaults.h, phidnn.h (the vision model), utf8.h and chat.h
+ * (tests/scripts/test_layering.sh checks it). The headers included below
+ * are public for their types (sampler_params, share_plan, rebalance_params,
+ * the phiDNN modes).
  *
  * An engine owns one model, one step thread and one paged KV pool
  * (kvpool.h). Requests are submitted from any thread; they wait in a bounded
@@ -147,6 +152,7 @@ enum engine_pooling { ENGINE_POOLING_MEAN = 0, ENGINE_POOLING_LAST };
  * engine_submit takes its own reference, so the caller may free its handle
  * right after submitting (or keep it for more requests). Any thread. */
 struct grammar;
+#define ENGINE_GRAMMAR_MAX_TEXT (256u * 1024u) /* bytes of grammar text; more: SA_ERR_TOO_LARGE */
 int engine_grammar_compile(const struct engine *e, const char *text, size_t len, struct grammar **out, char *msg,
                            size_t msg_len);
 void engine_grammar_free(struct grammar *g); /* accepts NULL */
@@ -297,5 +303,113 @@ uint32_t engine_vision_queue_depth(struct engine *e);
  * valid until engine_destroy; any thread. NULL (and *n_layers = 0) when the
  * calibration failed (the auto plan is then off). n_layers may be NULL. */
 const float *engine_layer_similarity(const struct engine *e, uint32_t *n_layers);
+
+/* ==== one-shot model tools (engine/oneshot.c): the command line's calls ====
+ *
+ * saserve generate, similarity, perplexity, check-model and quantize run on a
+ * model WITHOUT an engine: a struct engine_model is a loaded language model
+ * (opaque) with no step thread, no KV pool and no queue. Each call below runs
+ * on the calling thread with a worker pool of n_threads of its own (OpenBLAS
+ * set to as many, as for a standalone workspace: transformer.h), and returns
+ * when it is done; one call at a time per model, and not next to an engine in
+ * the same process (the OpenBLAS thread count is process-wide).
+ * The server's requests never go through here (they use engine_create and
+ * engine_submit above); these calls exist so that server/cli.c needs no engine
+ * internals. */
+struct engine_model;
+
+struct engine_model_desc {
+    const char *name; /* general.name (or the architecture); valid while the model is open */
+    uint32_t n_layer, dim, n_head, n_head_kv, ffn, n_vocab, n_ctx_train;
+    uint64_t n_params;
+};
+
+/* Load and validate a GGUF file or a Hugging Face checkpoint (a directory or a
+ * *.safetensors file), as engine_create does. use_mmap maps the weights instead
+ * of reading them. On error *out is NULL and msg names the field. */
+int engine_model_open(const char *path, bool use_mmap, struct engine_model **out, char *msg, size_t msg_len);
+void engine_model_close(struct engine_model *m); /* accepts NULL */
+void engine_model_describe(const struct engine_model *m, struct engine_model_desc *out);
+/* Every element of every weight is a finite number (a full pass over the weights;
+ * loading checks only the cheap part). SA_ERR_BAD_MODEL with msg naming the tensor. */
+int engine_model_check_values(const struct engine_model *m, char *msg, size_t msg_len);
+/* Encode text (NULL: the built-in calibration story, calibrate.h) with BOS; *ids is
+ * malloc'd (caller frees). SA_ERR_* on failure (then *ids is NULL). */
+int engine_model_tokenize(const struct engine_model *m, const char *text, size_t len, int32_t **ids, size_t *n);
+/* The model's BOS id, or -1 when it has none. */
+int32_t engine_model_bos(const struct engine_model *m);
+/* Resolve a plan text: NULL or "off" (no sharing), spans "a-b,c-d", or "auto" (the
+ * built-in calibration at threshold, n_threads threads). SA_ERR_INVALID_ARG for bad
+ * spans, the calibration's error for auto; msg says why. */
+int engine_model_plan(const struct engine_model *m, const char *text, float threshold, int n_threads,
+                      struct share_plan *plan, char *msg, size_t msg_len);
+
+/* saserve generate: the prompt, then up to n_predict sampled tokens, one forward
+ * pass per token on one sequence. Text is handed to on_text as it becomes final:
+ * first the prompt as the model sees it (id ENGINE_GEN_PROMPT, decoded with its
+ * special tokens), then each generated token's complete UTF-8 (may be empty while a
+ * character is split; res is its sampler result, logprobs when sampling.n_logprobs),
+ * then whatever a split character left (id ENGINE_GEN_FLUSH). An end-of-generation
+ * token ends the generation (its text is not handed over) unless no_eos. */
+#define ENGINE_GEN_PROMPT (-1)
+#define ENGINE_GEN_FLUSH (-2)
+struct engine_generate_params {
+    uint32_t n_predict; /* clamped to the context left after the prompt */
+    uint32_t n_ctx;     /* tokens of context; 0 = the model's training context */
+    int n_threads;
+    struct sampler_params sampling;
+    bool no_eos;
+    const struct share_plan *plan; /* NULL = no sharing */
+    struct rebalance_params rebalance;
+    void (*on_text)(void *user, int32_t id, const char *text, size_t len, const struct sampler_result *res);
+    void *user;
+};
+struct engine_generate_result {
+    bool started;               /* the sequence was set up (else nothing was handed to on_text) */
+    uint32_t n_generated;       /* tokens sampled, the end-of-generation one included */
+    double prompt_s, generate_s; /* wall time of the prompt's forward pass and of the rest */
+    struct engine_cache_stats cache; /* the figures of the cached tokens (page fields 0) */
+};
+/* 0, or SA_ERR_* (before the start: the sequence could not be set up; after it: a
+ * forward pass failed, and r still describes what was generated). */
+int engine_model_generate(struct engine_model *m, const int32_t *prompt, size_t n_prompt,
+                          const struct engine_generate_params *p, struct engine_generate_result *r);
+
+/* saserve similarity: sim [n_layer * n_layer] = the mean cosine similarity of the
+ * layers' attention rows over n tokens (over heads and query positions), and plan =
+ * the spans proposed at threshold (share.h: share_plan_auto). */
+int engine_model_similarity(const struct engine_model *m, const int32_t *ids, size_t n, int n_threads, float threshold,
+                            float *sim, struct share_plan *plan);
+
+/* saserve perplexity: the tokens (ids[0] the text's own BOS) split into windows of
+ * `window` tokens, each BOS + the next window-1 tokens, every next-token prediction
+ * in each window scored. */
+struct engine_perplexity_params {
+    uint32_t window; /* >= 2 */
+    int n_threads;
+    const struct share_plan *plan; /* NULL = no sharing */
+    struct rebalance_params rebalance;
+};
+struct engine_perplexity_result {
+    bool started;               /* the sequence was set up */
+    uint64_t tokens_scored;
+    uint64_t bytes_scored;      /* bytes of the scored tokens' text */
+    double nll;                 /* summed negative log-likelihood (nats) */
+    double seconds;
+    struct engine_cache_stats cache; /* one token's figures (bytes per token) */
+};
+int engine_model_perplexity(const struct engine_model *m, const int32_t *ids, size_t n,
+                            const struct engine_perplexity_params *p, struct engine_perplexity_result *r);
+
+/* saserve quantize (quantize.h): a quantised copy of an F32/F16/BF16 GGUF. type: Q8_0 Q4_0
+ * Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_NL IQ4_XS (every 2-D weight) or Q4_K_M Q5_K_M (llama.cpp's
+ * mixtures). 0, SA_ERR_INVALID_ARG (unknown type) or another SA_ERR_*; msg names the
+ * tensor, key or file. */
+struct engine_quantize_stats {
+    uint64_t n_tensors, n_quantized, bytes_in, bytes_out;
+};
+int engine_quantize_file(const char *in, const char *out, const char *type, struct engine_quantize_stats *st,
+                         char *msg, size_t msg_len);
+/* ==== end of the one-shot model tools ==== */
 
 #endif

@@ -5,7 +5,7 @@
  * or one of these negative codes. The list is an X-macro so the enum, the
  * human message (sa_err_str) and the symbolic name (sa_err_name) can never
  * drift apart. The HTTP layer maps codes to statuses in exactly one table
- * (server/response.c); nothing else decides a status.
+ * (server/response.c); nothing else decides a status. Public (engine.h).
  */
 #ifndef SA_ERRORS_H
 #define SA_ERRORS_H

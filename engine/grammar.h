@@ -61,11 +61,13 @@
 #ifndef SA_GRAMMAR_H
 #define SA_GRAMMAR_H
 
+#include "engine.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define GRAMMAR_MAX_TEXT (256u * 1024u) /* bytes of grammar text */
+#define GRAMMAR_MAX_TEXT ENGINE_GRAMMAR_MAX_TEXT /* bytes of grammar text (engine.h) */
 #define GRAMMAR_MAX_RULES 4096         /* rules, generated ones included */
 #define GRAMMAR_MAX_ELEMS 65536        /* elements over all alternatives */
 #define GRAMMAR_MAX_NESTING 64         /* nested groups in the text */

@@ -3,7 +3,8 @@
  *
  * Lines go to stderr unless a sink is installed with sa_log_set_sink (the
  * server installs none: request lines carry their request id in the text).
- * Thread-safe: one line is written with one call.
+ * Thread-safe: one line is written with one call. Public: the server logs
+ * through it too.
  */
 #ifndef SA_LOG_H
 #define SA_LOG_H

@@ -314,6 +314,16 @@ int phidnn_load_gguf(struct gguf *g, struct phidnn **out, char *msg, size_t msg_
     return 0;
 }
 
+bool phidnn_is_file(const char *path)
+{
+    struct gguf *g;
+    char msg[256], arch[32] = "";
+    if (gguf_open_file(path, &g, msg, sizeof msg) != 0) return false;
+    bool is = gguf_get_cstr(g, "general.architecture", arch, sizeof arch) == 0 && strcmp(arch, "phidnn") == 0;
+    gguf_close(g);
+    return is;
+}
+
 int phidnn_load(const char *path, struct phidnn **out, char *msg, size_t msg_len)
 {
     struct gguf *g;

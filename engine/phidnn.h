@@ -40,7 +40,13 @@
  * samples > 1 is computed once.
  *
  * Threading: a struct phidnn is immutable after load and may be shared; phidnn_forward
- * calls OpenBLAS, so it runs on the engine's step thread only (workers.h).
+ * calls OpenBLAS, so inside an engine it runs on the step thread only (workers.h); a
+ * program without an engine (saserve recreate, check-model) calls it on its own thread.
+ *
+ * Public: this is the engine's vision header. engine.h includes it for the types of its
+ * engine_vision_* API (modes, phidnn_info), and the command line (server/cli_vision.c)
+ * loads and runs a model with the calls below, without an engine. vision.h (the engine's
+ * job queue) is internal.
  */
 #ifndef SA_PHIDNN_H
 #define SA_PHIDNN_H
@@ -86,6 +92,9 @@ struct phidnn_info {
     uint64_t n_params;
 };
 
+/* True if path is a readable GGUF file whose general.architecture is "phidnn" (anything
+ * else: not a phiDNN file, for another loader to judge and report). */
+bool phidnn_is_file(const char *path);
 /* Load and validate a file. On error *out is NULL, msg names the key/tensor. */
 int phidnn_load(const char *path, struct phidnn **out, char *msg, size_t msg_len);
 /* Same over an open gguf; takes ownership of g on success AND on failure. */

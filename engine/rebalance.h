@@ -14,17 +14,19 @@
  * set. With Shared Attention on, a sharing layer boosts its source's
  * unboosted weights with its own layer factor: the engine keeps every layer's
  * probabilities unboosted and applies the factor while summing P . V.
- * Defaults: alpha = 0.2, tau = 0.01.
+ * Defaults: SA_DEFAULT_REBALANCE_ALPHA and SA_DEFAULT_REBALANCE_TAU (defaults.h).
  */
 #ifndef SA_REBALANCE_H
 #define SA_REBALANCE_H
+
+#include "defaults.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define REBALANCE_DEFAULT_ALPHA 0.2f
-#define REBALANCE_DEFAULT_TAU 0.01f
+#define REBALANCE_DEFAULT_ALPHA ((float)SA_DEFAULT_REBALANCE_ALPHA)
+#define REBALANCE_DEFAULT_TAU ((float)SA_DEFAULT_REBALANCE_TAU)
 
 struct rebalance_params {
     bool on;

@@ -12,16 +12,11 @@
 #ifndef SA_UNICODE_H
 #define SA_UNICODE_H
 
+#include "utf8.h" /* UTF8_REPLACEMENT, utf8_seq_len, utf8_valid: the public part */
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#define UTF8_REPLACEMENT "\xEF\xBF\xBD" /* U+FFFD */
-
-/* Length (1..4) of the well-formed UTF-8 sequence at s[0..n), or 0 when the
- * bytes there are not one (bad lead byte, bad or missing continuation byte,
- * overlong form, surrogate, > U+10FFFF). n == 0 gives 0. */
-size_t utf8_seq_len(const unsigned char *s, size_t n);
 
 /* Length of the character that starts at s[0..n) for splitting text into
  * symbols: the well-formed sequence length, or 1 for a byte that does not
@@ -33,9 +28,6 @@ uint32_t utf8_decode(const unsigned char *s, size_t len);
 
 /* Encode a code point <= U+10FFFF (not a surrogate); returns 1..4, 0 if invalid. */
 size_t utf8_encode(uint32_t cp, unsigned char out[4]);
-
-/* True if s[0..n) is entirely well-formed UTF-8. */
-bool utf8_valid(const unsigned char *s, size_t n);
 
 /* GPT-2 byte-level map: every byte value has a printable code point
  * (printable Latin-1 bytes map to themselves, the other 68 to U+0100..U+0143).

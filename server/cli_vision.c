@@ -6,7 +6,6 @@
 #include "cli.h"
 
 #include "engine/errors.h"
-#include "engine/gguf.h"
 #include "engine/phidnn.h"
 
 #include <errno.h>
@@ -18,16 +17,10 @@
 
 int cli_check_vision_model(const char *path)
 {
-    struct gguf *g;
-    char msg[512] = "";
-    if (gguf_open_file(path, &g, msg, sizeof msg) != 0) return -1; /* model_load reports it */
-    char arch[32] = "";
-    if (gguf_get_cstr(g, "general.architecture", arch, sizeof arch) != 0 || strcmp(arch, "phidnn") != 0) {
-        gguf_close(g);
-        return -1;
-    }
+    if (!phidnn_is_file(path)) return -1; /* the language-model check reports it */
     struct phidnn *p;
-    int rc = phidnn_load_gguf(g, &p, msg, sizeof msg);
+    char msg[512] = "";
+    int rc = phidnn_load(path, &p, msg, sizeof msg);
     if (rc) {
         fprintf(stderr, "saserve: %s: %s\n", path, msg[0] ? msg : sa_err_str(rc));
         return 2;
@@ -97,17 +90,78 @@ static int write_gray_png(const char *path, const uint8_t *px, int w, int h)
     return fclose(f) == 0 ? 0 : -1;
 }
 
+/* --images: 1..16 indices 0..9999 separated by commas into idx[0..*n); 0, or 1 (said why). */
+static int parse_images(const char *arg, int idx[16], int *n)
+{
+    char *end;
+    const char *p = arg;
+    *n = 0;
+    while (*p && *n < 16) {
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (errno || end == p || v < 0 || v > 9999 || (*end && *end != ',')) {
+            fprintf(stderr, "saserve: --images: expected indices 0..9999 separated by commas\n");
+            return 1;
+        }
+        idx[(*n)++] = (int)v;
+        p = *end ? end + 1 : end;
+    }
+    if (*n == 0 || *p) {
+        fprintf(stderr, "saserve: --images: 1..16 indices\n");
+        return 1;
+    }
+    return 0;
+}
+
+/* The grid's layout: n rows of side x side images drawn zoom times, gap pixels apart. */
+struct grid {
+    uint8_t *px;
+    int W, n, side, zoom, gap;
+};
+
+/* Draw images [n][side*side] (values in [0, 1], dark = 1) as column col of the grid;
+ * the originals (column 0) are set apart by an extra gap pair. */
+static void grid_draw_column(const struct grid *g, int col, const float *imgs)
+{
+    const int cell = g->side * g->zoom, x0 = g->gap + col * (cell + g->gap) + (col > 0 ? 2 * g->gap : 0);
+    const size_t hw = (size_t)g->side * g->side;
+    for (int r = 0; r < g->n; r++) {
+        const int y0 = g->gap + r * (cell + g->gap);
+        for (int i = 0; i < cell; i++)
+            for (int j = 0; j < cell; j++) {
+                float v = imgs[(size_t)r * hw + (size_t)(i / g->zoom) * g->side + j / g->zoom];
+                v = v < 0 ? 0 : (v > 1 ? 1 : v);
+                g->px[(size_t)(y0 + i) * g->W + x0 + j] = (uint8_t)(255.0f - 255.0f * v + 0.5f);
+            }
+    }
+}
+
+/* One line on stderr: each image's most probable class under mode. */
+static void print_labels(enum phidnn_mode mode, const struct phidnn_info *in, const int *idx, int n, const float *probs)
+{
+    fprintf(stderr, "%-8s:", phidnn_mode_name(mode));
+    for (int i = 0; i < n; i++) {
+        uint32_t best = 0;
+        for (uint32_t cl = 1; cl < in->n_classes; cl++)
+            if (probs[i * in->n_classes + cl] > probs[i * in->n_classes + best]) best = cl;
+        fprintf(stderr, " %d=%s", idx[i], in->classes[best]);
+    }
+    fprintf(stderr, "\n");
+}
+
+#define RECREATE_DATA_DIR "/usr/share/datasets/fashion-mnist" /* the dataset-fashion-mnist package (make deps) */
+
 static void recreate_usage(void)
 {
     fprintf(stderr, "usage: saserve recreate -m PHIDNN.gguf --png OUT.png [--images 0,1,2,3] [--seed N]\n"
-                    "                        [--data DIR]   (default /usr/share/datasets/fashion-mnist)\n"
+                    "                        [--data DIR]   (default " RECREATE_DATA_DIR ")\n"
                     "  one row per test image: original | identity: input, recreation | sr: corrupted,\n"
                     "  recreation | inpaint: phase-0 masked input, recreation; top label per mode on stderr\n");
 }
 
 int cli_recreate(int argc, char **argv)
 {
-    const char *model = NULL, *out = NULL, *data = "/usr/share/datasets/fashion-mnist";
+    const char *model = NULL, *out = NULL, *data = RECREATE_DATA_DIR;
     int idx[16] = {0, 1, 2, 3, 4, 5}, n = 6;
     unsigned long long seed = 1;
     static const struct option lo[] = {{"model", required_argument, 0, 'm'}, {"png", required_argument, 0, 'o'},
@@ -130,25 +184,9 @@ int cli_recreate(int argc, char **argv)
                 return 1;
             }
             break;
-        case 'i': {
-            n = 0;
-            const char *p = optarg;
-            while (*p && n < 16) {
-                errno = 0;
-                long v = strtol(p, &end, 10);
-                if (errno || end == p || v < 0 || v > 9999 || (*end && *end != ',')) {
-                    fprintf(stderr, "saserve: --images: expected indices 0..9999 separated by commas\n");
-                    return 1;
-                }
-                idx[n++] = (int)v;
-                p = *end ? end + 1 : end;
-            }
-            if (n == 0 || *p) {
-                fprintf(stderr, "saserve: --images: 1..16 indices\n");
-                return 1;
-            }
+        case 'i':
+            if (parse_images(optarg, idx, &n)) return 1;
             break;
-        }
         default: recreate_usage(); return c == 'h' ? 0 : 1;
         }
     }
@@ -186,38 +224,17 @@ int cli_recreate(int argc, char **argv)
           *probs = malloc(sizeof(float) * in->n_classes * n);
     rc = (!px || !rec || !cor || !probs) ? SA_ERR_NOMEM : 0;
     if (!rc) memset(px, 255, (size_t)W * H);
-    /* column x0 of cell (row r, column k); the originals are set apart by an extra gap pair */
-    for (int k = -1; k < 3 && !rc; k++) {
-        const float *imgs[2] = {x, x};
-        if (k >= 0) {
-            if (!in->has_mode[cols[k]]) continue;
-            struct phidnn_job job = {.mode = cols[k], .seed = seed, .samples = 1, .n_images = (uint32_t)n,
-                                     .images = x, .probs = probs, .recreated = rec, .corrupted = cor};
-            if ((rc = phidnn_forward(p, &job))) break;
-            imgs[0] = cor;
-            imgs[1] = rec;
-            fprintf(stderr, "%-8s:", phidnn_mode_name(cols[k]));
-            for (int i = 0; i < n; i++) {
-                uint32_t best = 0;
-                for (uint32_t cl = 1; cl < in->n_classes; cl++)
-                    if (probs[i * in->n_classes + cl] > probs[i * in->n_classes + best]) best = cl;
-                fprintf(stderr, " %d=%s", idx[i], in->classes[best]);
-            }
-            fprintf(stderr, "\n");
-        }
-        for (int part = 0; part < (k < 0 ? 1 : 2); part++) {
-            const int col = k < 0 ? 0 : 1 + 2 * k + part;
-            const int x0 = gap + col * (cell + gap) + (col > 0 ? 2 * gap : 0);
-            for (int r = 0; r < n; r++) {
-                const int y0 = gap + r * (cell + gap);
-                for (int i = 0; i < cell; i++)
-                    for (int j = 0; j < cell; j++) {
-                        float v = imgs[part][(size_t)r * hw + (size_t)(i / zoom) * side + j / zoom];
-                        v = v < 0 ? 0 : (v > 1 ? 1 : v);
-                        px[(size_t)(y0 + i) * W + x0 + j] = (uint8_t)(255.0f - 255.0f * v + 0.5f);
-                    }
-            }
-        }
+    const struct grid g = {.px = px, .W = W, .n = n, .side = side, .zoom = zoom, .gap = gap};
+    if (!rc) grid_draw_column(&g, 0, x);
+    /* per mode the model has: its input (corrupted) and its recreation, in columns 1 + 2k, 2 + 2k */
+    for (int k = 0; k < 3 && !rc; k++) {
+        if (!in->has_mode[cols[k]]) continue;
+        struct phidnn_job job = {.mode = cols[k], .seed = seed, .samples = 1, .n_images = (uint32_t)n,
+                                 .images = x, .probs = probs, .recreated = rec, .corrupted = cor};
+        if ((rc = phidnn_forward(p, &job))) break;
+        print_labels(cols[k], in, idx, n, probs);
+        grid_draw_column(&g, 1 + 2 * k, cor);
+        grid_draw_column(&g, 2 + 2 * k, rec);
     }
     if (!rc && write_gray_png(out, px, W, H) != 0) {
         fprintf(stderr, "saserve: cannot write %s\n", out);

@@ -2,7 +2,7 @@
  * metrics.c - counters, histograms and the Prometheus text exposition.
  * Contract: metrics.h (loop thread only, so no locks).
  */
-#include "engine/unicode.h"
+#include "engine/utf8.h"
 #include "metrics.h"
 
 #include <math.h>

@@ -8,7 +8,7 @@
  * sets a flag; the finished tree is dumped or, if the flag is set, dropped
  * and NULL returned.
  */
-#include "engine/unicode.h"
+#include "engine/utf8.h"
 #include "response.h"
 
 #include <jansson.h>

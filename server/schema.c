@@ -9,8 +9,8 @@
  */
 #include "schema.h"
 
+#include "engine/engine.h"
 #include "engine/errors.h"
-#include "engine/grammar.h"
 
 #include <stdarg.h>
 #include <stdbool.h>
@@ -507,7 +507,7 @@ int schema_to_gbnf(json_t *schema, char **gbnf, char *msg, size_t msg_len)
         sb_printf(&c.out, "root ::= n%u\n", root);
         sb_puts(&c.out, JSON_LIB);
         if (c.out.oom) rc = SA_ERR_NOMEM;
-        else if (c.out.n > GRAMMAR_MAX_TEXT) rc = sa_errf(SA_ERR_TOO_LARGE, msg, msg_len, "json_schema: the schema's grammar is too large");
+        else if (c.out.n > ENGINE_GRAMMAR_MAX_TEXT) rc = sa_errf(SA_ERR_TOO_LARGE, msg, msg_len, "json_schema: the schema's grammar is too large");
     }
     if (rc) {
         free(c.out.p);
