@@ -184,7 +184,7 @@ void api__answer_token(struct job_seq *s, const struct engine_event *ev, const c
 void api__answer_echo(struct job_seq *s)
 {
     struct job *j = s->job;
-    if (!j->stream || !j->http || j->failed || !s->echo_len) return;
+    if (!j->stream || !j->http || j->failed || (!s->echo_len && !s->n_lps)) return; /* nothing to send */
     struct response_chunk ch = {.id = j->id, .created = j->created, .model = j->model, .index = s->index,
                                 .text = s->text, .text_len = s->echo_len, .has_logprobs = j->logprobs >= 0,
                                 .n_logprobs = s->n_lps, .logprobs = s->lps};
