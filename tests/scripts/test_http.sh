@@ -534,11 +534,11 @@ check "chat logprobs: two alternatives of the same text are two list entries wit
     "$CODE == 200 and (c := d['choices'][0]['logprobs']['content']) and all(len(e['top_logprobs']) == 5 and e['top_logprobs'][0]['logprob'] == e['logprob'] for e in c) and any(len({t['token'] for t in e['top_logprobs']}) < 5 and len({bytes(t['bytes']) for t in e['top_logprobs']}) == 5 for e in c) and bytes(b for e in c for b in e['bytes']).decode('utf-8', 'replace') == text(d)" "$BODY"
 # F: the random-weight F32 tiny model of models/kquant, 4 prefill chunks of 16 over its 64-token
 # sequence; llama.cpp's logits at every position (logits/tiny-f32.A.f32) give the reference
-# log-softmax. Tolerance 2e-3 per logprob (llama.cpp and saserve agree to ~1e-5 in the logits)
+# log-softmax. Tolerance 1e-4 per logprob (measured: 6.5e-7 here)
 KQ=$SHARED/models/kquant
 SEQA=$("$PYC" -c 'import sys; print(",".join(open(sys.argv[1]).read().split()))' "$KQ/seqA.txt")
 post $PORT_F echo_lp_llamacpp /v1/completions "{\"prompt\": [$SEQA], \"max_tokens\": 0, \"echo\": true, \"logprobs\": 5}"
-check "echo+logprobs over 4 prefill chunks = llama.cpp's log-softmax at each position (64 tokens, |diff| < 2e-3, top-5 too)" "$PYC" - "$BODY" "$KQ/logits/tiny-f32.A.f32" "$KQ/seqA.txt" <<'PYEOF'
+check "echo+logprobs over 4 prefill chunks = llama.cpp's log-softmax at each position (64 tokens, |diff| < 1e-4, top-5 too)" "$PYC" - "$BODY" "$KQ/logits/tiny-f32.A.f32" "$KQ/seqA.txt" <<'PYEOF'
 import json, math, struct, sys
 d = json.load(open(sys.argv[1]))
 raw = open(sys.argv[2], "rb").read()
@@ -557,8 +557,8 @@ for i in range(1, len(ids)):
     top_ref = sorted((x - lse for x in r), reverse=True)[:5]
     top = sorted(lp["top_logprobs"][i].values(), reverse=True)
     # the map form can merge two tokens of the same text: compare what it kept
-    assert all(any(abs(t - x) < 2e-3 for x in top_ref) for t in top) and abs(top[0] - top_ref[0]) < 2e-3, (i, top, top_ref)
-assert worst < 2e-3, worst
+    assert all(any(abs(t - x) < 1e-4 for x in top_ref) for t in top) and abs(top[0] - top_ref[0]) < 1e-4, (i, top, top_ref)
+assert worst < 1e-4, worst
 print("max |diff| %.2g" % worst)
 PYEOF
 
