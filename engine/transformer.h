@@ -154,7 +154,7 @@ struct tf_seg {
     const int32_t *tokens;
     uint32_t T, pos0;
     bool want_logits;
-    float *hidden; /* NULL, or [T][dim]: each row's final hidden state, after output_norm (embeddings) */
+    float *hidden; /* NULL, or [T][dim]: each row's final hidden state, after output_norm (embeddings, scored prompts) */
 };
 int tf_step(struct tf_ws *ws, const struct tf_seg *segs, uint32_t n_segs, float *logits);
 
