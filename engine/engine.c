@@ -50,6 +50,8 @@ struct seq {
     enum engine_task task;
     enum engine_pooling pooling;
     double *embd; /* ENGINE_TASK_EMBED: [dim] sum (mean) or the last row (last) of the final hidden states */
+    bool prompt_lp;             /* prompt_logprobs: PROMPT events during prefill (engine.h) */
+    struct tok_stream pts;      /* the prompt's detokenizer for those events (step thread) */
     struct grammar_matcher *gm; /* structured output, or NULL (step thread) */
     uint32_t *allowed;          /* [(n_vocab + 31) / 32] the grammar's mask of this step */
     void (*cb)(void *user, const struct engine_event *ev);
@@ -91,7 +93,8 @@ struct engine {
     char chat_template[16384];
     char *piece;      /* scratch for detokenized text (step thread) */
     float *batch_logits; /* [n_slots][n_vocab] logits of a batched decode step */
-    float *hidden;       /* [n_batch][dim] final hidden states of a step's embedding rows */
+    float *hidden;       /* [n_batch][dim] final hidden states of a step's embedding and scored prompt rows */
+    float *lp_logits;    /* [ENGINE_PROMPT_LOGPROB_ROWS][n_vocab] prompt rows' logits, allocated at first use */
     size_t piece_cap;
     pthread_t thread;
     bool thread_started;
@@ -494,6 +497,62 @@ static void embed_rows(struct engine *e, struct slot *sl, float *hidden, uint32_
     emit_done(e, sl, ENGINE_FINISH_STOP, out, dim);
 }
 
+/* A scored prompt's chunk (prompt_logprobs): the rows of positions pos0 ..
+ * pos0+T-1 (final hidden states, after output_norm) give the log-probabilities
+ * of the tokens at pos0+1 .. pos0+T (those inside the prompt), in blocks of
+ * ENGINE_PROMPT_LOGPROB_ROWS rows of logits; position 0 has none. One PROMPT
+ * event per token, in order. False when the sequence failed (no memory, or
+ * logits that are not finite) and was retired. */
+static bool score_prompt(struct engine *e, struct slot *sl, const float *hidden, uint32_t pos0, uint32_t T)
+{
+    struct seq *s = sl->seq;
+    const uint32_t V = e->info.n_vocab, dim = e->info.dim;
+    struct engine_event ev = {.type = ENGINE_EV_PROMPT, .id = s->id};
+    if (pos0 == 0) { /* the first token: nothing before it to predict it */
+        ev.token = s->prompt[0];
+        ev.text = e->piece;
+        ev.text_len = tok_stream_push(&s->pts, s->prompt[0], e->piece, e->piece_cap);
+        if (s->n_prompt == 1) ev.text_len += tok_stream_flush(&s->pts, e->piece + ev.text_len, e->piece_cap - ev.text_len);
+        ev.logprobs = (struct sampler_result){.token = s->prompt[0]};
+        s->cb(s->user, &ev);
+    }
+    uint32_t n = pos0 + T < s->n_prompt ? T : (uint32_t)(s->n_prompt - 1 - pos0); /* rows that predict a prompt token */
+    if (n && !e->lp_logits && !(e->lp_logits = malloc((size_t)ENGINE_PROMPT_LOGPROB_ROWS * V * sizeof(float)))) {
+        fail_seq(e, sl, SA_ERR_NOMEM);
+        return false;
+    }
+    for (uint32_t t0 = 0; t0 < n; t0 += ENGINE_PROMPT_LOGPROB_ROWS) {
+        uint32_t nb = n - t0 < ENGINE_PROMPT_LOGPROB_ROWS ? n - t0 : ENGINE_PROMPT_LOGPROB_ROWS;
+        int rc = tf_output_logits(e->ws, hidden + (size_t)t0 * dim, nb, e->lp_logits);
+        if (rc) {
+            fail_seq(e, sl, SA_ERR_INTERNAL);
+            return false;
+        }
+        for (uint32_t t = 0; t < nb; t++) {
+            const float *lg = e->lp_logits + (size_t)t * V;
+            for (uint32_t k = 0; k < V; k++)
+                if (!isfinite(lg[k])) {
+                    SA_LOGE("request %llu: prompt logit %u at position %u is %g: failing the sequence",
+                            (unsigned long long)s->id, k, pos0 + t0 + t, (double)lg[k]);
+                    fail_seq(e, sl, SA_ERR_NUMERIC);
+                    return false;
+                }
+            uint32_t pos = pos0 + t0 + t + 1;
+            ev.token = s->prompt[pos];
+            ev.pos = pos;
+            sampler_logprobs(s->smp, lg, ev.token, &ev.logprobs);
+            ev.text = e->piece;
+            ev.text_len = tok_stream_push(&s->pts, ev.token, e->piece, e->piece_cap);
+            if (pos == s->n_prompt - 1) { /* the prompt's end: a split character's tail is U+FFFD */
+                size_t tail = tok_stream_flush(&s->pts, e->piece + ev.text_len, e->piece_cap - ev.text_len);
+                ev.text_len += tail;
+            }
+            s->cb(s->user, &ev);
+        }
+    }
+    return true;
+}
+
 /* One step: a decode row for every sequence past its prompt, then prefill
  * chunks for the others in admission order within prefill_chunk tokens, all
  * in one batched forward pass (tf_step). */
@@ -518,10 +577,10 @@ static void run_step(struct engine *e, struct slot **act, uint32_t n_act)
         budget -= T;
         prompt_rows += T;
         of[n] = act[i];
-        bool embed = s->task == ENGINE_TASK_EMBED;
+        bool rows = s->task == ENGINE_TASK_EMBED || s->prompt_lp; /* every row's final state */
         segs[n++] = (struct tf_seg){.seq = act[i]->tf, .tokens = s->prompt + s->n_past, .T = T, .pos0 = s->n_past,
-                                    .want_logits = !embed && s->n_past + T == s->n_prompt,
-                                    .hidden = embed ? e->hidden + (size_t)(prompt_rows - T) * e->info.dim : NULL};
+                                    .want_logits = s->task == ENGINE_TASK_GENERATE && s->n_past + T == s->n_prompt,
+                                    .hidden = rows ? e->hidden + (size_t)(prompt_rows - T) * e->info.dim : NULL};
     }
     if (!n) return;
     int rc = tf_step(e->ws, segs, n, e->batch_logits);
@@ -538,14 +597,20 @@ static void run_step(struct engine *e, struct slot **act, uint32_t n_act)
     for (uint32_t i = 0; i < n; i++) {
         struct seq *s = of[i]->seq;
         s->n_past += segs[i].T;
-        if (segs[i].hidden) {
+        if (s->task == ENGINE_TASK_EMBED) {
             embed_rows(e, of[i], segs[i].hidden, segs[i].T);
             continue;
         }
-        if (!segs[i].want_logits) continue; /* more prompt to go */
+        const float *row = logits; /* this segment's row, if it asked */
+        if (segs[i].want_logits) logits += e->info.n_vocab;
+        if (s->prompt_lp && segs[i].hidden && !score_prompt(e, of[i], segs[i].hidden, segs[i].pos0, segs[i].T))
+            continue; /* failed: the sequence is gone */
+        if (s->n_past < s->n_prompt) continue; /* more prompt to go */
         if (!s->t_prompt_done) s->t_prompt_done = now_ms(); /* the prompt's last chunk */
-        sample_next(e, of[i], logits);
-        logits += e->info.n_vocab;
+        if (s->task == ENGINE_TASK_SCORE)
+            finish(e, of[i], ENGINE_FINISH_LENGTH);
+        else
+            sample_next(e, of[i], row);
     }
 }
 
@@ -559,7 +624,8 @@ static bool try_admit(struct engine *e, struct slot *sl, struct seq *s)
     uint32_t blocks = (positions + e->block - 1) / e->block, ppb = tf_kv_pages_per_block(e->m, plan);
     uint32_t chain[4096], n_chain = 0, matched = 0;
     s->key = prefix_config_key(plan, &s->rb);
-    if (e->prefix && s->n_prompt > 1 && s->task != ENGINE_TASK_EMBED) { /* an embedding needs every row's state */
+    /* an embedding needs every row's state, a scored prompt every row's logits */
+    if (e->prefix && s->n_prompt > 1 && s->task != ENGINE_TASK_EMBED && !s->prompt_lp) {
         uint32_t limit = (uint32_t)s->n_prompt - 1; /* the last prompt token is always computed: its logits */
         if (limit / e->block + 1 > sizeof chain / sizeof *chain) limit = (uint32_t)(sizeof chain / sizeof *chain - 1) * e->block;
         matched = prefix_lookup(e->prefix, s->key, s->prompt, limit, chain, &n_chain);
@@ -596,6 +662,7 @@ static bool try_admit(struct engine *e, struct slot *sl, struct seq *s)
     if (!s->share) share_plan_init(&s->plan, e->info.n_layer);
     /* a generation from BOS alone starts with the word's SPM space: drop it, as the CLI does */
     tok_stream_init(&s->ts, e->m->tok, s->n_prompt == 1 && s->prompt[0] == e->info.bos && !s->gm);
+    tok_stream_init(&s->pts, e->m->tok, false);
     return true;
 }
 
@@ -858,6 +925,7 @@ void engine_destroy(struct engine *e)
     free(e->batch_logits);
     free(e->hidden);
     free(e->layer_sim);
+    free(e->lp_logits);
     grammar_vocab_destroy(e->gvocab);
     workers_destroy(e->pool);
     model_free(e->m);
@@ -966,6 +1034,8 @@ int engine_submit(struct engine *e, const struct engine_request *req, uint64_t *
     s->max_tokens = req->max_tokens && req->max_tokens < room ? req->max_tokens : room;
     s->task = req->task;
     s->pooling = req->pooling;
+    s->prompt_lp = req->prompt_logprobs && s->task != ENGINE_TASK_EMBED;
+    if (s->task == ENGINE_TASK_SCORE) s->max_tokens = 1; /* the prompt's positions only, as an embedding */
     if (s->task == ENGINE_TASK_EMBED) { /* the prompt's positions only: one "token" of reservation */
         s->max_tokens = 1;
         if (!(s->embd = calloc(e->info.dim, sizeof *s->embd))) {

@@ -131,16 +131,21 @@ enum engine_finish {
 };
 const char *engine_finish_name(enum engine_finish f); /* "stop", "length", "cancelled" */
 
-enum engine_event_type { ENGINE_EV_TOKEN = 1, ENGINE_EV_DONE, ENGINE_EV_ERROR };
+enum engine_event_type { ENGINE_EV_TOKEN = 1, ENGINE_EV_DONE, ENGINE_EV_ERROR, ENGINE_EV_PROMPT };
 
 #define ENGINE_MAX_STOP 16
 #define ENGINE_MAX_STOP_LEN 256
 #define ENGINE_MAX_STOP_IDS 16
+#define ENGINE_PROMPT_LOGPROB_ROWS 64 /* prompt positions whose logits are held at once (prompt_logprobs) */
 
 enum engine_task {
     ENGINE_TASK_GENERATE = 0, /* prefill, then sample up to max_tokens */
     ENGINE_TASK_EMBED,        /* prefill only: the prompt's pooled, L2-normalised final hidden state;
                                * no tokens, no KV pages kept (nor taken from the prefix cache) */
+    ENGINE_TASK_SCORE,        /* prefill only, nothing sampled (max_tokens ignored): with
+                               * prompt_logprobs, the prompt's log-probabilities; DONE with finish
+                               * "length" and 0 completion tokens; its KV blocks go to the prefix
+                               * cache as a generation's do */
 };
 enum engine_pooling { ENGINE_POOLING_MEAN = 0, ENGINE_POOLING_LAST };
 /* ---- structured output (grammar.h has the GBNF syntax and the matcher) ----
@@ -180,6 +185,19 @@ struct engine_request {
      * grammar byte for byte (SPM's leading space is not dropped) unless a stop
      * string, max_tokens or the context ended it first (finish "stop"/"length"). */
     struct grammar *grammar;
+    /* Score the prompt (GENERATE / SCORE): one PROMPT event per prompt token, in
+     * order, before any TOKEN event: position 0 has no log-probability, position
+     * i > 0 gets log p(prompt[i] | prompt[0..i)) and the sampling.n_logprobs most
+     * likely tokens there, from the logits of position i-1 (log-softmax of the
+     * raw logits, as sampler_logprobs: the numbers a sampled token gets). The
+     * logits of each prefill chunk's rows are computed in blocks of
+     * ENGINE_PROMPT_LOGPROB_ROWS rows and dropped (memory: that many rows of
+     * n_vocab floats, allocated at the first such request, never the prompt's
+     * whole n_prompt x n_vocab). Such a sequence takes nothing from the prefix
+     * cache (cached positions have no logits; every position is computed, so
+     * cached_tokens is 0 and the numbers equal a cold request's); its own
+     * blocks still go to the cache when it ends. */
+    bool prompt_logprobs;
     void (*cb)(void *user, const struct engine_event *ev);
     void *user;
 };
@@ -206,11 +224,15 @@ struct engine_timings {
 struct engine_event {
     enum engine_event_type type;
     uint64_t id;
-    /* TOKEN */
+    /* TOKEN; PROMPT (prompt_logprobs): token = the prompt token at position pos,
+     * text its UTF-8 as the whole prompt decodes (engine_detokenize: no space
+     * dropped), logprobs its log-probability and alternatives (pos 0: none,
+     * logprobs.n_top 0) */
     int32_t token;
     const char *text; /* complete UTF-8 of this token (may be empty while a character is split) */
     size_t text_len;
-    struct sampler_result logprobs; /* valid when sampling.n_logprobs > 0 */
+    struct sampler_result logprobs; /* TOKEN: valid when sampling.n_logprobs > 0 */
+    uint32_t pos;                   /* PROMPT: the token's position in the prompt */
     /* DONE */
     enum engine_finish finish;
     uint32_t prompt_tokens, completion_tokens;

@@ -292,3 +292,8 @@ int32_t sampler_sample_masked(struct sampler *s, const float *logits, const uint
     if (res) fill_logprobs(s, logits, chosen, res);
     return chosen;
 }
+
+void sampler_logprobs(struct sampler *s, const float *logits, int32_t token, struct sampler_result *res)
+{
+    fill_logprobs(s, logits, token, res);
+}

@@ -92,5 +92,10 @@ int32_t sampler_sample(struct sampler *s, const float *logits, struct sampler_re
  * allowed token is possible. Log-probabilities stay the model's own. */
 int32_t sampler_sample_masked(struct sampler *s, const float *logits, const uint32_t *allowed,
                               struct sampler_result *res);
+/* The model's log-probabilities in logits [n_vocab] (not modified), as a sampled
+ * token's are reported: log-softmax of the raw logits (no temperature, penalty,
+ * bias or mask), token's in res->logprob and the n_logprobs most likely in
+ * res->top. token in [0, n_vocab). Scoring a prompt token (engine.h). */
+void sampler_logprobs(struct sampler *s, const float *logits, int32_t token, struct sampler_result *res);
 
 #endif

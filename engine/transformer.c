@@ -455,6 +455,13 @@ int tf_step(struct tf_ws *ws, const struct tf_seg *segs, uint32_t n_segs, float 
     return 0;
 }
 
+int tf_output_logits(struct tf_ws *ws, const float *rows, uint32_t n, float *logits)
+{
+    if (n == 0 || n > ws->n_batch) return SA_ERR_INVALID_ARG;
+    ops_matmul(&ws->ops, &ws->m->output, rows, n, logits);
+    return 0;
+}
+
 int tf_forward(struct tf_ws *ws, struct tf_seq *s, const int32_t *tokens, uint32_t n, uint32_t pos0,
                const float **logits)
 {

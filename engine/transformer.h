@@ -154,9 +154,16 @@ struct tf_seg {
     const int32_t *tokens;
     uint32_t T, pos0;
     bool want_logits;
-    float *hidden; /* NULL, or [T][dim]: each row's final hidden state, after output_norm (embeddings) */
+    float *hidden; /* NULL, or [T][dim]: each row's final hidden state, after output_norm (embeddings, scored prompts) */
 };
 int tf_step(struct tf_ws *ws, const struct tf_seg *segs, uint32_t n_segs, float *logits);
+
+/* The logits of n rows of final hidden states that tf_step wrote to a segment's
+ * `hidden` (already through output_norm): logits [n][n_vocab] = rows Wout^T, the
+ * same product tf_step applies to its want_logits rows. n <= the workspace's
+ * n_batch. Uses the workspace's thread pool (same thread rules as tf_step).
+ * SA_ERR_INVALID_ARG for n out of range. */
+int tf_output_logits(struct tf_ws *ws, const float *rows, uint32_t n, float *logits);
 
 /* n tokens of one sequence through tf_step in chunks of n_batch; *logits gets
  * the workspace's [n_vocab] logits of the last token (all_logits: [n][n_vocab],

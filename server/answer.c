@@ -26,9 +26,13 @@ void api__append_text(struct job_seq *s, const char *p, size_t n)
     s->text[s->len] = 0;
 }
 
+/* A token's own bytes (engine_token_piece: a byte-fallback token is its one
+ * byte, a control token its name), so chat's `bytes` can rebuild a character
+ * split over tokens and two tokens never look alike there; the JSON strings
+ * replace what is not UTF-8 (response.c). */
 static char *token_text(struct api *a, int32_t id)
 {
-    char *t = engine_detokenize(a->e, &id, 1);
+    char *t = engine_token_piece(a->e, id);
     return t ? t : strdup("");
 }
 
@@ -49,6 +53,7 @@ static struct response_token_logprob *add_logprob(struct job_seq *s, const struc
     lp->token = tt;
     lp->token_len = tt ? strlen(tt) : 0;
     lp->logprob = ev->logprobs.logprob;
+    lp->no_logprob = ev->type == ENGINE_EV_PROMPT && ev->pos == 0;
     lp->text_offset = offset;
     size_t n_top = (size_t)ev->logprobs.n_top;
     if (n_top > (size_t)s->job->logprobs) n_top = (size_t)s->job->logprobs;
@@ -174,6 +179,34 @@ void api__answer_token(struct job_seq *s, const struct engine_event *ev, const c
         s->role_sent = true;
         stream_chunk(j, &ch);
     }
+}
+
+void api__answer_echo(struct job_seq *s)
+{
+    struct job *j = s->job;
+    if (!j->stream || !j->http || j->failed || (!s->echo_len && !s->n_lps)) return; /* nothing to send */
+    struct response_chunk ch = {.id = j->id, .created = j->created, .model = j->model, .index = s->index,
+                                .text = s->text, .text_len = s->echo_len, .has_logprobs = j->logprobs >= 0,
+                                .n_logprobs = s->n_lps, .logprobs = s->lps};
+    stream_chunk(j, &ch);
+}
+
+/* The prompt's token texts concatenate to the prompt as it decodes, which can
+ * start with the space SPM adds before the first word where the echoed text
+ * (the prompt as sent) does not: offsets count from the echoed text, so that
+ * leading difference counts for nothing, and none passes the echo's end. */
+void api__answer_prompt_token(struct job_seq *s, const struct engine_event *ev)
+{
+    struct response_token_logprob *lp = add_logprob(s, ev, s->prompt_cum);
+    s->prompt_cum += (uint32_t)ev->text_len;
+    if (!lp || ev->pos + 1 < s->prompt_tokens) return;
+    /* the last prompt token: offsets final, then a stream's first chunk */
+    uint32_t lead = s->prompt_cum > s->echo_len ? s->prompt_cum - (uint32_t)s->echo_len : 0;
+    for (size_t i = 0; i < s->n_lps; i++) {
+        uint32_t o = s->lps[i].text_offset > lead ? s->lps[i].text_offset - lead : 0;
+        s->lps[i].text_offset = o < s->echo_len ? o : (uint32_t)s->echo_len;
+    }
+    api__answer_echo(s);
 }
 
 void api__answer_seq_done(struct job_seq *s)

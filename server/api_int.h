@@ -60,8 +60,11 @@ struct job_seq {
     bool submitted, done;
     char *text;
     size_t len, cap;
-    struct response_token_logprob *lps;
+    struct response_token_logprob *lps; /* echo with logprobs: the prompt's tokens first */
     size_t n_lps, cap_lps;
+    size_t echo_len;    /* bytes of text that are the echoed prompt (its start) */
+    bool prompt_lp;     /* the engine scores the prompt: PROMPT events come first */
+    uint32_t prompt_cum; /* bytes of the prompt's token texts so far (PROMPT events) */
     const char *finish;
     uint32_t prompt_tokens, completion_tokens, cached_tokens;
     struct engine_cache_stats cache;
@@ -161,6 +164,11 @@ void api__handle_generate(struct api *a, struct http_request *r, enum request_ki
 void api__append_text(struct job_seq *s, const char *p, size_t n);
 /* A token of sequence s: its text, its logprobs, and the SSE chunk of a stream. */
 void api__answer_token(struct job_seq *s, const struct engine_event *ev, const char *text);
+/* A prompt token's logprobs (echo with logprobs); after the last one, a stream's
+ * first chunk: the echoed prompt with them. */
+void api__answer_prompt_token(struct job_seq *s, const struct engine_event *ev);
+/* A stream's first chunk: the echoed prompt (echo without logprobs). */
+void api__answer_echo(struct job_seq *s);
 /* Sequence s finished (a stream: its finishing chunk). */
 void api__answer_seq_done(struct job_seq *s);
 /* Every sequence of j is over: the whole answer, or the stream's end. */

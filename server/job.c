@@ -62,7 +62,7 @@ void api__on_engine_event(void *user, const struct engine_event *ev)
     struct job_seq *s = user;
     struct api *a = s->job->api;
     struct ev_item *it;
-    if (ev->type == ENGINE_EV_TOKEN) {
+    if (ev->type == ENGINE_EV_TOKEN || ev->type == ENGINE_EV_PROMPT) {
         it = ev_alloc(a, sizeof *it);
         char *text = ev->text_len ? ev_alloc(a, ev->text_len) : NULL;
         if (!it || (ev->text_len && !text)) {
@@ -104,6 +104,10 @@ static void handle_event(struct ev_item *it)
     const struct engine_event *ev = &it->ev;
     if (ev->type == ENGINE_EV_TOKEN) {
         api__answer_token(s, ev, it->text);
+        return;
+    }
+    if (ev->type == ENGINE_EV_PROMPT) {
+        api__answer_prompt_token(s, ev);
         return;
     }
     /* DONE or ERROR: this sequence is over */

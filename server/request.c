@@ -715,7 +715,7 @@ static int req_parse_fields(json_t *root, enum request_kind kind, const struct r
             return -1;
         }
         json_int_t x = json_integer_value(v);
-        if (x < 1) {
+        if (x < (kind == REQUEST_COMPLETION ? 0 : 1)) { /* completions: 0 with echo, checked below */
             request_error(err, mt_names[k], "'%s' must be at least 1", mt_names[k]);
             return -1;
         }
@@ -767,6 +767,10 @@ static int req_parse_fields(json_t *root, enum request_kind kind, const struct r
 
     if (kind == REQUEST_COMPLETION) {
         if (req_bool(root, "echo", &r->echo, err) < 0) return -1;
+        if (r->max_tokens == 0 && !r->echo) { /* scoring a prompt: nothing to answer without it */
+            request_error(err, "max_tokens", "'max_tokens' 0 needs 'echo' true (the prompt alone, scored with logprobs)");
+            return -1;
+        }
         rc = req_int(root, "logprobs", 0, (json_int_t)max_lp, &iv, err);
         if (rc < 0) return -1;
         if (rc > 0) r->logprobs = (int32_t)iv;

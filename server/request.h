@@ -28,7 +28,9 @@
  *   max_tokens          int                  1..max_tokens_limit (more: 400)  compl. 16 (or the
  *   max_completion_tokens (chat alias; wins when both are given)              limit if lower);
  *                                                                              chat: max_tokens_limit
- *                                            the engine further clamps to the context left.
+ *                                            the engine further clamps to the context left;
+ *                                            completions: 0 with echo (the prompt alone, scored
+ *                                            with logprobs; without echo 400 max_tokens)
  *   temperature         number               [0, 2] (< 1e-3 means greedy)       the configured one (1)
  *   top_p               number               (0, 1]                             1
  *   min_p               number               [0, 1]                             0

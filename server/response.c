@@ -103,12 +103,15 @@ static bool resp_utf8_valid(const char *s, size_t n)
 }
 
 /* Key made of arbitrary bytes (token texts in legacy top_logprobs): invalid
- * UTF-8 is replaced first, because jansson refuses such keys. */
+ * UTF-8 is replaced first, because jansson refuses such keys. A key already in
+ * obj keeps its value: two tokens of the same text collide in the legacy map,
+ * and the first (the more likely, entries come most likely first) is kept. */
 static void resp_put_key(json_t *obj, const char *key, size_t key_len, json_t *v, bool *bad)
 {
     if (!key) key = "", key_len = 0;
     if (resp_utf8_valid(key, key_len)) {
-        if (json_object_setn_new(obj, key, key_len, v) != 0) *bad = true;
+        if (json_object_getn(obj, key, key_len)) json_decref(v); /* a key already there stays */
+        else if (json_object_setn_new(obj, key, key_len, v) != 0) *bad = true;
         return;
     }
     size_t sl;
@@ -118,7 +121,8 @@ static void resp_put_key(json_t *obj, const char *key, size_t key_len, json_t *v
         *bad = true;
         return;
     }
-    if (json_object_setn_new(obj, clean, sl, v) != 0) *bad = true;
+    if (json_object_getn(obj, clean, sl)) json_decref(v);
+    else if (json_object_setn_new(obj, clean, sl, v) != 0) *bad = true;
     free(clean);
 }
 
@@ -407,9 +411,9 @@ static json_t *resp_legacy_logprobs(const struct response_token_logprob *lp, siz
     json_t *tokens = json_array(), *tlp = json_array(), *top = json_array(), *off = json_array();
     for (size_t i = 0; i < n; i++) {
         resp_append(tokens, resp_str(lp[i].token, lp[i].token_len), bad);
-        resp_append(tlp, resp_real(lp[i].logprob), bad);
-        json_t *t = json_object();
-        for (size_t k = 0; k < lp[i].n_top && lp[i].top; k++)
+        resp_append(tlp, lp[i].no_logprob ? json_null() : resp_real(lp[i].logprob), bad);
+        json_t *t = lp[i].no_logprob ? json_null() : json_object();
+        for (size_t k = 0; t && !lp[i].no_logprob && k < lp[i].n_top && lp[i].top; k++)
             resp_put_key(t, lp[i].top[k].token, lp[i].top[k].token_len, resp_real(lp[i].top[k].logprob), bad);
         resp_append(top, t, bad);
         resp_append(off, resp_uint(lp[i].text_offset), bad);

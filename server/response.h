@@ -119,6 +119,7 @@ struct response_token_logprob {
     uint32_t text_offset; /* completions: byte offset of the token in the choice text */
     size_t n_top;
     const struct response_top_logprob *top; /* [n_top], most likely first */
+    bool no_logprob;      /* the first prompt token (echo): its logprob and top_logprobs are null */
 };
 
 struct response_choice {
@@ -151,8 +152,10 @@ struct response_completion {
 
 /* "text_completion": choices[{index, text, finish_reason, logprobs (OpenAI
  * legacy shape: tokens[], token_logprobs[], top_logprobs[{token: logprob}],
- * text_offset[]; null when not requested), usage, cache, timings}], usage,
- * cache, timings (see the top of this file). */
+ * text_offset[]; null when not requested; an entry with no_logprob has null
+ * in token_logprobs and top_logprobs; two alternatives of the same text keep
+ * the more likely one's value, so a map can hold fewer than n_top keys),
+ * usage, cache, timings}], usage, cache, timings (see the top of this file). */
 char *response_completion_json(const struct response_completion *c, size_t *len);
 /* "chat.completion": choices[{index, message {role:"assistant", content},
  * finish_reason, logprobs {content:[{token, logprob, bytes, top_logprobs:

@@ -102,7 +102,10 @@ static void fill_engine_request(const struct api *a, const struct api_request *r
     er->share = o->share;
     er->plan = o->plan;
     er->rebalance = o->rb;
-    er->task = req->kind == REQUEST_EMBEDDING ? ENGINE_TASK_EMBED : ENGINE_TASK_GENERATE;
+    /* max_tokens 0 (completions, only with echo): the prompt alone, scored when logprobs asks */
+    er->task = req->kind == REQUEST_EMBEDDING ? ENGINE_TASK_EMBED
+               : req->max_tokens == 0         ? ENGINE_TASK_SCORE
+                                              : ENGINE_TASK_GENERATE;
     er->pooling = req->pooling ? ENGINE_POOLING_LAST : ENGINE_POOLING_MEAN;
     er->grammar = o->grammar;
     er->sampling = sampler_default_params();
@@ -210,6 +213,8 @@ void api__handle_generate(struct api *a, struct http_request *r, enum request_ki
             if (kind == REQUEST_EMBEDDING && !(s->embd = calloc(engine_info(a->e)->dim, sizeof *s->embd)))
                 rc = SA_ERR_NOMEM;
             if (echo_text[p]) api__append_text(s, echo_text[p], strlen(echo_text[p]));
+            s->echo_len = s->len;
+            s->prompt_lp = req.echo && req.logprobs >= 0 && kind == REQUEST_COMPLETION;
         }
     /* the sampler copies the bias at submit: one array for every choice, freed below */
     struct sampler_bias *bias = req.n_logit_bias ? malloc(req.n_logit_bias * sizeof *bias) : NULL;
@@ -222,6 +227,7 @@ void api__handle_generate(struct api *a, struct http_request *r, enum request_ki
         struct engine_request er = {.prompt = ids[s->prompt_index], .n_prompt = n_ids[s->prompt_index],
                                     .cb = api__on_engine_event, .user = s};
         fill_engine_request(a, &req, &opt, bias, seed, k, &er);
+        er.prompt_logprobs = s->prompt_lp;
         rc = engine_submit(a->e, &er, &s->engine_id);
         if (rc) break;
         s->submitted = true;
@@ -246,6 +252,9 @@ void api__handle_generate(struct api *a, struct http_request *r, enum request_ki
     if (j->stream) {
         http_stream_begin(r, 200);
         j->stream_started = true;
+        /* echo: the first chunk is the prompt (with its logprobs once scored: answer.c) */
+        for (size_t k = 0; k < j->n_seqs; k++)
+            if (!j->seqs[k].prompt_lp) api__answer_echo(&j->seqs[k]);
     }
 out:
     for (size_t p = 0; p < n_prompts; p++) {

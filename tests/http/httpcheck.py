@@ -20,6 +20,7 @@ text(x) (the generated text of a body or an event list, choice 0), texts(x)
 final(x) (the event holding the top-level usage), prom_sum(m, family).
 """
 import json
+import math
 import re
 import sys
 
@@ -137,7 +138,7 @@ def usage_core(u):
 def env(files):
     ns = {"text": text, "texts": texts, "final": final, "cache_ok": cache_ok, "prom_sum": prom_sum,
           "paged_exact": paged_exact, "usage_core": usage_core,
-          "json": json, "re": re}
+          "json": json, "re": re, "math": math}
     docs = [load(p) for p in files]
     for i, v in enumerate(docs):
         ns["d%d" % i] = v

@@ -115,8 +115,30 @@ await step('completions.create logprobs/echo/n', async () => {
   const lp = r.choices?.[0]?.logprobs ?? {};
   expect(r.choices.length === 2 && r.choices[1].index === 1, 'n=2 gives 2 choices', r.choices.length);
   expect(r.choices[0].text.startsWith(PROMPT), 'echo=true prefixes the prompt', r.choices[0].text);
-  expect(lp.tokens?.length === 4 && lp.token_logprobs?.length === 4 && lp.top_logprobs?.every((t) => Object.keys(t).length === 2),
-    'logprobs=2: tokens, token_logprobs, top_logprobs with 2 alternatives', lp);
+  const P = r.choices?.[0]?.usage?.prompt_tokens ?? r.usage?.prompt_tokens;
+  // echo + logprobs: the prompt's tokens first (the first one's logprob null), then the 4 generated
+  expect(P === 5 && lp.tokens?.length === P + 4 && lp.token_logprobs?.length === P + 4 && lp.text_offset?.length === P + 4 &&
+    lp.token_logprobs[0] === null && lp.top_logprobs[0] === null &&
+    lp.token_logprobs.slice(1).every((x) => typeof x === 'number' && x <= 0) &&
+    lp.top_logprobs.slice(1).every((t) => Object.keys(t).length === 2) && lp.text_offset[P] === PROMPT.length,
+    'echo + logprobs=2: prompt tokens (first null) then generated, 2 alternatives each, text_offset from the echo', lp);
+});
+
+await step('completions.create echo + logprobs, stream and max_tokens 0', async () => {
+  const whole = await client.completions.create({ model: 'llama', prompt: PROMPT, max_tokens: 4, temperature: 0, logprobs: 1, echo: true });
+  const stream = await client.completions.create({ model: 'llama', prompt: PROMPT, max_tokens: 4, temperature: 0, logprobs: 1, echo: true, stream: true });
+  const chunks = [];
+  for await (const c of stream) if (c.choices?.length) chunks.push(c.choices[0]);
+  const wl = whole.choices[0].logprobs;
+  expect(chunks[0]?.text === PROMPT && chunks[0].logprobs?.tokens?.length === whole.usage.prompt_tokens &&
+    chunks.map((c) => c.text).join('') === whole.choices[0].text &&
+    JSON.stringify(chunks.flatMap((c) => c.logprobs?.token_logprobs ?? [])) === JSON.stringify(wl.token_logprobs),
+    'stream: the first chunk is the prompt with its logprobs; the chunks add up to the whole answer', chunks[0]);
+  const score = await client.completions.create({ model: 'llama', prompt: PROMPT, max_tokens: 0, logprobs: 1, echo: true });
+  const sl = score.choices[0].logprobs;
+  expect(score.choices[0].text === PROMPT && score.usage.completion_tokens === 0 &&
+    JSON.stringify(sl.token_logprobs) === JSON.stringify(wl.token_logprobs.slice(0, whole.usage.prompt_tokens)),
+    'max_tokens 0 + echo: the prompt alone with the same logprobs', score.choices[0]);
 });
 
 let chatText = '';

@@ -5,7 +5,7 @@ Standard library plus PyYAML (Debian: python3-yaml). A small validator for the
 OpenAPI 3.0 schema subset openapi.yaml uses: $ref (local), type, nullable,
 enum, required, properties, additionalProperties, items, minItems, maxItems,
 minimum, maximum, exclusiveMinimum/Maximum (3.0 booleans), minLength,
-maxLength, pattern, oneOf, anyOf, allOf. Descriptive keywords (description,
+maxLength, pattern, oneOf, anyOf, allOf, not. Descriptive keywords (description,
 example, default, format, title, x-*) are ignored.
 
 Usage:
@@ -94,10 +94,15 @@ class Spec:
         if value is None:
             if schema.get("nullable") or (None in schema.get("enum", [])):
                 return
-            # a schema with no type and no combinator accepts anything
-            if any(k in schema for k in ("type", "oneOf", "anyOf", "allOf", "enum", "properties", "items")):
+            # OpenAPI 3.0: nullable counts only beside a type, so a nullable
+            # union is an anyOf with a nullable branch: null goes through the
+            # combinators; a schema with a type (or no type and no combinator)
+            # decides here
+            if any(k in schema for k in ("type", "enum", "properties", "items")):
                 errs.append("%s: null is not allowed" % where)
-            return
+                return
+            if not any(k in schema for k in ("oneOf", "anyOf", "allOf", "not")):
+                return
         for sub in schema.get("allOf", []):
             self._v(sub, value, where, errs)
         if "oneOf" in schema:
@@ -112,6 +117,10 @@ class Spec:
         if "anyOf" in schema:
             if not any(not self.validate(s, value, where) for s in schema["anyOf"]):
                 errs.append("%s: matches none of the anyOf alternatives" % where)
+        if "not" in schema and not self.validate(schema["not"], value, where):
+            errs.append("%s: matches the schema under 'not'" % where)
+        if value is None:
+            return
         t = schema.get("type")
         if t is not None and not self._type_ok(t, value):
             errs.append("%s: expected %s, got %s" % (where, t, type(value).__name__ if not isinstance(value, bool) else "boolean"))

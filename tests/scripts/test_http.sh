@@ -14,6 +14,8 @@
 #                                     keep-alive connection sees 503 draining
 #   E  --ctx 4096 --slots 3 --shutdown-grace 1   SIGTERM with 3 long streams:
 #                                     error event + [DONE], exit 0 within 3 s
+#   F  models/kquant/tiny-f32.gguf --ctx 512 --prefill-chunk 16   prompt
+#                                     logprobs against llama.cpp's logits
 # "Long" requests are max_tokens 8000 (C) / 4000 (E) that the test cuts short
 # itself, so no check depends on how fast the machine generates.
 # Every answer is also validated against openapi.yaml (tests/http/validate.py).
@@ -84,11 +86,12 @@ free_port() {
 }
 
 # start_server NAME ARGS... -> sets PORT_<NAME>, PID_<NAME>; log in $TMP/NAME.log
+# (SRV_MODEL=FILE start_server ...: another model than $MODEL)
 start_server() {
     local name=$1 port pid
     shift
     port=$(free_port)
-    "$SASERVE" serve -m "$MODEL" --host 127.0.0.1 --port "$port" --threads 2 "$@" >"$TMP/$name.log" 2>&1 &
+    "$SASERVE" serve -m "${SRV_MODEL:-$MODEL}" --host 127.0.0.1 --port "$port" --threads 2 "$@" >"$TMP/$name.log" 2>&1 &
     pid=$!
     SERVER_PIDS+=("$pid")
     printf -v "PORT_$name" '%s' "$port"
@@ -270,10 +273,11 @@ start_server B --ctx 512 --api-key secret --request-timeout 1
 start_server C --ctx 8192 --max-tokens-limit 8192 --slots 1 --queue-max 1
 start_server D --ctx 2048 --slots 3 --shutdown-grace 5
 start_server E --ctx 4096 --slots 3 --shutdown-grace 1
-for s in A B C D E; do
+SRV_MODEL=$SHARED/models/kquant/tiny-f32.gguf start_server F --ctx 512 --prefill-chunk 16
+for s in A B C D E F; do
     if ! wait_ready $s; then bad "server $s started"; echo "$pass passed, $fail failed"; exit 1; fi
 done
-ok "5 servers ready on ports $PORT_A $PORT_B $PORT_C $PORT_D $PORT_E ($((SECONDS - T0)) s)"
+ok "6 servers ready on ports $PORT_A $PORT_B $PORT_C $PORT_D $PORT_E $PORT_F ($((SECONDS - T0)) s)"
 A=$PORT_A
 
 # ---------------------------------------------------------------- basics (A)
@@ -510,6 +514,82 @@ check "stop_token_ids: the forced id ends the answer at once (stop, no text)" jt
     "$CODE == 200 and d['choices'][0]['finish_reason'] == 'stop' and d['choices'][0]['text'] == ''" "$BODY"
 post $A bad_bias /v1/completions "{$P, \"logit_bias\": {\"1\": 150}}"
 check "logit_bias value out of range: 400 naming logit_bias" jtrue "$CODE == 400 and d['error']['param'] == 'logit_bias'" "$BODY"
+
+# ---------------------------------------------------------------- prompt logprobs (A; F: llama.cpp reference)
+section "prompt logprobs (A, F)"
+# echo + logprobs: the prompt's tokens first (the first one's logprob null), then the generated ones
+LPTEXT='Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big red ball in the sky. She wanted to catch it, but it was too high. Her mom said, "Lily, let us go home now." Lily was sad, but she went home with her mom and ate a cake.'
+printf '%s' "$LPTEXT" >"$TMP/lp_text.txt"
+LPP=$("$PYC" -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$LPTEXT")
+post $A echo_lp /v1/completions "{\"prompt\": $LPP, \"temperature\": 0, \"max_tokens\": 5, \"echo\": true, \"logprobs\": 3}"
+ECHO_LP=$BODY
+check "echo+logprobs: text = prompt + generated; tokens cover prompt then generated; first logprob and top null; no prefix cache" jtrue \
+    "(lp := d['choices'][0]['logprobs']) is not None and (P := d['usage']['prompt_tokens']) > 100 and len(lp['tokens']) == len(lp['token_logprobs']) == len(lp['top_logprobs']) == len(lp['text_offset']) == P + d['usage']['completion_tokens'] and text(d).startswith($LPP) and lp['token_logprobs'][0] is None and lp['top_logprobs'][0] is None and all(x is not None and x <= 0 for x in lp['token_logprobs'][1:]) and all(len(t) == 3 for t in lp['top_logprobs'][1:]) and d['usage']['prompt_tokens_details']['cached_tokens'] == 0" "$BODY"
+check "echo+logprobs: text_offset counts from the echoed text (each token's text sits at its offset; generated tokens from len(prompt))" jtrue \
+    "(lp := d['choices'][0]['logprobs']) and (P := d['usage']['prompt_tokens']) and (o := lp['text_offset']) == sorted(o) and o[0] == 0 and o[P] == len($LPP) and all(text(d)[o[i]:o[i] + len(t)] == t for i, t in enumerate(lp['tokens']) if i >= 2) and lp['tokens'][0] == '<s>' and ''.join(lp['tokens'][1:P]).lstrip(' ') == $LPP" "$BODY"
+check "echo+logprobs at temperature 0: each generated token is its top_logprobs' most likely, with that logprob" jtrue \
+    "(lp := d['choices'][0]['logprobs']) and (P := d['usage']['prompt_tokens']) and all(max(t, key=t.get) == tok and abs(t[tok] - x) < 1e-6 for t, tok, x in zip(lp['top_logprobs'][P:], lp['tokens'][P:], lp['token_logprobs'][P:])) and all(max(t.values()) >= x - 1e-6 for t, x in zip(lp['top_logprobs'][1:P], lp['token_logprobs'][1:P]))" "$BODY"
+# an independent sum: saserve perplexity (the CLI's all-logits forward pass, one window) over the same text
+if "$SASERVE" perplexity -m "$MODEL" -f "$TMP/lp_text.txt" --ctx 256 --json -t 1 >"$TMP/lp_ppl.json" 2>/dev/null; then
+    check "echo+logprobs: mean prompt logprob = -ln(perplexity) of the CLI over the same text (|diff| < 1e-4 per token)" jtrue \
+        "(P := d0['usage']['prompt_tokens']) and d1['tokens_scored'] == P - 1 and abs(sum(d0['choices'][0]['logprobs']['token_logprobs'][1:P]) / (P - 1) + math.log(d1['perplexity'])) < 1e-4" "$ECHO_LP" "$TMP/lp_ppl.json"
+else
+    bad "saserve perplexity over the prompt text ran"
+fi
+post $A echo_lp_plain /v1/completions "{\"prompt\": $LPP, \"temperature\": 0, \"max_tokens\": 5, \"logprobs\": 3}"
+# (that request's last prompt token runs as one row after the cached ones: float rounding apart)
+check "echo+logprobs: the generated tokens' entries equal a request without echo (within 1e-4)" jtrue \
+    "(P := d0['usage']['prompt_tokens']) and (a := d0['choices'][0]['logprobs'])['tokens'][P:] == (b := d1['choices'][0]['logprobs'])['tokens'] and all(abs(x - y) < 1e-4 for x, y in zip(a['token_logprobs'][P:], b['token_logprobs'])) and [list(t) for t in a['top_logprobs'][P:]] == [list(t) for t in b['top_logprobs']] and [o - len($LPP) for o in a['text_offset'][P:]] == b['text_offset']" "$ECHO_LP" "$BODY"
+check "the same prompt without logprobs comes from the prefix cache (cached_tokens > 0)" jtrue \
+    "d['usage']['prompt_tokens_details']['cached_tokens'] > 0" "$BODY"
+post $A echo_lp_again /v1/completions "{\"prompt\": $LPP, \"temperature\": 0, \"max_tokens\": 5, \"echo\": true, \"logprobs\": 3}"
+check "echo+logprobs with the prompt in the prefix cache: computed again (cached_tokens 0), the same numbers as cold" jtrue \
+    "d0['usage']['prompt_tokens_details']['cached_tokens'] == 0 and d0['choices'][0]['logprobs'] == d1['choices'][0]['logprobs'] and text(d0) == text(d1)" "$BODY" "$ECHO_LP"
+post $A echo_lp_score /v1/completions "{\"prompt\": $LPP, \"max_tokens\": 0, \"echo\": true, \"logprobs\": 3}"
+check "max_tokens 0 with echo: the prompt alone, scored (finish length, 0 completion tokens, the same prompt logprobs)" jtrue \
+    "$CODE == 200 and text(d0) == $LPP and d0['usage']['completion_tokens'] == 0 and d0['choices'][0]['finish_reason'] == 'length' and (P := d0['usage']['prompt_tokens']) and {k: v for k, v in d0['choices'][0]['logprobs'].items()} == {k: v[:P] for k, v in d1['choices'][0]['logprobs'].items()}" "$BODY" "$ECHO_LP"
+post $A echo_lp_stream /v1/completions "{\"prompt\": $LPP, \"temperature\": 0, \"max_tokens\": 5, \"echo\": true, \"logprobs\": 3, \"stream\": true}" -N
+check "echo+logprobs streamed: the first chunk is the prompt with its logprobs; the stream adds up to the whole answer" jtrue \
+    "(c0 := d0[0]['choices'][0])['text'] == $LPP and len(c0['logprobs']['tokens']) == d1['usage']['prompt_tokens'] and c0['logprobs']['token_logprobs'][0] is None and text(d0) == text(d1) and [t for e in d0 if e['choices'] for t in e['choices'][0]['logprobs']['tokens']] == d1['choices'][0]['logprobs']['tokens'] and [x for e in d0 if e['choices'] for x in e['choices'][0]['logprobs']['token_logprobs']] == d1['choices'][0]['logprobs']['token_logprobs']" "$BODY" "$ECHO_LP"
+post $A echo_stream /v1/completions "{$P, \"temperature\": 0, \"max_tokens\": 30, \"echo\": true, \"stream\": true}" -N
+check "echo streamed (no logprobs): the first chunk is the prompt; the text equals the non-streamed echo" jtrue \
+    "d0[0]['choices'][0]['text'] == 'Once upon a time' and text(d0) == 'Once upon a time' + text(d1)" "$BODY" "$GREEDY"
+post $A err_max_tokens_0 /v1/completions '{"prompt": "a", "max_tokens": 0}'
+expect_error "max_tokens 0 without echo" 400 max_tokens invalid_value
+# chat (F: the random-weight model often ranks byte-fallback tokens, which all render as U+FFFD):
+# the list form keeps two alternatives of the same text apart, each with its own bytes
+post $PORT_F chat_lp_same_text /v1/chat/completions '{"messages": [{"role": "user", "content": "Hi"}], "temperature": 0, "max_tokens": 10, "logprobs": true, "top_logprobs": 5}'
+check "chat logprobs: two alternatives of the same text are two list entries with different bytes; bytes add up to the content" jtrue \
+    "$CODE == 200 and (c := d['choices'][0]['logprobs']['content']) and all(len(e['top_logprobs']) == 5 and e['top_logprobs'][0]['logprob'] == e['logprob'] for e in c) and any(len({t['token'] for t in e['top_logprobs']}) < 5 and len({bytes(t['bytes']) for t in e['top_logprobs']}) == 5 for e in c) and bytes(b for e in c for b in e['bytes']).decode('utf-8', 'replace') == text(d)" "$BODY"
+# F: the random-weight F32 tiny model of models/kquant, 4 prefill chunks of 16 over its 64-token
+# sequence; llama.cpp's logits at every position (logits/tiny-f32.A.f32) give the reference
+# log-softmax. Tolerance 1e-4 per logprob (measured: 6.5e-7 here)
+KQ=$SHARED/models/kquant
+SEQA=$("$PYC" -c 'import sys; print(",".join(open(sys.argv[1]).read().split()))' "$KQ/seqA.txt")
+post $PORT_F echo_lp_llamacpp /v1/completions "{\"prompt\": [$SEQA], \"max_tokens\": 0, \"echo\": true, \"logprobs\": 5}"
+check "echo+logprobs over 4 prefill chunks = llama.cpp's log-softmax at each position (64 tokens, |diff| < 1e-4, top-5 too)" "$PYC" - "$BODY" "$KQ/logits/tiny-f32.A.f32" "$KQ/seqA.txt" <<'PYEOF'
+import json, math, struct, sys
+d = json.load(open(sys.argv[1]))
+raw = open(sys.argv[2], "rb").read()
+ids = [int(x) for x in open(sys.argv[3]).read().split()]
+V = 512
+rows = [struct.unpack_from("<%df" % V, raw, 4 * V * i) for i in range(len(ids))]
+lp = d["choices"][0]["logprobs"]
+assert len(lp["token_logprobs"]) == len(ids) == 64 and lp["token_logprobs"][0] is None, lp["token_logprobs"][:2]
+worst = 0.0
+for i in range(1, len(ids)):
+    r = rows[i - 1]
+    m = max(r)
+    lse = m + math.log(sum(math.exp(x - m) for x in r))
+    ref = r[ids[i]] - lse
+    worst = max(worst, abs(lp["token_logprobs"][i] - ref))
+    top_ref = sorted((x - lse for x in r), reverse=True)[:5]
+    top = sorted(lp["top_logprobs"][i].values(), reverse=True)
+    # the map form can merge two tokens of the same text: compare what it kept
+    assert all(any(abs(t - x) < 1e-4 for x in top_ref) for t in top) and abs(top[0] - top_ref[0]) < 1e-4, (i, top, top_ref)
+assert worst < 1e-4, worst
+print("max |diff| %.2g" % worst)
+PYEOF
 
 # ---------------------------------------------------------------- errors (A)
 section "errors (A)"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test_openai_sdk.sh - saserve through the official OpenAI Node SDK (openai v4,
-# pinned in package.json / package-lock.json): completions (plain, streamed),
+# pinned in package.json / package-lock.json): completions (plain, streamed,
+# echo + logprobs scoring the prompt, max_tokens 0),
 # chat completions (plain, streamed), models.list, errors as SDK exceptions,
 # the extra `cache` field, ?share= through the SDK's query option.
 #

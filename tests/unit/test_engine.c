@@ -729,6 +729,150 @@ static void test_embeddings(void)
     engine_destroy(e);
 }
 
+/* prompt_logprobs: one PROMPT event per prompt token before any TOKEN. */
+struct plp_collect {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint32_t n_prompt_ev, n_tok_ev, bad_order;
+    float lp[256];
+    int32_t top_id[256], n_top[256], token[256];
+    bool done;
+    struct engine_event last;
+};
+
+static void plp_event(void *user, const struct engine_event *ev)
+{
+    struct plp_collect *c = user;
+    pthread_mutex_lock(&c->mu);
+    if (ev->type == ENGINE_EV_PROMPT) {
+        if (c->n_tok_ev || ev->pos != c->n_prompt_ev) c->bad_order++; /* in order, before any token */
+        if (ev->pos < 256) {
+            c->lp[ev->pos] = ev->logprobs.logprob;
+            c->n_top[ev->pos] = ev->logprobs.n_top;
+            c->top_id[ev->pos] = ev->logprobs.n_top ? ev->logprobs.top[0].id : -1;
+            c->token[ev->pos] = ev->token;
+        }
+        c->n_prompt_ev++;
+    } else if (ev->type == ENGINE_EV_TOKEN) {
+        c->n_tok_ev++;
+    } else {
+        c->last = *ev;
+        c->done = true;
+        pthread_cond_signal(&c->cv);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Two prompts scored at once, over prefill chunks of 100 shared by both (rows
+ * of the two in one step, blocks of 64 rows of logits): each PROMPT event's
+ * logprob equals the log-softmax of a one-pass all-logits forward's previous
+ * row; the prefix cache is not used for them; max_tokens 0 (SCORE) generates
+ * nothing. */
+static void test_prompt_logprobs(void)
+{
+    char path[512], msg[256];
+    snprintf(path, sizeof path, "%s/models/stories260K/stories260K.gguf", test_shared_dir());
+    struct engine_config cfg = engine_default_config();
+    cfg.model_path = path;
+    cfg.n_ctx = 256;
+    cfg.n_slots = 2;
+    cfg.prefill_chunk = 100;
+    cfg.share_spans = "off";
+    cfg.debug_checks = true;
+    struct engine *e = NULL;
+    struct model *m = NULL;
+    if (engine_create(&cfg, &e, msg, sizeof msg) || model_load(path, NULL, &m, msg, sizeof msg)) {
+        fprintf(stderr, "%s\n", msg);
+        ASSERT_TRUE(e && m);
+        engine_destroy(e);
+        model_free(m);
+        return;
+    }
+    enum { NA = 150, NB = 90 };
+    static int32_t pa[NA], pb[NB];
+    pa[0] = pb[0] = 1;
+    for (int i = 1; i < NA; i++) pa[i] = golden_260k[(i - 1) % 40];
+    for (int i = 1; i < NB; i++) pb[i] = golden_260k[(i * 7) % 40];
+    const uint32_t V = m->hp.n_vocab;
+    static double ref_a[NA], ref_b[NB];
+    static int32_t arg_a[NA], arg_b[NB];
+    for (int which = 0; which < 2; which++) { /* the reference: every row's logits in one pass */
+        const int32_t *p = which ? pb : pa;
+        const uint32_t n = which ? NB : NA;
+        double *ref = which ? ref_b : ref_a;
+        int32_t *arg = which ? arg_b : arg_a;
+        struct tf_opts o = {.n_ctx = 256, .n_batch = NA, .n_threads = 1, .all_logits = true};
+        struct tf_pair tp;
+        const float *lg;
+        ASSERT_OK(tf_pair_create(m, &o, &tp));
+        ASSERT_OK(tf_pair_forward(&tp, p, n, 0, &lg));
+        for (uint32_t i = 1; i < n; i++) {
+            const float *row = lg + (size_t)(i - 1) * V;
+            double mx = row[0], sum = 0;
+            arg[i] = 0;
+            for (uint32_t k = 1; k < V; k++)
+                if (row[k] > mx) mx = row[k], arg[i] = (int32_t)k;
+            for (uint32_t k = 0; k < V; k++) sum += exp(row[k] - mx);
+            ref[i] = row[p[i]] - mx - log(sum);
+        }
+        tf_pair_destroy(&tp);
+    }
+    for (int round = 0; round < 2; round++) { /* round 1: the prompts are in the prefix cache */
+        struct plp_collect c[2];
+        uint64_t id;
+        for (int k = 0; k < 2; k++) {
+            memset(&c[k], 0, sizeof c[k]);
+            pthread_mutex_init(&c[k].mu, NULL);
+            pthread_cond_init(&c[k].cv, NULL);
+        }
+        struct engine_request ra = {.prompt = pa, .n_prompt = NA, .max_tokens = 3, .sampling = sampler_default_params(),
+                                    .rebalance = rebalance_default_params(), .prompt_logprobs = true,
+                                    .cb = plp_event, .user = &c[0]};
+        ra.sampling.n_logprobs = 2;
+        struct engine_request rb = ra;
+        rb.prompt = pb;
+        rb.n_prompt = NB;
+        rb.user = &c[1];
+        rb.task = ENGINE_TASK_SCORE; /* max_tokens ignored: nothing generated */
+        ASSERT_OK(engine_submit(e, &ra, &id));
+        ASSERT_OK(engine_submit(e, &rb, &id));
+        double worst = 0;
+        for (int k = 0; k < 2; k++) {
+            pthread_mutex_lock(&c[k].mu);
+            while (!c[k].done) pthread_cond_wait(&c[k].cv, &c[k].mu);
+            pthread_mutex_unlock(&c[k].mu);
+            const uint32_t n = k ? NB : NA;
+            const int32_t *p = k ? pb : pa;
+            const double *ref = k ? ref_b : ref_a;
+            const int32_t *arg = k ? arg_b : arg_a;
+            ASSERT_EQ(c[k].last.type, ENGINE_EV_DONE);
+            ASSERT_EQ(c[k].n_prompt_ev, n);
+            ASSERT_EQ(c[k].bad_order, 0);
+            ASSERT_EQ(c[k].n_top[0], 0); /* the first token: no logprob */
+            ASSERT_EQ(c[k].last.cached_tokens, 0);
+            for (uint32_t i = 1; i < n; i++) {
+                ASSERT_EQ(c[k].token[i], p[i]);
+                ASSERT_EQ(c[k].n_top[i], 2);
+                ASSERT_EQ(c[k].top_id[i], arg[i]);
+                worst = fmax(worst, fabs(c[k].lp[i] - ref[i]));
+            }
+        }
+        ASSERT_TRUE(worst < 1e-4);
+        ASSERT_EQ(c[0].n_tok_ev, 3);
+        ASSERT_EQ(c[0].last.completion_tokens, 3);
+        ASSERT_EQ(c[1].n_tok_ev, 0);
+        ASSERT_EQ(c[1].last.completion_tokens, 0);
+        ASSERT_EQ(c[1].last.finish, ENGINE_FINISH_LENGTH);
+        assert_pool_idle(e);
+    }
+    struct engine_metrics mt;
+    engine_get_metrics(e, &mt);
+    ASSERT_EQ(mt.prefix_hits_total, 0); /* round 1 found the blocks cached and did not take them */
+    ASSERT_TRUE(mt.kv_pages_cached > 0);
+    model_free(m);
+    engine_destroy(e);
+}
+
 /* The prefix cache gives its pages back when admission needs them. */
 static void test_prefix_eviction(void)
 {
@@ -807,5 +951,6 @@ int main(void)
     TEST_RUN(test_token_controls);
     TEST_RUN(test_embeddings);
     TEST_RUN(test_layer_similarity);
+    TEST_RUN(test_prompt_logprobs);
     TEST_DONE();
 }

@@ -276,6 +276,20 @@ static void test_values_read(void)
     ASSERT_OK(parse_kind(REQUEST_COMPLETION, b, strlen(b), &r, &e));
     ASSERT_TRUE(r.temperature == 0.0f);
     request_free(&r);
+
+    /* max_tokens 0: completions with echo only (scoring the prompt); chat never */
+    b = "{\"prompt\":\"x\",\"max_tokens\":0,\"echo\":true,\"logprobs\":1}";
+    ASSERT_OK(parse_kind(REQUEST_COMPLETION, b, strlen(b), &r, &e));
+    ASSERT_EQ(r.max_tokens, 0);
+    ASSERT_TRUE(r.echo);
+    request_free(&r);
+    b = "{\"prompt\":\"x\",\"max_tokens\":0,\"echo\":false}";
+    ASSERT_TRUE(parse_kind(REQUEST_COMPLETION, b, strlen(b), &r, &e) != 0 && e.status == 400 &&
+                strcmp(e.param, "max_tokens") == 0);
+    request_free(&r);
+    b = "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":0}";
+    ASSERT_TRUE(parse_kind(REQUEST_CHAT, b, strlen(b), &r, &e) != 0 && strcmp(e.param, "max_tokens") == 0);
+    request_free(&r);
 }
 
 /* Nothing is silently ignored: a field saserve does not implement is a 400

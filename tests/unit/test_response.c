@@ -315,8 +315,8 @@ static void test_completion_json(void)
     struct response_top_logprob top0[2] = {{"Hel", 3, -0.25f}, {"He", 2, -1.5f}};
     struct response_top_logprob top1[1] = {{"lo", 2, -0.5f}};
     struct response_token_logprob lps[2] = {
-        {"Hel", 3, -0.25f, 0, 2, top0},
-        {"lo", 2, -0.5f, 3, 1, top1},
+        {"Hel", 3, -0.25f, 0, 2, top0, false},
+        {"lo", 2, -0.5f, 3, 1, top1, false},
     };
     struct response_choice ch = {
         .index = 0, .text = "Hello", .text_len = 5, .finish_reason = "length", .has_logprobs = true,
@@ -356,6 +356,20 @@ static void test_completion_json(void)
     }
     json_decref(j);
     free(s);
+
+    /* echo: the first prompt token has no logprob -> null in token_logprobs and top_logprobs */
+    lps[0].no_logprob = true;
+    s = response_completion_json(&c, &len);
+    j = parse_back(s, len);
+    if (j) {
+        ASSERT_TRUE(json_is_null(jget(j, "choices.0.logprobs.token_logprobs.0")));
+        ASSERT_TRUE(json_is_null(jget(j, "choices.0.logprobs.top_logprobs.0")));
+        ASSERT_NEAR(jnum(j, "choices.0.logprobs.token_logprobs.1"), -0.5, 1e-7);
+        ASSERT_STR_EQ(jstr(j, "choices.0.logprobs.tokens.0"), "Hel");
+    }
+    json_decref(j);
+    free(s);
+    lps[0].no_logprob = false;
 
     /* logprobs not requested -> null; finish_reason NULL -> null */
     ch.has_logprobs = false;
@@ -429,7 +443,7 @@ static void test_completion_aggregate(void)
 static void test_chat_json(void)
 {
     struct response_top_logprob top[2] = {{"Hi", 2, -0.1f}, {"\xff", 1, -3.0f}};
-    struct response_token_logprob lp = {"Hi", 2, -0.1f, 0, 2, top};
+    struct response_token_logprob lp = {"Hi", 2, -0.1f, 0, 2, top, false};
     struct response_choice ch = {.index = 0, .text = "Hi", .text_len = 2, .finish_reason = "stop",
                                  .has_logprobs = true, .n_logprobs = 1, .logprobs = &lp,
                                  .prompt_tokens = 7, .completion_tokens = 1, .cache = example_cache(),
@@ -547,7 +561,7 @@ static void test_chunks(void)
 
     /* completion chunk with logprobs */
     struct response_top_logprob top = {"a", 1, -0.5f};
-    struct response_token_logprob lp = {"a", 1, -0.5f, 7, 1, &top};
+    struct response_token_logprob lp = {"a", 1, -0.5f, 7, 1, &top, false};
     memset(&ch, 0, sizeof ch);
     ch.id = "c";
     ch.text = "a";
@@ -620,7 +634,7 @@ static void test_invalid_utf8_text(void)
         const char *t = texts[i];
         size_t tl = strlen(t);
         struct response_top_logprob top = {t, tl, -1.0f};
-        struct response_token_logprob lp = {t, tl, -1.0f, 0, 1, &top};
+        struct response_token_logprob lp = {t, tl, -1.0f, 0, 1, &top, false};
         struct response_choice ch = {.text = t, .text_len = tl, .finish_reason = "stop", .has_logprobs = true,
                                      .n_logprobs = 1, .logprobs = &lp};
         struct response_completion c = {.id = t, .created = 0, .model = t, .n_choices = 1, .choices = &ch};
@@ -668,7 +682,7 @@ static void test_invalid_utf8_text(void)
 
     /* non-finite numbers */
     struct response_top_logprob top = {"x", 1, -INFINITY};
-    struct response_token_logprob lp = {"x", 1, NAN, 0, 1, &top};
+    struct response_token_logprob lp = {"x", 1, NAN, 0, 1, &top, false};
     struct response_choice fch = {.text = "x", .text_len = 1, .has_logprobs = true, .n_logprobs = 1, .logprobs = &lp};
     fch.cache.kv_saved_ratio = NAN;
     fch.timings.prompt_per_second = INFINITY;
