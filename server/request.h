@@ -18,8 +18,8 @@
  *                       [string, ...]        1..max_n entries, each as above
  *                       [int, ...]           1..n_ctx ids, 0 <= id < n_vocab
  *                       [[int, ...], ...]    1..max_n arrays, each as above
- *   messages (chat)     [{role, content}]    >= 1; role system|user|assistant  required
- *                                            (|developer, stored as "system");
+ *   messages (chat)     [{role, content}]    >= 1; role system|user|assistant| required
+ *                                            tool (|developer, stored as "system");
  *                                            content string or [{type:"text",
  *                                            text}] (concatenated); assistant
  *                                            content may be null (""); total
