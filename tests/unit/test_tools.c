@@ -149,6 +149,22 @@ static void test_grammar(void)
     ASSERT_TRUE(g && grammar_takes(g, "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"x\", \"days\": -1}}"));
     ASSERT_TRUE(!grammar_takes(g, "{\"name\": \"time\", \"parameters\": {}}\n{\"name\": \"time\", \"parameters\": {}}"));
     free(g);
+    /* a property name longer than schema.c's format buffer (found by fuzz_request: the literal
+     * was cut, and the grammar did not compile) */
+    char name[301], params[1024], want[1024];
+    memset(name, 'k', 300);
+    name[300] = 0;
+    snprintf(params, sizeof params, "{\"type\":\"object\",\"properties\":{\"%s\":{\"type\":\"integer\"}},\"required\":[\"%s\"]}",
+             name, name);
+    struct api_tool longt = {"time", "", params};
+    r.tools = &longt;
+    r.n_tools = 1;
+    r.tool_choice = TOOL_CHOICE_NAMED;
+    r.tool_choice_index = 0;
+    ASSERT_OK(tools_grammar(CHAT_FORMAT_CHATML, &r, &g, msg, sizeof msg));
+    snprintf(want, sizeof want, "<tool_call>\n{\"name\": \"time\", \"arguments\": {\"%s\": 7}}\n</tool_call>", name);
+    ASSERT_TRUE(g && grammar_takes(g, want));
+    free(g);
     /* what the grammar generates, the parser reads back */
     struct tools_parsed p;
     ASSERT_OK(tools_parse_output(CHAT_FORMAT_CHATML, two, strlen(two), NAMES, 2, &p));
