@@ -102,7 +102,8 @@ struct job {
     bool stream_started; /* the 200 and the SSE headers went out */
     bool stream_cut;     /* an event could not be sent: the stream was cut (answer.c) */
     bool base64;         /* embeddings: encoding_format base64 */
-    const char *grammar_param; /* "grammar" / "response_format" / "tools" (static) or NULL: names a grammar's dead end */
+    /* "grammar" / "response_format" / "tools" (static) or NULL: names a grammar's dead end */
+    const char *grammar_param;
     char **tool_names;   /* [n_tools]: the tools offered, when the output is parsed for calls (tool_choice not none) */
     size_t n_tools;
     double born;         /* uv_hrtime seconds when the request arrived */

@@ -394,7 +394,8 @@ static int req_message_tools(json_t *msg, size_t i, struct api_request *r, struc
     if (!out->tool_calls) return req_nomem(err);
     for (size_t k = 0; k < n; k++) {
         json_t *c = json_array_get(calls, k);
-        json_t *cid = json_object_get(c, "id"), *type = json_object_get(c, "type"), *fn = json_object_get(c, "function");
+        json_t *cid = json_object_get(c, "id"), *type = json_object_get(c, "type");
+        json_t *fn = json_object_get(c, "function");
         json_t *name = json_object_get(fn, "name"), *args = json_object_get(fn, "arguments");
         snprintf(param, sizeof param, "messages[%zu].tool_calls[%zu]", i, k);
         if (!json_is_object(c) || !json_is_object(fn)) {
@@ -456,7 +457,8 @@ static int req_tools(json_t *root, struct api_request *r, struct api_error *err)
         r->tools = n ? calloc(n, sizeof *r->tools) : NULL;
         if (n && !r->tools) return req_nomem(err);
         for (size_t i = 0; i < n; i++) {
-            json_t *t = json_array_get(tools, i), *type = json_object_get(t, "type"), *fn = json_object_get(t, "function");
+            json_t *t = json_array_get(tools, i), *type = json_object_get(t, "type");
+            json_t *fn = json_object_get(t, "function");
             snprintf(param, sizeof param, "tools[%zu]", i);
             if (!json_is_object(t) || !json_is_object(fn)) {
                 req_type_error(err, param, "an object {type: \"function\", function: {name, ...}}");
@@ -487,7 +489,8 @@ static int req_tools(json_t *root, struct api_request *r, struct api_error *err)
                                                : !strcmp(key, "strict") ? "a boolean" : "a JSON schema object");
                     return -1;
                 }
-                request_error(err, req_plain_name(key) ? param : "tools", "this tool field is not supported by saserve");
+                request_error(err, req_plain_name(key) ? param : "tools",
+                              "this tool field is not supported by saserve");
                 err->code = "unsupported_parameter";
                 return -1;
             }

@@ -503,7 +503,8 @@ static char *resp_whole(const struct response_completion *c, bool chat, size_t *
             resp_put(msg, "role", json_string("assistant"), &bad);
             resp_put(msg, "content",
                      ch->n_tool_calls && !ch->text_len ? json_null() : resp_str(ch->text, ch->text_len), &bad);
-            if (ch->n_tool_calls) resp_put(msg, "tool_calls", resp_tool_calls(ch->tool_calls, ch->n_tool_calls, false, &bad), &bad);
+            if (ch->n_tool_calls)
+                resp_put(msg, "tool_calls", resp_tool_calls(ch->tool_calls, ch->n_tool_calls, false, &bad), &bad);
             resp_put(o, "message", msg, &bad);
         } else {
             resp_put(o, "text", resp_str(ch->text, ch->text_len), &bad);
@@ -551,7 +552,8 @@ static char *resp_chunk(const struct response_chunk *ch, bool chat, size_t *len)
         } else if (ch->text_len > 0 || (!ch->finish_reason && !ch->n_tool_calls)) {
             resp_put(delta, "content", resp_str(ch->text, ch->text_len), &bad);
         }
-        if (ch->n_tool_calls) resp_put(delta, "tool_calls", resp_tool_calls(ch->tool_calls, ch->n_tool_calls, true, &bad), &bad);
+        if (ch->n_tool_calls)
+            resp_put(delta, "tool_calls", resp_tool_calls(ch->tool_calls, ch->n_tool_calls, true, &bad), &bad);
         resp_put(o, "delta", delta, &bad);
     } else {
         resp_put(o, "text", resp_str(ch->text, ch->text_len), &bad);
