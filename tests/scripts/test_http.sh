@@ -10,8 +10,10 @@
 #   C  --ctx 8192 --slots 1 --queue-max 1   full queue (503 + Retry-After),
 #                                     disconnects (stream, queued stream,
 #                                     queued plain request, running plain request)
-#   D  --ctx 2048 --slots 3 --shutdown-grace 5   SIGTERM while 3 streams run:
-#                                     keep-alive connection sees 503 draining
+#   D  --ctx 2048 --slots 3 --shutdown-grace 5   function calling (the tools
+#                                     block needs more than 512 tokens), then SIGTERM
+#                                     while 3 streams run: keep-alive connection sees
+#                                     503 draining
 #   E  --ctx 4096 --slots 3 --shutdown-grace 1   SIGTERM with 3 long streams:
 #                                     error event + [DONE], exit 0 within 3 s
 # "Long" requests are max_tokens 8000 (C) / 4000 (E) that the test cuts short
