@@ -16,6 +16,7 @@
 #                                     503 draining
 #   E  --ctx 4096 --slots 3 --shutdown-grace 1   SIGTERM with 3 long streams:
 #                                     error event + [DONE], exit 0 within 3 s
+#   F  --ctx 2048 --chat-template llama3   function calling in the Llama-3.1 format
 # "Long" requests are max_tokens 8000 (C) / 4000 (E) that the test cuts short
 # itself, so no check depends on how fast the machine generates.
 # Every answer is also validated against openapi.yaml (tests/http/validate.py).
@@ -272,10 +273,11 @@ start_server B --ctx 512 --api-key secret --request-timeout 1
 start_server C --ctx 8192 --max-tokens-limit 8192 --slots 1 --queue-max 1
 start_server D --ctx 2048 --slots 3 --shutdown-grace 5
 start_server E --ctx 4096 --slots 3 --shutdown-grace 1
-for s in A B C D E; do
+start_server F --ctx 2048 --chat-template llama3
+for s in A B C D E F; do
     if ! wait_ready $s; then bad "server $s started"; echo "$pass passed, $fail failed"; exit 1; fi
 done
-ok "5 servers ready on ports $PORT_A $PORT_B $PORT_C $PORT_D $PORT_E ($((SECONDS - T0)) s)"
+ok "6 servers ready on ports $PORT_A $PORT_B $PORT_C $PORT_D $PORT_E $PORT_F ($((SECONDS - T0)) s)"
 A=$PORT_A
 
 # ---------------------------------------------------------------- basics (A)
@@ -816,6 +818,11 @@ PYEOF
     post $D tools_notools /v1/chat/completions "{$ASK, \"max_tokens\": 1}"
     check "without tools the prompt is shorter (the tools block is in the prompt)" jtrue \
         "d0['usage']['prompt_tokens'] > d1['usage']['prompt_tokens'] + 100" "$TMP/r$((SEQ - 1)).body" "$BODY"
+    # Llama-3 format (F): the call is a bare {"name", "parameters"} object, parsed and streamed the same way
+    post $PORT_F tools_llama3 /v1/chat/completions "{$ASK, \"tools\": $TOOLS, \"tool_choice\": \"required\", \"max_tokens\": 300, \"seed\": 1}"
+    check "llama3 template, tool_choice required: finish tool_calls, arguments valid (ajv)" node $TOOLCHK "$TMP/tools.json" "$BODY"
+    post $PORT_F tools_llama3_stream /v1/chat/completions "{$ASK, \"tools\": $TOOLS, \"tool_choice\": \"required\", \"max_tokens\": 300, \"seed\": 1, \"stream\": true}" -N
+    check "llama3 template streamed: the call accumulates from delta.tool_calls, arguments valid (ajv)" node $TOOLCHK "$TMP/tools.json" "$BODY"
 else
     bad "function calling: node and ajv (npm ci) are needed to validate the tool calls"
 fi
@@ -943,7 +950,7 @@ if [ -n "$PY" ]; then
 fi
 
 # the other servers shut down cleanly too
-for s in A B C; do
+for s in A B C F; do
     pid=$(eval echo "\$PID_$s")
     kill -TERM "$pid" 2>/dev/null
     wait_exit "$pid" 12
@@ -954,8 +961,8 @@ done
 # a sanitizer build (SAN_CHECK=1, e.g. tests/scripts/test_http_asan.sh): no report in any server log
 if [ "${SAN_CHECK:-0}" = 1 ]; then
     reports=$(grep -hE 'ERROR: (Address|Leak)Sanitizer|runtime error:|WARNING: ThreadSanitizer|SUMMARY: [A-Za-z]*Sanitizer' \
-        "$TMP"/[A-E].log 2>/dev/null | head -n 5)
-    check "sanitizers: no report in the logs of servers A-E (${SASERVE})" test -z "$reports"
+        "$TMP"/[A-F].log 2>/dev/null | head -n 5)
+    check "sanitizers: no report in the logs of servers A-F (${SASERVE})" test -z "$reports"
     [ -z "$reports" ] || printf '    %s\n' "$reports"
 fi
 
