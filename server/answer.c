@@ -176,7 +176,8 @@ void api__answer_token(struct job_seq *s, const struct engine_event *ev, const c
     size_t n_out = ev->text_len;
     if (j->n_tools) { /* function calling: only the text that cannot be (part of) a call goes out now */
         size_t safe = s->call_started ? s->sent
-                                      : tools_stream_content(a->chat, s->text ? s->text : "", s->len, &s->call_started);
+                                      : tools_stream_content(a->chat, s->text ? s->text : "", s->len, s->sent,
+                                                             &s->call_started);
         if (safe < s->sent) safe = s->sent;
         out = s->text ? s->text + s->sent : "";
         n_out = safe - s->sent;

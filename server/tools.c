@@ -254,10 +254,12 @@ int tools_parse_output(enum chat_format f, const char *text, size_t len, char *c
     return rc;
 }
 
-size_t tools_stream_content(enum chat_format f, const char *text, size_t len, bool *call_started)
+size_t tools_stream_content(enum chat_format f, const char *text, size_t len, size_t sent, bool *call_started)
 {
     *call_started = false;
+    if (sent > len) sent = len;
     if (f == CHAT_FORMAT_LLAMA3) {
+        if (sent) return len; /* the answer began with text, not a call */
         size_t i = 0;
         while (i < len && tl_space(text[i])) i++;
         if (i == len) return 0; /* nothing but whitespace yet */
@@ -272,13 +274,13 @@ size_t tools_stream_content(enum chat_format f, const char *text, size_t len, bo
     }
     static const char OPEN[] = "<tool_call>";
     const size_t on = sizeof OPEN - 1;
-    const char *at = tl_find(text, text + len, OPEN);
+    const char *at = tl_find(text + sent, text + len, OPEN); /* none starts before sent: it was held */
     if (at) {
         *call_started = true;
         return (size_t)(at - text);
     }
     /* hold a tail that could be the start of "<tool_call>" */
     for (size_t k = on - 1; k > 0; k--)
-        if (k <= len && memcmp(text + len - k, OPEN, k) == 0) return len - k;
+        if (k <= len - sent && memcmp(text + len - k, OPEN, k) == 0) return len - k;
     return len;
 }

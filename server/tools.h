@@ -64,7 +64,9 @@ void tools_parsed_free(struct tools_parsed *p);
 
 /* Streaming: how many leading bytes of text[0..len) are certainly content and
  * can be sent now; the rest may be (or is) a call and is held until the end.
- * *call_started is set once a call has begun (nothing after it is content). */
-size_t tools_stream_content(enum chat_format f, const char *text, size_t len, bool *call_started);
+ * *call_started is set once a call has begun (nothing after it is content).
+ * sent: the bytes an earlier call returned for a prefix of this text (0 at
+ * first), so each call looks only at what is new: O(new bytes). */
+size_t tools_stream_content(enum chat_format f, const char *text, size_t len, size_t sent, bool *call_started);
 
 #endif

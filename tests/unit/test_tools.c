@@ -65,7 +65,13 @@ static void test_parse_llama3(void)
 static void expect_stream(enum chat_format f, const char *text, size_t want, bool started)
 {
     bool s = !started;
-    ASSERT_EQ(tools_stream_content(f, text, strlen(text), &s), want);
+    ASSERT_EQ(tools_stream_content(f, text, strlen(text), 0, &s), want);
+    ASSERT_EQ(s, started);
+    /* fed one byte at a time, with what was sent carried over: the same answer */
+    size_t sent = 0, n = strlen(text);
+    s = false;
+    for (size_t i = 1; i <= n && !s; i++) sent = tools_stream_content(f, text, i, sent, &s);
+    ASSERT_EQ(sent, want);
     ASSERT_EQ(s, started);
 }
 
