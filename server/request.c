@@ -390,6 +390,12 @@ static int req_message_tools(json_t *msg, size_t i, struct api_request *r, struc
         req_type_error(err, param, "an array of 1 to 128 tool calls");
         return -1;
     }
+    size_t before = 0;
+    for (size_t m = 0; m < i; m++) before += r->messages[m].n_tool_calls;
+    if (before + n > REQUEST_MAX_CONV_TOOL_CALLS) {
+        request_error(err, param, "the messages hold more than %d tool calls", REQUEST_MAX_CONV_TOOL_CALLS);
+        return -1;
+    }
     out->tool_calls = calloc(n, sizeof *out->tool_calls);
     if (!out->tool_calls) return req_nomem(err);
     for (size_t k = 0; k < n; k++) {

@@ -75,8 +75,9 @@
  * Messages with tools: role "tool" needs tool_call_id (a string naming a call
  * of an earlier assistant message) and content (string or text parts); an
  * assistant message may carry tool_calls [{id, type:"function",
- * function:{name, arguments}}] (1..128; arguments a string holding a JSON
- * object; ids unique in the conversation), its content then may be null.
+ * function:{name, arguments}}] (1..128, and <= 1024 in all the messages;
+ * arguments a string holding a JSON object; ids unique in the conversation),
+ * its content then may be null.
  *
  * Embeddings (POST /v1/embeddings, kind REQUEST_EMBEDDING) take input (as a
  * completion's prompt: a string, strings, token ids, arrays of them; <= max_n
@@ -110,6 +111,7 @@
 #define REQUEST_MAX_TOOLS 128        /* tools offered (OpenAI's limit) */
 #define REQUEST_MAX_TOOL_NAME 64     /* bytes of a tool name (OpenAI's limit) */
 #define REQUEST_MAX_TOOL_CALLS 128   /* tool calls of one assistant message */
+#define REQUEST_MAX_CONV_TOOL_CALLS 1024 /* tool calls of all the messages (ids are checked pairwise) */
 
 struct api_logit_bias {
     int32_t id;

@@ -419,6 +419,25 @@ static void test_tools(void)
     expect_chat_error("{\"messages\":[{\"role\":\"assistant\",\"tool_calls\":[{\"type\":\"function\","
                       "\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]}]}",
                       "messages[0].tool_calls[0].id", "invalid_type");
+    /* at most REQUEST_MAX_CONV_TOOL_CALLS calls in all the messages: 9 x 128 is over */
+    size_t cap = 200000, len = 0;
+    char *big = malloc(cap);
+    ASSERT_TRUE(big != NULL);
+    if (big) {
+        len += (size_t)snprintf(big + len, cap - len, "{\"messages\":[" USER);
+        for (int m = 0; m < 9; m++) {
+            len += (size_t)snprintf(big + len, cap - len, ",{\"role\":\"assistant\",\"tool_calls\":[");
+            for (int k = 0; k < REQUEST_MAX_TOOL_CALLS; k++)
+                len += (size_t)snprintf(big + len, cap - len,
+                                        "%s{\"id\":\"c%d_%d\",\"type\":\"function\",\"function\":{\"name\":\"f\","
+                                        "\"arguments\":\"{}\"}}",
+                                        k ? "," : "", m, k);
+            len += (size_t)snprintf(big + len, cap - len, "]}");
+        }
+        snprintf(big + len, cap - len, "]}");
+        expect_chat_error(big, "messages[9].tool_calls", "invalid_value");
+        free(big);
+    }
     /* tools on completions: not implemented there */
     struct api_error ce;
     ASSERT_EQ(try_body(REQUEST_COMPLETION, "{\"prompt\":\"a\",\"tools\":[" TOOL_T "]}", &ce), SA_ERR_INVALID_ARG);
