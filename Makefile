@@ -115,8 +115,8 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(ENGINE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(ENGINE_LIB) $(LDLIBS)
 
-# the unit tests that include server/request.c link its schema converter
-$(BUILD)/tests/test_request $(BUILD)/tests/test_response: $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/server/schema.o $(ENGINE_LIB)
+# the unit tests that include server/request.c (or server/tools.c) link its schema converter
+$(BUILD)/tests/test_request $(BUILD)/tests/test_response $(BUILD)/tests/test_tools: $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/server/schema.o $(ENGINE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

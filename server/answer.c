@@ -85,6 +85,11 @@ static void fill_choice(const struct job_seq *s, struct response_choice *c)
     c->cached_tokens = s->cached_tokens;
     c->cache = s->cache;
     c->timings = s->timings;
+    if (s->tools.n_calls && s->calls) {
+        c->text_len = s->tools.content_len;
+        c->n_tool_calls = s->tools.n_calls;
+        c->tool_calls = s->calls;
+    }
 }
 
 /* Builds the whole-request view; choices must hold n_seqs entries. */
@@ -171,9 +176,21 @@ void api__answer_token(struct job_seq *s, const struct engine_event *ev, const c
     api__append_text(s, text ? text : "", ev->text_len);
     struct response_token_logprob *lp = NULL;
     if (j->logprobs >= 0 && ev->token >= 0) lp = add_logprob(s, ev, offset);
-    if (j->stream && j->http && !j->failed && (ev->text_len || lp)) {
+    if (!j->stream || !j->http || j->failed) return;
+    const char *out = text ? text : "";
+    size_t n_out = ev->text_len;
+    if (j->n_tools) { /* function calling: only the text that cannot be (part of) a call goes out now */
+        size_t safe = s->call_started ? s->sent
+                                      : tools_stream_content(a->chat, s->text ? s->text : "", s->len, s->sent,
+                                                             &s->call_started);
+        if (safe < s->sent) safe = s->sent;
+        out = s->text ? s->text + s->sent : "";
+        n_out = safe - s->sent;
+        s->sent = safe;
+    }
+    if (n_out || lp) {
         struct response_chunk ch = {.id = j->id, .created = j->created, .model = j->model, .index = s->index,
-                                    .text = text ? text : "", .text_len = ev->text_len,
+                                    .text = out, .text_len = n_out,
                                     .role = j->kind == REQUEST_CHAT && !s->role_sent,
                                     .has_logprobs = j->logprobs >= 0, .n_logprobs = lp ? 1 : 0, .logprobs = lp};
         s->role_sent = true;
@@ -209,6 +226,31 @@ void api__answer_prompt_token(struct job_seq *s, const struct engine_event *ev)
     api__answer_echo(s);
 }
 
+int api__answer_tools(struct job_seq *s)
+{
+    struct job *j = s->job;
+    if (!j->n_tools) return 0;
+    int rc = tools_parse_output(j->api->chat, s->text ? s->text : "", s->len, j->tool_names, j->n_tools, &s->tools);
+    if (rc || !s->tools.n_calls) return rc;
+    s->calls = calloc(s->tools.n_calls, sizeof *s->calls);
+    s->call_ids = calloc(s->tools.n_calls, sizeof *s->call_ids);
+    if (!s->calls || !s->call_ids) return SA_ERR_NOMEM;
+    for (size_t k = 0; k < s->tools.n_calls; k++) {
+        /* "call_" + 24 hex digits: the job's id, the choice and the call, hashed (FNV-1a), so ids
+         * differ across requests, choices and calls */
+        uint64_t h1 = 1469598103934665603ull, h2 = 1099511628211ull * 31u;
+        for (const char *p = j->id; *p; p++) h1 = (h1 ^ (unsigned char)*p) * 1099511628211ull;
+        h1 = (h1 ^ s->index) * 1099511628211ull;
+        h1 = (h1 ^ k) * 1099511628211ull;
+        h2 = (h2 ^ h1 ^ (uint64_t)j->created) * 1099511628211ull;
+        snprintf(s->call_ids[k], sizeof s->call_ids[k], "call_%016llx%08llx", (unsigned long long)h1,
+                 (unsigned long long)(h2 & 0xffffffffu));
+        s->calls[k] = (struct response_tool_call){s->call_ids[k], s->tools.calls[k].name, s->tools.calls[k].arguments};
+    }
+    if (s->finish && strcmp(s->finish, "stop") == 0) s->finish = "tool_calls";
+    return 0;
+}
+
 void api__answer_seq_done(struct job_seq *s)
 {
     struct job *j = s->job;
@@ -220,6 +262,14 @@ void api__answer_seq_done(struct job_seq *s)
                                 .text = "", .role = j->kind == REQUEST_CHAT && !s->role_sent,
                                 .has_logprobs = j->logprobs >= 0, .finish_reason = s->finish, .done = &done};
     s->role_sent = true;
+    if (j->n_tools && s->calls) { /* the calls, each complete, in the finishing chunk */
+        ch.n_tool_calls = s->tools.n_calls;
+        ch.tool_calls = s->calls;
+    } else if (j->n_tools && s->sent < s->len) { /* held text that turned out not to be a call */
+        ch.text = s->text + s->sent;
+        ch.text_len = s->len - s->sent;
+        s->sent = s->len;
+    }
     if (j->remaining == 0 && !j->include_usage && (all = calloc(j->n_seqs, sizeof *all))) {
         fill_completion(j, all, &summary);
         ch.summary = &summary;

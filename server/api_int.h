@@ -30,6 +30,7 @@
 #include "metrics.h"
 #include "request.h"
 #include "response.h"
+#include "tools.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -79,6 +80,13 @@ struct job_seq {
     bool token_lost;
     float *embd; /* embeddings: [n_embd] filled on the step thread before the final event is queued */
     uint32_t n_embd;
+    /* function calling (job.n_tools > 0): the text already streamed as content, whether a
+     * call has begun (the rest is held), and the calls parsed when the sequence ended */
+    size_t sent;
+    bool call_started;
+    struct tools_parsed tools;
+    struct response_tool_call *calls; /* [tools.n_calls], views of tools + ids */
+    char (*call_ids)[40];
 };
 
 struct job {
@@ -98,7 +106,10 @@ struct job {
     bool stream_started; /* the 200 and the SSE headers went out */
     bool stream_cut;     /* an event could not be sent: the stream was cut (answer.c) */
     bool base64;         /* embeddings: encoding_format base64 */
-    const char *grammar_param; /* "grammar" / "response_format" (static) or NULL: names a grammar's dead end */
+    /* "grammar" / "response_format" / "tools" (static) or NULL: names a grammar's dead end */
+    const char *grammar_param;
+    char **tool_names;   /* [n_tools]: the tools offered, when the output is parsed for calls (tool_choice not none) */
+    size_t n_tools;
     double born;         /* uv_hrtime seconds when the request arrived */
     struct api_error err;
     struct job *prev, *next; /* jobs with engine work */
@@ -147,6 +158,7 @@ uint64_t api__pick_seed(struct api *a);
 
 /* job.c */
 void api__seq_free_contents(struct job_seq *s);
+void api__job_free_tools(struct job *j); /* tool_names */
 void api__job_unref(struct job *j);
 void api__job_unlink(struct job *j);
 void api__job_cancel_all(struct job *j);
@@ -171,6 +183,10 @@ void api__answer_prompt_token(struct job_seq *s, const struct engine_event *ev);
 void api__answer_echo(struct job_seq *s);
 /* Sequence s finished (a stream: its finishing chunk). */
 void api__answer_seq_done(struct job_seq *s);
+/* A sequence ended (job.c, before api__answer_seq_done): with tools offered, its
+ * text parsed for calls (tools.h), finish "stop" then becomes "tool_calls". 0 or
+ * SA_ERR_NOMEM. */
+int api__answer_tools(struct job_seq *s);
 /* Every sequence of j is over: the whole answer, or the stream's end. */
 void api__answer_job(struct job *j);
 

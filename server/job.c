@@ -19,6 +19,17 @@ void api__seq_free_contents(struct job_seq *s)
         free((void *)(uintptr_t)s->lps[i].top);
     }
     free(s->lps);
+    tools_parsed_free(&s->tools);
+    free(s->calls);
+    free(s->call_ids);
+}
+
+void api__job_free_tools(struct job *j)
+{
+    for (size_t i = 0; i < j->n_tools; i++) free(j->tool_names[i]);
+    free(j->tool_names);
+    j->tool_names = NULL;
+    j->n_tools = 0;
 }
 
 void api__job_unref(struct job *j)
@@ -27,6 +38,7 @@ void api__job_unref(struct job *j)
     for (size_t i = 0; i < j->n_seqs; i++) api__seq_free_contents(&j->seqs[i]);
     free(j->seqs);
     free(j->model);
+    api__job_free_tools(j);
     free(j);
 }
 
@@ -140,6 +152,11 @@ static void handle_event(struct ev_item *it)
         s->cached_tokens = ev->cached_tokens;
         s->cache = ev->cache;
         s->timings = ev->timings;
+        if (!s->cancelled && api__answer_tools(s) != 0 && !j->failed) {
+            response_error_from_code(SA_ERR_NOMEM, NULL, "out of memory while parsing the tool calls", &j->err);
+            j->failed = true;
+            api__job_cancel_all(j);
+        }
     }
     j->remaining--;
     if (j->stream && j->http && !j->failed && ev->type == ENGINE_EV_DONE && !s->cancelled) api__answer_seq_done(s);

@@ -54,6 +54,7 @@ void request_init(struct api_request *r)
     r->n = 1;
     r->share_query = -1;
     r->rebalance_query = -1;
+    r->parallel_tool_calls = true;
 }
 
 void request_free(struct api_request *r)
@@ -72,9 +73,22 @@ void request_free(struct api_request *r)
         for (size_t i = 0; i < r->n_messages; i++) {
             free(r->messages[i].role);
             free(r->messages[i].content);
+            free(r->messages[i].tool_call_id);
+            for (size_t k = 0; k < r->messages[i].n_tool_calls; k++) {
+                free(r->messages[i].tool_calls[k].id);
+                free(r->messages[i].tool_calls[k].name);
+                free(r->messages[i].tool_calls[k].arguments);
+            }
+            free(r->messages[i].tool_calls);
         }
         free(r->messages);
     }
+    for (size_t i = 0; i < r->n_tools; i++) {
+        free(r->tools[i].name);
+        free(r->tools[i].json);
+        free(r->tools[i].parameters);
+    }
+    free(r->tools);
     free(r->model);
     for (size_t i = 0; i < r->n_stop && i < REQUEST_MAX_STOP; i++) free(r->stop[i]);
     free(r->share_spans);
@@ -313,6 +327,263 @@ static int req_prompt(json_t *root, const struct request_limits *lim, struct api
 
 /* ---- chat messages ---- */
 
+static bool req_plain_name(const char *s);
+
+/* A tool or function name: [A-Za-z0-9_-]{1,64} (OpenAI's rule). */
+static bool req_tool_name_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > REQUEST_MAX_TOOL_NAME) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* The id of a tool call given in an earlier message of r (messages[0..before)). */
+static bool req_call_id_known(const struct api_request *r, size_t before, const char *id)
+{
+    for (size_t i = 0; i < before; i++)
+        for (size_t k = 0; k < r->messages[i].n_tool_calls; k++)
+            if (strcmp(r->messages[i].tool_calls[k].id, id) == 0) return true;
+    return false;
+}
+
+/* messages[i]'s tool fields: tool_calls (assistant), tool_call_id (tool, required). */
+static int req_message_tools(json_t *msg, size_t i, struct api_request *r, struct api_error *err)
+{
+    char param[128]; /* err->param keeps 63 bytes */
+    struct api_message *out = &r->messages[i];
+    bool is_tool = strcmp(out->role, "tool") == 0, is_asst = strcmp(out->role, "assistant") == 0;
+    json_t *id = json_object_get(msg, "tool_call_id");
+    snprintf(param, sizeof param, "messages[%zu].tool_call_id", i);
+    if (is_tool) {
+        if (!id || json_is_null(id)) {
+            request_error(err, param, "a message with role \"tool\" needs 'tool_call_id'");
+            err->code = "missing_required_parameter";
+            return -1;
+        }
+        if (!json_is_string(id) || json_string_length(id) == 0 || json_string_length(id) > REQUEST_MAX_NAME_LEN) {
+            req_type_error(err, param, "a string of 1 to 256 bytes");
+            return -1;
+        }
+        if (!req_call_id_known(r, i, json_string_value(id))) {
+            request_error(err, param, "'%s' names no tool call of an earlier assistant message", param);
+            return -1;
+        }
+        out->tool_call_id = req_strndup(json_string_value(id), json_string_length(id));
+        if (!out->tool_call_id) return req_nomem(err);
+    } else if (id && !json_is_null(id)) {
+        request_error(err, param, "'tool_call_id' is only for messages with role \"tool\"");
+        return -1;
+    }
+    json_t *calls = json_object_get(msg, "tool_calls");
+    snprintf(param, sizeof param, "messages[%zu].tool_calls", i);
+    if (!calls || json_is_null(calls)) return 0;
+    if (!is_asst) {
+        request_error(err, param, "'tool_calls' is only for messages with role \"assistant\"");
+        return -1;
+    }
+    size_t n = json_is_array(calls) ? json_array_size(calls) : 0;
+    if (!json_is_array(calls) || n == 0 || n > REQUEST_MAX_TOOL_CALLS) {
+        req_type_error(err, param, "an array of 1 to 128 tool calls");
+        return -1;
+    }
+    size_t before = 0;
+    for (size_t m = 0; m < i; m++) before += r->messages[m].n_tool_calls;
+    if (before + n > REQUEST_MAX_CONV_TOOL_CALLS) {
+        request_error(err, param, "the messages hold more than %d tool calls", REQUEST_MAX_CONV_TOOL_CALLS);
+        return -1;
+    }
+    out->tool_calls = calloc(n, sizeof *out->tool_calls);
+    if (!out->tool_calls) return req_nomem(err);
+    for (size_t k = 0; k < n; k++) {
+        json_t *c = json_array_get(calls, k);
+        json_t *cid = json_object_get(c, "id"), *type = json_object_get(c, "type");
+        json_t *fn = json_object_get(c, "function");
+        json_t *name = json_object_get(fn, "name"), *args = json_object_get(fn, "arguments");
+        snprintf(param, sizeof param, "messages[%zu].tool_calls[%zu]", i, k);
+        if (!json_is_object(c) || !json_is_object(fn)) {
+            req_type_error(err, param, "an object {id, type: \"function\", function: {name, arguments}}");
+            return -1;
+        }
+        if (!json_is_string(type) || strcmp(json_string_value(type), "function") != 0) {
+            snprintf(param, sizeof param, "messages[%zu].tool_calls[%zu].type", i, k);
+            request_error(err, param, "'%s' must be \"function\"", param);
+            return -1;
+        }
+        snprintf(param, sizeof param, "messages[%zu].tool_calls[%zu].id", i, k);
+        if (!json_is_string(cid) || json_string_length(cid) == 0 || json_string_length(cid) > REQUEST_MAX_NAME_LEN) {
+            req_type_error(err, param, "a string of 1 to 256 bytes");
+            return -1;
+        }
+        if (req_call_id_known(r, i + 1, json_string_value(cid))) {
+            request_error(err, param, "tool call ids must be unique in the conversation");
+            return -1;
+        }
+        snprintf(param, sizeof param, "messages[%zu].tool_calls[%zu].function.name", i, k);
+        if (!json_is_string(name) || !req_tool_name_ok(json_string_value(name), json_string_length(name))) {
+            request_error(err, param, "'%s' must be 1 to 64 of a-z, A-Z, 0-9, '_' and '-'", param);
+            return -1;
+        }
+        snprintf(param, sizeof param, "messages[%zu].tool_calls[%zu].function.arguments", i, k);
+        if (!json_is_string(args)) {
+            req_type_error(err, param, "a string holding a JSON object");
+            return -1;
+        }
+        json_t *parsed = json_loadb(json_string_value(args), json_string_length(args), JSON_REJECT_DUPLICATES, NULL);
+        if (!json_is_object(parsed)) {
+            json_decref(parsed);
+            request_error(err, param, "'%s' must hold a JSON object", param);
+            return -1;
+        }
+        struct api_tool_call *tc = &out->tool_calls[k];
+        tc->arguments = json_dumps(parsed, JSON_ENCODE_ANY); /* one line, ", " and ": " (the templates' tojson) */
+        json_decref(parsed);
+        tc->id = req_strndup(json_string_value(cid), json_string_length(cid));
+        tc->name = req_strndup(json_string_value(name), json_string_length(name));
+        out->n_tool_calls = k + 1;
+        if (!tc->arguments || !tc->id || !tc->name) return req_nomem(err);
+    }
+    return 0;
+}
+
+/* tools, tool_choice, parallel_tool_calls (chat). After req_grammar. */
+static int req_tools(json_t *root, struct api_request *r, struct api_error *err)
+{
+    char param[128]; /* err->param keeps 63 bytes */
+    json_t *tools = req_field(root, "tools");
+    if (tools) {
+        size_t n = json_is_array(tools) ? json_array_size(tools) : 0;
+        if (!json_is_array(tools) || n > REQUEST_MAX_TOOLS) {
+            req_type_error(err, "tools", "an array of at most 128 tools");
+            return -1;
+        }
+        r->tools = n ? calloc(n, sizeof *r->tools) : NULL;
+        if (n && !r->tools) return req_nomem(err);
+        for (size_t i = 0; i < n; i++) {
+            json_t *t = json_array_get(tools, i), *type = json_object_get(t, "type");
+            json_t *fn = json_object_get(t, "function");
+            snprintf(param, sizeof param, "tools[%zu]", i);
+            if (!json_is_object(t) || !json_is_object(fn)) {
+                req_type_error(err, param, "an object {type: \"function\", function: {name, ...}}");
+                return -1;
+            }
+            const char *key;
+            json_t *v;
+            json_object_foreach(t, key, v) if (strcmp(key, "type") && strcmp(key, "function"))
+            {
+                request_error(err, param, "'%s' has a field saserve does not support (type and function only)", param);
+                err->code = "unsupported_parameter";
+                return -1;
+            }
+            if (!json_is_string(type) || strcmp(json_string_value(type), "function") != 0) {
+                snprintf(param, sizeof param, "tools[%zu].type", i);
+                request_error(err, param, "'%s' must be \"function\"", param);
+                return -1;
+            }
+            json_object_foreach(fn, key, v)
+            {
+                snprintf(param, sizeof param, "tools[%zu].function.%.32s", i, key);
+                if (!strcmp(key, "name")) continue;
+                if (!strcmp(key, "description") && json_is_string(v)) continue;
+                if (!strcmp(key, "strict") && (json_is_boolean(v) || json_is_null(v))) continue;
+                if (!strcmp(key, "parameters") && json_is_object(v)) continue;
+                if (!strcmp(key, "description") || !strcmp(key, "strict") || !strcmp(key, "parameters")) {
+                    req_type_error(err, param, !strcmp(key, "description") ? "a string"
+                                               : !strcmp(key, "strict") ? "a boolean" : "a JSON schema object");
+                    return -1;
+                }
+                request_error(err, req_plain_name(key) ? param : "tools",
+                              "this tool field is not supported by saserve");
+                err->code = "unsupported_parameter";
+                return -1;
+            }
+            json_t *name = json_object_get(fn, "name");
+            snprintf(param, sizeof param, "tools[%zu].function.name", i);
+            if (!name) {
+                request_error(err, param, "'%s' is required", param);
+                err->code = "missing_required_parameter";
+                return -1;
+            }
+            if (!json_is_string(name) || !req_tool_name_ok(json_string_value(name), json_string_length(name))) {
+                request_error(err, param, "'%s' must be 1 to 64 of a-z, A-Z, 0-9, '_' and '-'", param);
+                return -1;
+            }
+            for (size_t k = 0; k < i; k++)
+                if (strcmp(r->tools[k].name, json_string_value(name)) == 0) {
+                    request_error(err, param, "tools[%zu] and tools[%zu] have the same name", k, i);
+                    return -1;
+                }
+            struct api_tool *out = &r->tools[i];
+            r->n_tools = i + 1;
+            out->name = req_strndup(json_string_value(name), json_string_length(name));
+            out->json = json_dumps(t, JSON_COMPACT);
+            if (!out->name || !out->json) return req_nomem(err);
+            json_t *params = json_object_get(fn, "parameters");
+            if (!params || json_is_null(params)) continue;
+            snprintf(param, sizeof param, "tools[%zu].function.parameters", i);
+            json_t *ptype = json_object_get(params, "type");
+            if (ptype && !(json_is_string(ptype) && strcmp(json_string_value(ptype), "object") == 0)) {
+                request_error(err, param, "'%s' must describe an object (type \"object\")", param);
+                return -1;
+            }
+            char msg[200] = "", *gbnf = NULL;
+            int rc = schema_to_gbnf(params, &gbnf, msg, sizeof msg);
+            free(gbnf);
+            if (rc == SA_ERR_NOMEM) return req_nomem(err);
+            if (rc) {
+                request_error(err, param, "%s", msg[0] ? msg : "the parameters schema is not valid");
+                if (rc == SA_ERR_UNSUPPORTED) err->code = "unsupported_schema";
+                return -1;
+            }
+            out->parameters = json_dumps(params, JSON_COMPACT);
+            if (!out->parameters) return req_nomem(err);
+        }
+    }
+    r->tool_choice = r->n_tools ? TOOL_CHOICE_AUTO : TOOL_CHOICE_NONE;
+    json_t *tc = req_field(root, "tool_choice");
+    if (tc) {
+        const char *s = json_string_value(tc);
+        if (s && !strcmp(s, "none")) r->tool_choice = TOOL_CHOICE_NONE;
+        else if (s && !strcmp(s, "auto")) r->tool_choice = TOOL_CHOICE_AUTO;
+        else if (s && !strcmp(s, "required")) r->tool_choice = TOOL_CHOICE_REQUIRED;
+        else if (json_is_object(tc)) {
+            json_t *type = json_object_get(tc, "type"), *fn = json_object_get(tc, "function");
+            json_t *name = json_object_get(fn, "name");
+            if (!json_is_string(type) || strcmp(json_string_value(type), "function") != 0 || !json_is_object(fn) ||
+                !json_is_string(name) || json_object_size(tc) != 2 || json_object_size(fn) != 1) {
+                req_type_error(err, "tool_choice", "\"none\", \"auto\", \"required\" or {\"type\": \"function\", "
+                                                   "\"function\": {\"name\": ...}}");
+                return -1;
+            }
+            size_t k = 0;
+            while (k < r->n_tools && strcmp(r->tools[k].name, json_string_value(name)) != 0) k++;
+            if (k == r->n_tools) {
+                request_error(err, "tool_choice", "'tool_choice' names a function that 'tools' does not hold");
+                return -1;
+            }
+            r->tool_choice = TOOL_CHOICE_NAMED;
+            r->tool_choice_index = k;
+        } else {
+            request_error(err, "tool_choice", "'tool_choice' must be \"none\", \"auto\", \"required\" or "
+                                              "{\"type\": \"function\", \"function\": {\"name\": ...}}");
+            return -1;
+        }
+        if (r->tool_choice != TOOL_CHOICE_NONE && r->n_tools == 0) {
+            request_error(err, "tool_choice", "'tool_choice' other than \"none\" needs 'tools'");
+            return -1;
+        }
+    }
+    if (req_bool(root, "parallel_tool_calls", &r->parallel_tool_calls, err) < 0) return -1;
+    if ((r->tool_choice == TOOL_CHOICE_REQUIRED || r->tool_choice == TOOL_CHOICE_NAMED) && r->grammar) {
+        request_error(err, "tool_choice", "a required tool call cannot be combined with '%s'", r->grammar_param);
+        return -1;
+    }
+    return 0;
+}
+
 static int req_messages(json_t *root, const struct request_limits *lim, struct api_request *r,
                         struct api_error *err)
 {
@@ -353,8 +624,10 @@ static int req_messages(json_t *root, const struct request_limits *lim, struct a
         else if (rs && strcmp(rs, "developer") == 0) canon = "system";
         else if (rs && strcmp(rs, "user") == 0) canon = "user";
         else if (rs && strcmp(rs, "assistant") == 0) canon = "assistant";
+        else if (rs && strcmp(rs, "tool") == 0) canon = "tool";
         if (!canon) {
-            request_error(err, param, "'%s' must be one of \"system\", \"user\", \"assistant\"", param);
+            request_error(err, param, "'%s' must be one of \"system\", \"user\", \"assistant\", \"tool\"",
+                          param);
             return -1;
         }
         out->role = req_strndup(canon, strlen(canon));
@@ -412,6 +685,7 @@ static int req_messages(json_t *root, const struct request_limits *lim, struct a
             req_type_error(err, param, "a string or an array of text parts");
             return -1;
         }
+        if (req_message_tools(msg, i, r, err) != 0) return -1;
     }
     return 0;
 }
@@ -477,10 +751,12 @@ static const char *const req_known_fields[] = {
     "top_k", "presence_penalty", "frequency_penalty", "repeat_penalty", "seed", "stop", "stream",
     "stream_options", "echo", "logprobs", "top_logprobs", "n", "user", "share_spans", "rebalance_alpha",
     "rebalance_tau", "logit_bias", "ignore_eos", "min_tokens", "stop_token_ids", "grammar", "response_format",
+    "tools", "tool_choice", "parallel_tool_calls",
 };
 /* Fields of one kind only (the rest of req_known_fields are both kinds'). */
 static const char *const req_completion_only[] = {"prompt", "echo"};
-static const char *const req_chat_only[] = {"messages", "max_completion_tokens", "top_logprobs"};
+static const char *const req_chat_only[] = {"messages", "max_completion_tokens", "top_logprobs", "tools", "tool_choice",
+                                            "parallel_tool_calls"};
 /* OpenAI fields accepted and ignored because they change nothing here. */
 static const char *const req_noop_fields[] = {"user", "store", "metadata", "service_tier"};
 
@@ -811,6 +1087,7 @@ static int req_parse_fields(json_t *root, enum request_kind kind, const struct r
 
     if (req_logit_bias(root, lim, r, err) != 0 || req_stop_token_ids(root, lim, r, err) != 0) return -1;
     if (req_grammar(root, r, err) != 0) return -1;
+    if (kind == REQUEST_CHAT && req_tools(root, r, err) != 0) return -1;
     if (req_bool(root, "ignore_eos", &r->ignore_eos, err) < 0) return -1;
     rc = req_int(root, "min_tokens", 0, (json_int_t)r->max_tokens, &iv, err);
     if (rc < 0) return -1;

@@ -18,8 +18,8 @@
  *                       [string, ...]        1..max_n entries, each as above
  *                       [int, ...]           1..n_ctx ids, 0 <= id < n_vocab
  *                       [[int, ...], ...]    1..max_n arrays, each as above
- *   messages (chat)     [{role, content}]    >= 1; role system|user|assistant  required
- *                                            (|developer, stored as "system");
+ *   messages (chat)     [{role, content}]    >= 1; role system|user|assistant| required
+ *                                            tool (|developer, stored as "system");
  *                                            content string or [{type:"text",
  *                                            text}] (concatenated); assistant
  *                                            content may be null (""); total
@@ -60,6 +60,26 @@
  *                                            before that many tokens            0
  *   stop_token_ids      [int]                <= 16 ids in [0, n_vocab): end like
  *                                            EOS (not in the text)              none
+ *   tools (chat)        [{type:"function",   <= 128; name [A-Za-z0-9_-]{1,64},  none
+ *                        function:{name,      unique; description a string;
+ *                        description?,        parameters a JSON schema object in
+ *                        parameters?,         schema.h's subset (else 400
+ *                        strict?}}]           unsupported_schema), type "object"
+ *                                            when given; strict a bool (the
+ *                                            constrained output always fits)
+ *   tool_choice (chat)  "none" | "auto" | "required" |                       "auto" with tools,
+ *                       {type:"function", function:{name}} (a tool given)     "none" without
+ *                                            ("required" / a name need tools)
+ *   parallel_tool_calls bool (chat)          required: up to 4 calls, else 1    true
+ *   Tools with tool_choice "required" or a name cannot be combined with
+ *   grammar or response_format (the calls are the grammar).
+ *
+ * Messages with tools: role "tool" needs tool_call_id (a string naming a call
+ * of an earlier assistant message) and content (string or text parts); an
+ * assistant message may carry tool_calls [{id, type:"function",
+ * function:{name, arguments}}] (1..128, and <= 1024 in all the messages;
+ * arguments a string holding a JSON object; ids unique in the conversation),
+ * its content then may be null.
  *
  * Embeddings (POST /v1/embeddings, kind REQUEST_EMBEDDING) take input (as a
  * completion's prompt: a string, strings, token ids, arrays of them; <= max_n
@@ -90,6 +110,10 @@
 #define REQUEST_DEFAULT_MAX_TOKENS 16 /* completions, as OpenAI */
 #define REQUEST_MAX_LOGIT_BIAS 1024  /* = SAMPLER_MAX_BIAS */
 #define REQUEST_MAX_STOP_IDS 16      /* = ENGINE_MAX_STOP_IDS */
+#define REQUEST_MAX_TOOLS 128        /* tools offered (OpenAI's limit) */
+#define REQUEST_MAX_TOOL_NAME 64     /* bytes of a tool name (OpenAI's limit) */
+#define REQUEST_MAX_TOOL_CALLS 128   /* tool calls of one assistant message */
+#define REQUEST_MAX_CONV_TOOL_CALLS 1024 /* tool calls of all the messages (ids are checked pairwise) */
 
 struct api_logit_bias {
     int32_t id;
@@ -121,9 +145,33 @@ struct api_error {
     char message[256];
 };
 
+/* A tool call of an assistant message (messages[i].tool_calls[k]). */
+struct api_tool_call {
+    char *id;        /* tool_calls[k].id, 1..REQUEST_MAX_NAME_LEN bytes */
+    char *name;      /* function.name, a valid tool name (see tools below) */
+    char *arguments; /* function.arguments re-serialised (one line, ", " / ": ") */
+};
+
 struct api_message {
-    char *role;    /* "system", "user" or "assistant" */
-    char *content; /* NUL-terminated UTF-8 */
+    char *role;    /* "system", "user", "assistant" or "tool" */
+    char *content; /* NUL-terminated UTF-8 ("" for an assistant's null content) */
+    struct api_tool_call *tool_calls; /* [n_tool_calls], assistant only */
+    size_t n_tool_calls;
+    char *tool_call_id; /* tool messages: the call answered */
+};
+
+/* A tool offered to the model (tools[i], type "function"). */
+struct api_tool {
+    char *name;       /* [A-Za-z0-9_-]{1,64}, unique in the request */
+    char *json;       /* the whole tool {"type":"function","function":{...}}, compact JSON */
+    char *parameters; /* function.parameters (a JSON schema object), compact; NULL = none ({} arguments) */
+};
+
+enum api_tool_choice {
+    TOOL_CHOICE_NONE = 0, /* tools rendered, output never parsed as calls */
+    TOOL_CHOICE_AUTO,     /* the model may call: output parsed, unconstrained */
+    TOOL_CHOICE_REQUIRED, /* at least one call: output constrained to calls */
+    TOOL_CHOICE_NAMED,    /* exactly one call of tools[tool_choice_index] */
 };
 
 /* A parsed request. Owns every pointer in it; release with request_free(). */
@@ -174,6 +222,13 @@ struct api_request {
      * {"type":"text"}). grammar_param names the field it came from, for later errors. */
     char *grammar;
     const char *grammar_param;
+    /* function calling (chat): tools offered, the choice (default auto with
+     * tools, none without), parallel_tool_calls (default true) */
+    struct api_tool *tools; /* [n_tools] */
+    size_t n_tools;
+    enum api_tool_choice tool_choice;
+    size_t tool_choice_index; /* TOOL_CHOICE_NAMED */
+    bool parallel_tool_calls;
 };
 
 /* Empty request: defaults as the table above (kind = REQUEST_COMPLETION),

@@ -461,6 +461,23 @@ static json_t *resp_chat_logprobs(const struct response_token_logprob *lp, size_
 
 /* ---- whole responses ---- */
 
+/* [{(index,) id, type:"function", function:{name, arguments}}] */
+static json_t *resp_tool_calls(const struct response_tool_call *c, size_t n, bool with_index, bool *bad)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = json_object(), *fn = json_object();
+        if (with_index) resp_put(o, "index", json_integer((json_int_t)i), bad);
+        resp_put(o, "id", resp_cstr(c[i].id), bad);
+        resp_put(o, "type", json_string("function"), bad);
+        resp_put(fn, "name", resp_cstr(c[i].name), bad);
+        resp_put(fn, "arguments", resp_cstr(c[i].arguments), bad);
+        resp_put(o, "function", fn, bad);
+        resp_append(a, o, bad);
+    }
+    return a;
+}
+
 static json_t *resp_head(const char *id, const char *object, int64_t created, const char *model, bool *bad)
 {
     json_t *root = json_object();
@@ -488,7 +505,10 @@ static char *resp_whole(const struct response_completion *c, bool chat, size_t *
         if (chat) {
             json_t *msg = json_object();
             resp_put(msg, "role", json_string("assistant"), &bad);
-            resp_put(msg, "content", resp_str(ch->text, ch->text_len), &bad);
+            resp_put(msg, "content",
+                     ch->n_tool_calls && !ch->text_len ? json_null() : resp_str(ch->text, ch->text_len), &bad);
+            if (ch->n_tool_calls)
+                resp_put(msg, "tool_calls", resp_tool_calls(ch->tool_calls, ch->n_tool_calls, false, &bad), &bad);
             resp_put(o, "message", msg, &bad);
         } else {
             resp_put(o, "text", resp_str(ch->text, ch->text_len), &bad);
@@ -533,9 +553,11 @@ static char *resp_chunk(const struct response_chunk *ch, bool chat, size_t *len)
         if (ch->role) {
             resp_put(delta, "role", json_string("assistant"), &bad);
             resp_put(delta, "content", resp_str(ch->text, ch->text_len), &bad);
-        } else if (ch->text_len > 0 || !ch->finish_reason) {
+        } else if (ch->text_len > 0 || (!ch->finish_reason && !ch->n_tool_calls)) {
             resp_put(delta, "content", resp_str(ch->text, ch->text_len), &bad);
         }
+        if (ch->n_tool_calls)
+            resp_put(delta, "tool_calls", resp_tool_calls(ch->tool_calls, ch->n_tool_calls, true, &bad), &bad);
         resp_put(o, "delta", delta, &bad);
     } else {
         resp_put(o, "text", resp_str(ch->text, ch->text_len), &bad);

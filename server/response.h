@@ -122,6 +122,13 @@ struct response_token_logprob {
     bool no_logprob;      /* the first prompt token (echo): its logprob and top_logprobs are null */
 };
 
+/* A tool call in a chat answer: {id, type:"function", function:{name, arguments}}. */
+struct response_tool_call {
+    const char *id;        /* "call_..." */
+    const char *name;
+    const char *arguments; /* JSON text (sent as a string) */
+};
+
 struct response_choice {
     uint32_t index;
     const char *text; /* completion text (echoed prompt included by the caller) */
@@ -134,6 +141,10 @@ struct response_choice {
     uint32_t cached_tokens;                        /* prompt tokens from the prefix cache */
     struct engine_cache_stats cache;
     struct engine_timings timings;
+    /* chat: tool calls parsed from the output; with n_tool_calls > 0, text is the
+     * content before them and an empty content is written as null */
+    size_t n_tool_calls;
+    const struct response_tool_call *tool_calls;
 };
 
 struct response_usage {
@@ -157,7 +168,9 @@ struct response_completion {
  * the more likely one's value, so a map can hold fewer than n_top keys),
  * usage, cache, timings}], usage, cache, timings (see the top of this file). */
 char *response_completion_json(const struct response_completion *c, size_t *len);
-/* "chat.completion": choices[{index, message {role:"assistant", content},
+/* "chat.completion": choices[{index, message {role:"assistant", content, and
+ * with tool calls content (null when empty) and tool_calls [{id, type:"function",
+ * function:{name, arguments}}]},
  * finish_reason, logprobs {content:[{token, logprob, bytes, top_logprobs:
  * [{token, logprob, bytes}]}]} or null, usage, cache, timings}], usage,
  * cache, timings. */
@@ -195,13 +208,16 @@ struct response_chunk {
     size_t n_logprobs;
     const struct response_token_logprob *logprobs; /* tokens of this delta */
     const char *finish_reason;                     /* NULL -> null */
+    size_t n_tool_calls;                           /* chat: delta.tool_calls, each complete, */
+    const struct response_tool_call *tool_calls;   /* with index 0.. (OpenAI's stream shape) */
     const struct response_choice *done;            /* choice finished: per-choice stats */
     const struct response_completion *summary;     /* last chunk: top-level usage/cache/timings */
 };
 
 /* "text_completion" chunk: choices[{index, text, finish_reason, logprobs}]. */
 char *response_completion_chunk_json(const struct response_chunk *ch, size_t *len);
-/* "chat.completion.chunk": choices[{index, delta {role?, content?},
+/* "chat.completion.chunk": choices[{index, delta {role?, content?,
+ * tool_calls? [{index, id, type:"function", function:{name, arguments}}]},
  * finish_reason, logprobs}]. A finishing chunk with no text has delta {}. */
 char *response_chat_chunk_json(const struct response_chunk *ch, size_t *len);
 /* Summary chunk with "choices": [] and usage, cache, timings (object

@@ -78,7 +78,22 @@ static void sb_printf(struct sbuf *b, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
-    if (n > 0) sb_put(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+    if (n <= 0) return;
+    if ((size_t)n < sizeof tmp) {
+        sb_put(b, tmp, (size_t)n);
+        return;
+    }
+    /* longer (a long property name in a rule): never truncated, which would cut a literal */
+    char *big = malloc((size_t)n + 1);
+    if (!big) {
+        b->oom = true;
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    sb_put(b, big, (size_t)n);
+    free(big);
 }
 
 /* A GBNF literal matching exactly the bytes s[0..n). */
@@ -111,6 +126,7 @@ static int sb_json_literal(struct sbuf *b, json_t *v)
 
 struct conv {
     json_t *root;
+    const char *pfx; /* prefix of every rule name ("" for a whole grammar) */
     struct sbuf out; /* finished rules */
     char *msg;
     size_t msg_len;
@@ -209,11 +225,11 @@ static int gen_type(struct conv *c, json_t *s, const char *type, const char *pat
             child_path(ipath, sizeof ipath, path, "items", NULL);
             if ((rc = gen(c, items, ipath, &item_rule))) return rc;
         }
-        char item[32];
+        char item[64];
         if (any_item)
             snprintf(item, sizeof item, "json-value");
         else
-            snprintf(item, sizeof item, "n%u", item_rule);
+            snprintf(item, sizeof item, "%sn%u", c->pfx, item_rule);
         long long lo = 0, hi = 0;
         bool has_lo, has_hi;
         if ((rc = get_count(c, s, "minItems", path, SCHEMA_MAX_ITEMS, &lo, &has_lo)) ||
@@ -278,17 +294,17 @@ static int gen_type(struct conv *c, json_t *s, const char *type, const char *pat
             if (!name || sb_json_literal(&kv, name)) rc = SA_ERR_NOMEM;
             json_decref(name);
             if (!rc) {
-                sb_printf(&kv, " ws \":\" ws n%u ws", vals[i]);
-                char next_f[48], next_t[48];
+                sb_printf(&kv, " ws \":\" ws %sn%u ws", c->pfx, vals[i]);
+                char next_f[80], next_t[80];
                 if (i + 1 < n) {
-                    snprintf(next_f, sizeof next_f, " n%u-f%zu", self, i + 1);
-                    snprintf(next_t, sizeof next_t, " n%u-t%zu", self, i + 1);
+                    snprintf(next_f, sizeof next_f, " %sn%u-f%zu", c->pfx, self, i + 1);
+                    snprintf(next_t, sizeof next_t, " %sn%u-t%zu", c->pfx, self, i + 1);
                 } else {
                     next_f[0] = next_t[0] = 0;
                 }
-                sb_printf(&c->out, "n%u-f%zu ::= %s%s", self, i, kv.p ? kv.p : "", next_t);
+                sb_printf(&c->out, "%sn%u-f%zu ::= %s%s", c->pfx, self, i, kv.p ? kv.p : "", next_t);
                 if (!reqd[i]) sb_printf(&c->out, " | %s", i + 1 < n ? next_f + 1 : "\"\"");
-                sb_printf(&c->out, "\nn%u-t%zu ::= \",\" ws %s%s", self, i, kv.p ? kv.p : "", next_t);
+                sb_printf(&c->out, "\n%sn%u-t%zu ::= \",\" ws %s%s", c->pfx, self, i, kv.p ? kv.p : "", next_t);
                 if (!reqd[i]) sb_printf(&c->out, " | %s", i + 1 < n ? next_t + 1 : "\"\"");
                 sb_puts(&c->out, "\n");
             }
@@ -297,7 +313,7 @@ static int gen_type(struct conv *c, json_t *s, const char *type, const char *pat
         free(vals), free(reqd), free(names);
         if (rc) return rc;
         if (n)
-            sb_printf(body, "\"{\" ws n%u-f0 \"}\"", self);
+            sb_printf(body, "\"{\" ws %sn%u-f0 \"}\"", c->pfx, self);
         else
             sb_puts(body, "\"{\" ws \"}\"");
         return 0;
@@ -406,7 +422,7 @@ static int gen(struct conv *c, json_t *s, const char *path, uint32_t *rule)
             snprintf(rpath, sizeof rpath, "%.500s", json_string_value(ref));
             if ((rc = gen(c, target, rpath, &tr))) goto out;
         }
-        sb_printf(&body, "n%u", tr);
+        sb_printf(&body, "%sn%u", c->pfx, tr);
         goto emit;
     }
     if (en || cst) {
@@ -433,7 +449,7 @@ static int gen(struct conv *c, json_t *s, const char *path, uint32_t *rule)
             child_path(bpath, sizeof bpath, path, any ? "anyOf" : "oneOf", idx);
             uint32_t br;
             if ((rc = gen(c, json_array_get(list, i), bpath, &br))) goto out;
-            sb_printf(&body, "%sn%u", i ? " | " : "", br);
+            sb_printf(&body, "%s%sn%u", i ? " | " : "", c->pfx, br);
         }
         goto emit;
     }
@@ -486,7 +502,7 @@ static int gen(struct conv *c, json_t *s, const char *path, uint32_t *rule)
     }
 emit:
     if (!rc) {
-        sb_printf(&c->out, "n%u ::= ", self);
+        sb_printf(&c->out, "%sn%u ::= ", c->pfx, self);
         sb_puts(&c->out, body.p ? body.p : "\"\"");
         sb_puts(&c->out, "\n");
         if (body.oom || c->out.oom) rc = SA_ERR_NOMEM;
@@ -497,12 +513,19 @@ out:
     return rc;
 }
 
+/* The rules of schema, named pfx + "n<k>", the top one's name in *root. */
+static int schema_rules(json_t *schema, const char *pfx, struct conv *c, uint32_t *root, char *msg, size_t msg_len)
+{
+    *c = (struct conv){.root = schema, .pfx = pfx, .msg = msg, .msg_len = msg_len};
+    return gen(c, schema, "#", root);
+}
+
 int schema_to_gbnf(json_t *schema, char **gbnf, char *msg, size_t msg_len)
 {
     *gbnf = NULL;
-    struct conv c = {.root = schema, .msg = msg, .msg_len = msg_len};
+    struct conv c;
     uint32_t root;
-    int rc = gen(&c, schema, "#", &root);
+    int rc = schema_rules(schema, "", &c, &root, msg, msg_len);
     if (!rc) {
         sb_printf(&c.out, "root ::= n%u\n", root);
         sb_puts(&c.out, JSON_LIB);
@@ -516,6 +539,29 @@ int schema_to_gbnf(json_t *schema, char **gbnf, char *msg, size_t msg_len)
     *gbnf = c.out.p;
     return 0;
 }
+
+int schema_to_gbnf_rules(json_t *schema, const char *prefix, char **rules, char *msg, size_t msg_len)
+{
+    *rules = NULL;
+    struct conv c;
+    uint32_t root;
+    int rc = schema_rules(schema, prefix, &c, &root, msg, msg_len);
+    if (!rc) {
+        sb_printf(&c.out, "%s ::= %sn%u\n", prefix, prefix, root);
+        if (c.out.oom)
+            rc = SA_ERR_NOMEM;
+        else if (c.out.n > GRAMMAR_MAX_TEXT)
+            rc = sa_errf(SA_ERR_TOO_LARGE, msg, msg_len, "json_schema: the schema's grammar is too large");
+    }
+    if (rc) {
+        free(c.out.p);
+        return rc;
+    }
+    *rules = c.out.p;
+    return 0;
+}
+
+const char *schema_json_lib_gbnf(void) { return JSON_LIB; }
 
 int schema_response_format_gbnf(json_t *rf, char **gbnf, char *msg, size_t msg_len)
 {

@@ -49,6 +49,16 @@
  * SA_ERR_INVALID_ARG (malformed schema) / SA_ERR_TOO_LARGE with msg, SA_ERR_NOMEM. */
 int schema_to_gbnf(json_t *schema, char **gbnf, char *msg, size_t msg_len);
 
+/* The rules alone, for a grammar that embeds several schemas (tool calls):
+ * every rule name starts with prefix ([a-zA-Z0-9-]+, at most 16 bytes; it must
+ * not start with "json-" nor be "ws"), the schema's value is the rule named
+ * prefix itself, and the rules refer to the shared ones of
+ * schema_json_lib_gbnf() (ws, json-value, json-string, ...), which the caller
+ * appends once. Errors as schema_to_gbnf. */
+int schema_to_gbnf_rules(json_t *schema, const char *prefix, char **rules, char *msg, size_t msg_len);
+/* The shared rules (ws, json-*), no root. Static text. */
+const char *schema_json_lib_gbnf(void);
+
 /* The grammar of any JSON object (response_format json_object). Static text. */
 const char *schema_json_object_gbnf(void);
 

@@ -6,6 +6,7 @@
  */
 #define _DEFAULT_SOURCE
 #include "api_int.h"
+#include "tools.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,37 @@ static int query_cb(void *ctx, const char *key, const char *value)
     return request_query_arg(p[0], key, value, p[1]);
 }
 
+/* The conversation of a chat request rendered with the model's template, the
+ * tools offered and the messages' tool calls included (tools.h), tokenized. */
+static int render_chat(struct api *a, const struct api_request *req, int32_t **ids, size_t *n_ids)
+{
+    size_t n = req->n_messages, n_calls = 0;
+    for (size_t m = 0; m < n; m++) n_calls += req->messages[m].n_tool_calls;
+    struct chat_message *msgs = calloc(n, sizeof *msgs);
+    struct chat_tool_calls *calls = calloc(n, sizeof *calls);
+    struct chat_tool_call *all = calloc(n_calls ? n_calls : 1, sizeof *all);
+    char **tools = calloc(req->n_tools ? req->n_tools : 1, sizeof *tools);
+    char *prompt = NULL;
+    int rc = msgs && calls && all && tools ? 0 : SA_ERR_NOMEM;
+    for (size_t m = 0, k = 0; m < n && !rc; m++) {
+        const struct api_message *am = &req->messages[m];
+        msgs[m] = (struct chat_message){am->role, am->content};
+        calls[m] = (struct chat_tool_calls){all + k, am->n_tool_calls};
+        for (size_t c = 0; c < am->n_tool_calls; c++, k++)
+            all[k] = (struct chat_tool_call){am->tool_calls[c].name, am->tool_calls[c].arguments};
+    }
+    for (size_t t = 0; t < req->n_tools && !rc; t++) rc = tools_render_json(a->chat, &req->tools[t], &tools[t]);
+    if (!rc) rc = chat_render_tools(a->chat, msgs, calls, n, (const char *const *)tools, req->n_tools, true, &prompt);
+    if (!rc) rc = engine_tokenize(a->e, prompt, strlen(prompt), true, true, ids, n_ids);
+    for (size_t t = 0; tools && t < req->n_tools; t++) free(tools[t]);
+    free(tools);
+    free(prompt);
+    free(all);
+    free(calls);
+    free(msgs);
+    return rc;
+}
+
 /* Prompt p of req -> token ids in ids[p] / n_ids[p] (chat: the rendered
  * conversation), and its text for echo. 0, or an SA_ERR_* with err filled
  * when the request is at fault. */
@@ -26,16 +58,9 @@ static int tokenize_prompt(struct api *a, const struct api_request *req, size_t 
 {
     int rc;
     if (req->kind == REQUEST_CHAT) {
-        struct chat_message *msgs = calloc(req->n_messages, sizeof *msgs);
-        char *prompt = NULL;
-        if (!msgs) return SA_ERR_NOMEM;
-        for (size_t m = 0; m < req->n_messages; m++)
-            msgs[m] = (struct chat_message){req->messages[m].role, req->messages[m].content};
-        rc = chat_render(a->chat, msgs, req->n_messages, true, &prompt);
-        free(msgs);
-        if (!rc) rc = engine_tokenize(a->e, prompt, strlen(prompt), true, true, &ids[p], &n_ids[p]);
-        free(prompt);
-        if (rc) request_error(err, "messages", "the messages cannot be rendered with the chat template");
+        rc = render_chat(a, req, &ids[p], &n_ids[p]);
+        if (rc && rc != SA_ERR_NOMEM)
+            request_error(err, "messages", "the messages cannot be rendered with the chat template");
     } else if (req->prompts) {
         rc = engine_tokenize(a->e, req->prompts[p], strlen(req->prompts[p]), true, true, &ids[p], &n_ids[p]);
         if (!rc && req->echo) echo_text[p] = strdup(req->prompts[p]);
@@ -85,10 +110,20 @@ static int resolve_options(struct api *a, const struct api_request *req, struct 
         response_error_from_code(SA_ERR_INVALID_ARG, "share_spans", msg, err);
         return SA_ERR_INVALID_ARG;
     }
-    if (!req->grammar) return 0;
-    int rc = engine_grammar_compile(a->e, req->grammar, strlen(req->grammar), &o->grammar, msg, sizeof msg);
+    char *tools_gbnf = NULL; /* a required tool call: the calls are the grammar (tools.h) */
+    int rc = tools_grammar(a->chat, req, &tools_gbnf, msg, sizeof msg);
+    if (rc == SA_ERR_NOMEM) return rc;
+    if (rc) { /* request.c converted every schema already: only the size can fail here */
+        response_error_from_code(SA_ERR_INVALID_ARG, "tools", msg, err);
+        return SA_ERR_INVALID_ARG;
+    }
+    const char *text = tools_gbnf ? tools_gbnf : req->grammar;
+    const char *param = tools_gbnf ? "tools" : req->grammar_param;
+    if (!text) return 0;
+    rc = engine_grammar_compile(a->e, text, strlen(text), &o->grammar, msg, sizeof msg);
+    free(tools_gbnf);
     if (rc == SA_ERR_INVALID_ARG || rc == SA_ERR_TOO_LARGE) {
-        response_error_from_code(SA_ERR_INVALID_ARG, req->grammar_param, msg, err);
+        response_error_from_code(SA_ERR_INVALID_ARG, param, msg, err);
         return SA_ERR_INVALID_ARG;
     }
     return rc;
@@ -148,6 +183,19 @@ static struct job *job_new(struct api *a, struct http_request *r, const struct a
     j->logprobs = req->logprobs;
     j->base64 = req->base64;
     j->grammar_param = req->grammar_param;
+    if (req->tool_choice == TOOL_CHOICE_REQUIRED || req->tool_choice == TOOL_CHOICE_NAMED) j->grammar_param = "tools";
+    if (req->tool_choice != TOOL_CHOICE_NONE) { /* the output is parsed for calls (answer.c) */
+        j->tool_names = calloc(req->n_tools, sizeof *j->tool_names);
+        for (size_t t = 0; j->tool_names && t < req->n_tools; t++) {
+            if (!(j->tool_names[t] = strdup(req->tools[t].name))) break;
+            j->n_tools = t + 1;
+        }
+        if (j->n_tools != req->n_tools) {
+            api__job_free_tools(j);
+            free(j);
+            return NULL;
+        }
+    }
     j->model = strdup(req->model ? req->model : a->model_name);
     j->created = (int64_t)time(NULL);
     snprintf(j->id, sizeof j->id, "%s-%llx%06llx",
@@ -158,6 +206,7 @@ static struct job *job_new(struct api *a, struct http_request *r, const struct a
     if (!j->seqs || !j->model) {
         free(j->seqs);
         free(j->model);
+        api__job_free_tools(j);
         free(j);
         return NULL;
     }

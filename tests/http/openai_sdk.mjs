@@ -1,8 +1,10 @@
 // openai_sdk.mjs - saserve through the official OpenAI Node SDK (v4, pinned in
 // package.json). Usage: node tests/http/openai_sdk.mjs PORT [API_KEY]
-// The server must run with --api-key API_KEY (default "x") and --ctx 512.
+// The server must run with --api-key API_KEY (default "x") and --ctx 1024 (the
+// tools block of the chat template alone is ~500 stories260K tokens).
 // Prints one PASS/FAIL line per check and "N passed, M failed"; exit 1 on failure.
 import OpenAI from 'openai';
+import Ajv from 'ajv';
 
 const port = process.argv[2];
 const apiKey = process.argv[3] ?? 'x';
@@ -47,8 +49,8 @@ await step('models.list', async () => {
   expect(models.length === 1 && typeof models[0].id === 'string' && models[0].object === 'model',
     'models.list() yields 1 model', models);
   const m = models[0] ?? {};
-  expect(m.layers === 5 && m.context_length === 512 && typeof m.share_spans === 'string',
-    'model extras readable: layers 5, context_length 512, share_spans', m);
+  expect(m.layers === 5 && m.context_length === 1024 && typeof m.share_spans === 'string',
+    'model extras readable: layers 5, context_length 1024, share_spans', m);
 });
 
 await step('completions.create', async () => {
@@ -225,6 +227,47 @@ await step('structured output', async () => {
     expect(e instanceof OpenAI.BadRequestError && e.param === 'response_format' && e.code === 'unsupported_schema'
       && /format/.test(e.message), 'schema keyword format -> BadRequestError param response_format, code unsupported_schema',
     { status: e.status, error: e.error });
+  }
+});
+
+// Function calling: a named tool_choice constrains the output to that call, so even stories260K
+// answers with a call whose arguments fit the schema (validated with ajv, a real validator).
+await step('tools', async () => {
+  const parameters = { type: 'object', properties: { city: { type: 'string', maxLength: 12 }, days: { type: 'integer' } },
+    required: ['city', 'days'], additionalProperties: false };
+  const tools = [{ type: 'function', function: { name: 'get_weather', description: 'Weather of a city', parameters } },
+    { type: 'function', function: { name: 'get_time' } }];
+  const validate = new Ajv({ strict: false }).compile(parameters);
+  const body = { model: 'llama', messages: [{ role: 'user', content: 'Weather in Paris?' }], tools,
+    tool_choice: { type: 'function', function: { name: 'get_weather' } }, max_tokens: 300, seed: 11 };
+  const callOk = (call) => {
+    let args = null;
+    try { args = JSON.parse(call?.function?.arguments); } catch { /* checked below */ }
+    return call && /^call_/.test(call.id) && call.type === 'function' && call.function.name === 'get_weather'
+      && args !== null && validate(args);
+  };
+  const r = await client.chat.completions.create(body);
+  const c = r.choices[0];
+  expect(c.finish_reason === 'tool_calls' && c.message.content === null && c.message.tool_calls?.length === 1
+    && callOk(c.message.tool_calls[0]),
+  'chat tool_choice {function: get_weather}: one tool call, arguments JSON.parse and validate (ajv)', c);
+  const stream = client.beta.chat.completions.stream({ ...body, stream: true });
+  const fin = await stream.finalChatCompletion();
+  const fc = fin.choices[0];
+  expect(fc.finish_reason === 'tool_calls' && fc.message.tool_calls?.length === 1 && callOk(fc.message.tool_calls[0])
+    && fc.message.tool_calls[0].function.arguments === c.message.tool_calls[0].function.arguments,
+  'beta.chat.completions.stream accumulates the same call from delta.tool_calls', fc);
+  // the answer fed back: assistant tool_calls + a tool message are accepted and rendered
+  const back = await client.chat.completions.create({ model: 'llama', tools, max_tokens: 2, messages: [
+    ...body.messages, c.message, { role: 'tool', tool_call_id: c.message.tool_calls[0].id, content: '{"temp": 21}' }] });
+  expect(back.usage.prompt_tokens > r.usage.prompt_tokens + 20, 'the call and its result sent back render into a longer prompt',
+    { before: r.usage, after: back.usage });
+  try {
+    await client.chat.completions.create({ ...body, tool_choice: { type: 'function', function: { name: 'nope' } } });
+    bad('unknown tool in tool_choice: no error thrown');
+  } catch (e) {
+    expect(e instanceof OpenAI.BadRequestError && e.param === 'tool_choice', 'tool_choice naming no tool -> BadRequestError param tool_choice',
+      { status: e.status, error: e.error });
   }
 });
 

@@ -10,12 +10,15 @@
 #   C  --ctx 8192 --slots 1 --queue-max 1   full queue (503 + Retry-After),
 #                                     disconnects (stream, queued stream,
 #                                     queued plain request, running plain request)
-#   D  --ctx 2048 --slots 3 --shutdown-grace 5   SIGTERM while 3 streams run:
-#                                     keep-alive connection sees 503 draining
+#   D  --ctx 2048 --slots 3 --shutdown-grace 5   function calling (the tools
+#                                     block needs more than 512 tokens), then SIGTERM
+#                                     while 3 streams run: keep-alive connection sees
+#                                     503 draining
 #   E  --ctx 4096 --slots 3 --shutdown-grace 1   SIGTERM with 3 long streams:
 #                                     error event + [DONE], exit 0 within 3 s
 #   F  models/kquant/tiny-f32.gguf --ctx 512 --prefill-chunk 16   prompt
 #                                     logprobs against llama.cpp's logits
+#   G  --ctx 2048 --chat-template llama3   function calling in the Llama-3.1 format
 # "Long" requests are max_tokens 8000 (C) / 4000 (E) that the test cuts short
 # itself, so no check depends on how fast the machine generates.
 # Every answer is also validated against openapi.yaml (tests/http/validate.py).
@@ -274,10 +277,11 @@ start_server C --ctx 8192 --max-tokens-limit 8192 --slots 1 --queue-max 1
 start_server D --ctx 2048 --slots 3 --shutdown-grace 5
 start_server E --ctx 4096 --slots 3 --shutdown-grace 1
 SRV_MODEL=$SHARED/models/kquant/tiny-f32.gguf start_server F --ctx 512 --prefill-chunk 16
-for s in A B C D E F; do
+start_server G --ctx 2048 --chat-template llama3
+for s in A B C D E F G; do
     if ! wait_ready $s; then bad "server $s started"; echo "$pass passed, $fail failed"; exit 1; fi
 done
-ok "6 servers ready on ports $PORT_A $PORT_B $PORT_C $PORT_D $PORT_E $PORT_F ($((SECONDS - T0)) s)"
+ok "7 servers ready on ports $PORT_A $PORT_B $PORT_C $PORT_D $PORT_E $PORT_F $PORT_G ($((SECONDS - T0)) s)"
 A=$PORT_A
 
 # ---------------------------------------------------------------- basics (A)
@@ -869,6 +873,96 @@ check "the disconnected non-streaming request was cut short (generated $((gen3 -
 req $C health_c GET /health
 check "server C healthy after the disconnects" test "$CODE" = 200
 
+# ---------------------------------------------------------------- function calling (D: --ctx 2048)
+# The tools block of the template makes a prompt of ~500 stories260K tokens, more than A's 512.
+# stories260K cannot choose to call a tool, so only constrained output (tool_choice required /
+# named) is checked for calls; their arguments are validated with ajv (validate_tool_calls.mjs).
+# max_tokens covers the longest call the schema allows (every ws a newline and 8 spaces), so a
+# constrained call always completes: 300 per call.
+section "function calling (D)"
+D=$PORT_D
+TOOLS='[{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city", "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 12}, "days": {"type": "integer"}, "unit": {"enum": ["C", "F"]}}, "required": ["city", "days"], "additionalProperties": false}}}, {"type": "function", "function": {"name": "get_time"}}]'
+printf '%s' "$TOOLS" >"$TMP/tools.json"
+TOOLCHK=tests/http/validate_tool_calls.mjs
+if command -v node >/dev/null && { [ -d node_modules/ajv ] || npm ci --no-audit --no-fund >/dev/null 2>&1; }; then
+    ASK='"messages": [{"role": "user", "content": "What is the weather in Paris?"}]'
+    post $D tools_named /v1/chat/completions "{$ASK, \"tools\": $TOOLS, \"tool_choice\": {\"type\": \"function\", \"function\": {\"name\": \"get_weather\"}}, \"max_tokens\": 300, \"seed\": 1}"
+    check "tool_choice names get_weather: finish tool_calls, calls of it only, arguments parse and fit its schema (ajv)" \
+        node $TOOLCHK "$TMP/tools.json" "$BODY" get_weather
+    check "tool_choice names get_weather: exactly one call, content null" jtrue \
+        "len(d['choices'][0]['message']['tool_calls']) == 1 and d['choices'][0]['message']['content'] is None" "$BODY"
+    NAMED=$BODY
+    post $D tools_named_stream /v1/chat/completions "{$ASK, \"tools\": $TOOLS, \"tool_choice\": {\"type\": \"function\", \"function\": {\"name\": \"get_weather\"}}, \"max_tokens\": 300, \"seed\": 1, \"stream\": true}" -N
+    check "the same streamed: delta.tool_calls (with index) accumulate to a valid call (ajv)" \
+        node $TOOLCHK "$TMP/tools.json" "$BODY" get_weather
+    check "the streamed call is the JSON answer's (same seed), sent whole with index 0" "$PYC" - "$NAMED" "$BODY" <<'PYEOF'
+import json, sys
+whole = json.load(open(sys.argv[1]))["choices"][0]["message"]["tool_calls"][0]["function"]
+ev = [json.loads(l[6:]) for l in open(sys.argv[2]) if l.startswith("data: {")]
+calls = [tc for e in ev for c in e["choices"] for tc in c["delta"].get("tool_calls", [])]
+assert len(calls) == 1 and calls[0]["index"] == 0 and calls[0]["function"] == whole, (calls, whole)
+PYEOF
+    for seed in 2 3 4; do
+        post $D tools_required$seed /v1/chat/completions "{$ASK, \"tools\": $TOOLS, \"tool_choice\": \"required\", \"parallel_tool_calls\": false, \"max_tokens\": 300, \"seed\": $seed}"
+        check "tool_choice required (seed $seed): finish tool_calls, one call of a tool, arguments valid (ajv)" node $TOOLCHK "$TMP/tools.json" "$BODY"
+    done
+    post $D tools_required_par /v1/chat/completions "{$ASK, \"tools\": $TOOLS, \"tool_choice\": \"required\", \"max_tokens\": 1100, \"seed\": 5}"
+    check "tool_choice required with parallel_tool_calls: finish tool_calls, each call valid (ajv), unique ids" \
+        node $TOOLCHK "$TMP/tools.json" "$BODY"
+    check "tool_choice required with parallel_tool_calls: 1 to 4 calls" jtrue \
+        "1 <= len(d['choices'][0]['message']['tool_calls']) <= 4" "$BODY"
+    post $D tools_auto /v1/chat/completions "{$ASK, \"tools\": $TOOLS, \"max_tokens\": 8, \"temperature\": 0}"
+    check "tool_choice auto (unconstrained): 200, stories260K writes text, no calls" jtrue \
+        "$CODE == 200 and 'tool_calls' not in d['choices'][0]['message'] and d['choices'][0]['finish_reason'] in ('stop', 'length')" "$BODY"
+    AUTO=$BODY
+    # the tool role round trip is rendered into the prompt: a longer tool result, more prompt tokens
+    CALLMSG='{"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\", \"days\": 1}"}}]}'
+    post $D tools_rt0 /v1/chat/completions "{\"messages\": [{\"role\": \"user\", \"content\": \"Weather?\"}, $CALLMSG], \"tools\": $TOOLS, \"max_tokens\": 1}"
+    P0=$BODY
+    post $D tools_rt1 /v1/chat/completions "{\"messages\": [{\"role\": \"user\", \"content\": \"Weather?\"}, $CALLMSG, {\"role\": \"tool\", \"tool_call_id\": \"call_1\", \"content\": \"sunny\"}], \"tools\": $TOOLS, \"max_tokens\": 1}"
+    P1=$BODY
+    post $D tools_rt2 /v1/chat/completions "{\"messages\": [{\"role\": \"user\", \"content\": \"Weather?\"}, $CALLMSG, {\"role\": \"tool\", \"tool_call_id\": \"call_1\", \"content\": \"sunny and warm all day long\"}], \"tools\": $TOOLS, \"max_tokens\": 1}"
+    check "tool round trip: assistant tool_calls then a tool result are rendered (prompt tokens grow with the result)" jtrue \
+        "d0['usage']['prompt_tokens'] < d1['usage']['prompt_tokens'] < d2['usage']['prompt_tokens']" "$P0" "$P1" "$BODY"
+    post $D tools_none /v1/chat/completions "{$ASK, \"tools\": $TOOLS, \"tool_choice\": \"none\", \"max_tokens\": 1}"
+    check "tool_choice none: the tools are rendered all the same (same prompt tokens as auto), no calls" jtrue \
+        "d0['usage']['prompt_tokens'] == d1['usage']['prompt_tokens'] and 'tool_calls' not in d1['choices'][0]['message']" \
+        "$AUTO" "$BODY"
+    post $D tools_notools /v1/chat/completions "{$ASK, \"max_tokens\": 1}"
+    check "without tools the prompt is shorter (the tools block is in the prompt)" jtrue \
+        "d0['usage']['prompt_tokens'] > d1['usage']['prompt_tokens'] + 100" "$TMP/r$((SEQ - 1)).body" "$BODY"
+    # Llama-3 format (G): the call is a bare {"name", "parameters"} object, parsed and streamed the same way
+    post $PORT_G tools_llama3 /v1/chat/completions "{$ASK, \"tools\": $TOOLS, \"tool_choice\": \"required\", \"max_tokens\": 300, \"seed\": 1}"
+    check "llama3 template, tool_choice required: finish tool_calls, arguments valid (ajv)" node $TOOLCHK "$TMP/tools.json" "$BODY"
+    post $PORT_G tools_llama3_stream /v1/chat/completions "{$ASK, \"tools\": $TOOLS, \"tool_choice\": \"required\", \"max_tokens\": 300, \"seed\": 1, \"stream\": true}" -N
+    check "llama3 template streamed: the call accumulates from delta.tool_calls, arguments valid (ajv)" node $TOOLCHK "$TMP/tools.json" "$BODY"
+else
+    bad "function calling: node and ajv (npm ci) are needed to validate the tool calls"
+fi
+# named 400s (A: refused before any generation)
+TCU='"messages": [{"role": "user", "content": "hi"}]'
+post $A tools_badname /v1/chat/completions "{$TCU, \"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"get weather\"}}]}"
+expect_error "tools: a name with a space" 400 "tools[0].function.name" invalid_value
+post $A tools_dup /v1/chat/completions "{$TCU, \"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\"}}, {\"type\": \"function\", \"function\": {\"name\": \"f\"}}]}"
+expect_error "tools: duplicate names" 400 "tools[1].function.name" invalid_value
+post $A tools_choice_unknown /v1/chat/completions "{$TCU, \"tools\": $TOOLS, \"tool_choice\": {\"type\": \"function\", \"function\": {\"name\": \"nope\"}}}"
+expect_error "tool_choice naming a function not in tools" 400 tool_choice invalid_value
+post $A tools_required_none /v1/chat/completions "{$TCU, \"tool_choice\": \"required\"}"
+expect_error "tool_choice required without tools" 400 tool_choice invalid_value
+post $A tools_schema /v1/chat/completions "{$TCU, \"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\", \"parameters\": {\"type\": \"object\", \"properties\": {\"s\": {\"type\": \"string\", \"format\": \"email\"}}}}}]}"
+expect_error "tools: a parameters schema with an unsupported keyword (format)" 400 "tools[0].function.parameters" unsupported_schema
+post $A tools_no_call_id /v1/chat/completions '{"messages": [{"role": "user", "content": "hi"}, {"role": "tool", "content": "42"}]}'
+expect_error "a tool message without tool_call_id" 400 "messages[1].tool_call_id" missing_required_parameter
+post $A tools_bad_call_id /v1/chat/completions '{"messages": [{"role": "user", "content": "hi"}, {"role": "tool", "tool_call_id": "call_x", "content": "42"}]}'
+expect_error "a tool message answering no earlier call" 400 "messages[1].tool_call_id" invalid_value
+post $A tools_bad_args /v1/chat/completions '{"messages": [{"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{oops"}}]}]}'
+expect_error "assistant tool_calls whose arguments are not JSON" 400 "messages[0].tool_calls[0].function.arguments" invalid_value
+post $A tools_and_rf /v1/chat/completions "{$TCU, \"tools\": $TOOLS, \"tool_choice\": \"required\", \"response_format\": {\"type\": \"json_object\"}}"
+expect_error "tool_choice required with response_format" 400 tool_choice invalid_value
+post $A tools_completions /v1/completions "{\"prompt\": \"a\", \"tools\": $TOOLS}"
+expect_error "tools on /v1/completions" 400 tools unsupported_parameter
+flush_expect
+
 # ---------------------------------------------------------------- SIGTERM with long streams (E: grace 1 s)
 section "SIGTERM with long streams (E: grace 1 s)"
 E_=$PORT_E
@@ -969,7 +1063,7 @@ if [ -n "$PY" ]; then
 fi
 
 # the other servers shut down cleanly too
-for s in A B C; do
+for s in A B C F G; do
     pid=$(eval echo "\$PID_$s")
     kill -TERM "$pid" 2>/dev/null
     wait_exit "$pid" 12
@@ -980,8 +1074,8 @@ done
 # a sanitizer build (SAN_CHECK=1, e.g. tests/scripts/test_http_asan.sh): no report in any server log
 if [ "${SAN_CHECK:-0}" = 1 ]; then
     reports=$(grep -hE 'ERROR: (Address|Leak)Sanitizer|runtime error:|WARNING: ThreadSanitizer|SUMMARY: [A-Za-z]*Sanitizer' \
-        "$TMP"/[A-E].log 2>/dev/null | head -n 5)
-    check "sanitizers: no report in the logs of servers A-E (${SASERVE})" test -z "$reports"
+        "$TMP"/[A-G].log 2>/dev/null | head -n 5)
+    check "sanitizers: no report in the logs of servers A-G (${SASERVE})" test -z "$reports"
     [ -z "$reports" ] || printf '    %s\n' "$reports"
 fi
 

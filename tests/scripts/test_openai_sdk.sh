@@ -69,7 +69,7 @@ fi
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
 PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
-"$SASERVE" serve -m "$MODEL" --host 127.0.0.1 --port "$PORT" --ctx 512 --api-key "$KEY" >"$LOG" 2>&1 &
+"$SASERVE" serve -m "$MODEL" --host 127.0.0.1 --port "$PORT" --ctx 1024 --api-key "$KEY" >"$LOG" 2>&1 &
 SERVER_PID=$!
 ready=0
 for _ in $(seq 400); do

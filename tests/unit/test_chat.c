@@ -98,6 +98,128 @@ static void test_llama3(void)
     expect_render(CHAT_FORMAT_LLAMA3, ws, 1, false, "<|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>");
 }
 
+/* ---- tools (the formats of chat.h, written out by hand) ---- */
+
+static const char TOOL_W[] = "{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"parameters\": "
+                             "{\"type\": \"object\"}}}";
+static const char TOOL_W4[] = "{\n    \"type\": \"function\",\n    \"function\": {\n        \"name\": \"get_weather\"\n    }\n}";
+static const char TOOL_T[] = "{\"type\": \"function\", \"function\": {\"name\": \"time\"}}";
+#define HERMES_TOOLS(list)                                                                                            \
+    "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"                                \
+    "You are provided with function signatures within <tools></tools> XML tags:\n<tools>" list "\n</tools>\n\n"      \
+    "For each function call, return a json object with function name and arguments within <tool_call></tool_call> " \
+    "XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call>"
+#define LLAMA31_TOOLS                                                                                               \
+    "Given the following functions, please respond with a JSON for a function call with its proper arguments that " \
+    "best answers the given prompt.\n\nRespond in the format {\"name\": function name, \"parameters\": dictionary "  \
+    "of argument name and its value}.Do not use variables.\n\n"
+
+/* system, user, assistant with a call (and content), two tool results, user */
+static const struct chat_message round_trip[] = {
+    {"system", "Be brief."}, {"user", "Weather in Paris?"}, {"assistant", "Checking."},
+    {"tool", "{\"temp\": 21}"}, {"tool", "12:00"}, {"user", "Thanks"},
+};
+static const struct chat_tool_call rt_calls[] = {{"get_weather", "{\"city\": \"Paris\"}"}, {"time", "{}"}};
+static const struct chat_tool_calls rt_per_msg[] = {{NULL, 0}, {NULL, 0}, {rt_calls, 2}, {NULL, 0}, {NULL, 0}, {NULL, 0}};
+
+static void expect_tools(enum chat_format f, const struct chat_message *m, const struct chat_tool_calls *calls, size_t n,
+                         const char *const *tools, size_t n_tools, const char *want)
+{
+    char *out = (char *)0x1;
+    int rc = chat_render_tools(f, m, calls, n, tools, n_tools, true, &out);
+    ASSERT_EQ(rc, 0);
+    if (rc) return;
+    ASSERT_STR_EQ(out, want);
+    free(out);
+}
+
+static void test_tools_chatml(void)
+{
+    const char *tools[] = {TOOL_W, TOOL_T};
+    expect_tools(CHAT_FORMAT_CHATML, round_trip, rt_per_msg, N(round_trip), tools, 2,
+                 "<|im_start|>system\nBe brief.\n\n"
+                 HERMES_TOOLS("\n{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"parameters\": "
+                              "{\"type\": \"object\"}}}\n{\"type\": \"function\", \"function\": {\"name\": \"time\"}}")
+                 "<|im_end|>\n"
+                 "<|im_start|>user\nWeather in Paris?<|im_end|>\n"
+                 "<|im_start|>assistant\nChecking.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": "
+                 "{\"city\": \"Paris\"}}\n</tool_call>\n<tool_call>\n{\"name\": \"time\", \"arguments\": {}}\n"
+                 "</tool_call><|im_end|>\n"
+                 "<|im_start|>user\n<tool_response>\n{\"temp\": 21}\n</tool_response>\n<tool_response>\n12:00\n"
+                 "</tool_response><|im_end|>\n"
+                 "<|im_start|>user\nThanks<|im_end|>\n"
+                 "<|im_start|>assistant\n");
+    /* no system message: the tools block is the system message; no tools: only the calls and results */
+    const struct chat_message u[] = {{"user", "hi"}};
+    expect_tools(CHAT_FORMAT_CHATML, u, NULL, 1, tools + 1, 1,
+                 "<|im_start|>system\n" HERMES_TOOLS("\n{\"type\": \"function\", \"function\": {\"name\": \"time\"}}")
+                 "<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+    const struct chat_message call_only[] = {{"user", "t?"}, {"assistant", ""}, {"tool", "noon"}};
+    const struct chat_tool_calls co[] = {{NULL, 0}, {rt_calls + 1, 1}, {NULL, 0}};
+    expect_tools(CHAT_FORMAT_CHATML, call_only, co, 3, NULL, 0,
+                 "<|im_start|>user\nt?<|im_end|>\n"
+                 "<|im_start|>assistant\n<tool_call>\n{\"name\": \"time\", \"arguments\": {}}\n</tool_call><|im_end|>\n"
+                 "<|im_start|>user\n<tool_response>\nnoon\n</tool_response><|im_end|>\n<|im_start|>assistant\n");
+    ASSERT_STR_EQ(chat_tool_call_open(CHAT_FORMAT_CHATML), "<tool_call>\n");
+    ASSERT_STR_EQ(chat_tool_call_close(CHAT_FORMAT_CHATML), "\n</tool_call>");
+    ASSERT_STR_EQ(chat_tool_arguments_key(CHAT_FORMAT_CHATML), "arguments");
+    ASSERT_EQ(chat_tools_indent(CHAT_FORMAT_CHATML), 0);
+}
+
+static void test_tools_llama3(void)
+{
+    const char *tools[] = {TOOL_W4};
+    expect_tools(CHAT_FORMAT_LLAMA3, round_trip, rt_per_msg, N(round_trip), tools, 1,
+                 "<|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
+                 "<|start_header_id|>user<|end_header_id|>\n\n" LLAMA31_TOOLS
+                 "{\n    \"type\": \"function\",\n    \"function\": {\n        \"name\": \"get_weather\"\n    }\n}\n\n"
+                 "Weather in Paris?<|eot_id|>"
+                 "<|start_header_id|>assistant<|end_header_id|>\n\n{\"name\": \"get_weather\", \"parameters\": "
+                 "{\"city\": \"Paris\"}}\n{\"name\": \"time\", \"parameters\": {}}<|eot_id|>"
+                 "<|start_header_id|>ipython<|end_header_id|>\n\n{\"temp\": 21}<|eot_id|>"
+                 "<|start_header_id|>ipython<|end_header_id|>\n\n12:00<|eot_id|>"
+                 "<|start_header_id|>user<|end_header_id|>\n\nThanks<|eot_id|>"
+                 "<|start_header_id|>assistant<|end_header_id|>\n\n");
+    ASSERT_STR_EQ(chat_tool_call_open(CHAT_FORMAT_LLAMA3), "");
+    ASSERT_STR_EQ(chat_tool_arguments_key(CHAT_FORMAT_LLAMA3), "parameters");
+    ASSERT_EQ(chat_tools_indent(CHAT_FORMAT_LLAMA3), 4);
+}
+
+static void test_tools_llama2(void)
+{
+    const char *tools[] = {TOOL_T};
+    expect_tools(CHAT_FORMAT_LLAMA2, round_trip, rt_per_msg, N(round_trip), tools, 1,
+                 "[INST] <<SYS>>\nBe brief.\n\n"
+                 HERMES_TOOLS("\n{\"type\": \"function\", \"function\": {\"name\": \"time\"}}")
+                 "\n<</SYS>>\n\nWeather in Paris? [/INST] Checking.\n<tool_call>\n{\"name\": \"get_weather\", "
+                 "\"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n<tool_call>\n{\"name\": \"time\", \"arguments\": "
+                 "{}}\n</tool_call> </s><s>[INST] <tool_response>\n{\"temp\": 21}\n</tool_response>\n<tool_response>\n"
+                 "12:00\n</tool_response> [/INST]<s>[INST] Thanks [/INST]");
+    /* tools and no system message; the tools alone (no user turn yet) */
+    const struct chat_message u[] = {{"user", "hi"}};
+    expect_tools(CHAT_FORMAT_LLAMA2, u, NULL, 1, tools, 1,
+                 "[INST] <<SYS>>\n" HERMES_TOOLS("\n{\"type\": \"function\", \"function\": {\"name\": \"time\"}}")
+                 "\n<</SYS>>\n\nhi [/INST]");
+    ASSERT_STR_EQ(chat_tool_call_open(CHAT_FORMAT_LLAMA2), "<tool_call>\n");
+}
+
+static void test_tools_errors(void)
+{
+    char *out = (char *)0x1;
+    const struct chat_message u[] = {{"user", "hi"}};
+    const struct chat_tool_calls on_user[] = {{rt_calls, 1}};
+    ASSERT_EQ(chat_render_tools(CHAT_FORMAT_CHATML, u, on_user, 1, NULL, 0, true, &out), SA_ERR_INVALID_ARG);
+    ASSERT_TRUE(out == NULL);
+    const char *null_tool[] = {NULL};
+    ASSERT_EQ(chat_render_tools(CHAT_FORMAT_LLAMA3, u, NULL, 1, null_tool, 1, true, &out), SA_ERR_INVALID_ARG);
+    ASSERT_EQ(chat_render_tools(CHAT_FORMAT_LLAMA2, u, NULL, 1, NULL, 1, true, &out), SA_ERR_INVALID_ARG);
+    const struct chat_message a[] = {{"assistant", ""}};
+    const struct chat_tool_call bad_call[] = {{"f", NULL}};
+    const struct chat_tool_calls bc[] = {{bad_call, 1}};
+    ASSERT_EQ(chat_render_tools(CHAT_FORMAT_CHATML, a, bc, 1, NULL, 0, true, &out), SA_ERR_INVALID_ARG);
+    ASSERT_TRUE(out == NULL);
+}
+
 static void test_pick(void)
 {
     enum chat_format f = 0;
@@ -150,7 +272,7 @@ static void test_errors(void)
     ASSERT_EQ(f, CHAT_FORMAT_CHATML); /* untouched on error */
 
     char *out = (char *)0x1;
-    const struct chat_message bad_role[] = {{"user", "a"}, {"tool", "b"}};
+    const struct chat_message bad_role[] = {{"user", "a"}, {"function", "b"}};
     for (int fmt = CHAT_FORMAT_LLAMA2; fmt <= CHAT_FORMAT_LLAMA3; fmt++) {
         ASSERT_EQ(chat_render((enum chat_format)fmt, bad_role, 2, true, &out), SA_ERR_INVALID_ARG);
         ASSERT_TRUE(out == NULL);
@@ -193,6 +315,10 @@ int main(void)
     TEST_RUN(test_llama2);
     TEST_RUN(test_chatml);
     TEST_RUN(test_llama3);
+    TEST_RUN(test_tools_chatml);
+    TEST_RUN(test_tools_llama3);
+    TEST_RUN(test_tools_llama2);
+    TEST_RUN(test_tools_errors);
     TEST_RUN(test_pick);
     TEST_RUN(test_errors);
     TEST_RUN(test_long_content);

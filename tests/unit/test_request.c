@@ -313,14 +313,149 @@ static void test_unknown_fields_rejected(void)
         if (try_body(REQUEST_COMPLETION, body, &e) == SA_ERR_INVALID_ARG) ASSERT_STR_EQ(e.code, "unsupported_parameter");
     }
     static const char *const chat_bad[][2] = {
-        {"\"prompt\":5", "prompt"}, {"\"echo\":true", "echo"}, {"\"tools\":[]", "tools"},
-        {"\"tool_choice\":\"auto\"", "tool_choice"}, {"\"functions\":[]", "functions"},
+        {"\"prompt\":5", "prompt"}, {"\"echo\":true", "echo"}, {"\"functions\":[]", "functions"},
+        {"\"function_call\":\"auto\"", "function_call"},
     };
     for (size_t i = 0; i < sizeof chat_bad / sizeof chat_bad[0]; i++) {
         char body[256];
         snprintf(body, sizeof body, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],%s}", chat_bad[i][0]);
         EXPECT_BAD(REQUEST_CHAT, body, chat_bad[i][1]);
     }
+}
+
+/* Function calling: tools, tool_choice, parallel_tool_calls, the tool role and
+ * assistant tool_calls read; each bad value a 400 naming it with its code. */
+#define TOOL_W "{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"description\":\"d\",\"strict\":true," \
+               "\"parameters\":{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}}}}}"
+#define TOOL_T "{\"type\":\"function\",\"function\":{\"name\":\"t-2_x\"}}"
+#define USER "{\"role\":\"user\",\"content\":\"a\"}"
+#define CALL(id) "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"" id "\",\"type\":\"function\"," \
+                 "\"function\":{\"name\":\"get_weather\",\"arguments\":\"{\\\"city\\\": \\\"Paris\\\"}\"}}]}"
+static void expect_chat_error(const char *body, const char *param, const char *code)
+{
+    struct api_error e;
+    int rc = try_body(REQUEST_CHAT, body, &e);
+    ASSERT_EQ(rc, SA_ERR_INVALID_ARG);
+    if (rc != SA_ERR_INVALID_ARG) return;
+    if (strcmp(e.param, param) != 0 || strcmp(e.code ? e.code : "", code) != 0)
+        TEST_FAIL_("%s: param %s code %s (want %s %s): %s", body, e.param, e.code, param, code, e.message);
+}
+
+static void test_tools(void)
+{
+    struct api_request r;
+    struct api_error e;
+    const char *b = "{\"messages\":[" USER "," CALL("c1") ",{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":"
+                    "[{\"type\":\"text\",\"text\":\"sun\"}]}],\"tools\":[" TOOL_W "," TOOL_T "],"
+                    "\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"t-2_x\"}},\"parallel_tool_calls\":false}";
+    ASSERT_OK(parse_kind(REQUEST_CHAT, b, strlen(b), &r, &e));
+    ASSERT_EQ(r.n_tools, 2);
+    if (r.n_tools == 2) {
+        ASSERT_STR_EQ(r.tools[0].name, "get_weather");
+        ASSERT_STR_EQ(r.tools[0].parameters, "{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}}}");
+        ASSERT_TRUE(r.tools[1].parameters == NULL);
+        ASSERT_CONTAINS(r.tools[0].json, "\"description\":\"d\"");
+    }
+    ASSERT_EQ(r.tool_choice, TOOL_CHOICE_NAMED);
+    ASSERT_EQ(r.tool_choice_index, 1);
+    ASSERT_TRUE(!r.parallel_tool_calls);
+    ASSERT_EQ(r.n_messages, 3);
+    if (r.n_messages == 3) {
+        ASSERT_STR_EQ(r.messages[1].content, "");
+        ASSERT_EQ(r.messages[1].n_tool_calls, 1);
+        if (r.messages[1].n_tool_calls == 1) {
+            ASSERT_STR_EQ(r.messages[1].tool_calls[0].id, "c1");
+            ASSERT_STR_EQ(r.messages[1].tool_calls[0].arguments, "{\"city\": \"Paris\"}"); /* re-serialised */
+        }
+        ASSERT_STR_EQ(r.messages[2].role, "tool");
+        ASSERT_STR_EQ(r.messages[2].tool_call_id, "c1");
+        ASSERT_STR_EQ(r.messages[2].content, "sun");
+    }
+    request_free(&r);
+    /* defaults: tools -> auto, none -> none; "tools": [] is no tools */
+    b = "{\"messages\":[" USER "],\"tools\":[" TOOL_T "]}";
+    ASSERT_OK(parse_kind(REQUEST_CHAT, b, strlen(b), &r, &e));
+    ASSERT_EQ(r.tool_choice, TOOL_CHOICE_AUTO);
+    ASSERT_TRUE(r.parallel_tool_calls);
+    request_free(&r);
+    EXPECT_OK(REQUEST_CHAT, "{\"messages\":[" USER "],\"tools\":[],\"tool_choice\":\"none\"}");
+    EXPECT_OK(REQUEST_CHAT, "{\"messages\":[" USER "],\"tools\":[" TOOL_T "],\"tool_choice\":\"required\"}");
+
+    static const char *const bad[][3] = {
+        {"\"tools\":{}", "tools", "invalid_type"},
+        {"\"tools\":[5]", "tools[0]", "invalid_type"},
+        {"\"tools\":[{\"type\":\"code\",\"function\":{\"name\":\"f\"}}]", "tools[0].type", "invalid_value"},
+        {"\"tools\":[{\"type\":\"function\",\"function\":{}}]", "tools[0].function.name", "missing_required_parameter"},
+        {"\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get weather\"}}]", "tools[0].function.name", "invalid_value"},
+        {"\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f.g\"}}]", "tools[0].function.name", "invalid_value"},
+        {"\"tools\":[" TOOL_T "," TOOL_T "]", "tools[1].function.name", "invalid_value"},
+        {"\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{\"type\":\"object\","
+         "\"properties\":{\"s\":{\"type\":\"string\",\"pattern\":\"^a\"}}}}}]", "tools[0].function.parameters", "unsupported_schema"},
+        {"\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{\"type\":\"string\"}}}]",
+         "tools[0].function.parameters", "invalid_value"},
+        {"\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":[]}}]", "tools[0].function.parameters", "invalid_type"},
+        {"\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"strict\":1}}]", "tools[0].function.strict", "invalid_type"},
+        {"\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"examples\":[]}}]", "tools[0].function.examples", "unsupported_parameter"},
+        {"\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"},\"cache\":1}]", "tools[0]", "unsupported_parameter"},
+        {"\"tool_choice\":\"auto\"", "tool_choice", "invalid_value"},
+        {"\"tools\":[" TOOL_T "],\"tool_choice\":\"any\"", "tool_choice", "invalid_value"},
+        {"\"tools\":[" TOOL_T "],\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"nope\"}}", "tool_choice", "invalid_value"},
+        {"\"tools\":[" TOOL_T "],\"tool_choice\":{\"type\":\"function\"}", "tool_choice", "invalid_type"},
+        {"\"tools\":[" TOOL_T "],\"parallel_tool_calls\":\"yes\"", "parallel_tool_calls", "invalid_type"},
+        {"\"tools\":[" TOOL_T "],\"tool_choice\":\"required\",\"response_format\":{\"type\":\"json_object\"}", "tool_choice", "invalid_value"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char body[1024];
+        snprintf(body, sizeof body, "{\"messages\":[" USER "],%s}", bad[i][0]);
+        expect_chat_error(body, bad[i][1], bad[i][2]);
+    }
+    /* messages */
+    expect_chat_error("{\"messages\":[" USER ",{\"role\":\"tool\",\"content\":\"x\"}]}", "messages[1].tool_call_id",
+                      "missing_required_parameter");
+    expect_chat_error("{\"messages\":[" USER ",{\"role\":\"tool\",\"tool_call_id\":\"zz\",\"content\":\"x\"}]}",
+                      "messages[1].tool_call_id", "invalid_value");
+    expect_chat_error("{\"messages\":[" USER "," CALL("c1") ",{\"role\":\"tool\",\"tool_call_id\":\"c1\"}]}",
+                      "messages[2].content", "invalid_type");
+    expect_chat_error("{\"messages\":[{\"role\":\"user\",\"content\":\"a\",\"tool_call_id\":\"c\"}]}", "messages[0].tool_call_id",
+                      "invalid_value");
+    expect_chat_error("{\"messages\":[{\"role\":\"user\",\"content\":\"a\",\"tool_calls\":[]}]}", "messages[0].tool_calls",
+                      "invalid_value");
+    expect_chat_error("{\"messages\":[" USER "," CALL("c1") "," CALL("c1") "]}", "messages[2].tool_calls[0].id", "invalid_value");
+    expect_chat_error("{\"messages\":[{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"c\",\"type\":\"function\","
+                      "\"function\":{\"name\":\"f\",\"arguments\":\"{not json\"}}]}]}",
+                      "messages[0].tool_calls[0].function.arguments", "invalid_value");
+    expect_chat_error("{\"messages\":[{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"c\",\"type\":\"function\","
+                      "\"function\":{\"name\":\"f\",\"arguments\":{}}}]}]}",
+                      "messages[0].tool_calls[0].function.arguments", "invalid_type");
+    expect_chat_error("{\"messages\":[{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"c\",\"type\":\"function\","
+                      "\"function\":{\"name\":\"a b\",\"arguments\":\"{}\"}}]}]}",
+                      "messages[0].tool_calls[0].function.name", "invalid_value");
+    expect_chat_error("{\"messages\":[{\"role\":\"assistant\",\"tool_calls\":[{\"type\":\"function\","
+                      "\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]}]}",
+                      "messages[0].tool_calls[0].id", "invalid_type");
+    /* at most REQUEST_MAX_CONV_TOOL_CALLS calls in all the messages: 9 x 128 is over */
+    size_t cap = 200000, len = 0;
+    char *big = malloc(cap);
+    ASSERT_TRUE(big != NULL);
+    if (big) {
+        len += (size_t)snprintf(big + len, cap - len, "{\"messages\":[" USER);
+        for (int m = 0; m < 9; m++) {
+            len += (size_t)snprintf(big + len, cap - len, ",{\"role\":\"assistant\",\"tool_calls\":[");
+            for (int k = 0; k < REQUEST_MAX_TOOL_CALLS; k++)
+                len += (size_t)snprintf(big + len, cap - len,
+                                        "%s{\"id\":\"c%d_%d\",\"type\":\"function\",\"function\":{\"name\":\"f\","
+                                        "\"arguments\":\"{}\"}}",
+                                        k ? "," : "", m, k);
+            len += (size_t)snprintf(big + len, cap - len, "]}");
+        }
+        snprintf(big + len, cap - len, "]}");
+        expect_chat_error(big, "messages[9].tool_calls", "invalid_value");
+        free(big);
+    }
+    /* tools on completions: not implemented there */
+    struct api_error ce;
+    ASSERT_EQ(try_body(REQUEST_COMPLETION, "{\"prompt\":\"a\",\"tools\":[" TOOL_T "]}", &ce), SA_ERR_INVALID_ARG);
+    ASSERT_STR_EQ(ce.code, "unsupported_parameter");
 }
 
 /* logit_bias, ignore_eos, min_tokens, stop_token_ids: read, and each bad value a 400 naming it. */
@@ -736,6 +871,7 @@ int main(void)
     TEST_RUN(test_defaults);
     TEST_RUN(test_values_read);
     TEST_RUN(test_unknown_fields_rejected);
+    TEST_RUN(test_tools);
     TEST_RUN(test_token_controls);
     TEST_RUN(test_prompt_variants);
     TEST_RUN(test_prompt_sizes);
