@@ -550,7 +550,7 @@ int schema_to_gbnf_rules(json_t *schema, const char *prefix, char **rules, char 
         sb_printf(&c.out, "%s ::= %sn%u\n", prefix, prefix, root);
         if (c.out.oom)
             rc = SA_ERR_NOMEM;
-        else if (c.out.n > GRAMMAR_MAX_TEXT)
+        else if (c.out.n > ENGINE_GRAMMAR_MAX_TEXT)
             rc = sa_errf(SA_ERR_TOO_LARGE, msg, msg_len, "json_schema: the schema's grammar is too large");
     }
     if (rc) {
