@@ -184,13 +184,19 @@ static void handle_detokenize(struct api *a, struct http_request *r)
     api__send_json(a, r, METRICS_EP_TOKENIZE, 200, json, len, NULL); /* NULL: 503 out_of_memory */
 }
 
+/* 200 {"status": "ok"} once loaded (llama-server's shape); not ready, the error
+ * object of every other 503 (llama-server answers its error object while
+ * loading too): server_unavailable, the message saying loading or draining. */
 static void handle_health(struct api *a, struct http_request *r)
 {
-    char body[256];
-    const bool ready = a->e && !a->draining;
-    int n = snprintf(body, sizeof body, "{\"status\": \"%s\"}", !a->e ? "loading" : a->draining ? "draining" : "ok");
-    http_respond(r, ready ? 200 : 503, "application/json", body, (size_t)n, NULL);
-    metrics_request_done(a->metrics, METRICS_EP_HEALTH, ready ? 200 : 503, http_age_s(r));
+    if (!a->e || a->draining) {
+        api__send_http_error(a, r, METRICS_EP_HEALTH, RESPONSE_HTTP_UNAVAILABLE, NULL,
+                             !a->e ? "the model is loading" : "the server is shutting down (draining after SIGTERM)");
+        return;
+    }
+    static const char body[] = "{\"status\": \"ok\"}";
+    http_respond(r, 200, "application/json", body, sizeof body - 1, NULL);
+    metrics_request_done(a->metrics, METRICS_EP_HEALTH, 200, http_age_s(r));
 }
 
 static void handle_metrics(struct api *a, struct http_request *r)

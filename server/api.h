@@ -29,8 +29,8 @@ struct http_server;
 struct uv_loop_s;
 
 /* The configuration is borrowed and must outlive the api. Until api_set_engine
- * the api answers every request 503 (the model is loading), /health 503
- * {"status": "loading"}, /metrics without the engine's figures. */
+ * the api answers every request 503 server_unavailable (the model is loading),
+ * /health too, /metrics without the engine's figures. */
 struct api *api_create(struct uv_loop_s *loop, const struct config *cfg);
 /* The loaded engine (borrowed; must outlive the api): requests are served from now on. */
 void api_set_engine(struct api *a, struct engine *e);

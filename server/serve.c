@@ -213,7 +213,7 @@ int serve_main(int argc, char **argv)
     s->sigterm.data = s->sigint.data = s->drain_check.data = s->grace.data = s->loaded.data = s;
     uv_signal_start(&s->sigterm, on_signal, SIGTERM);
     uv_signal_start(&s->sigint, on_signal, SIGINT);
-    /* /health answers 503 {"status": "loading"} while the model loads on its own thread */
+    /* /health answers 503 server_unavailable while the model loads on its own thread */
     SA_LOGI("listening on http://%s:%u; loading %s", s->cfg.host, (unsigned)http_port(s->http), s->cfg.model);
     fflush(stderr);
     s->loading = true;

@@ -36,7 +36,8 @@ let model = null; // GET /v1/models data[0]
 async function loadModel() {
   const h = await fetch("/health");
   const hj = await h.json();
-  $("health").textContent = hj.status;
+  // 200 {"status": "ok"}; 503 the error object (loading or draining)
+  $("health").textContent = h.ok ? hj.status : /loading/.test(hj.error.message) ? "loading" : "unavailable";
   $("health").className = "pill " + (h.ok ? "ok" : "warn");
   if (!h.ok) { setTimeout(loadModel, 1000); return; }
   const res = await api("/v1/models");
