@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test_browser.sh - the web page at / in a real browser: headless Debian chromium
-# (make deps: package chromium) driven by playwright-core (pinned in package.json /
+# (make deps: package chromium) driven by playwright-core (pinned in tests/http/package.json /
 # package-lock.json, installed by `npm ci` when missing; Playwright's own browsers are
 # never downloaded) against a real saserve serving stories260K and the committed phiDNN
 # model on 127.0.0.1. The checks are tests/http/browser.mjs (see its header).
@@ -34,11 +34,11 @@ fail_now() { echo "FAIL $*"; echo "0 passed, 1 failed"; exit 1; }
 [ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] ||
     fail_now "Fashion-MNIST not installed (make deps installs dataset-fashion-mnist)"
 command -v node >/dev/null 2>&1 || fail_now "node is not installed (Debian packages nodejs and npm)"
-if [ ! -f node_modules/playwright-core/package.json ]; then
-    timeout 300 npm ci --no-audit --no-fund >"$TMP/npm.log" 2>&1 || { tail -n 20 "$TMP/npm.log"; fail_now "npm ci failed"; }
+if [ ! -f tests/http/node_modules/playwright-core/package.json ]; then
+    timeout 300 npm ci --prefix tests/http --no-audit --no-fund >"$TMP/npm.log" 2>&1 || { tail -n 20 "$TMP/npm.log"; fail_now "npm ci failed"; }
 fi
-want=$(node -p 'require("./package-lock.json").packages["node_modules/playwright-core"].version')
-have=$(node -p 'require("./node_modules/playwright-core/package.json").version')
+want=$(node -p 'require("./tests/http/package-lock.json").packages["node_modules/playwright-core"].version')
+have=$(node -p 'require("./tests/http/node_modules/playwright-core/package.json").version')
 [ "$want" = "$have" ] || fail_now "playwright-core $have installed, $want locked (run npm ci)"
 mkdir -p "$(dirname "$SHOT")"
 rm -f "$SHOT"

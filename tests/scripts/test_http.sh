@@ -884,7 +884,7 @@ D=$PORT_D
 TOOLS='[{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city", "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 12}, "days": {"type": "integer"}, "unit": {"enum": ["C", "F"]}}, "required": ["city", "days"], "additionalProperties": false}}}, {"type": "function", "function": {"name": "get_time"}}]'
 printf '%s' "$TOOLS" >"$TMP/tools.json"
 TOOLCHK=tests/http/validate_tool_calls.mjs
-if command -v node >/dev/null && { [ -d node_modules/ajv ] || npm ci --no-audit --no-fund >/dev/null 2>&1; }; then
+if command -v node >/dev/null && { [ -d tests/http/node_modules/ajv ] || npm ci --prefix tests/http --no-audit --no-fund >/dev/null 2>&1; }; then
     ASK='"messages": [{"role": "user", "content": "What is the weather in Paris?"}]'
     post $D tools_named /v1/chat/completions "{$ASK, \"tools\": $TOOLS, \"tool_choice\": {\"type\": \"function\", \"function\": {\"name\": \"get_weather\"}}, \"max_tokens\": 300, \"seed\": 1}"
     check "tool_choice names get_weather: finish tool_calls, calls of it only, arguments parse and fit its schema (ajv)" \

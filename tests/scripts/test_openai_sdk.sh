@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # test_openai_sdk.sh - saserve through the official OpenAI Node SDK (openai v4,
-# pinned in package.json / package-lock.json): completions (plain, streamed,
+# pinned in tests/http/package.json / package-lock.json): completions (plain, streamed,
 # echo + logprobs scoring the prompt, max_tokens 0),
 # chat completions (plain, streamed), models.list, errors as SDK exceptions,
 # the extra `cache` field, ?share= through the SDK's query option.
 #
-# Installs the SDK with `npm ci` when node_modules/openai is missing, starts
+# Installs the SDK with `npm ci` when tests/http/node_modules/openai is missing, starts
 # build/saserve with --api-key x on a free loopback port, runs
 # tests/http/openai_sdk.mjs and kills the server in a trap.
 #
@@ -49,8 +49,8 @@ if [ "$node_major" -lt 18 ]; then
     bad "node $(node --version) is too old for the openai v4 SDK (needs 18 or later)"
     finish
 fi
-if [ ! -f node_modules/openai/package.json ]; then
-    if timeout 300 npm ci --no-audit --no-fund >"$LOG" 2>&1; then
+if [ ! -f tests/http/node_modules/openai/package.json ]; then
+    if timeout 300 npm ci --prefix tests/http --no-audit --no-fund >"$LOG" 2>&1; then
         ok "npm ci installed the pinned SDK"
     else
         bad "npm ci failed:"
@@ -58,8 +58,8 @@ if [ ! -f node_modules/openai/package.json ]; then
         finish
     fi
 fi
-want=$(node -p 'require("./package-lock.json").packages["node_modules/openai"].version')
-have=$(node -p 'require("./node_modules/openai/package.json").version')
+want=$(node -p 'require("./tests/http/package-lock.json").packages["node_modules/openai"].version')
+have=$(node -p 'require("./tests/http/node_modules/openai/package.json").version')
 if [ "$want" = "$have" ]; then ok "openai SDK $have installed (as locked)"; else bad "openai SDK $have installed, $want locked (run npm ci)"; fi
 
 if [ ! -x "$SASERVE" ] || [ ! -f "$MODEL" ]; then

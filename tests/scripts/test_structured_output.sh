@@ -4,7 +4,7 @@
 # schema of tests/fixtures/schemas/ with stories260K through the engine (the
 # converter of server/schema.c, the engine's grammar mask), and
 # tests/http/validate_structured.mjs validates each completed one with ajv
-# (pinned in package.json; installed with `npm ci` when missing).
+# (pinned in tests/http/package.json; installed with `npm ci` when missing).
 # Environment: BUILD (default build), SHARED (default ../shared), RUNS (default 8).
 set -u
 cd "$(dirname "$0")/../.." || exit 1
@@ -15,7 +15,7 @@ MODEL=$SHARED/models/stories260K/stories260K.gguf
 for tool in node npm; do
     command -v $tool >/dev/null || { echo "FAIL $tool is not installed"; exit 1; }
 done
-[ -d node_modules/ajv ] || npm ci --no-audit --no-fund >/dev/null 2>&1 || { echo "FAIL npm ci"; exit 1; }
+[ -d tests/http/node_modules/ajv ] || npm ci --prefix tests/http --no-audit --no-fund >/dev/null 2>&1 || { echo "FAIL npm ci"; exit 1; }
 [ -x "$BUILD/tools/structured_gen" ] || { echo "FAIL $BUILD/tools/structured_gen is not built"; exit 1; }
 out=$(mktemp "${TMPDIR:-/tmp}/structured.XXXXXX")
 trap 'rm -f "$out"' EXIT
