@@ -497,6 +497,199 @@ void gemm_matmul(enum quant_isa isa, struct workers *pool, enum quant_type t, co
     workers_run(pool, gemm_worker, &g);
 }
 
+/* ---- the load-time layout (repack.h, "R16"): Q4_0 / Q8_0 groups of 16 rows ---- */
+
+/* One group (16 rows, any nr <= 16 of them stored) x tokens [t0, t0 + nt):
+ * y[t][r] = sum_b d[b][r] * (idot * xd + z * xa), idot = sum codes * xq,
+ * z = -8 (Q4_0) or -128 (Q8_0). The scalar and AVX-512 kernels do the same
+ * operations in the same order (bit-identical). */
+static void r16_tile_scalar(enum quant_type t, const uint8_t *grp, const struct q8_acts *x, size_t t0, int nt,
+                            float *y, size_t ys, int nr)
+{
+    const bool q8 = t == QUANT_Q8_0;
+    const size_t nb = x->nb, cb = q8 ? 512 : 256;
+    const uint16_t *dp = (const uint16_t *)(const void *)grp;
+    const uint8_t *cp = grp + nb * REPACK_ROWS * sizeof(uint16_t);
+    const float z = q8 ? -128.0f : -8.0f;
+    for (int tt = 0; tt < nt; tt++) {
+        const int8_t *xq = x->q + (t0 + (size_t)tt) * x->n_in;
+        const float *xd = x->d + (t0 + (size_t)tt) * nb, *xa = x->a + (t0 + (size_t)tt) * nb;
+        for (int r = 0; r < nr; r++) {
+            float acc = 0;
+            for (size_t b = 0; b < nb; b++) {
+                const uint8_t *c = cp + b * cb;
+                const int8_t *xb = xq + b * QUANT_BLOCK;
+                int32_t idot = 0;
+                if (q8) {
+                    for (int k = 0; k < 8; k++)
+                        for (int j = 0; j < 4; j++) idot += (int32_t)c[k * 64 + r * 4 + j] * xb[4 * k + j];
+                } else {
+                    for (int i = 0; i < 4; i++)
+                        for (int j = 0; j < 4; j++) {
+                            int v = c[i * 64 + r * 4 + j];
+                            idot += (int32_t)(v & 0x0f) * xb[4 * i + j] + (int32_t)(v >> 4) * xb[16 + 4 * i + j];
+                        }
+                }
+                float f = fmaf((float)idot, xd[b], z * xa[b]);
+                acc = fmaf(quant_f16_to_f32(dp[b * REPACK_ROWS + (size_t)r]), f, acc);
+            }
+            y[(size_t)tt * ys + (size_t)r] = acc;
+        }
+    }
+}
+
+#ifdef GEMM_AVX512
+static ALWAYS_INLINE void r16_tile_avx512(const bool Q8, const uint8_t *grp, const struct q8_acts *x, size_t t0,
+                                          const int NT, float *y, size_t ys, __mmask16 m)
+{
+    const size_t nb = x->nb, cb = Q8 ? 512 : 256;
+    const uint16_t *dp = (const uint16_t *)(const void *)grp;
+    const uint8_t *cp = grp + nb * REPACK_ROWS * sizeof(uint16_t);
+    const float z = Q8 ? -128.0f : -8.0f;
+    const __m512i lo4 = _mm512_set1_epi8(0x0f);
+    __m512 acc[GEMM_NT_Q8];
+    const int8_t *xq[GEMM_NT_Q8];
+    const float *xd[GEMM_NT_Q8], *xa[GEMM_NT_Q8];
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) {
+        acc[t] = _mm512_setzero_ps();
+        xq[t] = x->q + (t0 + (size_t)t) * x->n_in;
+        xd[t] = x->d + (t0 + (size_t)t) * nb;
+        xa[t] = x->a + (t0 + (size_t)t) * nb;
+    }
+    for (size_t b = 0; b < nb; b++) {
+        const uint8_t *c = cp + b * cb;
+        __m512i w[8];
+        if (Q8) {
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) w[k] = _mm512_loadu_si512((const void *)(c + 64 * k));
+        } else {
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++) {
+                __m512i v = _mm512_loadu_si512((const void *)(c + 64 * i));
+                w[i] = _mm512_and_si512(v, lo4);
+                w[i + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4);
+            }
+        }
+        __m512 s = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(dp + b * REPACK_ROWS)));
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; t++) {
+            const int8_t *xb = xq[t] + b * QUANT_BLOCK;
+            __m512i ia = _mm512_setzero_si512(), ib = _mm512_setzero_si512(); /* two chains: half the latency */
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                int32_t v0, v1;
+                memcpy(&v0, xb + 4 * k, 4);
+                memcpy(&v1, xb + 16 + 4 * k, 4);
+                ia = _mm512_dpbusd_epi32(ia, w[k], _mm512_set1_epi32(v0));
+                ib = _mm512_dpbusd_epi32(ib, w[k + 4], _mm512_set1_epi32(v1));
+            }
+            __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(ia, ib)), _mm512_set1_ps(xd[t][b]),
+                                       _mm512_set1_ps(z * xa[t][b]));
+            acc[t] = _mm512_fmadd_ps(s, f, acc[t]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) _mm512_mask_storeu_ps(y + (size_t)t * ys, m, acc[t]);
+}
+
+#define R16_CASES(Q8)                                                          \
+    switch (nt) {                                                              \
+    case 1: r16_tile_avx512(Q8, grp, x, t0, 1, y, ys, m); break;               \
+    case 2: r16_tile_avx512(Q8, grp, x, t0, 2, y, ys, m); break;               \
+    case 3: r16_tile_avx512(Q8, grp, x, t0, 3, y, ys, m); break;               \
+    case 4: r16_tile_avx512(Q8, grp, x, t0, 4, y, ys, m); break;               \
+    case 5: r16_tile_avx512(Q8, grp, x, t0, 5, y, ys, m); break;               \
+    case 6: r16_tile_avx512(Q8, grp, x, t0, 6, y, ys, m); break;               \
+    case 7: r16_tile_avx512(Q8, grp, x, t0, 7, y, ys, m); break;               \
+    default: r16_tile_avx512(Q8, grp, x, t0, 8, y, ys, m); break;              \
+    }
+
+static void r16_tile_avx512_n(enum quant_type t, const uint8_t *grp, const struct q8_acts *x, size_t t0, int nt,
+                              float *y, size_t ys, int nr)
+{
+    __mmask16 m = (__mmask16)((1u << nr) - 1);
+    if (t == QUANT_Q8_0) {
+        R16_CASES(true)
+    } else {
+        R16_CASES(false)
+    }
+}
+#undef R16_CASES
+#endif
+
+struct r16_task {
+    enum quant_isa isa;
+    const struct gemm_mat *ms;
+    size_t n, n_in, T;
+    long gbase[GEMM_MAX_MATS + 1]; /* first group number of each matrix; gbase[n] = all groups */
+    struct q8_acts acts;
+    const struct gemm_scratch *s;
+};
+
+static void r16_worker(void *p, int ith, int nth)
+{
+    const struct r16_task *g = p;
+    long lo, hi;
+    workers_split(g->gbase[g->n], ith, nth, &lo, &hi);
+    uint8_t *panel = (uint8_t *)g->s->panels + (size_t)ith * g->s->panel_stride;
+    size_t m = 0;
+    for (long gi = lo; gi < hi; gi++) {
+        while (gi >= g->gbase[m + 1]) m++;
+        const struct gemm_mat *w = &g->ms[m];
+        size_t r0 = (size_t)(gi - g->gbase[m]) * REPACK_ROWS;
+        int nr = w->n_out - r0 < REPACK_ROWS ? (int)(w->n_out - r0) : REPACK_ROWS;
+        const uint8_t *grp = (const uint8_t *)w->data + r0 * w->row_bytes;
+        if (nr < REPACK_ROWS) { /* the matrix's last rows are plain: a zero-padded group per call */
+            repack_r16_group(w->t, w->data, w->row_bytes, g->n_in, r0, (size_t)nr, panel);
+            grp = panel;
+        }
+        for (size_t t0 = 0; t0 < g->T; t0 += GEMM_NT_Q8) {
+            int nt = g->T - t0 < GEMM_NT_Q8 ? (int)(g->T - t0) : GEMM_NT_Q8;
+            float *y = w->y + t0 * w->n_out + r0;
+#ifdef GEMM_AVX512
+            if (g->isa == QUANT_ISA_AVX512) {
+                r16_tile_avx512_n(w->t, grp, &g->acts, t0, nt, y, w->n_out, nr);
+                continue;
+            }
+#endif
+            r16_tile_scalar(w->t, grp, &g->acts, t0, nt, y, w->n_out, nr);
+        }
+    }
+}
+
+bool gemm_r16_supported(enum quant_isa isa, enum quant_type t)
+{
+    if (!repack_r16_type(t) || isa > quant_isa_max()) return false;
+    if (isa == QUANT_ISA_SCALAR) return true;
+#ifdef GEMM_AVX512
+    return isa == QUANT_ISA_AVX512;
+#else
+    return false;
+#endif
+}
+
+void gemm_matmul_r16(enum quant_isa isa, struct workers *pool, const struct gemm_mat *ms, size_t n, size_t n_in,
+                     const float *x, size_t T, const struct gemm_scratch *s)
+{
+    struct r16_task g = {.isa = isa, .ms = ms, .n = n, .n_in = n_in, .T = T, .s = s};
+    for (size_t i = 0; i < n; i++)
+        g.gbase[i + 1] = g.gbase[i] + (long)((ms[i].n_out + REPACK_ROWS - 1) / REPACK_ROWS);
+    size_t nb = n_in / QUANT_BLOCK;
+    char *a = s->act;
+    g.acts.q = (int8_t *)a;
+    g.acts.d = (float *)(void *)(a + align64(T * n_in));
+    g.acts.a = (float *)(void *)(a + align64(T * n_in) + align64(T * nb * sizeof(float)));
+    g.acts.n_in = n_in;
+    g.acts.nb = nb;
+    struct gemm_task qt = {.x = x, .n_in = n_in, .T = T, .acts = g.acts};
+    if (T > 2)
+        workers_run(pool, quant_worker, &qt);
+    else /* a row or two: quantised here, not worth a thread hand-off */
+        quant_worker(&qt, 0, 1);
+    workers_run(pool, r16_worker, &g);
+}
+
 /* ---- machine ceilings ---- */
 
 #ifdef GEMM_AVX512

@@ -79,6 +79,33 @@ struct gemm_scratch {
 void gemm_matmul(enum quant_isa isa, struct workers *pool, enum quant_type t, const void *data, size_t row_bytes,
                  size_t n_in, size_t n_out, const float *x, size_t T, float *y, const struct gemm_scratch *s);
 
+/* ---- weights in the load-time layout (repack.h: Q4_0 / Q8_0 groups of 16 rows) ----
+ * One product for every row count, decode (1 row) to prefill chunks: the
+ * activations are quantised per block of 32 as above (on the caller for 1-2
+ * rows, else on the pool), then the threads split the 16-row groups of all the
+ * matrices (numbered one after the other) and run a 16-row x up-to-8-token VNNI
+ * tile on each group in place, nibbles unpacked in registers (no per-call
+ * packing); a matrix's last n_out % 16 plain rows are packed per call into a
+ * zero-padded group in the thread's panel scratch. Per block:
+ *   y += d_w * (idot * d_x + z * a_x),  z = -8 (Q4_0) or -128 (Q8_0)
+ * in the same order in the scalar and AVX-512 kernels (bit-identical), and the
+ * same for a row whatever the other rows of the batch (batched = alone). */
+#define GEMM_MAX_MATS 4
+struct gemm_mat {
+    enum quant_type t;  /* Q8_0 or Q4_0 (repack_r16_type) */
+    const void *data;   /* rows in the load-time layout (the tail rows plain) */
+    size_t row_bytes, n_out;
+    float *y;           /* [T][n_out] */
+};
+
+/* true if weights of type t in the load-time layout have a kernel at isa. */
+bool gemm_r16_supported(enum quant_isa isa, enum quant_type t);
+
+/* ms[i].y = x [T][n_in] . W_i^T for n <= GEMM_MAX_MATS matrices sharing n_in
+ * (the activations are quantised once for all of them). */
+void gemm_matmul_r16(enum quant_isa isa, struct workers *pool, const struct gemm_mat *ms, size_t n, size_t n_in,
+                     const float *x, size_t T, const struct gemm_scratch *s);
+
 /* The activation quantisation of the integer kernels, exposed for the tests:
  * x [n] (n a multiple of 32) -> q [n], d [n / 32], a [n / 32] (a = d * sum q). */
 void gemm_quantize_act(const float *x, size_t n, int8_t *q, float *d, float *a);

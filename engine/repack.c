@@ -231,3 +231,68 @@ void repack_unpack_row(enum quant_type t, const void *panel, size_t n_in, int r,
         }
     }
 }
+
+/* ---- load-time layout (repack.h) ---- */
+
+bool repack_r16_type(enum quant_type t) { return t == QUANT_Q8_0 || t == QUANT_Q4_0; }
+
+static size_t r16_code_bytes(enum quant_type t) { return t == QUANT_Q8_0 ? 512 : 256; }
+
+void repack_r16_group(enum quant_type t, const void *data, size_t row_bytes, size_t n_in, size_t r0, size_t nr,
+                      void *out)
+{
+    size_t nb = n_in / QUANT_BLOCK, cb = r16_code_bytes(t);
+    uint16_t *d = out;
+    uint8_t *codes = (uint8_t *)out + nb * REPACK_ROWS * sizeof(uint16_t);
+    for (size_t r = 0; r < REPACK_ROWS; r++) {
+        const char *row = r < nr ? (const char *)data + (r0 + r) * row_bytes : NULL;
+        for (size_t b = 0; b < nb; b++) {
+            uint8_t *c = codes + b * cb;
+            if (!row) {
+                d[b * REPACK_ROWS + r] = 0;
+                for (size_t k = 0; k < cb / 64; k++) memset(c + k * 64 + r * 4, t == QUANT_Q8_0 ? 0x80 : 0, 4);
+                continue;
+            }
+            if (t == QUANT_Q8_0) {
+                const struct quant_block_q8_0 *x = (const struct quant_block_q8_0 *)(const void *)row + b;
+                d[b * REPACK_ROWS + r] = x->d;
+                for (int k = 0; k < 8; k++)
+                    for (int j = 0; j < 4; j++) c[k * 64 + r * 4 + (size_t)j] = (uint8_t)(x->qs[4 * k + j] ^ 0x80);
+            } else {
+                const struct quant_block_q4_0 *x = (const struct quant_block_q4_0 *)(const void *)row + b;
+                d[b * REPACK_ROWS + r] = x->d;
+                for (int i = 0; i < 4; i++) memcpy(c + i * 64 + r * 4, x->qs + 4 * i, 4);
+            }
+        }
+    }
+}
+
+void repack_r16_unpack_row(enum quant_type t, const void *group, size_t n_in, int r, void *row)
+{
+    size_t nb = n_in / QUANT_BLOCK, cb = r16_code_bytes(t);
+    const uint16_t *d = group;
+    const uint8_t *codes = (const uint8_t *)group + nb * REPACK_ROWS * sizeof(uint16_t);
+    for (size_t b = 0; b < nb; b++) {
+        const uint8_t *c = codes + b * cb;
+        if (t == QUANT_Q8_0) {
+            struct quant_block_q8_0 *x = (struct quant_block_q8_0 *)row + b;
+            x->d = d[b * REPACK_ROWS + (size_t)r];
+            for (int k = 0; k < 8; k++)
+                for (int j = 0; j < 4; j++) x->qs[4 * k + j] = (int8_t)(c[k * 64 + r * 4 + j] ^ 0x80);
+        } else {
+            struct quant_block_q4_0 *x = (struct quant_block_q4_0 *)row + b;
+            x->d = d[b * REPACK_ROWS + (size_t)r];
+            for (int i = 0; i < 4; i++) memcpy(x->qs + 4 * i, c + i * 64 + r * 4, 4);
+        }
+    }
+}
+
+void repack_r16_matrix(enum quant_type t, void *data, size_t row_bytes, size_t n_in, size_t n_out, void *tmp)
+{
+    size_t gb = REPACK_ROWS * row_bytes;
+    for (size_t r0 = 0; r0 + REPACK_ROWS <= n_out; r0 += REPACK_ROWS) {
+        char *g = (char *)data + r0 * row_bytes;
+        repack_r16_group(t, g, row_bytes, n_in, 0, REPACK_ROWS, tmp);
+        memcpy(g, tmp, gb);
+    }
+}
