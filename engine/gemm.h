@@ -1,8 +1,9 @@
 /*
  * gemm.h - our own GEMM micro-kernels: y[t][o] = sum_i W[o][i] * x[t][i].
  *
- * Two kernel families, both on panels of 16 weight rows (layouts in repack.h)
- * packed once per call into per-thread scratch and then used for every token:
+ * Kernel families on panels of 16 weight rows (layouts in repack.h), packed
+ * once per call into per-thread scratch and then used for every token (except
+ * gemm_matmul_r16 below: Q8_0 / Q4_0 weights repacked once at load):
  *   - float (F32, F16 weights x F32 activations): a 4-row x 6-token register
  *     tile of 16-lane AVX-512 FMA partial sums over a K chunk of 1024 columns,
  *     reduced and added to y once per chunk (F32 weights are read in place,

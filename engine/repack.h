@@ -32,9 +32,11 @@
  * times a small integer is exact in float), so repack_unpack_row reproduces
  * quant_dequantize_row to within one rounding of the final s * q + o.
  *
- * The panels are built by the caller into its own scratch (gemm.c packs one
+ * These panels are built by the caller into its own scratch (gemm.c packs one
  * panel per output tile on the fly and reuses it for every token of the
- * call); all functions are pure and thread-safe.
+ * call): the path of every type above except Q8_0 / Q4_0 weights read into
+ * memory, which are repacked once at load into the compact layout at the end
+ * of this file instead. All functions are pure and thread-safe.
  */
 #ifndef SA_REPACK_H
 #define SA_REPACK_H
