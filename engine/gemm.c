@@ -10,6 +10,10 @@
 #include <string.h>
 #include <time.h>
 
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+#define GEMM_AVX2 1 /* the load-time layout's kernel without VNNI (gemm_matmul_r16) */
+#endif
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512VNNI__)
 #include <immintrin.h>
 #define GEMM_AVX512 1
@@ -618,6 +622,124 @@ static void r16_tile_avx512_n(enum quant_type t, const uint8_t *grp, const struc
 #undef R16_CASES
 #endif
 
+#ifdef GEMM_AVX2
+/* Rows [8 h, 8 h + 8) of a group (the h-th 32-byte half of every 64-byte vector)
+ * x NT tokens, 8 rows in the 32-bit lanes of a 256-bit vector. No VNNI: Q4_0
+ * codes (0..15) x int8 through maddubs (pairs <= 3810, eight summed in int16
+ * <= 30480: exact), Q8_0 as signed weights through maddubs(|w|, sign(x, w))
+ * (pairs <= 32512: exact) plus 128 * sum(x codes), so idot is the same integer
+ * as the other kernels and the float steps are the same: bit-identical. */
+static ALWAYS_INLINE void r16_half_avx2(const bool Q8, const uint8_t *grp, const struct q8_acts *x, size_t t0,
+                                        const int NT, float *y, size_t ys, int h, int nr)
+{
+    const size_t nb = x->nb, cb = Q8 ? 512 : 256;
+    const uint16_t *dp = (const uint16_t *)(const void *)grp;
+    const uint8_t *cp = grp + nb * REPACK_ROWS * sizeof(uint16_t) + 32 * (size_t)h;
+    const float z = Q8 ? -128.0f : -8.0f;
+    const __m256i lo4 = _mm256_set1_epi8(0x0f), ones16 = _mm256_set1_epi16(1), sign = _mm256_set1_epi8((char)0x80);
+    __m256 acc[4];
+    const int8_t *xq[4];
+    const float *xd[4], *xa[4];
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; t++) {
+        acc[t] = _mm256_setzero_ps();
+        xq[t] = x->q + (t0 + (size_t)t) * x->n_in;
+        xd[t] = x->d + (t0 + (size_t)t) * nb;
+        xa[t] = x->a + (t0 + (size_t)t) * nb;
+    }
+    for (size_t b = 0; b < nb; b++) {
+        const uint8_t *c = cp + b * cb;
+        __m256i w[8];
+        if (Q8) {
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++)
+                w[k] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)(c + 64 * k)), sign);
+        } else {
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++) {
+                __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(c + 64 * i));
+                w[i] = _mm256_and_si256(v, lo4);
+                w[i + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4);
+            }
+        }
+        __m256 s = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(dp + b * REPACK_ROWS + 8 * h)));
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) {
+            const int8_t *xb = xq[t] + b * QUANT_BLOCK;
+            __m256i ia;
+            if (Q8) {
+                ia = _mm256_setzero_si256();
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++) {
+                    int32_t v;
+                    memcpy(&v, xb + 4 * k, 4);
+                    __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(w[k]), _mm256_sign_epi8(_mm256_set1_epi32(v), w[k]));
+                    ia = _mm256_add_epi32(ia, _mm256_madd_epi16(p, ones16));
+                }
+                /* + 128 * sum of the block's activation codes: the u8 codes' dot */
+                __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)xb);
+                __m256i sx = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), xv), ones16);
+                __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sx), _mm256_extracti128_si256(sx, 1));
+                s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+                s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+                ia = _mm256_add_epi32(ia, _mm256_slli_epi32(_mm256_broadcastd_epi32(s4), 7));
+            } else {
+                __m256i p = _mm256_setzero_si256();
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++) {
+                    int32_t v0, v1;
+                    memcpy(&v0, xb + 4 * k, 4);
+                    memcpy(&v1, xb + 16 + 4 * k, 4);
+                    p = _mm256_add_epi16(p, _mm256_maddubs_epi16(w[k], _mm256_set1_epi32(v0)));
+                    p = _mm256_add_epi16(p, _mm256_maddubs_epi16(w[k + 4], _mm256_set1_epi32(v1)));
+                }
+                ia = _mm256_madd_epi16(p, ones16);
+            }
+            __m256 f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia), _mm256_set1_ps(xd[t][b]), _mm256_set1_ps(z * xa[t][b]));
+            acc[t] = _mm256_fmadd_ps(s, f, acc[t]);
+        }
+    }
+    int n8 = nr - 8 * h; /* rows of this half to store */
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; t++) {
+        float *o = y + (size_t)t * ys + 8 * (size_t)h;
+        if (n8 >= 8) {
+            _mm256_storeu_ps(o, acc[t]);
+        } else {
+            _Alignas(32) float tmp[8];
+            _mm256_store_ps(tmp, acc[t]);
+            memcpy(o, tmp, (size_t)n8 * sizeof(float));
+        }
+    }
+}
+
+#define R16_CASES2(Q8)                                                         \
+    switch (nt) {                                                              \
+    case 1: r16_half_avx2(Q8, grp, x, t0, 1, y, ys, h, nr); break;             \
+    case 2: r16_half_avx2(Q8, grp, x, t0, 2, y, ys, h, nr); break;             \
+    case 3: r16_half_avx2(Q8, grp, x, t0, 3, y, ys, h, nr); break;             \
+    default: r16_half_avx2(Q8, grp, x, t0, 4, y, ys, h, nr); break;            \
+    }
+
+/* Up to 8 tokens as tiles of 4, rows in two halves of 8 (a half past nr is skipped). */
+static void r16_tile_avx2_n(enum quant_type t, const uint8_t *grp, const struct q8_acts *x, size_t t0_, int nt_,
+                            float *y_, size_t ys, int nr)
+{
+    for (int h = 0; h < 2 && 8 * h < nr; h++)
+        for (int d = 0; d < nt_; d += 4) {
+            int nt = nt_ - d < 4 ? nt_ - d : 4;
+            size_t t0 = t0_ + (size_t)d;
+            float *y = y_ + (size_t)d * ys;
+            if (t == QUANT_Q8_0) {
+                R16_CASES2(true)
+            } else {
+                R16_CASES2(false)
+            }
+        }
+}
+#undef R16_CASES2
+#endif
+
 struct r16_task {
     enum quant_isa isa;
     const struct gemm_mat *ms;
@@ -653,6 +775,12 @@ static void r16_worker(void *p, int ith, int nth)
                 continue;
             }
 #endif
+#ifdef GEMM_AVX2
+            if (g->isa == QUANT_ISA_AVX2) {
+                r16_tile_avx2_n(w->t, grp, &g->acts, t0, nt, y, w->n_out, nr);
+                continue;
+            }
+#endif
             r16_tile_scalar(w->t, grp, &g->acts, t0, nt, y, w->n_out, nr);
         }
     }
@@ -662,6 +790,9 @@ bool gemm_r16_supported(enum quant_isa isa, enum quant_type t)
 {
     if (!repack_r16_type(t) || isa > quant_isa_max()) return false;
     if (isa == QUANT_ISA_SCALAR) return true;
+#ifdef GEMM_AVX2
+    if (isa == QUANT_ISA_AVX2) return true;
+#endif
 #ifdef GEMM_AVX512
     return isa == QUANT_ISA_AVX512;
 #else

@@ -89,8 +89,11 @@ void gemm_matmul(enum quant_isa isa, struct workers *pool, enum quant_type t, co
  * packing); a matrix's last n_out % 16 plain rows are packed per call into a
  * zero-padded group in the thread's panel scratch. Per block:
  *   y += d_w * (idot * d_x + z * a_x),  z = -8 (Q4_0) or -128 (Q8_0)
- * in the same order in the scalar and AVX-512 kernels (bit-identical), and the
- * same for a row whatever the other rows of the batch (batched = alone). */
+ * in the same order in the scalar, AVX2 and AVX-512 kernels (bit-identical),
+ * and the same for a row whatever the other rows of the batch (batched =
+ * alone). ISA: AVX-512 VNNI (16 rows per vector, vpdpbusd), AVX2 (+FMA, F16C:
+ * two halves of 8 rows, up to 4 tokens, maddubs: exact for these codes), and
+ * scalar, each where compiled in and reported by the CPU. */
 #define GEMM_MAX_MATS 4
 struct gemm_mat {
     enum quant_type t;  /* Q8_0 or Q4_0 (repack_r16_type) */

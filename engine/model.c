@@ -250,7 +250,7 @@ static int open_split(struct model *m, const char *path, bool use_mmap, char *ms
 static int repack_weights(struct model *m)
 {
     enum quant_isa isa = quant_isa_active();
-    if (isa != QUANT_ISA_AVX512) return 0; /* SASERVE_QUANT_ISA=avx2|scalar: the plain layout */
+    if (isa == QUANT_ISA_SCALAR) return 0; /* SASERVE_QUANT_ISA=scalar: the plain layout */
     struct model_weight *ws[8];
     size_t n = 0, max_rb = 0;
     void *tmp = NULL;

@@ -6,9 +6,10 @@
  * mmap by default, or one malloc'd copy of the file with use_mmap = false.
  * In a copy, Q8_0 and Q4_0 matrices other than the token embedding table (and
  * so a tied output head) are repacked in place at load into the row-interleaved
- * layout of repack.h (MODEL_LAYOUT_R16) where the active quant ISA is AVX-512
- * VNNI and gemm.h has its kernel (gemm_r16_supported): no extra memory, the
- * file's bytes rearranged. Mapped weights and other ISAs keep the plain layout.
+ * layout of repack.h (MODEL_LAYOUT_R16) where the active quant ISA (AVX2 or
+ * AVX-512 VNNI) has its kernel (gemm_r16_supported): no extra memory, the
+ * file's bytes rearranged. Mapped weights and SASERVE_QUANT_ISA=scalar keep the
+ * plain layout.
  * A tied output head (no output.weight) is an alias of token_embd, not a
  * copy. A split model (llama-gguf-split: <prefix>-00001-of-0000M.gguf ...)
  * is loaded from its first shard: the other M-1 are opened next to it, their

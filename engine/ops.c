@@ -208,8 +208,9 @@ static void matmul_r16(struct ops *o, const struct model_weight *const *ws, size
     for (size_t i = 0; i < n; i++)
         ms[i] = (struct gemm_mat){.t = ws[i]->type, .data = ws[i]->data, .row_bytes = ws[i]->row_bytes,
                                   .n_out = ws[i]->n_out, .y = ys[i]};
-    enum quant_isa isa = quant_isa_active() == QUANT_ISA_AVX512 ? QUANT_ISA_AVX512 : QUANT_ISA_SCALAR;
-    gemm_matmul_r16(isa, o->pool, ms, n, ws[0]->n_in, x, T, &o->gemm);
+    enum quant_isa isa = quant_isa_active(); /* the ISA the weights were repacked for (model.c) */
+    gemm_matmul_r16(gemm_r16_supported(isa, ws[0]->type) ? isa : QUANT_ISA_SCALAR, o->pool, ms, n, ws[0]->n_in, x, T,
+                    &o->gemm);
 }
 
 void ops_matmul(struct ops *o, const struct model_weight *w, const float *x, size_t T, float *y)

@@ -5,7 +5,8 @@
  * OpenBLAS): y[t][o] = sum_i W[o][i] * x[t][i] for a batch of T activation
  * rows. Five paths, chosen by the weights' layout, T and the weight type:
  *   - weights in the load-time layout (MODEL_LAYOUT_R16, model.h: Q8_0 / Q4_0
- *     read into memory on an AVX-512 VNNI CPU): gemm_matmul_r16 for every T,
+ *     read into memory on an AVX2 or AVX-512 VNNI CPU): gemm_matmul_r16 at the
+ *     active quant ISA for every T,
  *     1 to a prefill chunk (the same kernel, so a row's result does not depend
  *     on its batch); ops_matmul_many runs Q/K/V or gate/up as one task with the
  *     activations quantised once. Measured faster than the per-call panels at

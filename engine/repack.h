@@ -74,7 +74,8 @@ void repack_unpack_row(enum quant_type t, const void *panel, size_t n_in, int r,
 /* ---- the load-time layout: groups of 16 rows, repacked once, in place ----
  *
  * Weights read into memory (not --mmap) of type Q8_0 or Q4_0 are rewritten at
- * load (model.c) where the active quant ISA is AVX-512 VNNI, group by group of
+ * load (model.c) where the active quant ISA is AVX2 or AVX-512 VNNI (not with
+ * SASERVE_QUANT_ISA=scalar), group by group of
  * REPACK_ROWS (16) consecutive rows, into the same bytes: a group of 16 rows of
  * nb = n_in / 32 blocks occupies exactly 16 * row_bytes, laid out as
  *   uint16_t d[nb][16]            F16 scale of block b of row r
@@ -85,7 +86,8 @@ void repack_unpack_row(enum quant_type t, const void *panel, size_t n_in, int r,
  *     Q8_0: uint8_t q[8][16][4]   q[k][r][j] = qs[4 k + j] of row r + 128 (unsigned)
  * so that W[r][c] = d[b][r] * (code - z) with z = 8 (Q4_0) or 128 (Q8_0): the
  * kernel of gemm.h multiplies the u8 codes by the int8 activations with VNNI
- * and corrects by z * sum(activation codes). Memory: the file's size, no copy.
+ * (or, on AVX2, maddubs) and corrects by z * sum(activation codes). Memory:
+ * the file's size, no copy.
  * The last n_out % 16 rows of a matrix stay in the plain layout (gemm.c packs
  * them per call into a zero-padded group in scratch). Row rearrangements only:
  * repack_r16_unpack_row gives back the plain bytes exactly. */

@@ -102,7 +102,9 @@ int main(int argc, char **argv)
         bool found = false;
         for (uint32_t c = 0; c < 40; c++)
             if (quant_type_supported(c) && !strcmp(quant_type_name(c), names[k])) t = (enum quant_type)c, found = true;
-        if (!found || !gemm_supported(quant_isa_max(), t)) {
+        enum quant_isa isa = quant_isa_active(); /* SASERVE_QUANT_ISA=avx2: the AVX2 load-time kernel */
+        bool panels = gemm_supported(isa, t) && isa != QUANT_ISA_SCALAR;
+        if (!found || (!panels && !gemm_r16_supported(isa, t))) {
             printf("%-6s no gemm kernel\n", names[k]);
             continue;
         }
@@ -112,7 +114,7 @@ int main(int argc, char **argv)
         float *deq = malloc(OPS_DEQ_ROWS * n_in * sizeof(float));
         double bg = 0, bo = 0, br = 0;
         char *wr = NULL;
-        if (gemm_r16_supported(quant_isa_max(), t)) {
+        if (gemm_r16_supported(isa, t)) {
             wr = malloc(rb * n_out);
             char *tmp = malloc(REPACK_R16_ROWS * rb);
             memcpy(wr, w, rb * n_out);
@@ -123,23 +125,26 @@ int main(int argc, char **argv)
             if (wr) {
                 struct gemm_mat m = {.t = t, .data = wr, .row_bytes = rb, .n_out = n_out, .y = y};
                 double t0 = now_s();
-                gemm_matmul_r16(quant_isa_max(), pool, &m, 1, n_in, x, T, &s);
+                gemm_matmul_r16(isa, pool, &m, 1, n_in, x, T, &s);
                 double g = flop / (now_s() - t0) * 1e-9;
                 br = g > br ? g : br;
             }
-            double t0 = now_s();
-            gemm_matmul(quant_isa_max(), pool, t, w, rb, n_in, n_out, x, T, y, &s);
-            double g = flop / (now_s() - t0) * 1e-9;
-            bg = g > bg ? g : bg;
+            double t0 = now_s(), g;
+            if (panels) {
+                gemm_matmul(isa, pool, t, w, rb, n_in, n_out, x, T, y, &s);
+                g = flop / (now_s() - t0) * 1e-9;
+                bg = g > bg ? g : bg;
+            }
             t0 = now_s();
             old_path(pool, t, w, rb, n_in, n_out, x, T, y, deq);
             g = flop / (now_s() - t0) * 1e-9;
             bo = g > bo ? g : bo;
         }
         free(deq);
-        printf("%-6s gemm %7.1f GFLOP/s = %.2fx sgemm; dequantise + sgemm %7.1f: gemm/old %.2fx", names[k], bg,
-               bg / best, bo, bg / bo);
-        if (wr) printf("; load-time layout %7.1f = %.2fx the per-call panels", br, br / bg);
+        printf("%-6s %s: gemm %7.1f GFLOP/s = %.2fx sgemm; dequantise + sgemm %7.1f: gemm/old %.2fx", names[k],
+               quant_isa_name(isa), bg, bg / best, bo, bg / bo);
+        if (wr) printf("; load-time layout %7.1f = %.2fx sgemm, %.2fx the per-call panels, %.2fx old", br, br / best,
+                       bg > 0 ? br / bg : 0.0, br / bo);
         printf("\n");
         free(wr);
         free(w);

@@ -16,6 +16,7 @@
 #include "../test.h"
 
 #include "engine/errors.h"
+#include "engine/gemm.h"
 #include "engine/model.h"
 #include "engine/transformer.h"
 #include "../tf_pair.h"
@@ -161,11 +162,12 @@ static void test_q8_0_in_memory(void)
     struct model *m = load_opts("models/tinystories-656K/TinyStories-656K-Q8_0.gguf", false);
     ASSERT_TRUE(m != NULL);
     if (!m) return;
-    bool vnni = quant_isa_active() == QUANT_ISA_AVX512;
-    ASSERT_EQ(m->layers[0].wq.layout, vnni ? MODEL_LAYOUT_R16 : MODEL_LAYOUT_PLAIN);
-    ASSERT_EQ(m->layers[1].w_down.layout, vnni ? MODEL_LAYOUT_R16 : MODEL_LAYOUT_PLAIN);
+    bool r16 = gemm_r16_supported(quant_isa_active(), QUANT_Q8_0) && quant_isa_active() != QUANT_ISA_SCALAR;
+    ASSERT_EQ(m->layers[0].wq.layout, r16 ? MODEL_LAYOUT_R16 : MODEL_LAYOUT_PLAIN);
+    ASSERT_EQ(m->layers[1].w_down.layout, r16 ? MODEL_LAYOUT_R16 : MODEL_LAYOUT_PLAIN);
     ASSERT_EQ(m->token_embd.layout, MODEL_LAYOUT_PLAIN); /* rows looked up; also the tied output head */
-    fprintf(stderr, "  656K Q8_0 in memory: %s layout\n", vnni ? "R16 (load-time)" : "plain");
+    fprintf(stderr, "  656K Q8_0 in memory: %s layout (quant ISA %s)\n", r16 ? "R16 (load-time)" : "plain",
+            quant_isa_name(quant_isa_active()));
     int k = greedy_match(m, golden_656k, 30, 2, false);
     fprintf(stderr, "  656K Q8_0 in memory: %d/30 reference ids reproduced\n", k);
     ASSERT_TRUE(k >= 20);
