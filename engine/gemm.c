@@ -542,6 +542,152 @@ static void r16_tile_scalar(enum quant_type t, const uint8_t *grp, const struct 
     }
 }
 
+/* Q4_K scale and min of sub-block j (ggml's 6-bit packing, 12 bytes s). */
+static void r16_q4k_scale_min(int j, const uint8_t *s, int *sc, int *m)
+{
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *m = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
+        *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+/* Q4_K groups (repack.h): per sub-block j of 32 columns
+ * y += (d sc_j) * (idot * xd) + (-dmin m_j) * xa, in the AVX-512 kernel's order. */
+static void r16_q4k_tile_scalar(const uint8_t *grp, const struct q8_acts *x, size_t t0, int nt, float *y, size_t ys,
+                                int nr)
+{
+    const size_t nbk = x->n_in / QUANT_K;
+    for (int tt = 0; tt < nt; tt++) {
+        const int8_t *xq = x->q + (t0 + (size_t)tt) * x->n_in;
+        const float *xd = x->d + (t0 + (size_t)tt) * x->nb, *xa = x->a + (t0 + (size_t)tt) * x->nb;
+        for (int r = 0; r < nr; r++) {
+            float acc = 0;
+            for (size_t sb = 0; sb < nbk; sb++) {
+                const uint8_t *o = grp + sb * REPACK_R16_Q4K_BYTES;
+                const uint16_t *dd = (const uint16_t *)(const void *)o;
+                float d = quant_f16_to_f32(dd[r]), mn = -quant_f16_to_f32(dd[REPACK_ROWS + r]);
+                uint8_t sc12[12];
+                for (int k = 0; k < 3; k++) memcpy(sc12 + 4 * k, o + 64 + k * 64 + r * 4, 4);
+                for (int j = 0; j < 8; j++) {
+                    int sc, m;
+                    r16_q4k_scale_min(j, sc12, &sc, &m);
+                    int32_t idot = 0;
+                    const int8_t *xb = xq + sb * QUANT_K + 32 * (size_t)j;
+                    for (int i = 0; i < 8; i++)
+                        for (int jj = 0; jj < 4; jj++) {
+                            int v = o[256 + (size_t)(8 * (j / 2) + i) * 64 + (size_t)r * 4 + (size_t)jj];
+                            idot += (int32_t)((j % 2) ? v >> 4 : v & 0x0f) * xb[4 * i + jj];
+                        }
+                    size_t b = sb * 8 + (size_t)j;
+                    acc = fmaf(d * (float)sc, (float)idot * xd[b], acc);
+                    acc = fmaf(mn * (float)m, xa[b], acc);
+                }
+            }
+            y[(size_t)tt * ys + (size_t)r] = acc;
+        }
+    }
+}
+
+#ifdef GEMM_AVX512
+static ALWAYS_INLINE __m512i srl32(__m512i v, int n) { return _mm512_srl_epi32(v, _mm_cvtsi32_si128(n)); }
+
+/* Scale and min of sub-block j for the 16 rows (one per 32-bit lane of s0, s1, s2). */
+static ALWAYS_INLINE void q4k_lane_scales(__m512i s0, __m512i s1, __m512i s2, int j, __m512i *sc, __m512i *mn)
+{
+    const __m512i m6 = _mm512_set1_epi32(63), m4 = _mm512_set1_epi32(15), m2 = _mm512_set1_epi32(3);
+    if (j < 4) {
+        *sc = _mm512_and_si512(srl32(s0, 8 * j), m6);
+        *mn = _mm512_and_si512(srl32(s1, 8 * j), m6);
+    } else {
+        int jj = j - 4;
+        *sc = _mm512_or_si512(_mm512_and_si512(srl32(s2, 8 * jj), m4),
+                              _mm512_slli_epi32(_mm512_and_si512(srl32(s0, 8 * jj + 6), m2), 4));
+        *mn = _mm512_or_si512(_mm512_and_si512(srl32(s2, 8 * jj + 4), m4),
+                              _mm512_slli_epi32(_mm512_and_si512(srl32(s1, 8 * jj + 6), m2), 4));
+    }
+}
+
+static ALWAYS_INLINE void r16_q4k_tile_avx512(const uint8_t *grp, const struct q8_acts *x, size_t t0, const int NT,
+                                              float *y, size_t ys, __mmask16 msk)
+{
+    const size_t nbk = x->n_in / QUANT_K;
+    const __m512i lo4 = _mm512_set1_epi8(0x0f), sgn = _mm512_set1_epi32((int)0x80000000u);
+    __m512 acc[GEMM_NT_Q8];
+    const int8_t *xq[GEMM_NT_Q8];
+    const float *xd[GEMM_NT_Q8], *xa[GEMM_NT_Q8];
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) {
+        acc[t] = _mm512_setzero_ps();
+        xq[t] = x->q + (t0 + (size_t)t) * x->n_in;
+        xd[t] = x->d + (t0 + (size_t)t) * x->nb;
+        xa[t] = x->a + (t0 + (size_t)t) * x->nb;
+    }
+    for (size_t sb = 0; sb < nbk; sb++) {
+        const uint8_t *o = grp + sb * REPACK_R16_Q4K_BYTES;
+        __m512 dv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)o));
+        __m512 mv = _mm512_castsi512_ps(_mm512_xor_si512(
+            _mm512_castps_si512(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(o + 32)))), sgn));
+        __m512i s0 = _mm512_loadu_si512((const void *)(o + 64)), s1 = _mm512_loadu_si512((const void *)(o + 128)),
+                s2 = _mm512_loadu_si512((const void *)(o + 192));
+        for (int p = 0; p < 4; p++) {
+            __m512i scA, mA, scB, mB;
+            q4k_lane_scales(s0, s1, s2, 2 * p, &scA, &mA);
+            q4k_lane_scales(s0, s1, s2, 2 * p + 1, &scB, &mB);
+            __m512 sA = _mm512_mul_ps(dv, _mm512_cvtepi32_ps(scA)), oA = _mm512_mul_ps(mv, _mm512_cvtepi32_ps(mA));
+            __m512 sB = _mm512_mul_ps(dv, _mm512_cvtepi32_ps(scB)), oB = _mm512_mul_ps(mv, _mm512_cvtepi32_ps(mB));
+            __m512i ia[GEMM_NT_Q8], ib[GEMM_NT_Q8];
+#pragma GCC unroll 8
+            for (int t = 0; t < NT; t++) ia[t] = ib[t] = _mm512_setzero_si512();
+            const uint8_t *qv = o + 256 + (size_t)p * 8 * 64;
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; i++) {
+                __m512i v = _mm512_loadu_si512((const void *)(qv + 64 * i));
+                __m512i lo = _mm512_and_si512(v, lo4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4);
+#pragma GCC unroll 8
+                for (int t = 0; t < NT; t++) {
+                    const int8_t *xb = xq[t] + sb * QUANT_K + 64 * (size_t)p + 4 * (size_t)i;
+                    int32_t v0, v1;
+                    memcpy(&v0, xb, 4);
+                    memcpy(&v1, xb + 32, 4);
+                    ia[t] = _mm512_dpbusd_epi32(ia[t], lo, _mm512_set1_epi32(v0));
+                    ib[t] = _mm512_dpbusd_epi32(ib[t], hi, _mm512_set1_epi32(v1));
+                }
+            }
+            size_t b = sb * 8 + 2 * (size_t)p;
+#pragma GCC unroll 8
+            for (int t = 0; t < NT; t++) {
+                acc[t] = _mm512_fmadd_ps(sA, _mm512_mul_ps(_mm512_cvtepi32_ps(ia[t]), _mm512_set1_ps(xd[t][b])), acc[t]);
+                acc[t] = _mm512_fmadd_ps(oA, _mm512_set1_ps(xa[t][b]), acc[t]);
+                acc[t] = _mm512_fmadd_ps(sB, _mm512_mul_ps(_mm512_cvtepi32_ps(ib[t]), _mm512_set1_ps(xd[t][b + 1])),
+                                         acc[t]);
+                acc[t] = _mm512_fmadd_ps(oB, _mm512_set1_ps(xa[t][b + 1]), acc[t]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) _mm512_mask_storeu_ps(y + (size_t)t * ys, msk, acc[t]);
+}
+
+static void r16_q4k_tile_avx512_n(const uint8_t *grp, const struct q8_acts *x, size_t t0, int nt, float *y, size_t ys,
+                                  int nr)
+{
+    __mmask16 m = (__mmask16)((1u << nr) - 1);
+    switch (nt) {
+    case 1: r16_q4k_tile_avx512(grp, x, t0, 1, y, ys, m); break;
+    case 2: r16_q4k_tile_avx512(grp, x, t0, 2, y, ys, m); break;
+    case 3: r16_q4k_tile_avx512(grp, x, t0, 3, y, ys, m); break;
+    case 4: r16_q4k_tile_avx512(grp, x, t0, 4, y, ys, m); break;
+    case 5: r16_q4k_tile_avx512(grp, x, t0, 5, y, ys, m); break;
+    case 6: r16_q4k_tile_avx512(grp, x, t0, 6, y, ys, m); break;
+    case 7: r16_q4k_tile_avx512(grp, x, t0, 7, y, ys, m); break;
+    default: r16_q4k_tile_avx512(grp, x, t0, 8, y, ys, m); break;
+    }
+}
+#endif
+
 #ifdef GEMM_AVX512
 static ALWAYS_INLINE void r16_tile_avx512(const bool Q8, const uint8_t *grp, const struct q8_acts *x, size_t t0,
                                           const int NT, float *y, size_t ys, __mmask16 m)
@@ -769,6 +915,16 @@ static void r16_worker(void *p, int ith, int nth)
         for (size_t t0 = 0; t0 < g->T; t0 += GEMM_NT_Q8) {
             int nt = g->T - t0 < GEMM_NT_Q8 ? (int)(g->T - t0) : GEMM_NT_Q8;
             float *y = w->y + t0 * w->n_out + r0;
+            if (w->t == QUANT_Q4_K) { /* AVX-512 or scalar (no AVX2 kernel: gemm_r16_supported) */
+#ifdef GEMM_AVX512
+                if (g->isa == QUANT_ISA_AVX512) {
+                    r16_q4k_tile_avx512_n(grp, &g->acts, t0, nt, y, w->n_out, nr);
+                    continue;
+                }
+#endif
+                r16_q4k_tile_scalar(grp, &g->acts, t0, nt, y, w->n_out, nr);
+                continue;
+            }
 #ifdef GEMM_AVX512
             if (g->isa == QUANT_ISA_AVX512) {
                 r16_tile_avx512_n(w->t, grp, &g->acts, t0, nt, y, w->n_out, nr);
@@ -791,7 +947,7 @@ bool gemm_r16_supported(enum quant_isa isa, enum quant_type t)
     if (!repack_r16_type(t) || isa > quant_isa_max()) return false;
     if (isa == QUANT_ISA_SCALAR) return true;
 #ifdef GEMM_AVX2
-    if (isa == QUANT_ISA_AVX2) return true;
+    if (isa == QUANT_ISA_AVX2) return t != QUANT_Q4_K; /* Q4_K: AVX-512 only (AVX2 keeps it plain) */
 #endif
 #ifdef GEMM_AVX512
     return isa == QUANT_ISA_AVX512;

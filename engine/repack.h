@@ -73,7 +73,7 @@ void repack_unpack_row(enum quant_type t, const void *panel, size_t n_in, int r,
 
 /* ---- the load-time layout: groups of 16 rows, repacked once, in place ----
  *
- * Weights read into memory (not --mmap) of type Q8_0 or Q4_0 are rewritten at
+ * Weights read into memory (not --mmap) of type Q8_0, Q4_0 or Q4_K are rewritten at
  * load (model.c) where the active quant ISA is AVX2 or AVX-512 VNNI (not with
  * SASERVE_QUANT_ISA=scalar), group by group of
  * REPACK_ROWS (16) consecutive rows, into the same bytes: a group of 16 rows of
@@ -84,6 +84,11 @@ void repack_unpack_row(enum quant_type t, const void *panel, size_t n_in, int r,
  *           (low nibble = column 4 i + j, high nibble = column 16 + 4 i + j: one AND
  *           and one shift+AND give the u8 codes of 8 columns x 16 rows)
  *     Q8_0: uint8_t q[8][16][4]   q[k][r][j] = qs[4 k + j] of row r + 128 (unsigned)
+ *   Q4_K (per super-block sb of 256 columns, 2304 bytes = 16 x 144):
+ *     uint16_t d[16], dmin[16]; uint8_t sc[3][16][4] (sc[k][r][j] = scales[4 k + j]
+ *     of row r, ggml's 6-bit packing kept), uint8_t qs[32][16][4] (qs[v][r][j] =
+ *     qs[4 v + j] of row r: vectors 8 p .. 8 p + 7 hold sub-blocks 2 p (low
+ *     nibbles) and 2 p + 1 (high nibbles)); W = d sc_j q - dmin m_j.
  * so that W[r][c] = d[b][r] * (code - z) with z = 8 (Q4_0) or 128 (Q8_0): the
  * kernel of gemm.h multiplies the u8 codes by the int8 activations with VNNI
  * (or, on AVX2, maddubs) and corrects by z * sum(activation codes). Memory:
@@ -93,7 +98,9 @@ void repack_unpack_row(enum quant_type t, const void *panel, size_t n_in, int r,
  * repack_r16_unpack_row gives back the plain bytes exactly. */
 #define REPACK_R16_ROWS REPACK_ROWS
 
-/* true if type t has the load-time layout (Q8_0, Q4_0). */
+#define REPACK_R16_Q4K_BYTES (16 * 144)
+
+/* true if type t has the load-time layout (Q8_0, Q4_0, Q4_K). */
 bool repack_r16_type(enum quant_type t);
 /* Rows [r0, r0 + nr) (nr <= 16; the rest zero: scale 0) of a plain matrix into
  * one group at out (16 * row_bytes bytes; out must not overlap the source). */

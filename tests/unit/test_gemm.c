@@ -238,7 +238,15 @@ static void test_unsupported(void)
 
 /* ---- the load-time layout (repack.h "R16", gemm_matmul_r16) ---- */
 
-static const enum quant_type r16_types[] = {QUANT_Q8_0, QUANT_Q4_0};
+static const enum quant_type r16_types[] = {QUANT_Q8_0, QUANT_Q4_0, QUANT_Q4_K};
+#define N_R16 (sizeof r16_types / sizeof r16_types[0])
+
+/* K per type: one block and more, not a multiple of the tile's 8 tokens x 16 rows */
+static const size_t *r16_ks(enum quant_type t)
+{
+    static const size_t k32[3] = {32, 96, 1056}, k256[3] = {256, 768, 1280};
+    return t == QUANT_Q4_K ? k256 : k32;
+}
 
 /* A copy of plain matrix w with its full groups repacked in place, as model.c does. */
 static void *r16_copy(enum quant_type t, const void *w, size_t rb, size_t n_in, size_t n_out)
@@ -255,9 +263,10 @@ static void *r16_copy(enum quant_type t, const void *w, size_t rb, size_t n_in, 
  * exactly as large as before (in place). */
 static void test_r16_round_trip(void)
 {
-    for (size_t ti = 0; ti < 2; ti++) {
+    for (size_t ti = 0; ti < N_R16; ti++) {
         enum quant_type t = r16_types[ti];
-        static const size_t ks[] = {32, 96, 1056}, outs[] = {1, 15, 16, 33, 50};
+        const size_t *ks = r16_ks(t);
+        static const size_t outs[] = {1, 15, 16, 33, 50};
         for (size_t ki = 0; ki < 3; ki++)
             for (size_t oi = 0; oi < 5; oi++) {
                 size_t n_in = ks[ki], n_out = outs[oi], rb;
@@ -280,7 +289,8 @@ static void test_r16_round_trip(void)
                         if (r < nr)
                             ASSERT_TRUE(memcmp(row, w + (full + r) * rb, rb) == 0);
                         else
-                            for (size_t b = 0; b < n_in / 32; b++) ASSERT_EQ(*(uint16_t *)(void *)(row + b * (rb / (n_in / 32))), 0);
+                            for (size_t b = 0, nblk = n_in / (t == QUANT_Q4_K ? 256 : 32); b < nblk; b++)
+                                ASSERT_EQ(*(uint16_t *)(void *)(row + b * (rb / nblk)), 0); /* d (Q4_K: then dmin) */
                     }
                 }
                 free(grp);
@@ -323,8 +333,8 @@ static float *run_r16(enum quant_isa isa, int n_threads, enum quant_type t, cons
  * row of a batch equals that row alone (batched = alone). */
 static void check_r16(enum quant_type t, enum quant_isa isa)
 {
-    static const size_t ks[] = {32, 96, 1056}, outs[] = {1, 7, 16, 17, 33, 50},
-                        toks[] = {1, 2, 3, 7, 8, 17, 47, 48};
+    const size_t *ks = r16_ks(t);
+    static const size_t outs[] = {1, 7, 16, 17, 33, 50}, toks[] = {1, 2, 3, 7, 8, 17, 47, 48};
     int bad = 0;
     for (size_t ki = 0; ki < 3; ki++)
         for (size_t oi = 0; oi < sizeof outs / sizeof outs[0]; oi++)
@@ -365,7 +375,7 @@ static void check_r16(enum quant_type t, enum quant_isa isa)
 
 static void test_r16_kernels(void)
 {
-    for (size_t ti = 0; ti < 2; ti++) {
+    for (size_t ti = 0; ti < N_R16; ti++) {
         ASSERT_TRUE(gemm_r16_supported(QUANT_ISA_SCALAR, r16_types[ti]));
         check_r16(r16_types[ti], QUANT_ISA_SCALAR);
         const enum quant_isa isas[2] = {QUANT_ISA_AVX2, QUANT_ISA_AVX512};
@@ -373,7 +383,7 @@ static void test_r16_kernels(void)
             if (gemm_r16_supported(isas[i], r16_types[ti]))
                 check_r16(r16_types[ti], isas[i]);
             else
-                fprintf(stderr, "  (r16 %s: %s not built or not reported by this CPU: skipped)\n",
+                fprintf(stderr, "  (r16 %s: no %s kernel built, or the CPU lacks it: skipped)\n",
                         quant_type_name(r16_types[ti]), quant_isa_name(isas[i]));
     }
     ASSERT_TRUE(!gemm_r16_supported(QUANT_ISA_SCALAR, QUANT_IQ4_NL));
