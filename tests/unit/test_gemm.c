@@ -340,7 +340,9 @@ static void check_r16(enum quant_type t, enum quant_isa isa)
         for (size_t oi = 0; oi < sizeof outs / sizeof outs[0]; oi++)
             for (size_t ti = 0; ti < sizeof toks / sizeof toks[0]; ti++) {
                 size_t n_in = ks[ki], n_out = outs[oi], T = toks[ti], rb;
-                if (n_in > 256 && (T > 8 && T != 47) && n_out > 17) continue; /* keep the test fast under ASan */
+                /* the longest K on fewer shapes: keeps the test fast under ASan */
+                if (n_in > 768 && ((T != 1 && T != 3 && T != 8 && T != 47) || (n_out != 1 && n_out != 17 && n_out != 50)))
+                    continue;
                 void *w = make_weights(t, n_out, n_in, &rb), *wr = r16_copy(t, w, rb, n_in, n_out);
                 float *x = xmalloc(T * n_in * sizeof(float));
                 for (size_t i = 0; i < T * n_in; i++) x[i] = rndf() * ((i / 32) % 5 == 0 ? 10.0f : 1.0f);
