@@ -18,7 +18,15 @@
  *   - the AVX-512 integer kernel equals the scalar one bit for bit (same
  *     integer sums, same float operation order);
  *   - 1 and 2 worker threads give identical results (threads split output
- *     tiles only).
+ *     tiles only);
+ *   - the load-time layout (repack.h "R16": Q8_0, Q4_0, Q4_K): repacking in
+ *     place gives every row back byte for byte; gemm_matmul_r16 at every ISA
+ *     this machine runs (scalar; AVX2 for Q8_0/Q4_0; AVX-512 VNNI) against the
+ *     same reference and tolerance as the integer kernels above, for token rows
+ *     1, 2, 3, 7, 8, 17, 47, 48, output rows 1, 7, 16, 17, 33, 50 and K of 1, 3
+ *     and 33 blocks (Q4_K: 1, 3, 5 super-blocks); AVX2 and AVX-512 equal scalar
+ *     bit for bit, 1 = 2 threads, each row of a batch equals that row alone,
+ *     and several matrices in one call equal each alone.
  */
 #include "engine/gemm.h"
 #include "engine/quant.h"
