@@ -10,6 +10,10 @@
 #include <string.h>
 #include <time.h>
 
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+#define GEMM_AVX2 1 /* the load-time layout's kernel without VNNI (gemm_matmul_r16) */
+#endif
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512VNNI__)
 #include <immintrin.h>
 #define GEMM_AVX512 1
@@ -495,6 +499,482 @@ void gemm_matmul(enum quant_isa isa, struct workers *pool, enum quant_type t, co
         workers_run(pool, bf16_act_worker, &g);
     }
     workers_run(pool, gemm_worker, &g);
+}
+
+/* ---- the load-time layout (repack.h, "R16"): Q4_0 / Q8_0 groups of 16 rows ---- */
+
+/* One group (16 rows, any nr <= 16 of them stored) x tokens [t0, t0 + nt):
+ * y[t][r] = sum_b d[b][r] * (idot * xd + z * xa), idot = sum codes * xq,
+ * z = -8 (Q4_0) or -128 (Q8_0). The scalar and AVX-512 kernels do the same
+ * operations in the same order (bit-identical). */
+static void r16_tile_scalar(enum quant_type t, const uint8_t *grp, const struct q8_acts *x, size_t t0, int nt,
+                            float *y, size_t ys, int nr)
+{
+    const bool q8 = t == QUANT_Q8_0;
+    const size_t nb = x->nb, cb = q8 ? 512 : 256;
+    const uint16_t *dp = (const uint16_t *)(const void *)grp;
+    const uint8_t *cp = grp + nb * REPACK_ROWS * sizeof(uint16_t);
+    const float z = q8 ? -128.0f : -8.0f;
+    for (int tt = 0; tt < nt; tt++) {
+        const int8_t *xq = x->q + (t0 + (size_t)tt) * x->n_in;
+        const float *xd = x->d + (t0 + (size_t)tt) * nb, *xa = x->a + (t0 + (size_t)tt) * nb;
+        for (int r = 0; r < nr; r++) {
+            float acc = 0;
+            for (size_t b = 0; b < nb; b++) {
+                const uint8_t *c = cp + b * cb;
+                const int8_t *xb = xq + b * QUANT_BLOCK;
+                int32_t idot = 0;
+                if (q8) {
+                    for (int k = 0; k < 8; k++)
+                        for (int j = 0; j < 4; j++) idot += (int32_t)c[k * 64 + r * 4 + j] * xb[4 * k + j];
+                } else {
+                    for (int i = 0; i < 4; i++)
+                        for (int j = 0; j < 4; j++) {
+                            int v = c[i * 64 + r * 4 + j];
+                            idot += (int32_t)(v & 0x0f) * xb[4 * i + j] + (int32_t)(v >> 4) * xb[16 + 4 * i + j];
+                        }
+                }
+                float f = fmaf((float)idot, xd[b], z * xa[b]);
+                acc = fmaf(quant_f16_to_f32(dp[b * REPACK_ROWS + (size_t)r]), f, acc);
+            }
+            y[(size_t)tt * ys + (size_t)r] = acc;
+        }
+    }
+}
+
+/* Q4_K scale and min of sub-block j (ggml's 6-bit packing, 12 bytes s). */
+static void r16_q4k_scale_min(int j, const uint8_t *s, int *sc, int *m)
+{
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *m = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
+        *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+/* Q4_K groups (repack.h): per sub-block j of 32 columns
+ * y += (d sc_j) * (idot * xd) + (-dmin m_j) * xa, in the AVX-512 kernel's order. */
+static void r16_q4k_tile_scalar(const uint8_t *grp, const struct q8_acts *x, size_t t0, int nt, float *y, size_t ys,
+                                int nr)
+{
+    const size_t nbk = x->n_in / QUANT_K;
+    for (int tt = 0; tt < nt; tt++) {
+        const int8_t *xq = x->q + (t0 + (size_t)tt) * x->n_in;
+        const float *xd = x->d + (t0 + (size_t)tt) * x->nb, *xa = x->a + (t0 + (size_t)tt) * x->nb;
+        for (int r = 0; r < nr; r++) {
+            float acc = 0;
+            for (size_t sb = 0; sb < nbk; sb++) {
+                const uint8_t *o = grp + sb * REPACK_R16_Q4K_BYTES;
+                const uint16_t *dd = (const uint16_t *)(const void *)o;
+                float d = quant_f16_to_f32(dd[r]), mn = -quant_f16_to_f32(dd[REPACK_ROWS + r]);
+                uint8_t sc12[12];
+                for (int k = 0; k < 3; k++) memcpy(sc12 + 4 * k, o + 64 + k * 64 + r * 4, 4);
+                for (int j = 0; j < 8; j++) {
+                    int sc, m;
+                    r16_q4k_scale_min(j, sc12, &sc, &m);
+                    int32_t idot = 0;
+                    const int8_t *xb = xq + sb * QUANT_K + 32 * (size_t)j;
+                    for (int i = 0; i < 8; i++)
+                        for (int jj = 0; jj < 4; jj++) {
+                            int v = o[256 + (size_t)(8 * (j / 2) + i) * 64 + (size_t)r * 4 + (size_t)jj];
+                            idot += (int32_t)((j % 2) ? v >> 4 : v & 0x0f) * xb[4 * i + jj];
+                        }
+                    size_t b = sb * 8 + (size_t)j;
+                    acc = fmaf(d * (float)sc, (float)idot * xd[b], acc);
+                    acc = fmaf(mn * (float)m, xa[b], acc);
+                }
+            }
+            y[(size_t)tt * ys + (size_t)r] = acc;
+        }
+    }
+}
+
+#ifdef GEMM_AVX512
+static ALWAYS_INLINE __m512i srl32(__m512i v, int n) { return _mm512_srl_epi32(v, _mm_cvtsi32_si128(n)); }
+
+/* Scale and min of sub-block j for the 16 rows (one per 32-bit lane of s0, s1, s2). */
+static ALWAYS_INLINE void q4k_lane_scales(__m512i s0, __m512i s1, __m512i s2, int j, __m512i *sc, __m512i *mn)
+{
+    const __m512i m6 = _mm512_set1_epi32(63), m4 = _mm512_set1_epi32(15), m2 = _mm512_set1_epi32(3);
+    if (j < 4) {
+        *sc = _mm512_and_si512(srl32(s0, 8 * j), m6);
+        *mn = _mm512_and_si512(srl32(s1, 8 * j), m6);
+    } else {
+        int jj = j - 4;
+        *sc = _mm512_or_si512(_mm512_and_si512(srl32(s2, 8 * jj), m4),
+                              _mm512_slli_epi32(_mm512_and_si512(srl32(s0, 8 * jj + 6), m2), 4));
+        *mn = _mm512_or_si512(_mm512_and_si512(srl32(s2, 8 * jj + 4), m4),
+                              _mm512_slli_epi32(_mm512_and_si512(srl32(s1, 8 * jj + 6), m2), 4));
+    }
+}
+
+static ALWAYS_INLINE void r16_q4k_tile_avx512(const uint8_t *grp, const struct q8_acts *x, size_t t0, const int NT,
+                                              float *y, size_t ys, __mmask16 msk)
+{
+    const size_t nbk = x->n_in / QUANT_K;
+    const __m512i lo4 = _mm512_set1_epi8(0x0f), sgn = _mm512_set1_epi32((int)0x80000000u);
+    __m512 acc[GEMM_NT_Q8];
+    const int8_t *xq[GEMM_NT_Q8];
+    const float *xd[GEMM_NT_Q8], *xa[GEMM_NT_Q8];
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) {
+        acc[t] = _mm512_setzero_ps();
+        xq[t] = x->q + (t0 + (size_t)t) * x->n_in;
+        xd[t] = x->d + (t0 + (size_t)t) * x->nb;
+        xa[t] = x->a + (t0 + (size_t)t) * x->nb;
+    }
+    for (size_t sb = 0; sb < nbk; sb++) {
+        const uint8_t *o = grp + sb * REPACK_R16_Q4K_BYTES;
+        __m512 dv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)o));
+        __m512 mv = _mm512_castsi512_ps(_mm512_xor_si512(
+            _mm512_castps_si512(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(o + 32)))), sgn));
+        __m512i s0 = _mm512_loadu_si512((const void *)(o + 64)), s1 = _mm512_loadu_si512((const void *)(o + 128)),
+                s2 = _mm512_loadu_si512((const void *)(o + 192));
+        for (int p = 0; p < 4; p++) {
+            __m512i scA, mA, scB, mB;
+            q4k_lane_scales(s0, s1, s2, 2 * p, &scA, &mA);
+            q4k_lane_scales(s0, s1, s2, 2 * p + 1, &scB, &mB);
+            __m512 sA = _mm512_mul_ps(dv, _mm512_cvtepi32_ps(scA)), oA = _mm512_mul_ps(mv, _mm512_cvtepi32_ps(mA));
+            __m512 sB = _mm512_mul_ps(dv, _mm512_cvtepi32_ps(scB)), oB = _mm512_mul_ps(mv, _mm512_cvtepi32_ps(mB));
+            __m512i ia[GEMM_NT_Q8], ib[GEMM_NT_Q8];
+#pragma GCC unroll 8
+            for (int t = 0; t < NT; t++) ia[t] = ib[t] = _mm512_setzero_si512();
+            const uint8_t *qv = o + 256 + (size_t)p * 8 * 64;
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; i++) {
+                __m512i v = _mm512_loadu_si512((const void *)(qv + 64 * i));
+                __m512i lo = _mm512_and_si512(v, lo4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4);
+#pragma GCC unroll 8
+                for (int t = 0; t < NT; t++) {
+                    const int8_t *xb = xq[t] + sb * QUANT_K + 64 * (size_t)p + 4 * (size_t)i;
+                    int32_t v0, v1;
+                    memcpy(&v0, xb, 4);
+                    memcpy(&v1, xb + 32, 4);
+                    ia[t] = _mm512_dpbusd_epi32(ia[t], lo, _mm512_set1_epi32(v0));
+                    ib[t] = _mm512_dpbusd_epi32(ib[t], hi, _mm512_set1_epi32(v1));
+                }
+            }
+            size_t b = sb * 8 + 2 * (size_t)p;
+#pragma GCC unroll 8
+            for (int t = 0; t < NT; t++) {
+                acc[t] = _mm512_fmadd_ps(sA, _mm512_mul_ps(_mm512_cvtepi32_ps(ia[t]), _mm512_set1_ps(xd[t][b])), acc[t]);
+                acc[t] = _mm512_fmadd_ps(oA, _mm512_set1_ps(xa[t][b]), acc[t]);
+                acc[t] = _mm512_fmadd_ps(sB, _mm512_mul_ps(_mm512_cvtepi32_ps(ib[t]), _mm512_set1_ps(xd[t][b + 1])),
+                                         acc[t]);
+                acc[t] = _mm512_fmadd_ps(oB, _mm512_set1_ps(xa[t][b + 1]), acc[t]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) _mm512_mask_storeu_ps(y + (size_t)t * ys, msk, acc[t]);
+}
+
+static void r16_q4k_tile_avx512_n(const uint8_t *grp, const struct q8_acts *x, size_t t0, int nt, float *y, size_t ys,
+                                  int nr)
+{
+    __mmask16 m = (__mmask16)((1u << nr) - 1);
+    switch (nt) {
+    case 1: r16_q4k_tile_avx512(grp, x, t0, 1, y, ys, m); break;
+    case 2: r16_q4k_tile_avx512(grp, x, t0, 2, y, ys, m); break;
+    case 3: r16_q4k_tile_avx512(grp, x, t0, 3, y, ys, m); break;
+    case 4: r16_q4k_tile_avx512(grp, x, t0, 4, y, ys, m); break;
+    case 5: r16_q4k_tile_avx512(grp, x, t0, 5, y, ys, m); break;
+    case 6: r16_q4k_tile_avx512(grp, x, t0, 6, y, ys, m); break;
+    case 7: r16_q4k_tile_avx512(grp, x, t0, 7, y, ys, m); break;
+    default: r16_q4k_tile_avx512(grp, x, t0, 8, y, ys, m); break;
+    }
+}
+#endif
+
+#ifdef GEMM_AVX512
+static ALWAYS_INLINE void r16_tile_avx512(const bool Q8, const uint8_t *grp, const struct q8_acts *x, size_t t0,
+                                          const int NT, float *y, size_t ys, __mmask16 m)
+{
+    const size_t nb = x->nb, cb = Q8 ? 512 : 256;
+    const uint16_t *dp = (const uint16_t *)(const void *)grp;
+    const uint8_t *cp = grp + nb * REPACK_ROWS * sizeof(uint16_t);
+    const float z = Q8 ? -128.0f : -8.0f;
+    const __m512i lo4 = _mm512_set1_epi8(0x0f);
+    __m512 acc[GEMM_NT_Q8];
+    const int8_t *xq[GEMM_NT_Q8];
+    const float *xd[GEMM_NT_Q8], *xa[GEMM_NT_Q8];
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) {
+        acc[t] = _mm512_setzero_ps();
+        xq[t] = x->q + (t0 + (size_t)t) * x->n_in;
+        xd[t] = x->d + (t0 + (size_t)t) * nb;
+        xa[t] = x->a + (t0 + (size_t)t) * nb;
+    }
+    for (size_t b = 0; b < nb; b++) {
+        const uint8_t *c = cp + b * cb;
+        __m512i w[8];
+        if (Q8) {
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) w[k] = _mm512_loadu_si512((const void *)(c + 64 * k));
+        } else {
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++) {
+                __m512i v = _mm512_loadu_si512((const void *)(c + 64 * i));
+                w[i] = _mm512_and_si512(v, lo4);
+                w[i + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4);
+            }
+        }
+        __m512 s = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(dp + b * REPACK_ROWS)));
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; t++) {
+            const int8_t *xb = xq[t] + b * QUANT_BLOCK;
+            __m512i ia = _mm512_setzero_si512(), ib = _mm512_setzero_si512(); /* two chains: half the latency */
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                int32_t v0, v1;
+                memcpy(&v0, xb + 4 * k, 4);
+                memcpy(&v1, xb + 16 + 4 * k, 4);
+                ia = _mm512_dpbusd_epi32(ia, w[k], _mm512_set1_epi32(v0));
+                ib = _mm512_dpbusd_epi32(ib, w[k + 4], _mm512_set1_epi32(v1));
+            }
+            __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(ia, ib)), _mm512_set1_ps(xd[t][b]),
+                                       _mm512_set1_ps(z * xa[t][b]));
+            acc[t] = _mm512_fmadd_ps(s, f, acc[t]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) _mm512_mask_storeu_ps(y + (size_t)t * ys, m, acc[t]);
+}
+
+#define R16_CASES(Q8)                                                          \
+    switch (nt) {                                                              \
+    case 1: r16_tile_avx512(Q8, grp, x, t0, 1, y, ys, m); break;               \
+    case 2: r16_tile_avx512(Q8, grp, x, t0, 2, y, ys, m); break;               \
+    case 3: r16_tile_avx512(Q8, grp, x, t0, 3, y, ys, m); break;               \
+    case 4: r16_tile_avx512(Q8, grp, x, t0, 4, y, ys, m); break;               \
+    case 5: r16_tile_avx512(Q8, grp, x, t0, 5, y, ys, m); break;               \
+    case 6: r16_tile_avx512(Q8, grp, x, t0, 6, y, ys, m); break;               \
+    case 7: r16_tile_avx512(Q8, grp, x, t0, 7, y, ys, m); break;               \
+    default: r16_tile_avx512(Q8, grp, x, t0, 8, y, ys, m); break;              \
+    }
+
+static void r16_tile_avx512_n(enum quant_type t, const uint8_t *grp, const struct q8_acts *x, size_t t0, int nt,
+                              float *y, size_t ys, int nr)
+{
+    __mmask16 m = (__mmask16)((1u << nr) - 1);
+    if (t == QUANT_Q8_0) {
+        R16_CASES(true)
+    } else {
+        R16_CASES(false)
+    }
+}
+#undef R16_CASES
+#endif
+
+#ifdef GEMM_AVX2
+/* Rows [8 h, 8 h + 8) of a group (the h-th 32-byte half of every 64-byte vector)
+ * x NT tokens, 8 rows in the 32-bit lanes of a 256-bit vector. No VNNI: Q4_0
+ * codes (0..15) x int8 through maddubs (pairs <= 3810, eight summed in int16
+ * <= 30480: exact), Q8_0 as signed weights through maddubs(|w|, sign(x, w))
+ * (pairs <= 32512: exact) plus 128 * sum(x codes), so idot is the same integer
+ * as the other kernels and the float steps are the same: bit-identical. */
+static ALWAYS_INLINE void r16_half_avx2(const bool Q8, const uint8_t *grp, const struct q8_acts *x, size_t t0,
+                                        const int NT, float *y, size_t ys, int h, int nr)
+{
+    const size_t nb = x->nb, cb = Q8 ? 512 : 256;
+    const uint16_t *dp = (const uint16_t *)(const void *)grp;
+    const uint8_t *cp = grp + nb * REPACK_ROWS * sizeof(uint16_t) + 32 * (size_t)h;
+    const float z = Q8 ? -128.0f : -8.0f;
+    const __m256i lo4 = _mm256_set1_epi8(0x0f), ones16 = _mm256_set1_epi16(1), sign = _mm256_set1_epi8((char)0x80);
+    __m256 acc[4];
+    const int8_t *xq[4];
+    const float *xd[4], *xa[4];
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; t++) {
+        acc[t] = _mm256_setzero_ps();
+        xq[t] = x->q + (t0 + (size_t)t) * x->n_in;
+        xd[t] = x->d + (t0 + (size_t)t) * nb;
+        xa[t] = x->a + (t0 + (size_t)t) * nb;
+    }
+    for (size_t b = 0; b < nb; b++) {
+        const uint8_t *c = cp + b * cb;
+        __m256i w[8];
+        if (Q8) {
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++)
+                w[k] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)(c + 64 * k)), sign);
+        } else {
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++) {
+                __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(c + 64 * i));
+                w[i] = _mm256_and_si256(v, lo4);
+                w[i + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4);
+            }
+        }
+        __m256 s = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(dp + b * REPACK_ROWS + 8 * h)));
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) {
+            const int8_t *xb = xq[t] + b * QUANT_BLOCK;
+            __m256i ia;
+            if (Q8) {
+                ia = _mm256_setzero_si256();
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++) {
+                    int32_t v;
+                    memcpy(&v, xb + 4 * k, 4);
+                    __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(w[k]), _mm256_sign_epi8(_mm256_set1_epi32(v), w[k]));
+                    ia = _mm256_add_epi32(ia, _mm256_madd_epi16(p, ones16));
+                }
+                /* + 128 * sum of the block's activation codes: the u8 codes' dot */
+                __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)xb);
+                __m256i sx = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), xv), ones16);
+                __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sx), _mm256_extracti128_si256(sx, 1));
+                s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+                s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+                ia = _mm256_add_epi32(ia, _mm256_slli_epi32(_mm256_broadcastd_epi32(s4), 7));
+            } else {
+                __m256i p = _mm256_setzero_si256();
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++) {
+                    int32_t v0, v1;
+                    memcpy(&v0, xb + 4 * k, 4);
+                    memcpy(&v1, xb + 16 + 4 * k, 4);
+                    p = _mm256_add_epi16(p, _mm256_maddubs_epi16(w[k], _mm256_set1_epi32(v0)));
+                    p = _mm256_add_epi16(p, _mm256_maddubs_epi16(w[k + 4], _mm256_set1_epi32(v1)));
+                }
+                ia = _mm256_madd_epi16(p, ones16);
+            }
+            __m256 f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia), _mm256_set1_ps(xd[t][b]), _mm256_set1_ps(z * xa[t][b]));
+            acc[t] = _mm256_fmadd_ps(s, f, acc[t]);
+        }
+    }
+    int n8 = nr - 8 * h; /* rows of this half to store */
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; t++) {
+        float *o = y + (size_t)t * ys + 8 * (size_t)h;
+        if (n8 >= 8) {
+            _mm256_storeu_ps(o, acc[t]);
+        } else {
+            _Alignas(32) float tmp[8];
+            _mm256_store_ps(tmp, acc[t]);
+            memcpy(o, tmp, (size_t)n8 * sizeof(float));
+        }
+    }
+}
+
+#define R16_CASES2(Q8)                                                         \
+    switch (nt) {                                                              \
+    case 1: r16_half_avx2(Q8, grp, x, t0, 1, y, ys, h, nr); break;             \
+    case 2: r16_half_avx2(Q8, grp, x, t0, 2, y, ys, h, nr); break;             \
+    case 3: r16_half_avx2(Q8, grp, x, t0, 3, y, ys, h, nr); break;             \
+    default: r16_half_avx2(Q8, grp, x, t0, 4, y, ys, h, nr); break;            \
+    }
+
+/* Up to 8 tokens as tiles of 4, rows in two halves of 8 (a half past nr is skipped). */
+static void r16_tile_avx2_n(enum quant_type t, const uint8_t *grp, const struct q8_acts *x, size_t t0_, int nt_,
+                            float *y_, size_t ys, int nr)
+{
+    for (int h = 0; h < 2 && 8 * h < nr; h++)
+        for (int d = 0; d < nt_; d += 4) {
+            int nt = nt_ - d < 4 ? nt_ - d : 4;
+            size_t t0 = t0_ + (size_t)d;
+            float *y = y_ + (size_t)d * ys;
+            if (t == QUANT_Q8_0) {
+                R16_CASES2(true)
+            } else {
+                R16_CASES2(false)
+            }
+        }
+}
+#undef R16_CASES2
+#endif
+
+struct r16_task {
+    enum quant_isa isa;
+    const struct gemm_mat *ms;
+    size_t n, n_in, T;
+    long gbase[GEMM_MAX_MATS + 1]; /* first group number of each matrix; gbase[n] = all groups */
+    struct q8_acts acts;
+    const struct gemm_scratch *s;
+};
+
+static void r16_worker(void *p, int ith, int nth)
+{
+    const struct r16_task *g = p;
+    long lo, hi;
+    workers_split(g->gbase[g->n], ith, nth, &lo, &hi);
+    uint8_t *panel = (uint8_t *)g->s->panels + (size_t)ith * g->s->panel_stride;
+    size_t m = 0;
+    for (long gi = lo; gi < hi; gi++) {
+        while (gi >= g->gbase[m + 1]) m++;
+        const struct gemm_mat *w = &g->ms[m];
+        size_t r0 = (size_t)(gi - g->gbase[m]) * REPACK_ROWS;
+        int nr = w->n_out - r0 < REPACK_ROWS ? (int)(w->n_out - r0) : REPACK_ROWS;
+        const uint8_t *grp = (const uint8_t *)w->data + r0 * w->row_bytes;
+        if (nr < REPACK_ROWS) { /* the matrix's last rows are plain: a zero-padded group per call */
+            repack_r16_group(w->t, w->data, w->row_bytes, g->n_in, r0, (size_t)nr, panel);
+            grp = panel;
+        }
+        for (size_t t0 = 0; t0 < g->T; t0 += GEMM_NT_Q8) {
+            int nt = g->T - t0 < GEMM_NT_Q8 ? (int)(g->T - t0) : GEMM_NT_Q8;
+            float *y = w->y + t0 * w->n_out + r0;
+            if (w->t == QUANT_Q4_K) { /* AVX-512 or scalar (no AVX2 kernel: gemm_r16_supported) */
+#ifdef GEMM_AVX512
+                if (g->isa == QUANT_ISA_AVX512) {
+                    r16_q4k_tile_avx512_n(grp, &g->acts, t0, nt, y, w->n_out, nr);
+                    continue;
+                }
+#endif
+                r16_q4k_tile_scalar(grp, &g->acts, t0, nt, y, w->n_out, nr);
+                continue;
+            }
+#ifdef GEMM_AVX512
+            if (g->isa == QUANT_ISA_AVX512) {
+                r16_tile_avx512_n(w->t, grp, &g->acts, t0, nt, y, w->n_out, nr);
+                continue;
+            }
+#endif
+#ifdef GEMM_AVX2
+            if (g->isa == QUANT_ISA_AVX2) {
+                r16_tile_avx2_n(w->t, grp, &g->acts, t0, nt, y, w->n_out, nr);
+                continue;
+            }
+#endif
+            r16_tile_scalar(w->t, grp, &g->acts, t0, nt, y, w->n_out, nr);
+        }
+    }
+}
+
+bool gemm_r16_supported(enum quant_isa isa, enum quant_type t)
+{
+    if (!repack_r16_type(t) || isa > quant_isa_max()) return false;
+    if (isa == QUANT_ISA_SCALAR) return true;
+#ifdef GEMM_AVX2
+    if (isa == QUANT_ISA_AVX2) return t != QUANT_Q4_K; /* Q4_K: AVX-512 only (AVX2 keeps it plain) */
+#endif
+#ifdef GEMM_AVX512
+    return isa == QUANT_ISA_AVX512;
+#else
+    return false;
+#endif
+}
+
+void gemm_matmul_r16(enum quant_isa isa, struct workers *pool, const struct gemm_mat *ms, size_t n, size_t n_in,
+                     const float *x, size_t T, const struct gemm_scratch *s)
+{
+    struct r16_task g = {.isa = isa, .ms = ms, .n = n, .n_in = n_in, .T = T, .s = s};
+    for (size_t i = 0; i < n; i++)
+        g.gbase[i + 1] = g.gbase[i] + (long)((ms[i].n_out + REPACK_ROWS - 1) / REPACK_ROWS);
+    size_t nb = n_in / QUANT_BLOCK;
+    char *a = s->act;
+    g.acts.q = (int8_t *)a;
+    g.acts.d = (float *)(void *)(a + align64(T * n_in));
+    g.acts.a = (float *)(void *)(a + align64(T * n_in) + align64(T * nb * sizeof(float)));
+    g.acts.n_in = n_in;
+    g.acts.nb = nb;
+    struct gemm_task qt = {.x = x, .n_in = n_in, .T = T, .acts = g.acts};
+    if (T > 2)
+        workers_run(pool, quant_worker, &qt);
+    else /* a row or two: quantised here, not worth a thread hand-off */
+        quant_worker(&qt, 0, 1);
+    workers_run(pool, r16_worker, &g);
 }
 
 /* ---- machine ceilings ---- */

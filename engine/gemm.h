@@ -1,8 +1,9 @@
 /*
  * gemm.h - our own GEMM micro-kernels: y[t][o] = sum_i W[o][i] * x[t][i].
  *
- * Two kernel families, both on panels of 16 weight rows (layouts in repack.h)
- * packed once per call into per-thread scratch and then used for every token:
+ * Kernel families on panels of 16 weight rows (layouts in repack.h), packed
+ * once per call into per-thread scratch and then used for every token (except
+ * gemm_matmul_r16 below: Q8_0 / Q4_0 / Q4_K weights repacked once at load):
  *   - float (F32, F16 weights x F32 activations): a 4-row x 6-token register
  *     tile of 16-lane AVX-512 FMA partial sums over a K chunk of 1024 columns,
  *     reduced and added to y once per chunk (F32 weights are read in place,
@@ -78,6 +79,38 @@ struct gemm_scratch {
  * block size. Runs on pool (thread 0 = the caller). */
 void gemm_matmul(enum quant_isa isa, struct workers *pool, enum quant_type t, const void *data, size_t row_bytes,
                  size_t n_in, size_t n_out, const float *x, size_t T, float *y, const struct gemm_scratch *s);
+
+/* ---- weights in the load-time layout (repack.h: Q4_0 / Q8_0 / Q4_K groups of 16 rows) ----
+ * One product for every row count, decode (1 row) to prefill chunks: the
+ * activations are quantised per block of 32 as above (on the caller for 1-2
+ * rows, else on the pool), then the threads split the 16-row groups of all the
+ * matrices (numbered one after the other) and run a 16-row x up-to-8-token VNNI
+ * tile on each group in place, nibbles unpacked in registers (no per-call
+ * packing); a matrix's last n_out % 16 plain rows are packed per call into a
+ * zero-padded group in the thread's panel scratch. Per block:
+ *   y += d_w * (idot * d_x + z * a_x),  z = -8 (Q4_0) or -128 (Q8_0)
+ * (Q4_K per sub-block j: y += (d sc_j) * (idot * d_x) + (-dmin m_j) * a_x)
+ * in the same order in the scalar, AVX2 and AVX-512 kernels (bit-identical),
+ * and the same for a row whatever the other rows of the batch (batched =
+ * alone). ISA: AVX-512 VNNI (16 rows per vector, vpdpbusd), AVX2 (+FMA, F16C:
+ * two halves of 8 rows, up to 4 tokens, maddubs: exact for these codes; Q8_0
+ * and Q4_0 only, so an AVX2 run keeps Q4_K plain), and scalar, each where
+ * compiled in and reported by the CPU. */
+#define GEMM_MAX_MATS 4
+struct gemm_mat {
+    enum quant_type t;  /* Q8_0, Q4_0 or Q4_K (repack_r16_type) */
+    const void *data;   /* rows in the load-time layout (the tail rows plain) */
+    size_t row_bytes, n_out;
+    float *y;           /* [T][n_out] */
+};
+
+/* true if weights of type t in the load-time layout have a kernel at isa. */
+bool gemm_r16_supported(enum quant_isa isa, enum quant_type t);
+
+/* ms[i].y = x [T][n_in] . W_i^T for n <= GEMM_MAX_MATS matrices sharing n_in
+ * (the activations are quantised once for all of them). */
+void gemm_matmul_r16(enum quant_isa isa, struct workers *pool, const struct gemm_mat *ms, size_t n, size_t n_in,
+                     const float *x, size_t T, const struct gemm_scratch *s);
 
 /* The activation quantisation of the integer kernels, exposed for the tests:
  * x [n] (n a multiple of 32) -> q [n], d [n / 32], a [n / 32] (a = d * sum q). */

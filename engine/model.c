@@ -2,9 +2,11 @@
 #include "model.h"
 
 #include "errors.h"
+#include "gemm.h"
 #include "gguf.h"
 #include "hf.h"
 #include "log.h"
+#include "repack.h"
 #include "tokenizer.h"
 
 #include <errno.h>
@@ -241,6 +243,48 @@ static int open_split(struct model *m, const char *path, bool use_mmap, char *ms
     return rc;
 }
 
+/* Weights read into memory: Q8_0 / Q4_0 / Q4_K matrices into the load-time layout of
+ * repack.h, in place (the copy is ours), where the active ISA has its kernel.
+ * token_embd stays plain (rows are looked up one at a time), and so does a tied
+ * output head, its alias. */
+static int repack_weights(struct model *m)
+{
+    enum quant_isa isa = quant_isa_active();
+    if (isa == QUANT_ISA_SCALAR) return 0; /* SASERVE_QUANT_ISA=scalar: the plain layout */
+    struct model_weight *ws[8];
+    size_t n = 0, max_rb = 0;
+    void *tmp = NULL;
+    for (int pass = 0; pass < 2; pass++) {
+        for (uint32_t l = 0; l <= m->hp.n_layer; l++) {
+            n = 0;
+            if (l == m->hp.n_layer) {
+                if (!m->tied_output) ws[n++] = &m->output;
+            } else {
+                struct model_layer *L = &m->layers[l];
+                ws[n++] = &L->wq, ws[n++] = &L->wk, ws[n++] = &L->wv, ws[n++] = &L->wo;
+                ws[n++] = &L->w_gate, ws[n++] = &L->w_up, ws[n++] = &L->w_down;
+            }
+            for (size_t i = 0; i < n; i++) {
+                struct model_weight *w = ws[i];
+                if (!gemm_r16_supported(isa, w->type) || w->layout != MODEL_LAYOUT_PLAIN) continue;
+                if (pass == 0) {
+                    max_rb = w->row_bytes > max_rb ? w->row_bytes : max_rb;
+                    continue;
+                }
+                repack_r16_matrix(w->type, (void *)(uintptr_t)w->data, w->row_bytes, w->n_in, w->n_out, tmp);
+                w->layout = MODEL_LAYOUT_R16;
+            }
+        }
+        if (pass == 0) {
+            if (!max_rb) return 0;
+            tmp = malloc(REPACK_R16_ROWS * max_rb);
+            if (!tmp) return SA_ERR_NOMEM;
+        }
+    }
+    free(tmp);
+    return 0;
+}
+
 int model_load(const char *path, const struct model_load_opts *opts, struct model **out, char *msg,
                size_t msg_len)
 {
@@ -369,6 +413,7 @@ int model_load(const char *path, const struct model_load_opts *opts, struct mode
     for (uint32_t s = 0; s < m->n_shards; s++)
         for (uint64_t i = 0; i < gguf_n_tensors(m->shards[s]); i++)
             m->weight_bytes += gguf_tensor(m->shards[s], i)->n_bytes;
+    if (!opts->use_mmap && (rc = repack_weights(m))) goto err;
 
     if (!opts->no_tokenizer) {
         rc = tok_create(g, &m->tok, msg, msg_len);
@@ -391,6 +436,24 @@ static int check_weight(const struct model_weight *w, const char *name, float *b
                         size_t msg_len)
 {
     size_t bad;
+    if (w->layout == MODEL_LAYOUT_R16) { /* row by row, back in the plain layout */
+        void *row = malloc(w->row_bytes);
+        if (!row) return SA_ERR_NOMEM;
+        for (size_t r = 0; r < w->n_out; r++) {
+            const char *src = (const char *)w->data + r * w->row_bytes;
+            if (r < w->n_out - w->n_out % REPACK_R16_ROWS)
+                repack_r16_unpack_row(w->type, (const char *)w->data + (r - r % REPACK_R16_ROWS) * w->row_bytes,
+                                      w->n_in, (int)(r % REPACK_R16_ROWS), row);
+            else
+                memcpy(row, src, w->row_bytes);
+            if (!quant_values_finite(w->type, row, w->n_in, buf, buf_n, &bad)) {
+                free(row);
+                return fail(msg, msg_len, "%s: element %zu is not a finite number", name, r * w->n_in + bad);
+            }
+        }
+        free(row);
+        return 0;
+    }
     if (!quant_values_finite(w->type, w->data, (size_t)w->n_in * w->n_out, buf, buf_n, &bad))
         return fail(msg, msg_len, "%s: element %zu is not a finite number", name, bad);
     return 0;

@@ -4,6 +4,12 @@
  *
  * Weights are views (struct model_weight) into the GGUF bytes: the read-only
  * mmap by default, or one malloc'd copy of the file with use_mmap = false.
+ * In a copy, Q8_0, Q4_0 and Q4_K matrices other than the token embedding table (and
+ * so a tied output head) are repacked in place at load into the row-interleaved
+ * layout of repack.h (MODEL_LAYOUT_R16) where the active quant ISA (AVX2 or
+ * AVX-512 VNNI) has its kernel (gemm_r16_supported): no extra memory, the
+ * file's bytes rearranged. Mapped weights and SASERVE_QUANT_ISA=scalar keep the
+ * plain layout.
  * A tied output head (no output.weight) is an alias of token_embd, not a
  * copy. A split model (llama-gguf-split: <prefix>-00001-of-0000M.gguf ...)
  * is loaded from its first shard: the other M-1 are opened next to it, their
@@ -50,13 +56,22 @@ struct model_hparams {
     enum rope_mode rope;
 };
 
-/* A 2-D weight: n_out rows of n_in elements of `type`, row r at data + r*row_bytes. */
+/* A 2-D weight: n_out rows of n_in elements of `type`, row r at data + r*row_bytes
+ * (layout MODEL_LAYOUT_PLAIN), or with every full group of 16 rows interleaved
+ * in place (MODEL_LAYOUT_R16, repack.h: same bytes; the last n_out % 16 rows
+ * plain). */
+enum model_layout {
+    MODEL_LAYOUT_PLAIN = 0,
+    MODEL_LAYOUT_R16,
+};
+
 struct model_weight {
     enum quant_type type;
     uint32_t n_in;
     uint32_t n_out;
     size_t row_bytes;
     const void *data;
+    enum model_layout layout;
 };
 
 struct model_layer {

@@ -2,6 +2,7 @@
 
 #include "gemm.h"
 #include "quant.h"
+#include "repack.h"
 #include "workers.h"
 
 #include <cblas.h>
@@ -172,8 +173,15 @@ static void matmul_gemm(struct ops *o, const struct model_weight *w, const float
 static void matmul_ref(struct ops *o, const struct model_weight *w, const float *x, size_t T, float *y)
 {
     float *row = o->deq;
+    size_t n_groups = w->layout == MODEL_LAYOUT_R16 ? w->n_out / REPACK_R16_ROWS : 0;
     for (size_t r = 0; r < w->n_out; r++) {
-        quant_dequantize_row(w->type, (const char *)w->data + r * w->row_bytes, row, w->n_in);
+        const char *src = (const char *)w->data + r * w->row_bytes;
+        if (r / REPACK_R16_ROWS < n_groups) { /* the load-time layout: the plain row back first */
+            repack_r16_unpack_row(w->type, (const char *)w->data + (r - r % REPACK_R16_ROWS) * w->row_bytes, w->n_in,
+                                  (int)(r % REPACK_R16_ROWS), o->qbuf);
+            src = o->qbuf;
+        }
+        quant_dequantize_row(w->type, src, row, w->n_in);
         for (size_t t = 0; t < T; t++) {
             double s = 0;
             const float *xt = x + t * w->n_in;
@@ -192,10 +200,25 @@ static bool ops_use_gemm(enum quant_type t, size_t T)
     return t != QUANT_F32 || OPS_GEMM_F32;
 }
 
+/* Weights in the load-time layout (model.h): our R16 kernel for every row count. */
+static void matmul_r16(struct ops *o, const struct model_weight *const *ws, size_t n, const float *x, size_t T,
+                       float *const *ys)
+{
+    struct gemm_mat ms[GEMM_MAX_MATS];
+    for (size_t i = 0; i < n; i++)
+        ms[i] = (struct gemm_mat){.t = ws[i]->type, .data = ws[i]->data, .row_bytes = ws[i]->row_bytes,
+                                  .n_out = ws[i]->n_out, .y = ys[i]};
+    enum quant_isa isa = quant_isa_active(); /* the ISA the weights were repacked for (model.c) */
+    gemm_matmul_r16(gemm_r16_supported(isa, ws[0]->type) ? isa : QUANT_ISA_SCALAR, o->pool, ms, n, ws[0]->n_in, x, T,
+                    &o->gemm);
+}
+
 void ops_matmul(struct ops *o, const struct model_weight *w, const float *x, size_t T, float *y)
 {
     if (o->reference)
         matmul_ref(o, w, x, T, y);
+    else if (w->layout == MODEL_LAYOUT_R16)
+        matmul_r16(o, &w, 1, x, T, &y);
     else if (ops_use_gemm(w->type, T))
         gemm_matmul(QUANT_ISA_AVX512, o->pool, w->type, w->data, w->row_bytes, w->n_in, w->n_out, x, T, y, &o->gemm);
     else if (T < OPS_GEMM_MIN_TOKENS)
@@ -207,6 +230,12 @@ void ops_matmul(struct ops *o, const struct model_weight *w, const float *x, siz
 void ops_matmul_many(struct ops *o, const struct model_weight *const *ws, size_t n, const float *x, size_t T,
                      float *const *ys)
 {
+    bool r16 = !o->reference && n <= GEMM_MAX_MATS;
+    for (size_t i = 0; r16 && i < n; i++) r16 = ws[i]->layout == MODEL_LAYOUT_R16 && ws[i]->n_in == ws[0]->n_in;
+    if (r16) { /* the activations quantised once, every group of the n matrices in one task */
+        matmul_r16(o, ws, n, x, T, ys);
+        return;
+    }
     bool fuse = !o->reference && T < OPS_GEMM_MIN_TOKENS && n <= OPS_MAX_MANY && !ops_use_gemm(ws[0]->type, T);
     for (size_t i = 1; fuse && i < n; i++) fuse = ws[i]->type == ws[0]->type && ws[i]->n_in == ws[0]->n_in;
     if (fuse) {

@@ -3,22 +3,33 @@
  *
  * ops_matmul is the one place weights are multiplied (and the only user of
  * OpenBLAS): y[t][o] = sum_i W[o][i] * x[t][i] for a batch of T activation
- * rows. Four paths, chosen by T and the weight type:
+ * rows. Five paths, chosen by the weights' layout, T and the weight type:
+ *   - weights in the load-time layout (MODEL_LAYOUT_R16, model.h: Q8_0 / Q4_0 / Q4_K
+ *     read into memory on an AVX2 or AVX-512 VNNI CPU): gemm_matmul_r16 at the
+ *     active quant ISA for every T,
+ *     1 to a prefill chunk (the same kernel, so a row's result does not depend
+ *     on its batch); ops_matmul_many runs Q/K/V or gate/up as one task with the
+ *     activations quantised once. Measured faster than the per-call panels at
+ *     48 and 128 rows (tools/gemm_rate, README) and than the matrix-vector
+ *     kernels for decode (build/bench);
  *   - T < OPS_GEMM_MIN_TOKENS: a threaded matrix-vector product over weight
  *     rows with the type's SIMD dot kernel (quant_dot); the activations are
- *     converted once (to Q8_0 for quantised weights). Memory-bound: each
- *     weight byte is read once for all T rows. Except F32 weights at the
+ *     converted once (to Q8_0 for quantised weights). Each weight byte is
+ *     read once for all T rows (the quantised kernels are compute-bound here,
+ *     well below the bandwidth ceiling: README). Except F32 weights at the
  *     active ISA AVX-512 (OPS_GEMM_DECODE_F32): the gemm float kernel, for
  *     every T including 1, so a row's result does not depend on its batch;
  *   - otherwise, where the active quant ISA is AVX-512 VNNI and gemm.h has a
  *     kernel for the type (F16, BF16, Q8_0, Q4_0, IQ4_NL, Q4_K, IQ4_XS): our
  *     own GEMM on 16-row panels packed per call (gemm.h, repack.h), F32
- *     excluded (OPS_GEMM_F32);
+ *     excluded (OPS_GEMM_F32); Q8_0 / Q4_0 / Q4_K take this path only when mapped
+ *     (--mmap) or in a tied token embedding table;
  *   - otherwise, F32 weights: one cblas_sgemm straight on the mapped weights.
  *   - otherwise, other types: blocks of rows are dequantised to F32 in
  *     parallel, then multiplied with cblas_sgemm.
  * With reference = true every path is replaced by a plain double-precision
- * loop over dequantised rows: no BLAS, no SIMD. The numerics tests compare the
+ * loop over dequantised rows (load-time layout rows unpacked first): no BLAS,
+ * no SIMD. The numerics tests compare the
  * two on the real models.
  *
  * A struct ops is owned by one step workspace (transformer.h) and used by its thread;

@@ -231,3 +231,114 @@ void repack_unpack_row(enum quant_type t, const void *panel, size_t n_in, int r,
         }
     }
 }
+
+/* ---- load-time layout (repack.h) ---- */
+
+bool repack_r16_type(enum quant_type t) { return t == QUANT_Q8_0 || t == QUANT_Q4_0 || t == QUANT_Q4_K; }
+
+/* Q4_K: per super-block of 256 columns, 2304 bytes = 16 rows' blocks (repack.h). */
+static void r16_q4k_group(const void *data, size_t row_bytes, size_t n_in, size_t r0, size_t nr, void *out)
+{
+    size_t nbk = n_in / QUANT_K;
+    for (size_t sb = 0; sb < nbk; sb++) {
+        uint8_t *o = (uint8_t *)out + sb * REPACK_R16_Q4K_BYTES;
+        uint16_t *d = (uint16_t *)(void *)o, *dm = d + REPACK_ROWS;
+        uint8_t *sc = o + 64, *qs = o + 256;
+        for (size_t r = 0; r < REPACK_ROWS; r++) {
+            if (r >= nr) {
+                d[r] = dm[r] = 0;
+                for (int k = 0; k < 3; k++) memset(sc + k * 64 + r * 4, 0, 4);
+                for (int v = 0; v < 32; v++) memset(qs + v * 64 + r * 4, 0, 4);
+                continue;
+            }
+            const struct quant_block_q4_k *x =
+                (const struct quant_block_q4_k *)(const void *)((const char *)data + (r0 + r) * row_bytes) + sb;
+            d[r] = x->d;
+            dm[r] = x->dmin;
+            for (int k = 0; k < 3; k++) memcpy(sc + k * 64 + r * 4, x->scales + 4 * k, 4);
+            for (int v = 0; v < 32; v++) memcpy(qs + v * 64 + r * 4, x->qs + 4 * v, 4);
+        }
+    }
+}
+
+static void r16_q4k_unpack_row(const void *group, size_t n_in, int r, void *row)
+{
+    for (size_t sb = 0; sb < n_in / QUANT_K; sb++) {
+        const uint8_t *o = (const uint8_t *)group + sb * REPACK_R16_Q4K_BYTES;
+        const uint16_t *d = (const uint16_t *)(const void *)o;
+        struct quant_block_q4_k *x = (struct quant_block_q4_k *)row + sb;
+        x->d = d[r];
+        x->dmin = d[REPACK_ROWS + r];
+        for (int k = 0; k < 3; k++) memcpy(x->scales + 4 * k, o + 64 + k * 64 + r * 4, 4);
+        for (int v = 0; v < 32; v++) memcpy(x->qs + 4 * v, o + 256 + v * 64 + r * 4, 4);
+    }
+}
+
+static size_t r16_code_bytes(enum quant_type t) { return t == QUANT_Q8_0 ? 512 : 256; }
+
+void repack_r16_group(enum quant_type t, const void *data, size_t row_bytes, size_t n_in, size_t r0, size_t nr,
+                      void *out)
+{
+    if (t == QUANT_Q4_K) {
+        r16_q4k_group(data, row_bytes, n_in, r0, nr, out);
+        return;
+    }
+    size_t nb = n_in / QUANT_BLOCK, cb = r16_code_bytes(t);
+    uint16_t *d = out;
+    uint8_t *codes = (uint8_t *)out + nb * REPACK_ROWS * sizeof(uint16_t);
+    for (size_t r = 0; r < REPACK_ROWS; r++) {
+        const char *row = r < nr ? (const char *)data + (r0 + r) * row_bytes : NULL;
+        for (size_t b = 0; b < nb; b++) {
+            uint8_t *c = codes + b * cb;
+            if (!row) {
+                d[b * REPACK_ROWS + r] = 0;
+                for (size_t k = 0; k < cb / 64; k++) memset(c + k * 64 + r * 4, t == QUANT_Q8_0 ? 0x80 : 0, 4);
+                continue;
+            }
+            if (t == QUANT_Q8_0) {
+                const struct quant_block_q8_0 *x = (const struct quant_block_q8_0 *)(const void *)row + b;
+                d[b * REPACK_ROWS + r] = x->d;
+                for (int k = 0; k < 8; k++)
+                    for (int j = 0; j < 4; j++) c[k * 64 + r * 4 + (size_t)j] = (uint8_t)(x->qs[4 * k + j] ^ 0x80);
+            } else {
+                const struct quant_block_q4_0 *x = (const struct quant_block_q4_0 *)(const void *)row + b;
+                d[b * REPACK_ROWS + r] = x->d;
+                for (int i = 0; i < 4; i++) memcpy(c + i * 64 + r * 4, x->qs + 4 * i, 4);
+            }
+        }
+    }
+}
+
+void repack_r16_unpack_row(enum quant_type t, const void *group, size_t n_in, int r, void *row)
+{
+    if (t == QUANT_Q4_K) {
+        r16_q4k_unpack_row(group, n_in, r, row);
+        return;
+    }
+    size_t nb = n_in / QUANT_BLOCK, cb = r16_code_bytes(t);
+    const uint16_t *d = group;
+    const uint8_t *codes = (const uint8_t *)group + nb * REPACK_ROWS * sizeof(uint16_t);
+    for (size_t b = 0; b < nb; b++) {
+        const uint8_t *c = codes + b * cb;
+        if (t == QUANT_Q8_0) {
+            struct quant_block_q8_0 *x = (struct quant_block_q8_0 *)row + b;
+            x->d = d[b * REPACK_ROWS + (size_t)r];
+            for (int k = 0; k < 8; k++)
+                for (int j = 0; j < 4; j++) x->qs[4 * k + j] = (int8_t)(c[k * 64 + r * 4 + j] ^ 0x80);
+        } else {
+            struct quant_block_q4_0 *x = (struct quant_block_q4_0 *)row + b;
+            x->d = d[b * REPACK_ROWS + (size_t)r];
+            for (int i = 0; i < 4; i++) memcpy(x->qs + 4 * i, c + i * 64 + r * 4, 4);
+        }
+    }
+}
+
+void repack_r16_matrix(enum quant_type t, void *data, size_t row_bytes, size_t n_in, size_t n_out, void *tmp)
+{
+    size_t gb = REPACK_ROWS * row_bytes;
+    for (size_t r0 = 0; r0 + REPACK_ROWS <= n_out; r0 += REPACK_ROWS) {
+        char *g = (char *)data + r0 * row_bytes;
+        repack_r16_group(t, g, row_bytes, n_in, 0, REPACK_ROWS, tmp);
+        memcpy(g, tmp, gb);
+    }
+}

@@ -32,9 +32,11 @@
  * times a small integer is exact in float), so repack_unpack_row reproduces
  * quant_dequantize_row to within one rounding of the final s * q + o.
  *
- * The panels are built by the caller into its own scratch (gemm.c packs one
+ * These panels are built by the caller into its own scratch (gemm.c packs one
  * panel per output tile on the fly and reuses it for every token of the
- * call); all functions are pure and thread-safe.
+ * call): the path of every type above except Q8_0 / Q4_0 / Q4_K weights read into
+ * memory, which are repacked once at load into the compact layout at the end
+ * of this file instead. All functions are pure and thread-safe.
  */
 #ifndef SA_REPACK_H
 #define SA_REPACK_H
@@ -68,5 +70,48 @@ void repack_panel(enum quant_type t, const void *data, size_t row_bytes, size_t 
 
 /* Row r (< REPACK_ROWS) of a panel back to floats: the round-trip test. */
 void repack_unpack_row(enum quant_type t, const void *panel, size_t n_in, int r, float *out);
+
+/* ---- the load-time layout: groups of 16 rows, repacked once, in place ----
+ *
+ * Weights read into memory (not --mmap) of type Q8_0, Q4_0 or Q4_K are
+ * rewritten at load (model.c) where the active quant ISA has a kernel for them
+ * (gemm_r16_supported: AVX-512 VNNI for all three, AVX2 for Q8_0 / Q4_0; never
+ * with SASERVE_QUANT_ISA=scalar), group by group of REPACK_ROWS (16)
+ * consecutive rows, into the same bytes: a group of 16 rows occupies exactly
+ * 16 * row_bytes. Q8_0 / Q4_0, nb = n_in / 32 blocks:
+ *   uint16_t d[nb][16]            F16 scale of block b of row r
+ *   then per block b the codes of the 16 rows, 64-byte vectors:
+ *     Q4_0: uint8_t qs[4][16][4]  qs[i][r][j] = byte 4 i + j of the block's qs in row r
+ *           (low nibble = column 4 i + j, high nibble = column 16 + 4 i + j: one AND
+ *           and one shift+AND give the u8 codes of 8 columns x 16 rows)
+ *     Q8_0: uint8_t q[8][16][4]   q[k][r][j] = qs[4 k + j] of row r + 128 (unsigned)
+ *   so that W[r][c] = d[b][r] * (code - z) with z = 8 (Q4_0) or 128 (Q8_0): the
+ *   kernel of gemm.h multiplies the u8 codes by the int8 activations with VNNI
+ *   (or, on AVX2, maddubs) and corrects by z * sum(activation codes).
+ * Q4_K, per super-block of 256 columns (REPACK_R16_Q4K_BYTES = 2304 = 16 x 144):
+ *   uint16_t d[16], dmin[16]; uint8_t sc[3][16][4] (sc[k][r][j] = scales[4 k + j]
+ *   of row r: ggml's 6-bit packing kept, decoded per 32-bit lane by the kernel);
+ *   uint8_t qs[32][16][4] (qs[v][r][j] = qs[4 v + j] of row r: vectors 8 p ..
+ *   8 p + 7 hold sub-blocks 2 p (low nibbles) and 2 p + 1 (high nibbles));
+ *   W = d sc_j q - dmin m_j for sub-block j.
+ * Memory: the file's size, no copy. The last n_out % 16 rows of a matrix stay
+ * in the plain layout (gemm.c packs them per call into a zero-padded group in
+ * scratch). Row rearrangements only: repack_r16_unpack_row gives back the
+ * plain bytes exactly. */
+#define REPACK_R16_ROWS REPACK_ROWS
+
+#define REPACK_R16_Q4K_BYTES (16 * 144)
+
+/* true if type t has the load-time layout (Q8_0, Q4_0, Q4_K). */
+bool repack_r16_type(enum quant_type t);
+/* Rows [r0, r0 + nr) (nr <= 16; the rest zero: scale 0) of a plain matrix into
+ * one group at out (16 * row_bytes bytes; out must not overlap the source). */
+void repack_r16_group(enum quant_type t, const void *data, size_t row_bytes, size_t n_in, size_t r0, size_t nr,
+                      void *out);
+/* Row r (< 16) of a group back to its plain bytes (row_bytes of them) at row. */
+void repack_r16_unpack_row(enum quant_type t, const void *group, size_t n_in, int r, void *row);
+/* Every full group of a plain matrix (rows [0, n_out - n_out % 16)) rewritten in
+ * place; tmp holds 16 * row_bytes bytes. */
+void repack_r16_matrix(enum quant_type t, void *data, size_t row_bytes, size_t n_in, size_t n_out, void *tmp);
 
 #endif

@@ -195,6 +195,43 @@ static void test_concurrent_plans_equal_alone(void)
     }
 }
 
+/* TinyStories-656K (Q8_0) read into memory: its matrices in the load-time
+ * 16-row layout (repack.h) on an AVX-512 VNNI CPU, so every step (prefill
+ * chunks of 8, 1-5 decode rows) runs gemm_matmul_r16. Five sequences run
+ * together give the greedy tokens each gives alone, bit for bit. */
+static void test_q8_0_in_memory_batched_equals_alone(void)
+{
+    char path[512], msg[256];
+    snprintf(path, sizeof path, "%s/models/tinystories-656K/TinyStories-656K-Q8_0.gguf", test_shared_dir());
+    struct engine_config cfg = engine_default_config();
+    cfg.model_path = path;
+    cfg.use_mmap = false;
+    cfg.n_slots = 5;
+    cfg.n_ctx = 256;
+    cfg.prefill_chunk = 8;
+    cfg.share_spans = "off";
+    cfg.prefix_cache = false;
+    cfg.debug_checks = true;
+    struct engine *e = NULL;
+    ASSERT_OK(engine_create(&cfg, &e, msg, sizeof msg));
+    if (!e) return;
+    const size_t len[5] = {13, 5, 29, 21, 3};
+    struct collect alone[5], c[5];
+    for (int k = 0; k < 5; k++) {
+        submit_prompt(e, len[k], NULL, false, &alone[k]);
+        wait_done(&alone[k]);
+    }
+    for (int k = 0; k < 5; k++) submit_prompt(e, len[k], NULL, false, &c[k]);
+    for (int k = 0; k < 5; k++) {
+        wait_done(&c[k]);
+        ASSERT_EQ(c[k].n_tokens, 20);
+        ASSERT_EQ(c[k].n_tokens, alone[k].n_tokens);
+        ASSERT_TRUE(memcmp(c[k].tokens, alone[k].tokens, alone[k].n_tokens * sizeof(int32_t)) == 0);
+    }
+    assert_pool_idle(e);
+    engine_destroy(e);
+}
+
 static void test_stop_strings(void)
 {
     struct engine *e = start(1, 4);
@@ -938,6 +975,7 @@ int main(void)
 {
     TEST_RUN(test_golden_through_engine);
     TEST_RUN(test_concurrent_plans_equal_alone);
+    TEST_RUN(test_q8_0_in_memory_batched_equals_alone);
     TEST_RUN(test_stop_strings);
     TEST_RUN(test_cancel_and_limits);
     TEST_RUN(test_destroy_cancels_queued);

@@ -18,7 +18,15 @@
  *   - the AVX-512 integer kernel equals the scalar one bit for bit (same
  *     integer sums, same float operation order);
  *   - 1 and 2 worker threads give identical results (threads split output
- *     tiles only).
+ *     tiles only);
+ *   - the load-time layout (repack.h "R16": Q8_0, Q4_0, Q4_K): repacking in
+ *     place gives every row back byte for byte; gemm_matmul_r16 at every ISA
+ *     this machine runs (scalar; AVX2 for Q8_0/Q4_0; AVX-512 VNNI) against the
+ *     same reference and tolerance as the integer kernels above, for token rows
+ *     1, 2, 3, 7, 8, 17, 47, 48, output rows 1, 7, 16, 17, 33, 50 and K of 1, 3
+ *     and 33 blocks (Q4_K: 1, 3, 5 super-blocks); AVX2 and AVX-512 equal scalar
+ *     bit for bit, 1 = 2 threads, each row of a batch equals that row alone,
+ *     and several matrices in one call equal each alone.
  */
 #include "engine/gemm.h"
 #include "engine/quant.h"
@@ -125,6 +133,56 @@ static float *run_gemm(enum quant_isa isa, int n_threads, enum quant_type t, con
     return y;
 }
 
+/* y [T][n_out] against the double-precision reference on the dequantised rows of
+ * the plain matrix w (tolerances in the header comment); *bad counts failures. */
+static void check_ref(enum quant_type t, enum quant_isa isa, const void *w, size_t rb, size_t n_in, size_t n_out,
+                      const float *x, size_t T, const float *y, int *bad_)
+{
+    bool q8 = repack_kind_of(t) == REPACK_Q8;
+    int bad = *bad_;
+    float *row = xmalloc(n_in * sizeof(float)), *xq = xmalloc(n_in * sizeof(float));
+    int8_t *q = xmalloc(n_in);
+    size_t nb = n_in / 32 ? n_in / 32 : 1;
+    float *d = xmalloc(nb * sizeof(float)), *a = xmalloc(nb * sizeof(float));
+    for (size_t tt = 0; tt < T; tt++) {
+        const float *xt = x + tt * n_in;
+        if (q8) {
+            gemm_quantize_act(xt, n_in, q, d, a);
+            for (size_t i = 0; i < n_in; i++) xq[i] = d[i / 32] * (float)q[i];
+        }
+        for (size_t r = 0; r < n_out; r++) {
+            quant_dequantize_row(t, (const char *)w + r * rb, row, n_in);
+            double ref = 0, refq = 0, mag = 0, qbound = 0;
+            for (size_t i = 0; i < n_in; i++) {
+                ref += (double)row[i] * xt[i];
+                mag += fabs((double)row[i] * xt[i]);
+                if (q8) {
+                    refq += (double)row[i] * xq[i];
+                    qbound += fabs((double)row[i]) * d[i / 32] * 0.5;
+                }
+            }
+            double got = y[tt * n_out + r], tol = 1e-5 * mag + 1e-6;
+            /* the bf16 kernel rounds x (and F16 weights) to 8 significant bits: 2^-8 each */
+            if (gemm_uses_bf16(isa, t)) tol += (t == QUANT_F16 ? 2.0 : 1.0) * 0x1p-8 * mag;
+            if (q8) {
+                if (!(fabs(got - refq) <= tol + 1e-5 * qbound) && bad++ < 3)
+                    TEST_FAIL_("%s %s T %zu n_out %zu n_in %zu y[%zu][%zu] = %.9g, ref (quantised x) %.9g",
+                               quant_type_name(t), quant_isa_name(isa), T, n_out, n_in, tt, r, got, refq);
+                tol += qbound * 1.0001;
+            }
+            if (!(fabs(got - ref) <= tol) && bad++ < 3)
+                TEST_FAIL_("%s %s T %zu n_out %zu n_in %zu y[%zu][%zu] = %.9g, ref %.9g (tol %.3g)",
+                           quant_type_name(t), quant_isa_name(isa), T, n_out, n_in, tt, r, got, ref, tol);
+        }
+    }
+    free(row);
+    free(xq);
+    free(q);
+    free(d);
+    free(a);
+    *bad_ = bad;
+}
+
 static const size_t out_list[] = {1, 7, 16, 17, 33};
 static const size_t tok_list[] = {1, 2, 3, 7, 8, 17, 48};
 
@@ -153,46 +211,7 @@ static void check_type(enum quant_type t, enum quant_isa isa)
                                    quant_type_name(t), T, n_out, n_in);
                     free(ys);
                 }
-                float *row = xmalloc(n_in * sizeof(float)), *xq = xmalloc(n_in * sizeof(float));
-                int8_t *q = xmalloc(n_in);
-                size_t nb = n_in / 32 ? n_in / 32 : 1;
-                float *d = xmalloc(nb * sizeof(float)), *a = xmalloc(nb * sizeof(float));
-                for (size_t tt = 0; tt < T; tt++) {
-                    const float *xt = x + tt * n_in;
-                    if (q8) {
-                        gemm_quantize_act(xt, n_in, q, d, a);
-                        for (size_t i = 0; i < n_in; i++) xq[i] = d[i / 32] * (float)q[i];
-                    }
-                    for (size_t r = 0; r < n_out; r++) {
-                        quant_dequantize_row(t, (const char *)w + r * rb, row, n_in);
-                        double ref = 0, refq = 0, mag = 0, qbound = 0;
-                        for (size_t i = 0; i < n_in; i++) {
-                            ref += (double)row[i] * xt[i];
-                            mag += fabs((double)row[i] * xt[i]);
-                            if (q8) {
-                                refq += (double)row[i] * xq[i];
-                                qbound += fabs((double)row[i]) * d[i / 32] * 0.5;
-                            }
-                        }
-                        double got = y[tt * n_out + r], tol = 1e-5 * mag + 1e-6;
-                        /* the bf16 kernel rounds x (and F16 weights) to 8 significant bits: 2^-8 each */
-                        if (gemm_uses_bf16(isa, t)) tol += (t == QUANT_F16 ? 2.0 : 1.0) * 0x1p-8 * mag;
-                        if (q8) {
-                            if (!(fabs(got - refq) <= tol + 1e-5 * qbound) && bad++ < 3)
-                                TEST_FAIL_("%s %s T %zu n_out %zu n_in %zu y[%zu][%zu] = %.9g, ref (quantised x) %.9g",
-                                           quant_type_name(t), quant_isa_name(isa), T, n_out, n_in, tt, r, got, refq);
-                            tol += qbound * 1.0001;
-                        }
-                        if (!(fabs(got - ref) <= tol) && bad++ < 3)
-                            TEST_FAIL_("%s %s T %zu n_out %zu n_in %zu y[%zu][%zu] = %.9g, ref %.9g (tol %.3g)",
-                                       quant_type_name(t), quant_isa_name(isa), T, n_out, n_in, tt, r, got, ref, tol);
-                    }
-                }
-                free(row);
-                free(xq);
-                free(q);
-                free(d);
-                free(a);
+                check_ref(t, isa, w, rb, n_in, n_out, x, T, y, &bad);
                 free(y);
                 free(y1);
                 free(x);
@@ -225,6 +244,195 @@ static void test_unsupported(void)
     ASSERT_TRUE(!gemm_supported(QUANT_ISA_AVX2, QUANT_Q8_0)); /* no AVX2 gemm: ops keeps the old paths */
 }
 
+/* ---- the load-time layout (repack.h "R16", gemm_matmul_r16) ---- */
+
+static const enum quant_type r16_types[] = {QUANT_Q8_0, QUANT_Q4_0, QUANT_Q4_K};
+#define N_R16 (sizeof r16_types / sizeof r16_types[0])
+
+/* K per type: one block and more, not a multiple of the tile's 8 tokens x 16 rows */
+static const size_t *r16_ks(enum quant_type t)
+{
+    static const size_t k32[3] = {32, 96, 1056}, k256[3] = {256, 768, 1280};
+    return t == QUANT_Q4_K ? k256 : k32;
+}
+
+/* A copy of plain matrix w with its full groups repacked in place, as model.c does. */
+static void *r16_copy(enum quant_type t, const void *w, size_t rb, size_t n_in, size_t n_out)
+{
+    char *c = xmalloc(rb * n_out), *tmp = xmalloc(REPACK_R16_ROWS * rb);
+    memcpy(c, w, rb * n_out);
+    repack_r16_matrix(t, c, rb, n_in, n_out, tmp);
+    free(tmp);
+    return c;
+}
+
+/* Repacking is a rearrangement: every row comes back byte for byte, the tail rows
+ * are untouched, a short group's padding rows have scale 0, and the matrix is
+ * exactly as large as before (in place). */
+static void test_r16_round_trip(void)
+{
+    for (size_t ti = 0; ti < N_R16; ti++) {
+        enum quant_type t = r16_types[ti];
+        const size_t *ks = r16_ks(t);
+        static const size_t outs[] = {1, 15, 16, 33, 50};
+        for (size_t ki = 0; ki < 3; ki++)
+            for (size_t oi = 0; oi < 5; oi++) {
+                size_t n_in = ks[ki], n_out = outs[oi], rb;
+                char *w = make_weights(t, n_out, n_in, &rb);
+                char *c = r16_copy(t, w, rb, n_in, n_out), *row = xmalloc(rb), *grp = xmalloc(REPACK_R16_ROWS * rb);
+                size_t full = n_out - n_out % REPACK_R16_ROWS;
+                for (size_t r = 0; r < n_out; r++) {
+                    if (r < full)
+                        repack_r16_unpack_row(t, c + (r - r % 16) * rb, n_in, (int)(r % 16), row);
+                    else
+                        memcpy(row, c + r * rb, rb);
+                    if (memcmp(row, w + r * rb, rb) != 0)
+                        TEST_FAIL_("%s n_in %zu n_out %zu: row %zu not restored", quant_type_name(t), n_in, n_out, r);
+                }
+                if (full < n_out) { /* the per-call group of the tail: rows back, padding scales 0 */
+                    size_t nr = n_out - full;
+                    repack_r16_group(t, w, rb, n_in, full, nr, grp);
+                    for (size_t r = 0; r < 16; r++) {
+                        repack_r16_unpack_row(t, grp, n_in, (int)r, row);
+                        if (r < nr)
+                            ASSERT_TRUE(memcmp(row, w + (full + r) * rb, rb) == 0);
+                        else
+                            for (size_t b = 0, nblk = n_in / (t == QUANT_Q4_K ? 256 : 32); b < nblk; b++)
+                                ASSERT_EQ(*(uint16_t *)(void *)(row + b * (rb / nblk)), 0); /* d (Q4_K: then dmin) */
+                    }
+                }
+                free(grp);
+                free(row);
+                free(c);
+                free(w);
+            }
+    }
+}
+
+static struct workers *r16_pools[3]; /* by thread count, made once: thread start-up is slow on a loaded VM */
+
+static struct workers *r16_pool(int n_threads)
+{
+    if (!r16_pools[n_threads] && !(r16_pools[n_threads] = workers_create(n_threads))) abort();
+    return r16_pools[n_threads];
+}
+
+static float *run_r16(enum quant_isa isa, int n_threads, enum quant_type t, const void *wr, size_t rb, size_t n_in,
+                      size_t n_out, const float *x, size_t T)
+{
+    struct workers *pool = r16_pool(n_threads);
+    struct gemm_scratch s = {.act = xalloc64(gemm_act_bytes(T, n_in)), .panel_stride = gemm_panel_bytes(n_in),
+                             .n_panels = n_threads};
+    s.panels = xalloc64(s.panel_stride * (size_t)n_threads);
+    float *y = xmalloc(T * n_out * sizeof(float));
+    for (size_t i = 0; i < T * n_out; i++) y[i] = NAN; /* every output must be written */
+    struct gemm_mat m = {.t = t, .data = wr, .row_bytes = rb, .n_out = n_out, .y = y};
+    gemm_matmul_r16(isa, pool, &m, 1, n_in, x, T, &s);
+    free(s.act);
+    free(s.panels);
+    return y;
+}
+
+/* Every kernel on the load-time layout against the plain-C reference (the same
+ * tolerance as the per-call panels: the activation quantisation bound plus 1e-5
+ * relative), for row counts 1 ... 47 (decode) and 48 (a prefill chunk), n_out not
+ * a multiple of 16, K not a multiple of the 8-token x 16-row tile's blocks; the
+ * AVX2 and AVX-512 kernels equal the scalar one bit for bit; 1 and 2 threads agree; each
+ * row of a batch equals that row alone (batched = alone). */
+static void check_r16(enum quant_type t, enum quant_isa isa)
+{
+    const size_t *ks = r16_ks(t);
+    static const size_t outs[] = {1, 7, 16, 17, 33, 50}, toks[] = {1, 2, 3, 7, 8, 17, 47, 48};
+    int bad = 0;
+    for (size_t ki = 0; ki < 3; ki++)
+        for (size_t oi = 0; oi < sizeof outs / sizeof outs[0]; oi++)
+            for (size_t ti = 0; ti < sizeof toks / sizeof toks[0]; ti++) {
+                size_t n_in = ks[ki], n_out = outs[oi], T = toks[ti], rb;
+                /* the longest K on fewer shapes: keeps the test fast under ASan */
+                if (n_in > 768 && ((T != 1 && T != 3 && T != 8 && T != 47) || (n_out != 1 && n_out != 17 && n_out != 50)))
+                    continue;
+                void *w = make_weights(t, n_out, n_in, &rb), *wr = r16_copy(t, w, rb, n_in, n_out);
+                float *x = xmalloc(T * n_in * sizeof(float));
+                for (size_t i = 0; i < T * n_in; i++) x[i] = rndf() * ((i / 32) % 5 == 0 ? 10.0f : 1.0f);
+                float *y = run_r16(isa, 2, t, wr, rb, n_in, n_out, x, T);
+                float *y1 = run_r16(isa, 1, t, wr, rb, n_in, n_out, x, T);
+                if (memcmp(y, y1, T * n_out * sizeof(float)) != 0 && bad++ < 3)
+                    TEST_FAIL_("r16 %s %s: 1 and 2 threads differ (T %zu n_out %zu n_in %zu)", quant_type_name(t),
+                               quant_isa_name(isa), T, n_out, n_in);
+                if (isa != QUANT_ISA_SCALAR) {
+                    float *ys = run_r16(QUANT_ISA_SCALAR, 1, t, wr, rb, n_in, n_out, x, T);
+                    if (memcmp(y, ys, T * n_out * sizeof(float)) != 0 && bad++ < 3)
+                        TEST_FAIL_("r16 %s: the %s kernel differs from the scalar one (T %zu n_out %zu n_in %zu)",
+                                   quant_type_name(t), quant_isa_name(isa), T, n_out, n_in);
+                    free(ys);
+                }
+                if (T > 1 && T < 48) /* batched = alone, bit for bit */
+                    for (size_t tt = 0; tt < T; tt += T / 3 + 1) {
+                        float *ya = run_r16(isa, 2, t, wr, rb, n_in, n_out, x + tt * n_in, 1);
+                        if (memcmp(ya, y + tt * n_out, n_out * sizeof(float)) != 0 && bad++ < 3)
+                            TEST_FAIL_("r16 %s %s: row %zu of %zu differs from that row alone (n_out %zu n_in %zu)",
+                                       quant_type_name(t), quant_isa_name(isa), tt, T, n_out, n_in);
+                        free(ya);
+                    }
+                check_ref(t, isa, w, rb, n_in, n_out, x, T, y, &bad);
+                free(y);
+                free(y1);
+                free(x);
+                free(wr);
+                free(w);
+            }
+}
+
+static void test_r16_kernels(void)
+{
+    for (size_t ti = 0; ti < N_R16; ti++) {
+        ASSERT_TRUE(gemm_r16_supported(QUANT_ISA_SCALAR, r16_types[ti]));
+        check_r16(r16_types[ti], QUANT_ISA_SCALAR);
+        const enum quant_isa isas[2] = {QUANT_ISA_AVX2, QUANT_ISA_AVX512};
+        for (int i = 0; i < 2; i++)
+            if (gemm_r16_supported(isas[i], r16_types[ti]))
+                check_r16(r16_types[ti], isas[i]);
+            else
+                fprintf(stderr, "  (r16 %s: no %s kernel built, or the CPU lacks it: skipped)\n",
+                        quant_type_name(r16_types[ti]), quant_isa_name(isas[i]));
+    }
+    ASSERT_TRUE(!gemm_r16_supported(QUANT_ISA_SCALAR, QUANT_IQ4_NL));
+}
+
+/* Several matrices in one call (Q/K/V, gate/up) give what each gives alone. */
+static void test_r16_many(void)
+{
+    size_t n_in = 96, T = 3, outs[3] = {33, 16, 7}, rb[3];
+    enum quant_type ts[3] = {QUANT_Q4_0, QUANT_Q8_0, QUANT_Q4_0};
+    enum quant_isa isa = gemm_r16_supported(QUANT_ISA_AVX512, QUANT_Q4_0) ? QUANT_ISA_AVX512 : QUANT_ISA_SCALAR;
+    void *w[3], *wr[3];
+    float *y[3], *x = xmalloc(T * n_in * sizeof(float));
+    for (size_t i = 0; i < T * n_in; i++) x[i] = rndf();
+    struct gemm_mat ms[3];
+    for (int i = 0; i < 3; i++) {
+        w[i] = make_weights(ts[i], outs[i], n_in, &rb[i]);
+        wr[i] = r16_copy(ts[i], w[i], rb[i], n_in, outs[i]);
+        y[i] = xmalloc(T * outs[i] * sizeof(float));
+        ms[i] = (struct gemm_mat){.t = ts[i], .data = wr[i], .row_bytes = rb[i], .n_out = outs[i], .y = y[i]};
+    }
+    struct workers *pool = r16_pool(2);
+    struct gemm_scratch s = {.act = xalloc64(gemm_act_bytes(T, n_in)), .panel_stride = gemm_panel_bytes(n_in),
+                             .n_panels = 2};
+    s.panels = xalloc64(s.panel_stride * 2);
+    gemm_matmul_r16(isa, pool, ms, 3, n_in, x, T, &s);
+    for (int i = 0; i < 3; i++) {
+        float *ya = run_r16(isa, 2, ts[i], wr[i], rb[i], n_in, outs[i], x, T);
+        ASSERT_TRUE(memcmp(ya, y[i], T * outs[i] * sizeof(float)) == 0);
+        free(ya);
+        free(y[i]);
+        free(wr[i]);
+        free(w[i]);
+    }
+    free(s.act);
+    free(s.panels);
+    free(x);
+}
+
 /* The activation quantisation: round to nearest, |q| <= 127, a = d * sum q. */
 static void test_quantize_act(void)
 {
@@ -252,6 +460,10 @@ int main(void)
     TEST_RUN(test_unsupported);
     TEST_RUN(test_kernels_scalar);
     TEST_RUN(test_kernels_avx512);
+    TEST_RUN(test_r16_round_trip);
+    TEST_RUN(test_r16_kernels);
+    TEST_RUN(test_r16_many);
+    for (int i = 0; i < 3; i++) workers_destroy(r16_pools[i]);
     fprintf(stderr, "%d passed, %d failed\n", test_passed_, test_failed_);
     return test_failures_ ? 1 : 0;
 }

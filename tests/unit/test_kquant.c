@@ -317,14 +317,23 @@ static float *read_f32(const char *path, size_t n)
 /* all-position logits of seqA; NULL on failure. one_by_one: 64 decode steps
  * of one token (the matrix-vector path, activations quantised to Q8_K/Q8_0)
  * instead of one 64-token batch (the sgemm path on dequantised rows). */
-static float *seq_logits_mode(const char *path, uint32_t *n_vocab, bool one_by_one)
+static float *seq_logits_load(const char *path, uint32_t *n_vocab, bool one_by_one, bool in_memory,
+                              size_t *n_r16)
 {
     char msg[256];
     struct model *m = NULL;
-    struct model_load_opts o = {.use_mmap = true, .no_tokenizer = true};
+    struct model_load_opts o = {.use_mmap = !in_memory, .no_tokenizer = true};
     if (model_load(path, &o, &m, msg, sizeof msg)) {
         TEST_FAIL_("load %s: %s", path, msg);
         return NULL;
+    }
+    if (n_r16) { /* matrices in the load-time layout (repack.h) */
+        *n_r16 = m->output.layout == MODEL_LAYOUT_R16;
+        for (uint32_t l = 0; l < m->hp.n_layer; l++) {
+            const struct model_layer *L = &m->layers[l];
+            const struct model_weight *ws[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+            for (int i = 0; i < 7; i++) *n_r16 += ws[i]->layout == MODEL_LAYOUT_R16;
+        }
     }
     int32_t tok[64];
     int n = read_seq(tok, 64);
@@ -362,6 +371,11 @@ static float *seq_logits_mode(const char *path, uint32_t *n_vocab, bool one_by_o
     tf_pair_destroy(&c);
     model_free(m);
     return out;
+}
+
+static float *seq_logits_mode(const char *path, uint32_t *n_vocab, bool one_by_one)
+{
+    return seq_logits_load(path, n_vocab, one_by_one, false, NULL);
 }
 
 static float *seq_logits(const char *path, uint32_t *n_vocab) { return seq_logits_mode(path, n_vocab, false); }
@@ -483,6 +497,37 @@ static void test_conformance(void)
         free(lg);
         free(ra);
         free(rd);
+    }
+}
+
+/* Read into memory: Q4_K (and Q8_0 / Q4_0) matrices repacked at load into the
+ * 16-row layout on an AVX-512 VNNI CPU (repack.h), so the batch and the decode
+ * steps both run gemm_matmul_r16: both held to the same 0.07 against llama.cpp
+ * as the mapped file's paths above (activations quantised per block of 32). */
+static void test_in_memory(void)
+{
+    if (!have_kquant()) return;
+    static const char *const names[] = {"tiny-pure-Q4_K", "tiny-mix-Q4_K_M"};
+    for (int fi = 0; fi < 2; fi++) {
+        char p[700], r[700];
+        snprintf(p, sizeof p, "%s/%s.gguf", kdir, names[fi]);
+        uint32_t nv = 0, nv1 = 0;
+        size_t n_r16 = 0;
+        float *lg = seq_logits_load(p, &nv, false, true, &n_r16), *l1 = seq_logits_load(p, &nv1, true, true, NULL);
+        size_t nl = (size_t)64 * nv;
+        snprintf(r, sizeof r, "%s/logits/%s.A.f32", kdir, names[fi]);
+        float *ra = read_f32(r, nl);
+        double da = lg && ra ? max_abs_diff(lg, ra, nl) : INFINITY;
+        double d1 = l1 && ra && nv1 == nv ? max_abs_diff(l1, ra, nl) : INFINITY;
+        fprintf(stderr, "  %-18s in memory: %zu matrices in the load-time layout; batch %.4g, decode %.4g vs .A\n",
+                names[fi], n_r16, da, d1);
+        if (gemm_r16_supported(quant_isa_active(), QUANT_Q4_K) && quant_isa_active() != QUANT_ISA_SCALAR)
+            ASSERT_TRUE(n_r16 > 0);
+        if (!(da <= 0.07)) TEST_FAIL_("%s in memory: batch logits max |diff| %.4g > 0.07", names[fi], da);
+        if (!(d1 <= 0.07)) TEST_FAIL_("%s in memory: decode logits max |diff| %.4g > 0.07", names[fi], d1);
+        free(lg);
+        free(l1);
+        free(ra);
     }
 }
 
@@ -646,6 +691,7 @@ int main(void)
     TEST_RUN(test_roundtrip);
     TEST_RUN(test_scales_finite);
     TEST_RUN(test_conformance);
+    TEST_RUN(test_in_memory);
     TEST_RUN(test_split);
     TEST_RUN(test_quantizer_rms);
     TEST_RUN(test_quantize_file);

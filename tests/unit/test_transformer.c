@@ -16,6 +16,7 @@
 #include "../test.h"
 
 #include "engine/errors.h"
+#include "engine/gemm.h"
 #include "engine/model.h"
 #include "engine/transformer.h"
 #include "../tf_pair.h"
@@ -26,16 +27,18 @@ static const int32_t golden_260k[40] = {403, 407, 261, 378, 432, 383, 286, 261, 
 static const int32_t golden_656k[30] = {147, 201, 282, 215, 286, 598, 1662, 356, 499, 826, 1363, 1145, 1652, 615, 242,
                                         1482, 951, 628, 499, 826, 872, 921, 318, 385, 628, 499, 826, 617, 242, 198};
 
-static struct model *load(const char *rel)
+static struct model *load_opts(const char *rel, bool use_mmap)
 {
     char path[512], msg[256];
     snprintf(path, sizeof path, "%s/%s", test_shared_dir(), rel);
     struct model *m = NULL;
-    struct model_load_opts o = {.use_mmap = true, .no_tokenizer = true};
+    struct model_load_opts o = {.use_mmap = use_mmap, .no_tokenizer = true};
     int rc = model_load(path, &o, &m, msg, sizeof msg);
     if (rc) fprintf(stderr, "load %s: %s\n", path, msg);
     return m;
 }
+
+static struct model *load(const char *rel) { return load_opts(rel, true); }
 
 static int argmax(const float *v, uint32_t n)
 {
@@ -150,6 +153,32 @@ static void test_numerics_q8_0(void)
     model_free(m);
 }
 
+/* The same model read into memory: its Q8_0 matrices repacked at load into the
+ * 16-row layout (repack.h) where the CPU has AVX-512 VNNI, so the golden ids and
+ * the logits tolerance above hold for the load-time kernel (gemm_matmul_r16) on
+ * prefill and decode; the reference path reads the same repacked bytes. */
+static void test_q8_0_in_memory(void)
+{
+    struct model *m = load_opts("models/tinystories-656K/TinyStories-656K-Q8_0.gguf", false);
+    ASSERT_TRUE(m != NULL);
+    if (!m) return;
+    bool r16 = gemm_r16_supported(quant_isa_active(), QUANT_Q8_0) && quant_isa_active() != QUANT_ISA_SCALAR;
+    ASSERT_EQ(m->layers[0].wq.layout, r16 ? MODEL_LAYOUT_R16 : MODEL_LAYOUT_PLAIN);
+    ASSERT_EQ(m->layers[1].w_down.layout, r16 ? MODEL_LAYOUT_R16 : MODEL_LAYOUT_PLAIN);
+    ASSERT_EQ(m->token_embd.layout, MODEL_LAYOUT_PLAIN); /* rows looked up; also the tied output head */
+    fprintf(stderr, "  656K Q8_0 in memory: %s layout (quant ISA %s)\n", r16 ? "R16 (load-time)" : "plain",
+            quant_isa_name(quant_isa_active()));
+    int k = greedy_match(m, golden_656k, 30, 2, false);
+    fprintf(stderr, "  656K Q8_0 in memory: %d/30 reference ids reproduced\n", k);
+    ASSERT_TRUE(k >= 20);
+    int32_t prompt[31] = {1};
+    memcpy(prompt + 1, golden_656k, sizeof golden_656k);
+    ASSERT_TRUE(compare_paths(m, prompt, 31) <= 2e-2);
+    char msg[256];
+    ASSERT_OK(model_check_values(m, msg, sizeof msg)); /* the full check reads the repacked rows back */
+    model_free(m);
+}
+
 static void test_chunked_prefill_equals_one_shot(void)
 {
     /* a prompt split over chunks of 8 must give the same cache and logits as one chunk */
@@ -237,6 +266,7 @@ int main(void)
     TEST_RUN(test_golden_656k_q8_0);
     TEST_RUN(test_numerics_f32);
     TEST_RUN(test_numerics_q8_0);
+    TEST_RUN(test_q8_0_in_memory);
     TEST_RUN(test_chunked_prefill_equals_one_shot);
     TEST_RUN(test_kv_f16);
     TEST_DONE();
