@@ -139,12 +139,27 @@ $(BUILD)/replay/%: $(BUILD)/tests/fuzz/%.o $(BUILD)/tests/fuzz/replay.o $(ENGINE
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# The engine is compiled once for all the fuzzers (instrumented, not linked with
+# libFuzzer's main), each target's own file links it with -fsanitize=fuzzer.
+FUZZ_OBJ_FLAGS := $(subst -fsanitize=fuzzer$(comma),-fsanitize=fuzzer-no-link$(comma),$(FUZZ_FLAGS)) -MMD -MP
+FUZZ_ENGINE_OBJ := $(ENGINE_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
+FUZZ_ENGINE_LIB := $(FUZZ_DIR)/libsaserve_engine_fuzz.a
+
+$(FUZZ_DIR)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_OBJ_FLAGS) -c $< -o $@
+
+$(FUZZ_ENGINE_LIB): $(FUZZ_ENGINE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_DIR)/fuzz_%: $(FUZZ_DIR)/obj/tests/fuzz/fuzz_%.o $(FUZZ_ENGINE_LIB)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ $(PKG_LIBS) -lpthread -lm
+
+.SECONDARY: $(FUZZ_NAMES:%=$(FUZZ_DIR)/obj/tests/fuzz/%.o)
+
 fuzz: deps
-	@mkdir -p $(FUZZ_DIR)
-	@for f in $(FUZZ_NAMES); do \
-	  echo "clang $$f"; \
-	  $(FUZZ_CC) $(FUZZ_FLAGS) -o $(FUZZ_DIR)/$$f tests/fuzz/$$f.c $(ENGINE_SRC) $(PKG_LIBS) -lpthread -lm || exit 1; \
-	done
+	$(MAKE) $(FUZZ_NAMES:%=$(FUZZ_DIR)/%)
 	@echo "fuzzers in $(FUZZ_DIR)/ (run e.g. $(FUZZ_DIR)/fuzz_gguf -max_total_time=60 tests/fuzz/corpus/gguf)"
 
 # Each fuzzer for FUZZ_SECONDS on a copy of its corpus (+ the shared GGUFs for fuzz_gguf)
