@@ -23,9 +23,12 @@ case "$target" in
   *.gguf) files=("$target"); name=$(basename "$target" .gguf) ;;
   *)
     name="llama-$target"
-    for t in F32 F16 Q8_0 Q4_0; do
+    for t in F32 F16 Q8_0 Q4_0 Q4_K; do
       f="models/gen/llama-${target,,}-${t,,}.gguf"
-      if [ ! -s "$f" ]; then
+      if [ ! -s "$f" ] && [ "$t" = Q4_K ]; then # no random K-quant writer: quantise the random F16 file
+        echo "bench: generating $f (saserve quantize of the F16 file)" >&2
+        "$BUILD/saserve" quantize "models/gen/llama-${target,,}-f16.gguf" "$f" Q4_K >&2
+      elif [ ! -s "$f" ]; then
         echo "bench: generating $f (random weights)" >&2
         "$BUILD/tools/gguf_random" -o "$f" --shape "$target" --type "$t" --vocab-from "$vocab" >&2
       fi
