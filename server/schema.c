@@ -18,38 +18,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char JSON_LIB[] =
-    "ws ::= ( \" \" | \"\\n\" [ \\t]{0,8} )?\n"
-    "json-value ::= json-object | json-array | json-string | json-number | \"true\" | \"false\" | \"null\"\n"
-    "json-object ::= \"{\" ws ( json-string ws \":\" ws json-value ws ( \",\" ws json-string ws \":\" ws json-value ws )* )? \"}\"\n"
-    "json-array ::= \"[\" ws ( json-value ws ( \",\" ws json-value ws )* )? \"]\"\n"
-    "json-string ::= \"\\\"\" json-char* \"\\\"\"\n"
-    "json-char ::= [^\"\\\\\\x00-\\x1F] | \"\\\\\" [\"\\\\/bfnrt]\n"
-    "json-number ::= json-integer ( \".\" [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,3} )?\n"
+/* The JSON rules every schema grammar shares; the json_object grammar is them under a root. */
+#define JSON_RULES                                                                                                    \
+    "ws ::= ( \" \" | \"\\n\" [ \\t]{0,8} )?\n"                                                                         \
+    "json-value ::= json-object | json-array | json-string | json-number | \"true\" | \"false\" | \"null\"\n"           \
+    "json-object ::= \"{\" ws ( json-string ws \":\" ws json-value ws ( \",\" ws json-string ws \":\" ws json-value ws )* )? \"}\"\n" \
+    "json-array ::= \"[\" ws ( json-value ws ( \",\" ws json-value ws )* )? \"]\"\n"                                     \
+    "json-string ::= \"\\\"\" json-char* \"\\\"\"\n"                                                                    \
+    "json-char ::= [^\"\\\\\\x00-\\x1F] | \"\\\\\" [\"\\\\/bfnrt]\n"                                                  \
+    "json-number ::= json-integer ( \".\" [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,3} )?\n"                                \
     "json-integer ::= \"-\"? ( \"0\" | [1-9] [0-9]{0,15} )\n"
-    "json-boolean ::= \"true\" | \"false\"\n"
-    "json-null ::= \"null\"\n";
 
-static const char JSON_OBJECT_GBNF[] =
-    "root ::= json-object\n"
-    "ws ::= ( \" \" | \"\\n\" [ \\t]{0,8} )?\n"
-    "json-value ::= json-object | json-array | json-string | json-number | \"true\" | \"false\" | \"null\"\n"
-    "json-object ::= \"{\" ws ( json-string ws \":\" ws json-value ws ( \",\" ws json-string ws \":\" ws json-value ws )* )? \"}\"\n"
-    "json-array ::= \"[\" ws ( json-value ws ( \",\" ws json-value ws )* )? \"]\"\n"
-    "json-string ::= \"\\\"\" json-char* \"\\\"\"\n"
-    "json-char ::= [^\"\\\\\\x00-\\x1F] | \"\\\\\" [\"\\\\/bfnrt]\n"
-    "json-number ::= json-integer ( \".\" [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,3} )?\n"
-    "json-integer ::= \"-\"? ( \"0\" | [1-9] [0-9]{0,15} )\n";
+static const char JSON_LIB[] = JSON_RULES "json-boolean ::= \"true\" | \"false\"\n"
+                                          "json-null ::= \"null\"\n";
+
+static const char JSON_OBJECT_GBNF[] = "root ::= json-object\n" JSON_RULES;
 
 const char *schema_json_object_gbnf(void) { return JSON_OBJECT_GBNF; }
 
-struct sbuf {
-    char *p;
-    size_t n, cap;
-    bool oom;
-};
-
-static void sb_put(struct sbuf *b, const char *s, size_t n)
+void gbnf_put(struct gbnf_buf *b, const char *s, size_t n)
 {
     if (b->oom) return;
     if (b->n + n + 1 > b->cap) {
@@ -68,10 +55,9 @@ static void sb_put(struct sbuf *b, const char *s, size_t n)
     b->p[b->n] = 0;
 }
 
-static void sb_puts(struct sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+void gbnf_puts(struct gbnf_buf *b, const char *s) { gbnf_put(b, s, strlen(s)); }
 
-static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(struct sbuf *b, const char *fmt, ...)
+void gbnf_printf(struct gbnf_buf *b, const char *fmt, ...)
 {
     char tmp[256];
     va_list ap;
@@ -80,7 +66,7 @@ static void sb_printf(struct sbuf *b, const char *fmt, ...)
     va_end(ap);
     if (n <= 0) return;
     if ((size_t)n < sizeof tmp) {
-        sb_put(b, tmp, (size_t)n);
+        gbnf_put(b, tmp, (size_t)n);
         return;
     }
     /* longer (a long property name in a rule): never truncated, which would cut a literal */
@@ -92,34 +78,34 @@ static void sb_printf(struct sbuf *b, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(big, (size_t)n + 1, fmt, ap);
     va_end(ap);
-    sb_put(b, big, (size_t)n);
+    gbnf_put(b, big, (size_t)n);
     free(big);
 }
 
 /* A GBNF literal matching exactly the bytes s[0..n). */
-static void sb_literal(struct sbuf *b, const char *s, size_t n)
+void gbnf_literal(struct gbnf_buf *b, const char *s, size_t n)
 {
-    sb_puts(b, "\"");
+    gbnf_puts(b, "\"");
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c == '"' || c == '\\') {
             char e[2] = {'\\', (char)c};
-            sb_put(b, e, 2);
+            gbnf_put(b, e, 2);
         } else if (c < 0x20 || c == 0x7F) {
-            sb_printf(b, "\\x%02X", c);
+            gbnf_printf(b, "\\x%02X", c);
         } else {
-            sb_put(b, (const char *)&c, 1);
+            gbnf_put(b, (const char *)&c, 1);
         }
     }
-    sb_puts(b, "\"");
+    gbnf_puts(b, "\"");
 }
 
 /* A literal for a JSON value in compact form (enum, const, property names). */
-static int sb_json_literal(struct sbuf *b, json_t *v)
+static int put_json_literal(struct gbnf_buf *b, json_t *v)
 {
     char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS);
     if (!s) return SA_ERR_NOMEM;
-    sb_literal(b, s, strlen(s));
+    gbnf_literal(b, s, strlen(s));
     free(s);
     return 0;
 }
@@ -127,7 +113,7 @@ static int sb_json_literal(struct sbuf *b, json_t *v)
 struct conv {
     json_t *root;
     const char *pfx; /* prefix of every rule name ("" for a whole grammar) */
-    struct sbuf out; /* finished rules */
+    struct gbnf_buf out; /* finished rules */
     char *msg;
     size_t msg_len;
     uint32_t next;   /* rule counter */
@@ -193,11 +179,11 @@ static int get_count(struct conv *c, json_t *s, const char *key, const char *pat
 
 /* The body of one type alternative of s, appended to body. */
 static int gen_type(struct conv *c, json_t *s, const char *type, const char *path, uint32_t self,
-                    struct sbuf *body)
+                    struct gbnf_buf *body)
 {
     int rc;
     if (!strcmp(type, "null") || !strcmp(type, "boolean") || !strcmp(type, "number") || !strcmp(type, "integer")) {
-        sb_puts(body, !strcmp(type, "null") ? "json-null" : !strcmp(type, "boolean") ? "json-boolean"
+        gbnf_puts(body, !strcmp(type, "null") ? "json-null" : !strcmp(type, "boolean") ? "json-boolean"
                       : !strcmp(type, "number") ? "json-number" : "json-integer");
         return 0;
     }
@@ -209,11 +195,11 @@ static int gen_type(struct conv *c, json_t *s, const char *type, const char *pat
             return rc;
         if (has_hi && hi < lo) return fail(c, SA_ERR_INVALID_ARG, path, "maxLength below minLength");
         if (!has_lo && !has_hi)
-            sb_puts(body, "json-string");
+            gbnf_puts(body, "json-string");
         else if (has_hi)
-            sb_printf(body, "\"\\\"\" json-char{%lld,%lld} \"\\\"\"", lo, hi);
+            gbnf_printf(body, "\"\\\"\" json-char{%lld,%lld} \"\\\"\"", lo, hi);
         else
-            sb_printf(body, "\"\\\"\" json-char{%lld,} \"\\\"\"", lo);
+            gbnf_printf(body, "\"\\\"\" json-char{%lld,} \"\\\"\"", lo);
         return 0;
     }
     if (!strcmp(type, "array")) {
@@ -237,15 +223,15 @@ static int gen_type(struct conv *c, json_t *s, const char *type, const char *pat
             return rc;
         if (has_hi && hi < lo) return fail(c, SA_ERR_INVALID_ARG, path, "maxItems below minItems");
         if (has_hi && hi == 0)
-            sb_puts(body, "\"[\" ws \"]\"");
+            gbnf_puts(body, "\"[\" ws \"]\"");
         else if (lo == 0 && !has_hi)
-            sb_printf(body, "\"[\" ws ( %s ws ( \",\" ws %s ws )* )? \"]\"", item, item);
+            gbnf_printf(body, "\"[\" ws ( %s ws ( \",\" ws %s ws )* )? \"]\"", item, item);
         else if (lo == 0)
-            sb_printf(body, "\"[\" ws ( %s ws ( \",\" ws %s ws ){0,%lld} )? \"]\"", item, item, hi - 1);
+            gbnf_printf(body, "\"[\" ws ( %s ws ( \",\" ws %s ws ){0,%lld} )? \"]\"", item, item, hi - 1);
         else if (!has_hi)
-            sb_printf(body, "\"[\" ws %s ws ( \",\" ws %s ws ){%lld,} \"]\"", item, item, lo - 1);
+            gbnf_printf(body, "\"[\" ws %s ws ( \",\" ws %s ws ){%lld,} \"]\"", item, item, lo - 1);
         else
-            sb_printf(body, "\"[\" ws %s ws ( \",\" ws %s ws ){%lld,%lld} \"]\"", item, item, lo - 1, hi - 1);
+            gbnf_printf(body, "\"[\" ws %s ws ( \",\" ws %s ws ){%lld,%lld} \"]\"", item, item, lo - 1, hi - 1);
         return 0;
     }
     if (!strcmp(type, "object")) {
@@ -257,7 +243,7 @@ static int gen_type(struct conv *c, json_t *s, const char *type, const char *pat
             return fail(c, SA_ERR_UNSUPPORTED, path, "'additionalProperties' other than true or false is not supported");
         size_t n = props ? json_object_size(props) : 0, k = 0;
         if (!props && !req && !json_is_false(add)) { /* any object */
-            sb_puts(body, "json-object");
+            gbnf_puts(body, "json-object");
             return 0;
         }
         for (size_t i = 0; req && i < json_array_size(req); i++) {
@@ -289,12 +275,12 @@ static int gen_type(struct conv *c, json_t *s, const char *type, const char *pat
         }
         /* f<i>: properties i.. with none written yet; t<i>: after one (each starts with ",") */
         for (size_t i = n; !rc && i-- > 0;) {
-            struct sbuf kv = {0};
+            struct gbnf_buf kv = {0};
             json_t *name = json_string(names[i]);
-            if (!name || sb_json_literal(&kv, name)) rc = SA_ERR_NOMEM;
+            if (!name || put_json_literal(&kv, name)) rc = SA_ERR_NOMEM;
             json_decref(name);
             if (!rc) {
-                sb_printf(&kv, " ws \":\" ws %sn%u ws", c->pfx, vals[i]);
+                gbnf_printf(&kv, " ws \":\" ws %sn%u ws", c->pfx, vals[i]);
                 char next_f[80], next_t[80];
                 if (i + 1 < n) {
                     snprintf(next_f, sizeof next_f, " %sn%u-f%zu", c->pfx, self, i + 1);
@@ -302,20 +288,20 @@ static int gen_type(struct conv *c, json_t *s, const char *type, const char *pat
                 } else {
                     next_f[0] = next_t[0] = 0;
                 }
-                sb_printf(&c->out, "%sn%u-f%zu ::= %s%s", c->pfx, self, i, kv.p ? kv.p : "", next_t);
-                if (!reqd[i]) sb_printf(&c->out, " | %s", i + 1 < n ? next_f + 1 : "\"\"");
-                sb_printf(&c->out, "\n%sn%u-t%zu ::= \",\" ws %s%s", c->pfx, self, i, kv.p ? kv.p : "", next_t);
-                if (!reqd[i]) sb_printf(&c->out, " | %s", i + 1 < n ? next_t + 1 : "\"\"");
-                sb_puts(&c->out, "\n");
+                gbnf_printf(&c->out, "%sn%u-f%zu ::= %s%s", c->pfx, self, i, kv.p ? kv.p : "", next_t);
+                if (!reqd[i]) gbnf_printf(&c->out, " | %s", i + 1 < n ? next_f + 1 : "\"\"");
+                gbnf_printf(&c->out, "\n%sn%u-t%zu ::= \",\" ws %s%s", c->pfx, self, i, kv.p ? kv.p : "", next_t);
+                if (!reqd[i]) gbnf_printf(&c->out, " | %s", i + 1 < n ? next_t + 1 : "\"\"");
+                gbnf_puts(&c->out, "\n");
             }
             free(kv.p);
         }
         free(vals), free(reqd), free(names);
         if (rc) return rc;
         if (n)
-            sb_printf(body, "\"{\" ws %sn%u-f0 \"}\"", c->pfx, self);
+            gbnf_printf(body, "\"{\" ws %sn%u-f0 \"}\"", c->pfx, self);
         else
-            sb_puts(body, "\"{\" ws \"}\"");
+            gbnf_puts(body, "\"{\" ws \"}\"");
         return 0;
     }
     return fail(c, SA_ERR_UNSUPPORTED, path, "type '%.32s' is not supported", type);
@@ -346,14 +332,14 @@ static int gen(struct conv *c, json_t *s, const char *path, uint32_t *rule)
     }
     int rc = 0;
     uint32_t self = c->next++;
-    struct sbuf body = {0};
+    struct gbnf_buf body = {0};
     if (self > 2000) {
         rc = fail(c, SA_ERR_TOO_LARGE, path, "schema too large");
         goto out;
     }
     *rule = self;
     if (json_is_true(s)) {
-        sb_puts(&body, "json-value");
+        gbnf_puts(&body, "json-value");
         goto emit;
     }
     if (json_is_false(s)) {
@@ -422,7 +408,7 @@ static int gen(struct conv *c, json_t *s, const char *path, uint32_t *rule)
             snprintf(rpath, sizeof rpath, "%.500s", json_string_value(ref));
             if ((rc = gen(c, target, rpath, &tr))) goto out;
         }
-        sb_printf(&body, "%sn%u", c->pfx, tr);
+        gbnf_printf(&body, "%sn%u", c->pfx, tr);
         goto emit;
     }
     if (en || cst) {
@@ -432,8 +418,8 @@ static int gen(struct conv *c, json_t *s, const char *path, uint32_t *rule)
         }
         size_t n = en ? json_array_size(en) : 1;
         for (size_t i = 0; i < n && !rc; i++) {
-            if (i) sb_puts(&body, " | ");
-            rc = sb_json_literal(&body, en ? json_array_get(en, i) : cst);
+            if (i) gbnf_puts(&body, " | ");
+            rc = put_json_literal(&body, en ? json_array_get(en, i) : cst);
         }
         goto emit;
     }
@@ -449,7 +435,7 @@ static int gen(struct conv *c, json_t *s, const char *path, uint32_t *rule)
             child_path(bpath, sizeof bpath, path, any ? "anyOf" : "oneOf", idx);
             uint32_t br;
             if ((rc = gen(c, json_array_get(list, i), bpath, &br))) goto out;
-            sb_printf(&body, "%s%sn%u", i ? " | " : "", c->pfx, br);
+            gbnf_printf(&body, "%s%sn%u", i ? " | " : "", c->pfx, br);
         }
         goto emit;
     }
@@ -466,7 +452,7 @@ static int gen(struct conv *c, json_t *s, const char *path, uint32_t *rule)
             if (t) implied = t;
         }
         if (!implied) {
-            sb_puts(&body, "json-value");
+            gbnf_puts(&body, "json-value");
             goto emit;
         }
         rc = gen_type(c, s, implied, path, self, &body);
@@ -495,16 +481,16 @@ static int gen(struct conv *c, json_t *s, const char *path, uint32_t *rule)
             rc = fail(c, SA_ERR_INVALID_ARG, path, "'type' must list strings");
             goto out;
         }
-        if (i) sb_puts(&body, " | ");
-        sb_puts(&body, "( ");
+        if (i) gbnf_puts(&body, " | ");
+        gbnf_puts(&body, "( ");
         rc = gen_type(c, s, json_string_value(t), path, self, &body);
-        sb_puts(&body, " )");
+        gbnf_puts(&body, " )");
     }
 emit:
     if (!rc) {
-        sb_printf(&c->out, "%sn%u ::= ", c->pfx, self);
-        sb_puts(&c->out, body.p ? body.p : "\"\"");
-        sb_puts(&c->out, "\n");
+        gbnf_printf(&c->out, "%sn%u ::= ", c->pfx, self);
+        gbnf_puts(&c->out, body.p ? body.p : "\"\"");
+        gbnf_puts(&c->out, "\n");
         if (body.oom || c->out.oom) rc = SA_ERR_NOMEM;
     }
 out:
@@ -527,8 +513,8 @@ int schema_to_gbnf(json_t *schema, char **gbnf, char *msg, size_t msg_len)
     uint32_t root;
     int rc = schema_rules(schema, "", &c, &root, msg, msg_len);
     if (!rc) {
-        sb_printf(&c.out, "root ::= n%u\n", root);
-        sb_puts(&c.out, JSON_LIB);
+        gbnf_printf(&c.out, "root ::= n%u\n", root);
+        gbnf_puts(&c.out, JSON_LIB);
         if (c.out.oom) rc = SA_ERR_NOMEM;
         else if (c.out.n > ENGINE_GRAMMAR_MAX_TEXT) rc = sa_errf(SA_ERR_TOO_LARGE, msg, msg_len, "json_schema: the schema's grammar is too large");
     }
@@ -547,7 +533,7 @@ int schema_to_gbnf_rules(json_t *schema, const char *prefix, char **rules, char 
     uint32_t root;
     int rc = schema_rules(schema, prefix, &c, &root, msg, msg_len);
     if (!rc) {
-        sb_printf(&c.out, "%s ::= %sn%u\n", prefix, prefix, root);
+        gbnf_printf(&c.out, "%s ::= %sn%u\n", prefix, prefix, root);
         if (c.out.oom)
             rc = SA_ERR_NOMEM;
         else if (c.out.n > ENGINE_GRAMMAR_MAX_TEXT)

@@ -39,6 +39,7 @@
 #define SA_SCHEMA_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #define SCHEMA_MAX_DEPTH 32     /* nested schemas */
@@ -58,6 +59,22 @@ int schema_to_gbnf(json_t *schema, char **gbnf, char *msg, size_t msg_len);
 int schema_to_gbnf_rules(json_t *schema, const char *prefix, char **rules, char *msg, size_t msg_len);
 /* The shared rules (ws, json-*), no root. Static text. */
 const char *schema_json_lib_gbnf(void);
+
+/* Building grammar text (also tools.c's call grammars). A zeroed gbnf_buf is
+ * empty; p is NUL-terminated and malloc'd (the caller frees it) and stays NULL
+ * until something is put; after an allocation failure oom is set and every
+ * later put does nothing. */
+struct gbnf_buf {
+    char *p;
+    size_t n, cap;
+    bool oom;
+};
+void gbnf_put(struct gbnf_buf *b, const char *s, size_t n);
+void gbnf_puts(struct gbnf_buf *b, const char *s);
+void gbnf_printf(struct gbnf_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A GBNF literal matching exactly the bytes s[0..n) (quotes and backslashes
+ * escaped, control bytes as \xNN). */
+void gbnf_literal(struct gbnf_buf *b, const char *s, size_t n);
 
 /* The grammar of any JSON object (response_format json_object). Static text. */
 const char *schema_json_object_gbnf(void);

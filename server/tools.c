@@ -25,103 +25,54 @@ int tools_render_json(enum chat_format f, const struct api_tool *t, char **out)
 
 /* ---- the grammar ---- */
 
-struct tbuf {
-    char *p;
-    size_t n, cap;
-    bool oom;
-};
-
-static void tb_put(struct tbuf *b, const char *s, size_t n)
-{
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 1024;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *q = realloc(b->p, cap);
-        if (!q) {
-            b->oom = true;
-            return;
-        }
-        b->p = q;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-
-static void tb_puts(struct tbuf *b, const char *s) { tb_put(b, s, strlen(s)); }
-
-/* A GBNF literal for the bytes of s (printable ASCII and \n here). */
-static void tb_literal(struct tbuf *b, const char *s)
-{
-    tb_puts(b, "\"");
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') {
-            char e[2] = {'\\', *s};
-            tb_put(b, e, 2);
-        } else if (*s == '\n') {
-            tb_puts(b, "\\n");
-        } else {
-            tb_put(b, s, 1);
-        }
-    }
-    tb_puts(b, "\"");
-}
-
 int tools_grammar(enum chat_format f, const struct api_request *r, char **gbnf, char *msg, size_t msg_len)
 {
     *gbnf = NULL;
     if (r->tool_choice != TOOL_CHOICE_REQUIRED && r->tool_choice != TOOL_CHOICE_NAMED) return 0;
     bool named = r->tool_choice == TOOL_CHOICE_NAMED;
     int max_calls = !named && r->parallel_tool_calls && f != CHAT_FORMAT_LLAMA3 ? TOOLS_MAX_PARALLEL : 1;
-    struct tbuf b = {0};
+    struct gbnf_buf b = {0};
     int rc = 0;
     if (max_calls > 1) {
-        char rep[80];
-        snprintf(rep, sizeof rep, "root ::= tc-call ( \"\\n\" tc-call ){0,%d}\n", max_calls - 1);
-        tb_puts(&b, rep);
+        gbnf_printf(&b, "root ::= tc-call ( \"\\n\" tc-call ){0,%d}\n", max_calls - 1);
     } else {
-        tb_puts(&b, "root ::= tc-call\n");
+        gbnf_puts(&b, "root ::= tc-call\n");
     }
-    tb_puts(&b, "tc-call ::= ");
-    tb_literal(&b, chat_tool_call_open(f));
-    tb_puts(&b, " \"{\\\"name\\\": \" ( ");
+    gbnf_puts(&b, "tc-call ::= ");
+    const char *call_open = chat_tool_call_open(f), *call_close = chat_tool_call_close(f);
+    gbnf_literal(&b, call_open, strlen(call_open));
+    gbnf_puts(&b, " \"{\\\"name\\\": \" ( ");
     for (size_t i = 0, alt = 0; i < r->n_tools; i++) {
         if (named && i != r->tool_choice_index) continue;
-        char rule[32];
-        snprintf(rule, sizeof rule, "%stc-f%zu", alt++ ? " | " : "", i);
-        tb_puts(&b, rule);
+        gbnf_printf(&b, "%stc-f%zu", alt++ ? " | " : "", i);
     }
-    tb_puts(&b, " ) \"}\" ");
-    tb_literal(&b, chat_tool_call_close(f));
-    tb_puts(&b, "\n");
+    gbnf_puts(&b, " ) \"}\" ");
+    gbnf_literal(&b, call_close, strlen(call_close));
+    gbnf_puts(&b, "\n");
     for (size_t i = 0; i < r->n_tools && !rc; i++) {
         if (named && i != r->tool_choice_index) continue;
         const struct api_tool *t = &r->tools[i];
         char pfx[32], head[160];
         snprintf(pfx, sizeof pfx, "tc-a%zu", i);
         snprintf(head, sizeof head, "\"%s\", \"%s\": ", t->name, chat_tool_arguments_key(f));
-        char rule[32];
-        snprintf(rule, sizeof rule, "tc-f%zu ::= ", i);
-        tb_puts(&b, rule);
-        tb_literal(&b, head);
-        tb_puts(&b, " ");
-        tb_puts(&b, pfx);
-        tb_puts(&b, "\n");
+        gbnf_printf(&b, "tc-f%zu ::= ", i);
+        gbnf_literal(&b, head, strlen(head));
+        gbnf_puts(&b, " ");
+        gbnf_puts(&b, pfx);
+        gbnf_puts(&b, "\n");
         if (!t->parameters) {
-            tb_puts(&b, pfx);
-            tb_puts(&b, " ::= \"{}\"\n");
+            gbnf_puts(&b, pfx);
+            gbnf_puts(&b, " ::= \"{}\"\n");
             continue;
         }
         json_t *schema = json_loads(t->parameters, 0, NULL);
         char *rules = NULL;
         rc = schema ? schema_to_gbnf_rules(schema, pfx, &rules, msg, msg_len) : SA_ERR_NOMEM;
         json_decref(schema);
-        if (!rc) tb_puts(&b, rules);
+        if (!rc) gbnf_puts(&b, rules);
         free(rules);
     }
-    tb_puts(&b, schema_json_lib_gbnf());
+    gbnf_puts(&b, schema_json_lib_gbnf());
     if (!rc && b.oom) rc = SA_ERR_NOMEM;
     if (rc) {
         free(b.p);
