@@ -939,16 +939,7 @@ const struct engine_model_info *engine_info(const struct engine *e) { return &e-
 int engine_tokenize(const struct engine *e, const char *text, size_t len, bool add_bos, bool parse_special,
                     int32_t **ids, size_t *n)
 {
-    size_t cap = len + 4;
-    int32_t *buf = malloc(cap * sizeof *buf);
-    if (!buf) return SA_ERR_NOMEM;
-    int rc = tok_encode(e->m->tok, text, len, add_bos, parse_special, buf, cap, n);
-    if (rc) {
-        free(buf);
-        return rc;
-    }
-    *ids = buf;
-    return 0;
+    return tok_encode_alloc(e->m->tok, text, len, add_bos, parse_special, ids, n);
 }
 
 char *engine_token_piece(const struct engine *e, int32_t id)

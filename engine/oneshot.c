@@ -80,18 +80,7 @@ int engine_model_tokenize(const struct engine_model *em, const char *text, size_
         text = calib_builtin_text;
         len = strlen(text);
     }
-    /* at most one token per byte, plus BOS and a leading-space marker: room to spare */
-    size_t cap = len + 16;
-    int32_t *out = malloc(cap * sizeof *out);
-    if (!out) return SA_ERR_NOMEM;
-    int rc = tok_encode(em->m->tok, text, len, true, false, out, cap, n);
-    if (rc) {
-        free(out);
-        *n = 0;
-        return rc;
-    }
-    *ids = out;
-    return 0;
+    return tok_encode_alloc(em->m->tok, text, len, true, false, ids, n);
 }
 
 int engine_model_plan(const struct engine_model *em, const char *text, float threshold, int n_threads,

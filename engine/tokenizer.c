@@ -1395,6 +1395,30 @@ int tok_encode(const struct tokenizer *t, const char *text, size_t len, bool add
     return rc;
 }
 
+int tok_encode_alloc(const struct tokenizer *t, const char *text, size_t len, bool add_special, bool parse_special,
+                     int32_t **ids, size_t *n)
+{
+    *ids = NULL;
+    size_t cap = len + 16; /* at most one token per byte, plus BOS/EOS and a leading-space marker */
+    int rc = SA_ERR_RANGE;
+    for (int pass = 0; pass < 2 && rc == SA_ERR_RANGE; pass++) {
+        int32_t *out = malloc(cap * sizeof *out);
+        if (!out) {
+            rc = SA_ERR_NOMEM;
+            break;
+        }
+        rc = tok_encode(t, text, len, add_special, parse_special, out, cap, n);
+        if (rc == 0) {
+            *ids = out;
+            return 0;
+        }
+        free(out);
+        cap = *n; /* SA_ERR_RANGE: the count the text needs, so the second pass fits */
+    }
+    *n = 0;
+    return rc == SA_ERR_RANGE ? SA_ERR_INTERNAL : rc;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Decoding                                                                  */
 

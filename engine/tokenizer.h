@@ -144,6 +144,10 @@ size_t tok_max_piece_len(const struct tokenizer *t);
  * in the input is encoded byte-wise, never an error. Any thread. */
 int tok_encode(const struct tokenizer *t, const char *text, size_t len, bool add_special,
                bool parse_special, int32_t *out, size_t cap, size_t *n_out);
+/* The same into a malloc'd array sized to fit: 0 and *ids (caller frees), *n;
+ * or the errors above but SA_ERR_RANGE, with *ids NULL and *n 0. */
+int tok_encode_alloc(const struct tokenizer *t, const char *text, size_t len, bool add_special, bool parse_special,
+                     int32_t **ids, size_t *n);
 
 /* Bytes a single token renders to (after U+2581 -> space, <0xXX> -> byte,
  * byte-level unicode -> bytes). Control tokens render empty unless
