@@ -3,6 +3,7 @@
  */
 #include "gemm.h"
 
+#include "gemm_amx.h"
 #include "repack.h"
 #include "workers.h"
 
@@ -46,8 +47,9 @@ bool gemm_supported(enum quant_isa isa, enum quant_type t)
 size_t gemm_act_bytes(size_t max_tokens, size_t max_in)
 {
     size_t q8 = align64(max_tokens * max_in) + 2 * align64(max_tokens * (max_in / QUANT_BLOCK) * sizeof(float));
-    size_t bf = align64(max_tokens * max_in * sizeof(uint16_t));
-    return q8 > bf ? q8 : bf;
+    size_t bf = align64(max_tokens * max_in * sizeof(uint16_t)), amx = align64(gemm_amx_act_bytes(max_tokens, max_in));
+    size_t m = q8 > bf ? q8 : bf;
+    return m > amx ? m : amx;
 }
 
 static bool cpu_bf16(void)
@@ -72,10 +74,17 @@ bool gemm_uses_bf16(enum quant_isa isa, enum quant_type t)
     return t == QUANT_BF16 || (t == QUANT_F16 && GEMM_F16_AS_BF16);
 }
 
-size_t gemm_panel_bytes(size_t max_in)
+size_t gemm_panel_bytes(size_t max_tokens, size_t max_in)
 {
-    size_t a = REPACK_F32_BYTES(max_in), b = REPACK_Q8_BYTES(max_in);
-    return align64(a > b ? a : b);
+    size_t a = REPACK_F32_BYTES(max_in), b = REPACK_Q8_BYTES(max_in), c = gemm_amx_panel_bytes(max_tokens, max_in);
+    size_t m = a > b ? a : b;
+    return align64(m > c ? m : c);
+}
+
+bool gemm_uses_amx(enum quant_isa isa, enum quant_type t, const struct gemm_scratch *s)
+{
+    return isa == QUANT_ISA_AVX512 && (t == QUANT_F16 || t == QUANT_BF16) && !s->no_amx &&
+           gemm_supported(isa, t) && gemm_amx_available();
 }
 
 void gemm_quantize_act(const float *x, size_t n, int8_t *q, float *d, float *a)
@@ -482,6 +491,10 @@ static void gemm_worker(void *p, int ith, int nth)
 void gemm_matmul(enum quant_isa isa, struct workers *pool, enum quant_type t, const void *data, size_t row_bytes,
                  size_t n_in, size_t n_out, const float *x, size_t T, float *y, const struct gemm_scratch *s)
 {
+    if (gemm_uses_amx(isa, t, s)) {
+        gemm_amx_matmul(pool, t, data, row_bytes, n_in, n_out, x, T, y, s);
+        return;
+    }
     struct gemm_task g = {.isa = isa, .t = t, .data = data, .row_bytes = row_bytes, .n_in = n_in, .n_out = n_out,
                           .T = T, .x = x, .y = y, .s = s};
     if (repack_kind_of(t) == REPACK_Q8) {

@@ -65,14 +65,22 @@ bool gemm_uses_bf16(enum quant_isa isa, enum quant_type t);
 /* Scratch bytes: activations for up to max_tokens rows of max_in, and one
  * weight panel per thread (64-byte aligned pointers expected). */
 size_t gemm_act_bytes(size_t max_tokens, size_t max_in);
-size_t gemm_panel_bytes(size_t max_in);
+size_t gemm_panel_bytes(size_t max_tokens, size_t max_in);
 
 struct gemm_scratch {
     void *act;       /* gemm_act_bytes(max_tokens, max_in) */
     void *panels;    /* n_panels * panel_stride bytes */
     size_t panel_stride;
     int n_panels;    /* >= workers_count(pool) */
+    bool no_amx;     /* true: F16 / BF16 through the FMA (or vdpbf16ps) kernel even where AMX runs */
 };
+
+/* true if gemm_matmul of type t at isa with scratch s runs the AMX tile kernel
+ * (gemm_amx.h): F16 or BF16 weights, isa AVX512, !s->no_amx, and the CPU and
+ * kernel grant AMX-BF16 (SASERVE_AMX=off turns it off for the process). The
+ * operands are then split into two BF16 terms each: |y - exact| <= 2^-17 *
+ * sum |w x| plus the F32 accumulation. */
+bool gemm_uses_amx(enum quant_isa isa, enum quant_type t, const struct gemm_scratch *s);
 
 /* y [T][n_out] = x [T][n_in] . W^T for a matrix of type t (n_out rows row_bytes
  * apart at data). gemm_supported(isa, t) must hold; n_in a multiple of the

@@ -25,7 +25,7 @@ int ops_init(struct ops *o, struct workers *pool, size_t max_tokens, size_t max_
     o->qbuf = aligned_alloc(64, (max_tokens * max_in * sizeof(float) + 63) / 64 * 64);
     o->deq = aligned_alloc(64, OPS_DEQ_ROWS * max_in * sizeof(float));
     o->gemm.n_panels = pool ? workers_count(pool) : 1;
-    o->gemm.panel_stride = gemm_panel_bytes(max_in);
+    o->gemm.panel_stride = gemm_panel_bytes(max_tokens, max_in);
     o->gemm.act = aligned_alloc(64, gemm_act_bytes(max_tokens, max_in));
     o->gemm.panels = aligned_alloc(64, o->gemm.panel_stride * (size_t)o->gemm.n_panels);
     if (!o->qbuf || !o->deq || !o->gemm.act || !o->gemm.panels) {

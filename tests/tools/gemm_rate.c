@@ -84,7 +84,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < T * n_in; i++) x[i] = (float)((i * 7919) % 1000) / 500.0f - 1.0f;
     for (size_t i = 0; i < n_out * n_in; i++) wf[i] = (float)((i * 104729) % 1000) / 5000.0f - 0.1f;
     struct gemm_scratch s = {.act = aligned_alloc(64, (gemm_act_bytes(T, n_in) + 63) / 64 * 64),
-                             .panel_stride = gemm_panel_bytes(n_in), .n_panels = threads};
+                             .panel_stride = gemm_panel_bytes(T, n_in), .n_panels = threads};
     s.panels = aligned_alloc(64, s.panel_stride * (size_t)threads);
     double flop = 2.0 * (double)T * (double)n_out * (double)n_in;
     double best = 0;

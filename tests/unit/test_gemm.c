@@ -116,13 +116,15 @@ static void test_repack_round_trip(void)
 }
 
 /* y from gemm_matmul at isa with a pool of n_threads. */
+static bool g_no_amx; /* the float types through the FMA kernel even where AMX runs */
+
 static float *run_gemm(enum quant_isa isa, int n_threads, enum quant_type t, const void *w, size_t rb, size_t n_in,
                        size_t n_out, const float *x, size_t T)
 {
     struct workers *pool = workers_create(n_threads);
     if (!pool) abort();
-    struct gemm_scratch s = {.act = xalloc64(gemm_act_bytes(T, n_in)), .panel_stride = gemm_panel_bytes(n_in),
-                             .n_panels = n_threads};
+    struct gemm_scratch s = {.act = xalloc64(gemm_act_bytes(T, n_in)), .panel_stride = gemm_panel_bytes(T, n_in),
+                             .n_panels = n_threads, .no_amx = g_no_amx};
     s.panels = xalloc64(s.panel_stride * (size_t)n_threads);
     float *y = xmalloc(T * n_out * sizeof(float));
     for (size_t i = 0; i < T * n_out; i++) y[i] = NAN; /* every output must be written */
@@ -163,7 +165,11 @@ static void check_ref(enum quant_type t, enum quant_isa isa, const void *w, size
             }
             double got = y[tt * n_out + r], tol = 1e-5 * mag + 1e-6;
             /* the bf16 kernel rounds x (and F16 weights) to 8 significant bits: 2^-8 each */
-            if (gemm_uses_bf16(isa, t)) tol += (t == QUANT_F16 ? 2.0 : 1.0) * 0x1p-8 * mag;
+            struct gemm_scratch sc = {.no_amx = g_no_amx};
+            if (gemm_uses_amx(isa, t, &sc))
+                tol += 0x1p-17 * mag; /* the two-term BF16 split (gemm.h) */
+            else if (gemm_uses_bf16(isa, t))
+                tol += (t == QUANT_F16 ? 2.0 : 1.0) * 0x1p-8 * mag;
             if (q8) {
                 if (!(fabs(got - refq) <= tol + 1e-5 * qbound) && bad++ < 3)
                     TEST_FAIL_("%s %s T %zu n_out %zu n_in %zu y[%zu][%zu] = %.9g, ref (quantised x) %.9g",
@@ -234,6 +240,47 @@ static void test_kernels_avx512(void)
         return;
     }
     for (size_t ti = 0; ti < N_TYPES; ti++) check_type(types[ti], QUANT_ISA_AVX512);
+}
+
+/* F16 / BF16 through the AMX tile kernel (the AVX-512 run above used it where
+ * available) and through the FMA kernel with AMX turned off in the scratch. */
+static void test_kernels_amx(void)
+{
+    struct gemm_scratch sc = {0};
+    if (!gemm_uses_amx(QUANT_ISA_AVX512, QUANT_F16, &sc)) {
+        fprintf(stderr, "  (AMX-BF16 not built, not reported or not granted: the FMA kernel only)\n");
+        return;
+    }
+    sc.no_amx = true;
+    ASSERT_TRUE(!gemm_uses_amx(QUANT_ISA_AVX512, QUANT_F16, &sc));
+    ASSERT_TRUE(!gemm_uses_amx(QUANT_ISA_SCALAR, QUANT_F16, &(struct gemm_scratch){0}));
+    ASSERT_TRUE(!gemm_uses_amx(QUANT_ISA_AVX512, QUANT_F32, &(struct gemm_scratch){0}));
+    /* shapes past one thread block (128 rows), one K chunk (256) and one 32-token square */
+    static const size_t shapes[][3] = {{161, 600, 49}, {128, 256, 32}, {300, 96, 65}};
+    const enum quant_type ft[2] = {QUANT_F16, QUANT_BF16};
+    int bad = 0;
+    for (int ti = 0; ti < 2; ti++)
+        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+            size_t n_out = shapes[si][0], n_in = shapes[si][1], T = shapes[si][2], rb;
+            void *w = make_weights(ft[ti], n_out, n_in, &rb);
+            float *x = xmalloc(T * n_in * sizeof(float));
+            for (size_t i = 0; i < T * n_in; i++) x[i] = rndf() * ((i / 32) % 5 == 0 ? 10.0f : 1.0f);
+            float *y = run_gemm(QUANT_ISA_AVX512, 2, ft[ti], w, rb, n_in, n_out, x, T);
+            check_ref(ft[ti], QUANT_ISA_AVX512, w, rb, n_in, n_out, x, T, y, &bad);
+            for (size_t t = 0; t < T; t += 16) { /* a row alone = that row in the batch, bit for bit */
+                float *y1 = run_gemm(QUANT_ISA_AVX512, 1, ft[ti], w, rb, n_in, n_out, x + t * n_in, 1);
+                if (memcmp(y1, y + t * n_out, n_out * sizeof(float)) != 0 && bad++ < 3)
+                    TEST_FAIL_("%s AMX: token %zu alone differs from the batch of %zu", quant_type_name(ft[ti]), t, T);
+                free(y1);
+            }
+            free(y);
+            free(x);
+            free(w);
+        }
+    g_no_amx = true;
+    check_type(QUANT_F16, QUANT_ISA_AVX512);
+    check_type(QUANT_BF16, QUANT_ISA_AVX512);
+    g_no_amx = false;
 }
 
 static void test_unsupported(void)
@@ -321,7 +368,7 @@ static float *run_r16(enum quant_isa isa, int n_threads, enum quant_type t, cons
                       size_t n_out, const float *x, size_t T)
 {
     struct workers *pool = r16_pool(n_threads);
-    struct gemm_scratch s = {.act = xalloc64(gemm_act_bytes(T, n_in)), .panel_stride = gemm_panel_bytes(n_in),
+    struct gemm_scratch s = {.act = xalloc64(gemm_act_bytes(T, n_in)), .panel_stride = gemm_panel_bytes(T, n_in),
                              .n_panels = n_threads};
     s.panels = xalloc64(s.panel_stride * (size_t)n_threads);
     float *y = xmalloc(T * n_out * sizeof(float));
@@ -416,7 +463,7 @@ static void test_r16_many(void)
         ms[i] = (struct gemm_mat){.t = ts[i], .data = wr[i], .row_bytes = rb[i], .n_out = outs[i], .y = y[i]};
     }
     struct workers *pool = r16_pool(2);
-    struct gemm_scratch s = {.act = xalloc64(gemm_act_bytes(T, n_in)), .panel_stride = gemm_panel_bytes(n_in),
+    struct gemm_scratch s = {.act = xalloc64(gemm_act_bytes(T, n_in)), .panel_stride = gemm_panel_bytes(T, n_in),
                              .n_panels = 2};
     s.panels = xalloc64(s.panel_stride * 2);
     gemm_matmul_r16(isa, pool, ms, 3, n_in, x, T, &s);
@@ -460,6 +507,7 @@ int main(void)
     TEST_RUN(test_unsupported);
     TEST_RUN(test_kernels_scalar);
     TEST_RUN(test_kernels_avx512);
+    TEST_RUN(test_kernels_amx);
     TEST_RUN(test_r16_round_trip);
     TEST_RUN(test_r16_kernels);
     TEST_RUN(test_r16_many);
