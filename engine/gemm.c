@@ -31,6 +31,7 @@
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 
 static size_t align64(size_t n) { return (n + 63) / 64 * 64; }
+static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
 
 bool gemm_supported(enum quant_isa isa, enum quant_type t)
 {
@@ -47,9 +48,8 @@ bool gemm_supported(enum quant_isa isa, enum quant_type t)
 size_t gemm_act_bytes(size_t max_tokens, size_t max_in)
 {
     size_t q8 = align64(max_tokens * max_in) + 2 * align64(max_tokens * (max_in / QUANT_BLOCK) * sizeof(float));
-    size_t bf = align64(max_tokens * max_in * sizeof(uint16_t)), amx = align64(gemm_amx_act_bytes(max_tokens, max_in));
-    size_t m = q8 > bf ? q8 : bf;
-    return m > amx ? m : amx;
+    size_t bf = align64(max_tokens * max_in * sizeof(uint16_t));
+    return max_size(max_size(q8, bf), align64(gemm_amx_act_bytes(max_tokens, max_in)));
 }
 
 static bool cpu_bf16(void)
@@ -76,9 +76,8 @@ bool gemm_uses_bf16(enum quant_isa isa, enum quant_type t)
 
 size_t gemm_panel_bytes(size_t max_tokens, size_t max_in)
 {
-    size_t a = REPACK_F32_BYTES(max_in), b = REPACK_Q8_BYTES(max_in), c = gemm_amx_panel_bytes(max_tokens, max_in);
-    size_t m = a > b ? a : b;
-    return align64(m > c ? m : c);
+    return align64(max_size(max_size(REPACK_F32_BYTES(max_in), REPACK_Q8_BYTES(max_in)),
+                            gemm_amx_panel_bytes(max_tokens, max_in)));
 }
 
 bool gemm_uses_amx(enum quant_isa isa, enum quant_type t, const struct gemm_scratch *s)

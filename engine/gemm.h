@@ -11,6 +11,9 @@
  *   - bf16 (BF16 weights, where the CPU has AVX-512 BF16 and GEMM_BF16_DOT): the same tile with
  *     vdpbf16ps (two products per F32 lane), BF16 weights read in place, the
  *     activations rounded to BF16 once per call (gemm_uses_bf16);
+ *   - AMX (F16, BF16 weights where the CPU grants AMX-BF16: gemm_uses_amx,
+ *     gemm_amx.h): TDPBF16PS tiles on operands split into two BF16 terms,
+ *     in place of the two kernels above;
  *   - integer (Q8_0, Q4_0, IQ4_NL, Q4_K, IQ4_XS weights): the activations are
  *     quantised per block of 32 to int8 with a float scale d and its offset
  *     term a = d * sum(q); one 512-bit load of the row-interleaved panel feeds a

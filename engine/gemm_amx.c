@@ -109,6 +109,12 @@ static inline void split32(__m512 f0, __m512 f1, __m512i *hi, __m512i *lo)
     *lo = (__m512i)_mm512_cvtne2ps_pbh(r1, r0);
 }
 
+/* lane i -> i * 16: the dword offsets of one column of a 16 x 16 tile (or of 16 pair rows) */
+static inline __m512i lanes_x16(void)
+{
+    return _mm512_set_epi32(240, 224, 208, 192, 176, 160, 144, 128, 112, 96, 80, 64, 48, 32, 16, 0);
+}
+
 static inline __mmask16 mask16(size_t have) { return have >= 16 ? 0xffff : (__mmask16)((1u << have) - 1); }
 
 /* tokens of 16-token tiles [lo, hi) -> xh, xl: pair p of token t at [t / 16][p][t % 16] (zeros past T and n_in) */
@@ -117,8 +123,7 @@ static void act_worker(void *p, int ith, int nth)
     const struct amx_task *g = p;
     long lo, hi;
     workers_split((long)(g->t32 / 16), ith, nth, &lo, &hi);
-    const __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                           _mm512_set1_epi32(16));
+    const __m512i idx = lanes_x16();
     for (size_t t = (size_t)lo * 16; t < (size_t)hi * 16; t++) {
         const float *xt = t < g->T ? g->x + t * g->n_in : NULL;
         for (size_t k = 0; k < g->k32; k += 32) {
@@ -168,6 +173,28 @@ static void convert_weights(const struct amx_task *g, size_t r0, size_t nr, size
     AMX_BARRIER();
 }
 
+/* Tile registers are immediates: tmm4-5 = A rows 0-15 / 16-31 (as bytes apart),
+ * tmm6-7 = B tokens 0-15 / 16-31 (b1 dwords apart), tmm0-3 = C [a][b]. */
+static inline void load_a(const uint16_t *a, size_t as)
+{
+    _tile_loadd(4, a, as);
+    _tile_loadd(5, a + 16 * GEMM_AMX_KCHUNK, as);
+}
+
+static inline void load_b(const uint32_t *b, size_t b1)
+{
+    _tile_loadd(6, b, 64);
+    _tile_loadd(7, b + b1, 64);
+}
+
+static inline void products(void)
+{
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+}
+
 /* C tiles 0-3 (rows a0 / a1 x tokens b0 / b1) += A . B over kw columns */
 static void tile_block(const struct amx_task *g, const uint16_t *wh, const uint16_t *wl, size_t ob, size_t tp,
                        size_t k0, size_t kw, float *c, bool first)
@@ -192,29 +219,15 @@ static void tile_block(const struct amx_task *g, const uint16_t *wh, const uint1
     const bool f16 = g->t == QUANT_F16;
     for (size_t k = 0; k < kw; k += 32) {
         const size_t bo = k / 2 * 16;
-        _tile_loadd(4, ah + k, as);
-        _tile_loadd(5, ah + 16 * GEMM_AMX_KCHUNK + k, as);
-        _tile_loadd(6, bh + bo, 64);
-        _tile_loadd(7, bh + b1 + bo, 64);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_dpbf16ps(1, 4, 7);
-        _tile_dpbf16ps(2, 5, 6);
-        _tile_dpbf16ps(3, 5, 7);
-        _tile_loadd(6, bl + bo, 64);
-        _tile_loadd(7, bl + b1 + bo, 64);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_dpbf16ps(1, 4, 7);
-        _tile_dpbf16ps(2, 5, 6);
-        _tile_dpbf16ps(3, 5, 7);
+        load_a(ah + k, as);
+        load_b(bh + bo, b1);
+        products(); /* wh xh */
+        load_b(bl + bo, b1);
+        products(); /* wh xl */
         if (f16) {
-            _tile_loadd(4, al + k, as);
-            _tile_loadd(5, al + 16 * GEMM_AMX_KCHUNK + k, as);
-            _tile_loadd(6, bh + bo, 64);
-            _tile_loadd(7, bh + b1 + bo, 64);
-            _tile_dpbf16ps(0, 4, 6);
-            _tile_dpbf16ps(1, 4, 7);
-            _tile_dpbf16ps(2, 5, 6);
-            _tile_dpbf16ps(3, 5, 7);
+            load_a(al + k, as);
+            load_b(bh + bo, b1);
+            products(); /* wl xh */
         }
     }
     _tile_stored(0, c00, cs);
@@ -244,8 +257,7 @@ static void amx_worker(void *p, int ith, int nth)
                 for (size_t tp = 0; tp < ntt / 2; tp++) tile_block(g, wh, wl, ob, tp, k0, kw, c, k0 == 0);
         }
         AMX_BARRIER();
-        const __m512i col = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                               _mm512_set1_epi32(16));
+        const __m512i col = lanes_x16();
         for (size_t ot = 0; ot < nr32 / 16 && ot * 16 < nr; ot++) { /* C is [row][token]: y gets its columns */
             __mmask16 m = mask16(nr - ot * 16);
             for (size_t tt = 0; tt < ntt; tt++) {

@@ -21,7 +21,8 @@
  *     every T including 1, so a row's result does not depend on its batch;
  *   - otherwise, where the active quant ISA is AVX-512 VNNI and gemm.h has a
  *     kernel for the type (F16, BF16, Q8_0, Q4_0, IQ4_NL, Q4_K, IQ4_XS): our
- *     own GEMM on 16-row panels packed per call (gemm.h, repack.h), F32
+ *     own GEMM on 16-row panels packed per call (gemm.h, repack.h; F16 and
+ *     BF16 on the AMX tile kernel where the CPU has it), F32
  *     excluded (OPS_GEMM_F32); Q8_0 / Q4_0 / Q4_K take this path only when mapped
  *     (--mmap) or in a tied token embedding table;
  *   - otherwise, F32 weights: one cblas_sgemm straight on the mapped weights.

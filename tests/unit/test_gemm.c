@@ -115,9 +115,9 @@ static void test_repack_round_trip(void)
     }
 }
 
-/* y from gemm_matmul at isa with a pool of n_threads. */
 static bool g_no_amx; /* the float types through the FMA kernel even where AMX runs */
 
+/* y from gemm_matmul at isa with a pool of n_threads. */
 static float *run_gemm(enum quant_isa isa, int n_threads, enum quant_type t, const void *w, size_t rb, size_t n_in,
                        size_t n_out, const float *x, size_t T)
 {
@@ -140,7 +140,7 @@ static float *run_gemm(enum quant_isa isa, int n_threads, enum quant_type t, con
 static void check_ref(enum quant_type t, enum quant_isa isa, const void *w, size_t rb, size_t n_in, size_t n_out,
                       const float *x, size_t T, const float *y, int *bad_)
 {
-    bool q8 = repack_kind_of(t) == REPACK_Q8;
+    bool q8 = repack_kind_of(t) == REPACK_Q8, amx = gemm_uses_amx(isa, t, &(struct gemm_scratch){.no_amx = g_no_amx});
     int bad = *bad_;
     float *row = xmalloc(n_in * sizeof(float)), *xq = xmalloc(n_in * sizeof(float));
     int8_t *q = xmalloc(n_in);
@@ -165,8 +165,7 @@ static void check_ref(enum quant_type t, enum quant_isa isa, const void *w, size
             }
             double got = y[tt * n_out + r], tol = 1e-5 * mag + 1e-6;
             /* the bf16 kernel rounds x (and F16 weights) to 8 significant bits: 2^-8 each */
-            struct gemm_scratch sc = {.no_amx = g_no_amx};
-            if (gemm_uses_amx(isa, t, &sc))
+            if (amx)
                 tol += 0x1p-17 * mag; /* the two-term BF16 split (gemm.h) */
             else if (gemm_uses_bf16(isa, t))
                 tol += (t == QUANT_F16 ? 2.0 : 1.0) * 0x1p-8 * mag;
