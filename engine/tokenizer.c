@@ -298,6 +298,7 @@ static size_t merge_home(const struct tokenizer *t, uint64_t key)
 
 static const struct merge_slot *merge_find(const struct tokenizer *t, int32_t left, int32_t right)
 {
+    if (!t->merges) return NULL; /* an SPM vocabulary, or a tokenizer.json with no merge list */
     uint64_t key = ((uint64_t)(uint32_t)left << 32) | (uint32_t)right;
     for (size_t i = merge_home(t, key);; i = (i + 1) & t->merge_mask) {
         const struct merge_slot *m = &t->merges[i];

@@ -638,6 +638,19 @@ static void test_tokenizer_json_cases(void)
     ASSERT_EQ(ids[0], 0);
     ASSERT_EQ(ids[1], 3);
 
+    /* an empty merge list (SentencePiece style, so no byte-level table):
+     * nothing merges, every piece stays a token. Found by fuzz_safetensors:
+     * the merge lookup read a table that was never allocated. */
+    static const char sp0[] = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"\\u2581\":0,\"a\":1,\"b\":2},\"merges\":[]},"
+                              "\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":\"\\u2581\","
+                              "\"prepend_scheme\":\"always\",\"split\":true}}";
+    n = enc_json(sp0, "a b", ids, 16, NULL);
+    ASSERT_EQ(n, 4);
+    ASSERT_EQ(ids[0], 0);
+    ASSERT_EQ(ids[1], 1);
+    ASSERT_EQ(ids[2], 0);
+    ASSERT_EQ(ids[3], 2);
+
     /* unsupported and malformed setups name the field */
     static const struct {
         const char *json, *needle;
