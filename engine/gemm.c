@@ -27,6 +27,10 @@
 #define GEMM_NT_F 6  /* tokens per float tile */
 #define GEMM_NR_F 4  /* rows per float tile */
 #define GEMM_KCF 1024 /* float kernel K chunk (columns): a 6-token x 4-row tile stays in L1 */
+/* the load-time layout's products of at least this many rows run on AMX-INT8
+ * where the CPU has it (fewer: the VNNI tile, which does not pad to 16 tokens) */
+#define GEMM_AMX_INT8_MIN_TOKENS 16
+#define R16T(n) (((n) + 15) / 16 * 16)
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 
@@ -47,7 +51,7 @@ bool gemm_supported(enum quant_isa isa, enum quant_type t)
 
 size_t gemm_act_bytes(size_t max_tokens, size_t max_in)
 {
-    size_t q8 = align64(max_tokens * max_in) + 2 * align64(max_tokens * (max_in / QUANT_BLOCK) * sizeof(float));
+    size_t q8 = align64(R16T(max_tokens) * max_in) + 2 * align64(max_tokens * (max_in / QUANT_BLOCK) * sizeof(float));
     size_t bf = align64(max_tokens * max_in * sizeof(uint16_t));
     return max_size(max_size(q8, bf), align64(gemm_amx_act_bytes(max_tokens, max_in)));
 }
@@ -74,9 +78,18 @@ bool gemm_uses_bf16(enum quant_isa isa, enum quant_type t)
     return t == QUANT_BF16 || (t == QUANT_F16 && GEMM_F16_AS_BF16);
 }
 
+/* The AMX-INT8 path's per-thread scratch for a group of the load-time layout:
+ * the plain tail rows packed (16 row_bytes <= 17 n_in: Q8_0's 34 bytes per 32
+ * columns), the u8 codes (16 n_in), the row scales s and o (2 n_in each), the
+ * two C tiles (2 KB). */
+static size_t r16_amx_tail_bytes(size_t n_in) { return align64(17 * n_in); }
+static size_t r16_amx_codes_bytes(size_t n_in) { return align64(16 * n_in); }
+static size_t r16_amx_vec_bytes(size_t n_in) { return align64(2 * n_in); }
+
 size_t gemm_panel_bytes(size_t max_tokens, size_t max_in)
 {
-    return align64(max_size(max_size(REPACK_F32_BYTES(max_in), REPACK_Q8_BYTES(max_in)),
+    size_t r16 = r16_amx_tail_bytes(max_in) + r16_amx_codes_bytes(max_in) + 2 * r16_amx_vec_bytes(max_in) + 2048;
+    return align64(max_size(max_size(max_size(REPACK_F32_BYTES(max_in), REPACK_Q8_BYTES(max_in)), r16),
                             gemm_amx_panel_bytes(max_tokens, max_in)));
 }
 
@@ -900,6 +913,7 @@ static void r16_tile_avx2_n(enum quant_type t, const uint8_t *grp, const struct 
 
 struct r16_task {
     enum quant_isa isa;
+    bool amx; /* AMX-INT8 (gemm_amx.h) instead of the ISA's tile */
     const struct gemm_mat *ms;
     size_t n, n_in, T;
     long gbase[GEMM_MAX_MATS + 1]; /* first group number of each matrix; gbase[n] = all groups */
@@ -907,12 +921,103 @@ struct r16_task {
     const struct gemm_scratch *s;
 };
 
+#ifdef GEMM_AVX512
+/* A group of the load-time layout as gemm_amx.h's operands: u8 codes of 32
+ * columns as 8 quad vectors per block (Q8_0: the group's own bytes; Q4_0,
+ * Q4_K: nibbles unpacked into codes) and the per-row scales in float. */
+static void r16_amx_prepare(enum quant_type t, const uint8_t *grp, size_t n_in, uint8_t *codes, float *sv,
+                            float *ov, struct gemm_amx_q8 *q)
+{
+    const size_t nb = n_in / QUANT_BLOCK;
+    const __m512i lo4 = _mm512_set1_epi8(0x0f), sgn = _mm512_set1_epi32((int)0x80000000u);
+    q->o = NULL;
+    q->s = sv;
+    if (t == QUANT_Q4_K) {
+        q->o = ov;
+        q->codes = codes;
+        for (size_t sb = 0; sb < n_in / QUANT_K; sb++) {
+            const uint8_t *o = grp + sb * REPACK_R16_Q4K_BYTES;
+            __m512 dv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)o));
+            __m512 mv = _mm512_castsi512_ps(_mm512_xor_si512(
+                _mm512_castps_si512(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(o + 32)))),
+                sgn));
+            __m512i s0 = _mm512_loadu_si512((const void *)(o + 64)), s1 = _mm512_loadu_si512((const void *)(o + 128)),
+                    s2 = _mm512_loadu_si512((const void *)(o + 192));
+            for (int j = 0; j < 8; j++) {
+                __m512i sc, mn;
+                q4k_lane_scales(s0, s1, s2, j, &sc, &mn);
+                size_t b = sb * 8 + (size_t)j;
+                _mm512_store_ps(sv + b * 16, _mm512_mul_ps(dv, _mm512_cvtepi32_ps(sc)));
+                _mm512_store_ps(ov + b * 16, _mm512_mul_ps(mv, _mm512_cvtepi32_ps(mn)));
+                const uint8_t *qv = o + 256 + (size_t)(j / 2) * 512;
+                for (int i = 0; i < 8; i++) {
+                    __m512i v = _mm512_loadu_si512((const void *)(qv + 64 * i));
+                    v = (j % 2) ? _mm512_srli_epi16(v, 4) : v;
+                    _mm512_store_si512((void *)(codes + b * 512 + 64 * (size_t)i), _mm512_and_si512(v, lo4));
+                }
+            }
+        }
+        return;
+    }
+    const uint16_t *dp = (const uint16_t *)(const void *)grp;
+    const uint8_t *cp = grp + nb * REPACK_ROWS * sizeof(uint16_t);
+    for (size_t b = 0; b < nb; b++)
+        _mm512_store_ps(sv + b * 16, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(dp + b * 16))));
+    if (t == QUANT_Q8_0) {
+        q->codes = cp; /* already q + 128 in quad vectors */
+        q->z = -128.0f;
+        return;
+    }
+    q->codes = codes; /* Q4_0: vector i holds columns 4 i + j (low nibbles) and 16 + 4 i + j (high) */
+    q->z = -8.0f;
+    for (size_t b = 0; b < nb; b++)
+        for (int i = 0; i < 4; i++) {
+            __m512i v = _mm512_loadu_si512((const void *)(cp + b * 256 + 64 * (size_t)i));
+            _mm512_store_si512((void *)(codes + b * 512 + 64 * (size_t)i), _mm512_and_si512(v, lo4));
+            _mm512_store_si512((void *)(codes + b * 512 + 64 * (size_t)(i + 4)),
+                               _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4));
+        }
+}
+
+static void r16_amx_worker(const struct r16_task *g, long lo, long hi, uint8_t *panel)
+{
+    uint8_t *codes = panel + r16_amx_tail_bytes(g->n_in);
+    float *sv = (float *)(void *)(codes + r16_amx_codes_bytes(g->n_in));
+    float *ov = (float *)(void *)((char *)sv + r16_amx_vec_bytes(g->n_in));
+    int32_t *cbuf = (int32_t *)(void *)((char *)ov + r16_amx_vec_bytes(g->n_in));
+    struct gemm_amx_q8 q = {.xq = g->acts.q, .xd = g->acts.d, .xa = g->acts.a, .n_in = g->n_in, .nb = g->acts.nb,
+                            .T = g->T};
+    size_t m = 0;
+    gemm_amx_int8_begin();
+    for (long gi = lo; gi < hi; gi++) {
+        while (gi >= g->gbase[m + 1]) m++;
+        const struct gemm_mat *w = &g->ms[m];
+        size_t r0 = (size_t)(gi - g->gbase[m]) * REPACK_ROWS;
+        int nr = w->n_out - r0 < REPACK_ROWS ? (int)(w->n_out - r0) : REPACK_ROWS;
+        const uint8_t *grp = (const uint8_t *)w->data + r0 * w->row_bytes;
+        if (nr < REPACK_ROWS) {
+            repack_r16_group(w->t, w->data, w->row_bytes, g->n_in, r0, (size_t)nr, panel);
+            grp = panel;
+        }
+        r16_amx_prepare(w->t, grp, g->n_in, codes, sv, ov, &q);
+        gemm_amx_int8_group(&q, w->y + r0, w->n_out, nr, cbuf);
+    }
+    gemm_amx_int8_end();
+}
+#endif
+
 static void r16_worker(void *p, int ith, int nth)
 {
     const struct r16_task *g = p;
     long lo, hi;
     workers_split(g->gbase[g->n], ith, nth, &lo, &hi);
     uint8_t *panel = (uint8_t *)g->s->panels + (size_t)ith * g->s->panel_stride;
+#ifdef GEMM_AVX512
+    if (g->amx) {
+        if (lo < hi) r16_amx_worker(g, lo, hi, panel);
+        return;
+    }
+#endif
     size_t m = 0;
     for (long gi = lo; gi < hi; gi++) {
         while (gi >= g->gbase[m + 1]) m++;
@@ -968,19 +1073,32 @@ bool gemm_r16_supported(enum quant_isa isa, enum quant_type t)
 #endif
 }
 
+bool gemm_r16_uses_amx(enum quant_isa isa, size_t T, const struct gemm_scratch *s)
+{
+#ifdef GEMM_AVX512
+    return isa == QUANT_ISA_AVX512 && T >= GEMM_AMX_INT8_MIN_TOKENS && !s->no_amx && isa <= quant_isa_max() &&
+           gemm_amx_int8_available();
+#else
+    (void)isa, (void)T, (void)s;
+    return false;
+#endif
+}
+
 void gemm_matmul_r16(enum quant_isa isa, struct workers *pool, const struct gemm_mat *ms, size_t n, size_t n_in,
                      const float *x, size_t T, const struct gemm_scratch *s)
 {
     struct r16_task g = {.isa = isa, .ms = ms, .n = n, .n_in = n_in, .T = T, .s = s};
     for (size_t i = 0; i < n; i++)
         g.gbase[i + 1] = g.gbase[i] + (long)((ms[i].n_out + REPACK_ROWS - 1) / REPACK_ROWS);
-    size_t nb = n_in / QUANT_BLOCK;
+    size_t nb = n_in / QUANT_BLOCK, qbytes = align64(R16T(T) * n_in);
     char *a = s->act;
     g.acts.q = (int8_t *)a;
-    g.acts.d = (float *)(void *)(a + align64(T * n_in));
-    g.acts.a = (float *)(void *)(a + align64(T * n_in) + align64(T * nb * sizeof(float)));
+    g.acts.d = (float *)(void *)(a + qbytes);
+    g.acts.a = (float *)(void *)(a + qbytes + align64(T * nb * sizeof(float)));
     g.acts.n_in = n_in;
     g.acts.nb = nb;
+    g.amx = gemm_r16_uses_amx(isa, T, s);
+    if (g.amx) memset(a + T * n_in, 0, (R16T(T) - T) * n_in); /* the last A tile's padding rows */
     struct gemm_task qt = {.x = x, .n_in = n_in, .T = T, .acts = g.acts};
     if (T > 2)
         workers_run(pool, quant_worker, &qt);

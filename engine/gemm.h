@@ -106,7 +106,11 @@ void gemm_matmul(enum quant_isa isa, struct workers *pool, enum quant_type t, co
  * alone). ISA: AVX-512 VNNI (16 rows per vector, vpdpbusd), AVX2 (+FMA, F16C:
  * two halves of 8 rows, up to 4 tokens, maddubs: exact for these codes; Q8_0
  * and Q4_0 only, so an AVX2 run keeps Q4_K plain), and scalar, each where
- * compiled in and reported by the CPU. */
+ * compiled in and reported by the CPU. At AVX-512, products of 16 rows or
+ * more run on AMX-INT8 where the CPU grants it (gemm_r16_uses_amx,
+ * gemm_amx.h): TDPBSUD gives each block's idot for 16 tokens x 16 rows, the
+ * same integers, and the float steps above follow in the same order, so it
+ * too is bit-identical to the scalar kernel. */
 #define GEMM_MAX_MATS 4
 struct gemm_mat {
     enum quant_type t;  /* Q8_0, Q4_0 or Q4_K (repack_r16_type) */
@@ -117,6 +121,11 @@ struct gemm_mat {
 
 /* true if weights of type t in the load-time layout have a kernel at isa. */
 bool gemm_r16_supported(enum quant_isa isa, enum quant_type t);
+
+/* true if gemm_matmul_r16 of T rows at isa with scratch s runs on AMX-INT8:
+ * isa AVX512, T >= 16, !s->no_amx, and the CPU and kernel grant AMX-INT8
+ * (SASERVE_AMX=off turns it off for the process). */
+bool gemm_r16_uses_amx(enum quant_isa isa, size_t T, const struct gemm_scratch *s);
 
 /* ms[i].y = x [T][n_in] . W_i^T for n <= GEMM_MAX_MATS matrices sharing n_in
  * (the activations are quantised once for all of them). */

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__) && defined(__AVX512BW__) && \
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AMX_INT8__) && defined(__AVX512BF16__) && defined(__AVX512BW__) && \
     defined(__AVX512VL__) && defined(__linux__)
 #define GEMM_AMX 1
 #include <cpuid.h>
@@ -42,30 +42,38 @@ size_t gemm_amx_panel_bytes(size_t max_tokens, size_t max_in)
  * order the plain stores and loads of the scratch around them */
 #define AMX_BARRIER() __asm__ volatile("" ::: "memory")
 
-static bool amx_probe(void)
+#define AMX_HAS_BF16 1
+#define AMX_HAS_INT8 2
+
+/* AMX_HAS_* bits: what the CPU reports and the kernel grants */
+static int amx_probe(void)
 {
     unsigned a, b, c, d;
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
-    bool tile = d & (1u << 24), bf16 = d & (1u << 22);
-    if (!tile || !bf16 || a < 1) return false;
-    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d) || !(a & (1u << 5))) return false; /* AVX-512 BF16 */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    bool tile = d & (1u << 24), bf16 = d & (1u << 22), int8 = d & (1u << 25);
+    if (!tile || a < 1) return 0;
     __builtin_cpu_init();
-    if (!__builtin_cpu_supports("avx512bw") || !__builtin_cpu_supports("avx512vl")) return false;
+    if (!__builtin_cpu_supports("avx512bw") || !__builtin_cpu_supports("avx512vl")) return 0;
     const char *e = getenv("SASERVE_AMX");
-    if (e && (strcmp(e, "off") == 0 || strcmp(e, "0") == 0)) return false;
-    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+    if (e && (strcmp(e, "off") == 0 || strcmp(e, "0") == 0)) return 0;
+    if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0) return 0;
+    if (bf16 && !(__get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5)))) bf16 = false; /* AVX-512 BF16 */
+    return (bf16 ? AMX_HAS_BF16 : 0) | (int8 && __builtin_cpu_supports("avx512vnni") ? AMX_HAS_INT8 : 0);
 }
 
-bool gemm_amx_available(void)
+static int amx_have(void)
 {
     static int have = -1; /* relaxed atomics: every writer stores the same value (the request is idempotent) */
     int h = __atomic_load_n(&have, __ATOMIC_RELAXED);
     if (h < 0) {
-        h = amx_probe() ? 1 : 0;
+        h = amx_probe();
         __atomic_store_n(&have, h, __ATOMIC_RELAXED);
     }
-    return h == 1;
+    return h;
 }
+
+bool gemm_amx_available(void) { return amx_have() & AMX_HAS_BF16; }
+bool gemm_amx_int8_available(void) { return amx_have() & AMX_HAS_INT8; }
 
 struct amx_cfg { /* the palette-1 tile configuration (64 bytes) */
     uint8_t palette, start_row, reserved[14];
@@ -82,6 +90,7 @@ static void amx_config(void)
         c.colsb[i] = 64;
         c.rows[i] = 16;
     }
+    AMX_BARRIER(); /* the configuration's stores happen before the ldtilecfg reads them */
     _tile_loadconfig(&c);
 }
 
@@ -283,9 +292,112 @@ void gemm_amx_matmul(struct workers *pool, enum quant_type t, const void *data, 
     workers_run(pool, amx_worker, &g);
 }
 
+/* ---- AMX-INT8: quantised weight groups of 16 rows (gemm_amx.h) ---- */
+
+void gemm_amx_int8_begin(void)
+{
+    struct amx_cfg c;
+    memset(&c, 0, sizeof c);
+    c.palette = 1;
+    c.rows[0] = 16, c.colsb[0] = 32; /* tmm0: A, 16 tokens x 32 int8 activation codes */
+    c.rows[1] = 8, c.colsb[1] = 64;  /* tmm1: B, 8 column quads x 16 rows x 4 u8 weight codes */
+    for (int i = 2; i < 4; i++) {    /* tmm2-3: C, 16 tokens x 16 rows int32, one per block of a pair */
+        c.rows[i] = 16;
+        c.colsb[i] = 64;
+    }
+    AMX_BARRIER(); /* the configuration's stores happen before the ldtilecfg reads them */
+    _tile_loadconfig(&c);
+}
+
+void gemm_amx_int8_end(void) { _tile_release(); }
+
+/* C tile (token m, row n) of block b into c (16 x 16 int32) */
+static inline void int8_block(int tc, const struct gemm_amx_q8 *g, size_t t0, size_t b, int32_t *c)
+{
+    if (tc == 2) {
+        _tile_zero(2);
+        _tile_loadd(0, g->xq + t0 * g->n_in + b * 32, g->n_in);
+        _tile_loadd(1, g->codes + b * 512, 64);
+        _tile_dpbsud(2, 0, 1);
+        _tile_stored(2, c, 64);
+    } else {
+        _tile_zero(3);
+        _tile_loadd(0, g->xq + t0 * g->n_in + b * 32, g->n_in);
+        _tile_loadd(1, g->codes + b * 512, 64);
+        _tile_dpbsud(3, 0, 1);
+        _tile_stored(3, c, 64);
+    }
+}
+
+/* acc[t] (16 rows of token t) += block b's scaled dot products c[t], in the
+ * VNNI kernels' float order (gemm.h) */
+static inline void int8_epilogue(const struct gemm_amx_q8 *g, const float *const *xd, const float *const *xa,
+                                 size_t b, const int32_t *c, __m512 *acc)
+{
+    const __m512 s = _mm512_load_ps(g->s + b * 16);
+    if (g->o) {
+        const __m512 o = _mm512_load_ps(g->o + b * 16);
+#pragma GCC unroll 16
+        for (int t = 0; t < 16; t++) {
+            __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512((const void *)(c + 16 * t))),
+                                     _mm512_set1_ps(xd[t][b]));
+            acc[t] = _mm512_fmadd_ps(s, f, acc[t]);
+            acc[t] = _mm512_fmadd_ps(o, _mm512_set1_ps(xa[t][b]), acc[t]);
+        }
+    } else {
+#pragma GCC unroll 16
+        for (int t = 0; t < 16; t++) {
+            __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512((const void *)(c + 16 * t))),
+                                       _mm512_set1_ps(xd[t][b]), _mm512_set1_ps(g->z * xa[t][b]));
+            acc[t] = _mm512_fmadd_ps(s, f, acc[t]);
+        }
+    }
+}
+
+void gemm_amx_int8_group(const struct gemm_amx_q8 *g, float *y, size_t ys, int nr, int32_t *cbuf)
+{
+    const __mmask16 m = (__mmask16)((1u << nr) - 1);
+    int32_t *c0 = cbuf, *c1 = cbuf + 256;
+    for (size_t t0 = 0; t0 < g->T; t0 += 16) {
+        const size_t nt = g->T - t0 < 16 ? g->T - t0 : 16;
+        const float *xd[16], *xa[16];
+        for (size_t t = 0; t < 16; t++) { /* tokens past T are padding: read the last one's scales, drop the sums */
+            size_t tt = t0 + (t < nt ? t : nt - 1);
+            xd[t] = g->xd + tt * g->nb;
+            xa[t] = g->xa + tt * g->nb;
+        }
+        __m512 acc[16];
+        for (int t = 0; t < 16; t++) acc[t] = _mm512_setzero_ps();
+        size_t b = 0;
+        for (; b + 2 <= g->nb; b += 2) { /* two C tiles: block b + 1's product runs during block b's sums */
+            int8_block(2, g, t0, b, c0);
+            int8_block(3, g, t0, b + 1, c1);
+            AMX_BARRIER();
+            int8_epilogue(g, xd, xa, b, c0, acc);
+            int8_epilogue(g, xd, xa, b + 1, c1, acc);
+            AMX_BARRIER();
+        }
+        if (b < g->nb) {
+            int8_block(2, g, t0, b, c0);
+            AMX_BARRIER();
+            int8_epilogue(g, xd, xa, b, c0, acc);
+            AMX_BARRIER();
+        }
+        for (size_t t = 0; t < nt; t++) _mm512_mask_storeu_ps(y + (t0 + t) * ys, m, acc[t]);
+    }
+}
+
 #else /* not compiled in */
 
 bool gemm_amx_available(void) { return false; }
+bool gemm_amx_int8_available(void) { return false; }
+void gemm_amx_int8_begin(void) { abort(); }
+void gemm_amx_int8_end(void) { abort(); }
+void gemm_amx_int8_group(const struct gemm_amx_q8 *g, float *y, size_t ys, int nr, int32_t *cbuf)
+{
+    (void)g, (void)y, (void)ys, (void)nr, (void)cbuf;
+    abort(); /* gemm.c calls these only where gemm_amx_int8_available() */
+}
 
 void gemm_amx_matmul(struct workers *pool, enum quant_type t, const void *data, size_t row_bytes, size_t n_in,
                      size_t n_out, const float *x, size_t T, float *y, const struct gemm_scratch *s)

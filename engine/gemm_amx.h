@@ -19,6 +19,14 @@
  * accumulate a 32-row x 32-token square over a K chunk, kept between chunks
  * in the thread's accumulator scratch, and written to y transposed at the end.
  *
+ * AMX-INT8 (gemm_amx_int8_group, for gemm.c's load-time Q8_0 / Q4_0 / Q4_K
+ * groups of 16 rows, repack.h): TDPBSUD multiplies a 16-token x 32-column tile
+ * of int8 activation codes (A) by the group's u8 weight codes of one block of
+ * 32 columns (B: 8 column quads x 16 rows x 4, exactly the load-time layout's
+ * vectors, read in place for Q8_0). The 16 x 16 int32 block dot products are
+ * the same integers the VNNI kernels compute, so the float epilogue below,
+ * done per block in the VNNI kernels' order, gives their bits exactly.
+ *
  * Threading: gemm_amx_matmul runs on the worker pool (thread 0 = the caller);
  * each pool thread loads its own tile configuration and releases it before
  * returning. Permission for the tile state is asked of the kernel once per
@@ -31,6 +39,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct workers;
 struct gemm_scratch;
@@ -46,6 +55,31 @@ bool gemm_amx_available(void);
  * chunk + accumulators. */
 size_t gemm_amx_act_bytes(size_t max_tokens, size_t max_in);
 size_t gemm_amx_panel_bytes(size_t max_tokens, size_t max_in);
+
+/* CPU reports AMX-TILE, AMX-INT8 and AVX-512 VNNI, the kernel granted the tile
+ * state, it is compiled in, and SASERVE_AMX is not "off". */
+bool gemm_amx_int8_available(void);
+
+/* One group of 16 weight rows, prepared by gemm.c, times T tokens of
+ * activations quantised per block of 32 (gemm.h). Per block b, row r, token t:
+ *   idot = sum_k xq[t][32 b + k] * codes[b][k / 4][r][k % 4]
+ *   o == NULL: y += s[b][r] * (idot * xd[t][b] + z * xa[t][b])   (Q8_0, Q4_0)
+ *   else:      y += s[b][r] * (idot * xd[t][b]);  y += o[b][r] * xa[t][b]   (Q4_K)
+ * xq holds R16(T) rows n_in apart (rows past T are read, their sums dropped). */
+struct gemm_amx_q8 {
+    const uint8_t *codes; /* [nb][8][16][4] u8 */
+    const float *s, *o;   /* [nb][16], 64-byte aligned; o NULL: the zero-point form with z */
+    float z;
+    const int8_t *xq;     /* [R16(T)][n_in] */
+    const float *xd, *xa; /* [T][nb] */
+    size_t n_in, nb, T;
+};
+
+/* Load / release this thread's tile configuration around gemm_amx_int8_group calls. */
+void gemm_amx_int8_begin(void);
+void gemm_amx_int8_end(void);
+/* y[t][r] for t < T, r < nr (rows ys floats apart); cbuf: 2 KB, 64-byte aligned. */
+void gemm_amx_int8_group(const struct gemm_amx_q8 *g, float *y, size_t ys, int nr, int32_t *cbuf);
 
 /* t is QUANT_F16 or QUANT_BF16; any n_in, n_out, T >= 1. */
 void gemm_amx_matmul(struct workers *pool, enum quant_type t, const void *data, size_t row_bytes, size_t n_in,

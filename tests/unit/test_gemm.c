@@ -363,12 +363,12 @@ static struct workers *r16_pool(int n_threads)
     return r16_pools[n_threads];
 }
 
-static float *run_r16(enum quant_isa isa, int n_threads, enum quant_type t, const void *wr, size_t rb, size_t n_in,
-                      size_t n_out, const float *x, size_t T)
+static float *run_r16_amx(enum quant_isa isa, int n_threads, enum quant_type t, const void *wr, size_t rb,
+                          size_t n_in, size_t n_out, const float *x, size_t T, bool no_amx)
 {
     struct workers *pool = r16_pool(n_threads);
     struct gemm_scratch s = {.act = xalloc64(gemm_act_bytes(T, n_in)), .panel_stride = gemm_panel_bytes(T, n_in),
-                             .n_panels = n_threads};
+                             .n_panels = n_threads, .no_amx = no_amx};
     s.panels = xalloc64(s.panel_stride * (size_t)n_threads);
     float *y = xmalloc(T * n_out * sizeof(float));
     for (size_t i = 0; i < T * n_out; i++) y[i] = NAN; /* every output must be written */
@@ -379,17 +379,26 @@ static float *run_r16(enum quant_isa isa, int n_threads, enum quant_type t, cons
     return y;
 }
 
+static float *run_r16(enum quant_isa isa, int n_threads, enum quant_type t, const void *wr, size_t rb, size_t n_in,
+                      size_t n_out, const float *x, size_t T)
+{
+    return run_r16_amx(isa, n_threads, t, wr, rb, n_in, n_out, x, T, false);
+}
+
 /* Every kernel on the load-time layout against the plain-C reference (the same
  * tolerance as the per-call panels: the activation quantisation bound plus 1e-5
  * relative), for row counts 1 ... 47 (decode) and 48 (a prefill chunk), n_out not
  * a multiple of 16, K not a multiple of the 8-token x 16-row tile's blocks; the
  * AVX2 and AVX-512 kernels equal the scalar one bit for bit; 1 and 2 threads agree; each
- * row of a batch equals that row alone (batched = alone). */
+ * row of a batch equals that row alone (batched = alone). At AVX-512, 16 rows
+ * or more run on AMX-INT8 where the CPU has it (17, 33, 47, 48: one to three
+ * 16-token tiles, most with a padded last one); those also equal the VNNI
+ * kernel run with no_amx, bit for bit. */
 static void check_r16(enum quant_type t, enum quant_isa isa)
 {
     const size_t *ks = r16_ks(t);
-    static const size_t outs[] = {1, 7, 16, 17, 33, 50}, toks[] = {1, 2, 3, 7, 8, 17, 47, 48};
-    int bad = 0;
+    static const size_t outs[] = {1, 7, 16, 17, 33, 50}, toks[] = {1, 2, 3, 7, 8, 17, 33, 47, 48};
+    int bad = 0, n_amx = 0;
     for (size_t ki = 0; ki < 3; ki++)
         for (size_t oi = 0; oi < sizeof outs / sizeof outs[0]; oi++)
             for (size_t ti = 0; ti < sizeof toks / sizeof toks[0]; ti++) {
@@ -412,6 +421,15 @@ static void check_r16(enum quant_type t, enum quant_isa isa)
                                    quant_type_name(t), quant_isa_name(isa), T, n_out, n_in);
                     free(ys);
                 }
+                struct gemm_scratch probe = {.no_amx = false};
+                if (gemm_r16_uses_amx(isa, T, &probe)) {
+                    float *yv = run_r16_amx(isa, 2, t, wr, rb, n_in, n_out, x, T, true);
+                    if (memcmp(y, yv, T * n_out * sizeof(float)) != 0 && bad++ < 3)
+                        TEST_FAIL_("r16 %s: AMX-INT8 differs from the VNNI kernel (T %zu n_out %zu n_in %zu)",
+                                   quant_type_name(t), T, n_out, n_in);
+                    free(yv);
+                    n_amx++;
+                }
                 if (T > 1 && T < 48) /* batched = alone, bit for bit */
                     for (size_t tt = 0; tt < T; tt += T / 3 + 1) {
                         float *ya = run_r16(isa, 2, t, wr, rb, n_in, n_out, x + tt * n_in, 1);
@@ -427,6 +445,9 @@ static void check_r16(enum quant_type t, enum quant_isa isa)
                 free(wr);
                 free(w);
             }
+    if (isa == QUANT_ISA_AVX512)
+        fprintf(stderr, "  r16 %s: %d shapes on AMX-INT8%s\n", quant_type_name(t), n_amx,
+                n_amx ? "" : " (the CPU lacks it, or SASERVE_AMX=off)");
 }
 
 static void test_r16_kernels(void)
@@ -445,10 +466,11 @@ static void test_r16_kernels(void)
     ASSERT_TRUE(!gemm_r16_supported(QUANT_ISA_SCALAR, QUANT_IQ4_NL));
 }
 
-/* Several matrices in one call (Q/K/V, gate/up) give what each gives alone. */
-static void test_r16_many(void)
+/* Several matrices in one call (Q/K/V, gate/up) give what each gives alone
+ * (T rows: the VNNI tile at 3, AMX-INT8 where the CPU has it at 20). */
+static void r16_many(size_t T)
 {
-    size_t n_in = 96, T = 3, outs[3] = {33, 16, 7}, rb[3];
+    size_t n_in = 96, outs[3] = {33, 16, 7}, rb[3];
     enum quant_type ts[3] = {QUANT_Q4_0, QUANT_Q8_0, QUANT_Q4_0};
     enum quant_isa isa = gemm_r16_supported(QUANT_ISA_AVX512, QUANT_Q4_0) ? QUANT_ISA_AVX512 : QUANT_ISA_SCALAR;
     void *w[3], *wr[3];
@@ -477,6 +499,12 @@ static void test_r16_many(void)
     free(s.act);
     free(s.panels);
     free(x);
+}
+
+static void test_r16_many(void)
+{
+    r16_many(3);
+    r16_many(20);
 }
 
 /* The activation quantisation: round to nearest, |q| <= 127, a = d * sum q. */
