@@ -51,7 +51,8 @@ bool gemm_supported(enum quant_isa isa, enum quant_type t)
 
 size_t gemm_act_bytes(size_t max_tokens, size_t max_in)
 {
-    size_t q8 = align64(R16T(max_tokens) * max_in) + 2 * align64(max_tokens * (max_in / QUANT_BLOCK) * sizeof(float));
+    size_t q8 = align64(R16T(max_tokens) * max_in) + 2 * align64(max_tokens * (max_in / QUANT_BLOCK) * sizeof(float)) +
+                4 * align64(R16T(max_tokens) * (max_in / QUANT_BLOCK) * sizeof(float)); /* + AMX-INT8's [nb][T] */
     size_t bf = align64(max_tokens * max_in * sizeof(uint16_t));
     return max_size(max_size(q8, bf), align64(gemm_amx_act_bytes(max_tokens, max_in)));
 }
@@ -429,6 +430,30 @@ static void quant_worker(void *p, int ith, int nth)
     for (long t = lo; t < hi; t++)
         gemm_quantize_act(g->x + (size_t)t * g->n_in, g->n_in, g->acts.q + (size_t)t * g->n_in,
                           g->acts.d + (size_t)t * g->acts.nb, g->acts.a + (size_t)t * g->acts.nb);
+}
+
+/* AMX-INT8's per-block token scales, [nb][R16(T)] (gemm_amx.h): d, a, -8 a and
+ * -128 a (exact: powers of two), zeros for the padding tokens */
+struct amx_scales {
+    const struct q8_acts *acts;
+    size_t T;
+    float *d, *a, *a8, *a128;
+};
+
+static void amx_scales_worker(void *p, int ith, int nth)
+{
+    const struct amx_scales *g = p;
+    const size_t nb = g->acts->nb, t16 = R16T(g->T);
+    long lo, hi;
+    workers_split((long)nb, ith, nth, &lo, &hi);
+    for (size_t b = (size_t)lo; b < (size_t)hi; b++)
+        for (size_t t = 0; t < t16; t++) {
+            float d = t < g->T ? g->acts->d[t * nb + b] : 0.0f, a = t < g->T ? g->acts->a[t * nb + b] : 0.0f;
+            g->d[b * t16 + t] = d;
+            g->a[b * t16 + t] = a;
+            g->a8[b * t16 + t] = -8.0f * a;
+            g->a128[b * t16 + t] = -128.0f * a;
+        }
 }
 
 static void q8_panel_run(const struct gemm_task *g, const uint8_t *panel, size_t r0, int nr)
@@ -914,6 +939,7 @@ static void r16_tile_avx2_n(enum quant_type t, const uint8_t *grp, const struct 
 struct r16_task {
     enum quant_isa isa;
     bool amx; /* AMX-INT8 (gemm_amx.h) instead of the ISA's tile */
+    struct amx_scales amx_s;
     const struct gemm_mat *ms;
     size_t n, n_in, T;
     long gbase[GEMM_MAX_MATS + 1]; /* first group number of each matrix; gbase[n] = all groups */
@@ -965,11 +991,9 @@ static void r16_amx_prepare(enum quant_type t, const uint8_t *grp, size_t n_in, 
         _mm512_store_ps(sv + b * 16, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(dp + b * 16))));
     if (t == QUANT_Q8_0) {
         q->codes = cp; /* already q + 128 in quad vectors */
-        q->z = -128.0f;
         return;
     }
     q->codes = codes; /* Q4_0: vector i holds columns 4 i + j (low nibbles) and 16 + 4 i + j (high) */
-    q->z = -8.0f;
     for (size_t b = 0; b < nb; b++)
         for (int i = 0; i < 4; i++) {
             __m512i v = _mm512_loadu_si512((const void *)(cp + b * 256 + 64 * (size_t)i));
@@ -985,8 +1009,7 @@ static void r16_amx_worker(const struct r16_task *g, long lo, long hi, uint8_t *
     float *sv = (float *)(void *)(codes + r16_amx_codes_bytes(g->n_in));
     float *ov = (float *)(void *)((char *)sv + r16_amx_vec_bytes(g->n_in));
     int32_t *cbuf = (int32_t *)(void *)((char *)ov + r16_amx_vec_bytes(g->n_in));
-    struct gemm_amx_q8 q = {.xq = g->acts.q, .xd = g->acts.d, .xa = g->acts.a, .n_in = g->n_in, .nb = g->acts.nb,
-                            .T = g->T};
+    struct gemm_amx_q8 q = {.xq = g->acts.q, .xd = g->amx_s.d, .n_in = g->n_in, .nb = g->acts.nb, .T = g->T};
     size_t m = 0;
     gemm_amx_int8_begin();
     for (long gi = lo; gi < hi; gi++) {
@@ -999,7 +1022,18 @@ static void r16_amx_worker(const struct r16_task *g, long lo, long hi, uint8_t *
             repack_r16_group(w->t, w->data, w->row_bytes, g->n_in, r0, (size_t)nr, panel);
             grp = panel;
         }
+        q.next = NULL;
+        if (gi + 1 < hi) { /* the next group of this thread (maybe of the next matrix) */
+            size_t m1 = gi + 1 >= g->gbase[m + 1] ? m + 1 : m;
+            const struct gemm_mat *w1 = &g->ms[m1];
+            size_t r1 = (size_t)(gi + 1 - g->gbase[m1]) * REPACK_ROWS;
+            if (r1 + REPACK_ROWS <= w1->n_out) { /* a full group in place (a tail one is packed per call) */
+                q.next = (const char *)w1->data + r1 * w1->row_bytes;
+                q.next_bytes = REPACK_ROWS * w1->row_bytes;
+            }
+        }
         r16_amx_prepare(w->t, grp, g->n_in, codes, sv, ov, &q);
+        q.xa = w->t == QUANT_Q4_K ? g->amx_s.a : w->t == QUANT_Q8_0 ? g->amx_s.a128 : g->amx_s.a8;
         gemm_amx_int8_group(&q, w->y + r0, w->n_out, nr, cbuf);
     }
     gemm_amx_int8_end();
@@ -1098,12 +1132,20 @@ void gemm_matmul_r16(enum quant_isa isa, struct workers *pool, const struct gemm
     g.acts.n_in = n_in;
     g.acts.nb = nb;
     g.amx = gemm_r16_uses_amx(isa, T, s);
-    if (g.amx) memset(a + T * n_in, 0, (R16T(T) - T) * n_in); /* the last A tile's padding rows */
+    if (g.amx) {
+        memset(a + T * n_in, 0, (R16T(T) - T) * n_in); /* the last A tile's padding rows */
+        size_t sb = align64(R16T(T) * nb * sizeof(float));
+        char *p = (char *)g.acts.a + align64(T * nb * sizeof(float));
+        g.amx_s = (struct amx_scales){.acts = &g.acts, .T = T, .d = (float *)(void *)p,
+                                      .a = (float *)(void *)(p + sb), .a8 = (float *)(void *)(p + 2 * sb),
+                                      .a128 = (float *)(void *)(p + 3 * sb)};
+    }
     struct gemm_task qt = {.x = x, .n_in = n_in, .T = T, .acts = g.acts};
     if (T > 2)
         workers_run(pool, quant_worker, &qt);
     else /* a row or two: quantised here, not worth a thread hand-off */
         quant_worker(&qt, 0, 1);
+    if (g.amx) workers_run(pool, amx_scales_worker, &g.amx_s);
     workers_run(pool, r16_worker, &g);
 }
 

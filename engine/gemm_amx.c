@@ -299,11 +299,10 @@ void gemm_amx_int8_begin(void)
     struct amx_cfg c;
     memset(&c, 0, sizeof c);
     c.palette = 1;
-    c.rows[0] = 16, c.colsb[0] = 32; /* tmm0: A, 16 tokens x 32 int8 activation codes */
-    c.rows[1] = 8, c.colsb[1] = 64;  /* tmm1: B, 8 column quads x 16 rows x 4 u8 weight codes */
-    for (int i = 2; i < 4; i++) {    /* tmm2-3: C, 16 tokens x 16 rows int32, one per block of a pair */
-        c.rows[i] = 16;
-        c.colsb[i] = 64;
+    for (int i = 0; i < 6; i += 3) { /* two sets in turn, for even and odd blocks: */
+        c.rows[i] = 16, c.colsb[i] = 32;         /* tmm0 / tmm3: A, 16 tokens x 32 int8 activation codes */
+        c.rows[i + 1] = 8, c.colsb[i + 1] = 64;  /* tmm1 / tmm4: B, 8 column quads x 16 rows x 4 u8 codes */
+        c.rows[i + 2] = 16, c.colsb[i + 2] = 64; /* tmm2 / tmm5: C, 16 tokens x 16 rows int32 */
     }
     AMX_BARRIER(); /* the configuration's stores happen before the ldtilecfg reads them */
     _tile_loadconfig(&c);
@@ -311,28 +310,31 @@ void gemm_amx_int8_begin(void)
 
 void gemm_amx_int8_end(void) { _tile_release(); }
 
-/* C tile (token m, row n) of block b into c (16 x 16 int32) */
-static inline void int8_block(int tc, const struct gemm_amx_q8 *g, size_t t0, size_t b, int32_t *c)
+/* C tile (token m, row n) of block b into c (16 x 16 int32), on tile set 0
+ * (tmm0-2) or 1 (tmm3-5): tiles are not renamed, so the next block's loads
+ * overlap this block's product only on the other set */
+static inline void int8_block(int set, const struct gemm_amx_q8 *g, size_t t0, size_t b, int32_t *c)
 {
-    if (tc == 2) {
+    if (set == 0) {
         _tile_zero(2);
         _tile_loadd(0, g->xq + t0 * g->n_in + b * 32, g->n_in);
         _tile_loadd(1, g->codes + b * 512, 64);
         _tile_dpbsud(2, 0, 1);
         _tile_stored(2, c, 64);
     } else {
-        _tile_zero(3);
-        _tile_loadd(0, g->xq + t0 * g->n_in + b * 32, g->n_in);
-        _tile_loadd(1, g->codes + b * 512, 64);
-        _tile_dpbsud(3, 0, 1);
-        _tile_stored(3, c, 64);
+        _tile_zero(5);
+        _tile_loadd(3, g->xq + t0 * g->n_in + b * 32, g->n_in);
+        _tile_loadd(4, g->codes + b * 512, 64);
+        _tile_dpbsud(5, 3, 4);
+        _tile_stored(5, c, 64);
     }
 }
 
 /* acc[t] (16 rows of token t) += block b's scaled dot products c[t], in the
- * VNNI kernels' float order (gemm.h) */
-static inline void int8_epilogue(const struct gemm_amx_q8 *g, const float *const *xd, const float *const *xa,
-                                 size_t b, const int32_t *c, __m512 *acc)
+ * VNNI kernels' float order (gemm.h); xd, xa: block b's scales of the tile's
+ * 16 tokens */
+static inline void int8_epilogue(const struct gemm_amx_q8 *g, const float *xd, const float *xa, size_t b,
+                                 const int32_t *c, __m512 *acc)
 {
     const __m512 s = _mm512_load_ps(g->s + b * 16);
     if (g->o) {
@@ -340,15 +342,15 @@ static inline void int8_epilogue(const struct gemm_amx_q8 *g, const float *const
 #pragma GCC unroll 16
         for (int t = 0; t < 16; t++) {
             __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512((const void *)(c + 16 * t))),
-                                     _mm512_set1_ps(xd[t][b]));
+                                     _mm512_set1_ps(xd[t]));
             acc[t] = _mm512_fmadd_ps(s, f, acc[t]);
-            acc[t] = _mm512_fmadd_ps(o, _mm512_set1_ps(xa[t][b]), acc[t]);
+            acc[t] = _mm512_fmadd_ps(o, _mm512_set1_ps(xa[t]), acc[t]);
         }
     } else {
 #pragma GCC unroll 16
         for (int t = 0; t < 16; t++) {
             __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512((const void *)(c + 16 * t))),
-                                       _mm512_set1_ps(xd[t][b]), _mm512_set1_ps(g->z * xa[t][b]));
+                                       _mm512_set1_ps(xd[t]), _mm512_set1_ps(xa[t]));
             acc[t] = _mm512_fmadd_ps(s, f, acc[t]);
         }
     }
@@ -358,29 +360,26 @@ void gemm_amx_int8_group(const struct gemm_amx_q8 *g, float *y, size_t ys, int n
 {
     const __mmask16 m = (__mmask16)((1u << nr) - 1);
     int32_t *c0 = cbuf, *c1 = cbuf + 256;
+    const size_t t16 = (g->T + 15) / 16 * 16;
     for (size_t t0 = 0; t0 < g->T; t0 += 16) {
         const size_t nt = g->T - t0 < 16 ? g->T - t0 : 16;
-        const float *xd[16], *xa[16];
-        for (size_t t = 0; t < 16; t++) { /* tokens past T are padding: read the last one's scales, drop the sums */
-            size_t tt = t0 + (t < nt ? t : nt - 1);
-            xd[t] = g->xd + tt * g->nb;
-            xa[t] = g->xa + tt * g->nb;
-        }
+        const float *xd = g->xd + t0, *xa = g->xa + t0; /* + b * t16: block b */
         __m512 acc[16];
         for (int t = 0; t < 16; t++) acc[t] = _mm512_setzero_ps();
-        size_t b = 0;
-        for (; b + 2 <= g->nb; b += 2) { /* two C tiles: block b + 1's product runs during block b's sums */
-            int8_block(2, g, t0, b, c0);
-            int8_block(3, g, t0, b + 1, c1);
+        /* two tile sets in turn: block b + 1's product runs while block b's sums are scaled */
+        int8_block(0, g, t0, 0, c0);
+        const size_t per_pair = t0 == 0 && g->next ? (g->next_bytes + g->nb - 1) / g->nb * 2 : 0;
+        for (size_t b = 0; b < g->nb; b += 2) {
+            for (size_t o = b * per_pair / 2; o < (b / 2 + 1) * per_pair && o < g->next_bytes; o += 64)
+                _mm_prefetch(g->next + o, _MM_HINT_T1);
+            if (b + 1 < g->nb) int8_block(1, g, t0, b + 1, c1);
             AMX_BARRIER();
-            int8_epilogue(g, xd, xa, b, c0, acc);
-            int8_epilogue(g, xd, xa, b + 1, c1, acc);
+            int8_epilogue(g, xd + b * t16, xa + b * t16, b, c0, acc);
             AMX_BARRIER();
-        }
-        if (b < g->nb) {
-            int8_block(2, g, t0, b, c0);
+            if (b + 1 >= g->nb) break;
+            if (b + 2 < g->nb) int8_block(0, g, t0, b + 2, c0);
             AMX_BARRIER();
-            int8_epilogue(g, xd, xa, b, c0, acc);
+            int8_epilogue(g, xd + (b + 1) * t16, xa + (b + 1) * t16, b + 1, c1, acc);
             AMX_BARRIER();
         }
         for (size_t t = 0; t < nt; t++) _mm512_mask_storeu_ps(y + (t0 + t) * ys, m, acc[t]);

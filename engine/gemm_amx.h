@@ -63,16 +63,18 @@ bool gemm_amx_int8_available(void);
 /* One group of 16 weight rows, prepared by gemm.c, times T tokens of
  * activations quantised per block of 32 (gemm.h). Per block b, row r, token t:
  *   idot = sum_k xq[t][32 b + k] * codes[b][k / 4][r][k % 4]
- *   o == NULL: y += s[b][r] * (idot * xd[t][b] + z * xa[t][b])   (Q8_0, Q4_0)
- *   else:      y += s[b][r] * (idot * xd[t][b]);  y += o[b][r] * xa[t][b]   (Q4_K)
- * xq holds R16(T) rows n_in apart (rows past T are read, their sums dropped). */
+ *   o == NULL: y += s[b][r] * (idot * xd[b][t] + xa[b][t])   (Q8_0, Q4_0: xa = z a)
+ *   else:      y += s[b][r] * (idot * xd[b][t]);  y += o[b][r] * xa[b][t]   (Q4_K: xa = a)
+ * xq holds R16(T) rows n_in apart, xd and xa R16(T) columns (rows and columns
+ * past T are read, their sums dropped). */
 struct gemm_amx_q8 {
     const uint8_t *codes; /* [nb][8][16][4] u8 */
-    const float *s, *o;   /* [nb][16], 64-byte aligned; o NULL: the zero-point form with z */
-    float z;
+    const float *s, *o;   /* [nb][16], 64-byte aligned; o NULL: the zero-point form */
     const int8_t *xq;     /* [R16(T)][n_in] */
-    const float *xd, *xa; /* [T][nb] */
+    const float *xd, *xa; /* [nb][R16(T)]: the tokens' scales of each block, side by side */
     size_t n_in, nb, T;
+    const char *next;     /* the next group's bytes, fetched into the caches during the first tokens */
+    size_t next_bytes;
 };
 
 /* Load / release this thread's tile configuration around gemm_amx_int8_group calls. */

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make bench [MODEL=110M|1.1B|path.gguf]
-# A shape name benches F32, F16, Q8_0 and Q4_0 files of that shape (generated
+# A shape name benches F32, F16, BF16, Q8_0, Q4_0 and Q4_K files of that shape (generated
 # with random weights on first use under models/gen/, which git ignores; speed
 # does not depend on weight values). A path benches that one file.
 # Writes build/bench-results/<name>.json and .md.
@@ -23,7 +23,7 @@ case "$target" in
   *.gguf) files=("$target"); name=$(basename "$target" .gguf) ;;
   *)
     name="llama-$target"
-    for t in F32 F16 Q8_0 Q4_0 Q4_K; do
+    for t in F32 F16 BF16 Q8_0 Q4_0 Q4_K; do
       f="models/gen/llama-${target,,}-${t,,}.gguf"
       if [ ! -s "$f" ] && [ "$t" = Q4_K ]; then # no random K-quant writer: quantise the random F16 file
         echo "bench: generating $f (saserve quantize of the F16 file)" >&2
