@@ -949,8 +949,9 @@ struct r16_task {
 
 #ifdef GEMM_AVX512
 /* A group of the load-time layout as gemm_amx.h's operands: u8 codes of 32
- * columns as 8 quad vectors per block (Q8_0: the group's own bytes; Q4_0,
- * Q4_K: nibbles unpacked into codes) and the per-row scales in float. */
+ * columns as 8 quad vectors per block in codes (Q8_0: the group's bytes copied,
+ * compact and cache-hot for the token tiles that follow; Q4_0, Q4_K: nibbles
+ * unpacked) and the per-row scales in float. */
 static void r16_amx_prepare(enum quant_type t, const uint8_t *grp, size_t n_in, uint8_t *codes, float *sv,
                             float *ov, struct gemm_amx_q8 *q)
 {
@@ -990,7 +991,8 @@ static void r16_amx_prepare(enum quant_type t, const uint8_t *grp, size_t n_in, 
     for (size_t b = 0; b < nb; b++)
         _mm512_store_ps(sv + b * 16, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(dp + b * 16))));
     if (t == QUANT_Q8_0) {
-        q->codes = cp; /* already q + 128 in quad vectors */
+        memcpy(codes, cp, nb * 512); /* already q + 128 in quad vectors */
+        q->codes = codes;
         return;
     }
     q->codes = codes; /* Q4_0: vector i holds columns 4 i + j (low nibbles) and 16 + 4 i + j (high) */

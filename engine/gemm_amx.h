@@ -22,8 +22,10 @@
  * AMX-INT8 (gemm_amx_int8_group, for gemm.c's load-time Q8_0 / Q4_0 / Q4_K
  * groups of 16 rows, repack.h): TDPBSUD multiplies a 16-token x 32-column tile
  * of int8 activation codes (A) by the group's u8 weight codes of one block of
- * 32 columns (B: 8 column quads x 16 rows x 4, exactly the load-time layout's
- * vectors, read in place for Q8_0). The 16 x 16 int32 block dot products are
+ * 32 columns (B: 8 column quads x 16 rows x 4, the load-time layout's Q8_0
+ * vectors; gemm.c copies or unpacks each group into per-thread scratch first,
+ * which measured faster than tile loads from the weights in place). Two tile
+ * sets (A, B, C) take even and odd blocks in turn. The 16 x 16 int32 block dot products are
  * the same integers the VNNI kernels compute, so the float epilogue below,
  * done per block in the VNNI kernels' order, gives their bits exactly.
  *
