@@ -142,5 +142,8 @@ void gemm_quantize_act(const float *x, size_t n, int8_t *q, float *d, float *a);
  * or not supported by the CPU. */
 double gemm_peak_int8_gops(double seconds);
 double gemm_peak_f32_gflops(double seconds);
+/* The AMX tile unit's peak, the same way: independent TDPBSUD (int8, 64 per
+ * output) or TDPBF16PS (32 BF16 pairs) products; 0 where AMX is not granted. */
+double gemm_peak_amx_gops(bool int8, double seconds);
 
 #endif

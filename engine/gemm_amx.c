@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AMX_INT8__) && defined(__AVX512BF16__) && defined(__AVX512BW__) && \
     defined(__AVX512VL__) && defined(__linux__)
@@ -386,7 +387,61 @@ void gemm_amx_int8_group(const struct gemm_amx_q8 *g, float *y, size_t ys, int n
     }
 }
 
+double gemm_amx_peak(bool int8, double seconds)
+{
+    if (!(int8 ? gemm_amx_int8_available() : gemm_amx_available())) return 0;
+    struct amx_cfg c;
+    memset(&c, 0, sizeof c);
+    c.palette = 1;
+    for (int i = 0; i < 8; i++) { /* tmm0-3: C, tmm4-7: A and B, all 16 x 64 bytes */
+        c.rows[i] = 16;
+        c.colsb[i] = 64;
+    }
+    AMX_BARRIER();
+    _tile_loadconfig(&c);
+    static const uint8_t zeros[1024] __attribute__((aligned(64)));
+    _tile_loadd(4, zeros, 64);
+    _tile_loadd(5, zeros, 64);
+    _tile_loadd(6, zeros, 64);
+    _tile_loadd(7, zeros, 64);
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double t0 = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9, t = t0;
+    long iters = 0;
+    while (t - t0 < seconds) {
+        for (int i = 0; i < 10000; i++) { /* four independent accumulators */
+            if (int8) {
+                _tile_dpbsud(0, 4, 5);
+                _tile_dpbsud(1, 4, 6);
+                _tile_dpbsud(2, 7, 5);
+                _tile_dpbsud(3, 7, 6);
+            } else {
+                _tile_dpbf16ps(0, 4, 5);
+                _tile_dpbf16ps(1, 4, 6);
+                _tile_dpbf16ps(2, 7, 5);
+                _tile_dpbf16ps(3, 7, 6);
+            }
+        }
+        iters += 10000;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        t = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    }
+    _tile_release();
+    /* one product: 16 x 16 outputs x 64 int8 (or 32 BF16) multiply-adds, 2 ops each */
+    return (double)iters * 4 * 16 * 16 * (int8 ? 64 : 32) * 2 / (t - t0) * 1e-9;
+}
+
 #else /* not compiled in */
+
+double gemm_amx_peak(bool int8, double seconds)
+{
+    (void)int8, (void)seconds;
+    return 0;
+}
 
 bool gemm_amx_available(void) { return false; }
 bool gemm_amx_int8_available(void) { return false; }

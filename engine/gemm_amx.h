@@ -85,6 +85,11 @@ void gemm_amx_int8_end(void);
 /* y[t][r] for t < T, r < nr (rows ys floats apart); cbuf: 2 KB, 64-byte aligned. */
 void gemm_amx_int8_group(const struct gemm_amx_q8 *g, float *y, size_t ys, int nr, int32_t *cbuf);
 
+/* The tile unit's peak on the calling thread over about `seconds`: independent
+ * TDPBSUD (int8) or TDPBF16PS products, in ops/s (a multiply-add = 2), 0
+ * where unavailable. */
+double gemm_amx_peak(bool int8, double seconds);
+
 /* t is QUANT_F16 or QUANT_BF16; any n_in, n_out, T >= 1. */
 void gemm_amx_matmul(struct workers *pool, enum quant_type t, const void *data, size_t row_bytes, size_t n_in,
                      size_t n_out, const float *x, size_t T, float *y, const struct gemm_scratch *s);

@@ -13,14 +13,17 @@
  *     (mmap) and read into memory (--no-mmap).
  *   - the compute peaks of our kernels (gemm.h): independent 512-bit vpdpbusd
  *     (int8 ops/s, a multiply-add counted as 2) and vfmadd231ps (FLOP/s) on
- *     1 and 2 threads at once.
+ *     1 and 2 threads at once, and where the CPU grants AMX the tile unit's
+ *     TDPBF16PS and TDPBSUD products the same way.
  * Ceilings: decode = bandwidth / weight bytes read per token (every matrix
  * except the embedding table, of which one row is read; the output head
  * counts even when tied); prefill "of max" = sgemm rate / (2 x parameters)
  * FLOPs per token; prefill "of peak" = the same with the compute peak the
- * prefill kernel can use (the int8 VNNI peak for quantised weights, "i8"; the
- * AVX-512 FMA peak for F32/F16/BF16, "f32"). Every figure is printed as a
- * fraction of its ceiling.
+ * prefill kernel runs on: the int8 VNNI peak for quantised weights, "i8"; the
+ * AMX-INT8 peak for Q8_0 / Q4_0 / Q4_K repacked at load where AMX runs them,
+ * "ti8"; the AMX-BF16 peak for F16 / BF16 where AMX runs them, "tbf" (their
+ * kernel does 3 or 2 tile products per product: gemm_amx.h); the AVX-512 FMA
+ * peak otherwise, "f32". Every figure is printed as a fraction of its ceiling.
  *
  * With --share SPANS every run is repeated with that Shared Attention plan,
  * and the speed-up is printed next to the one predicted from the work
@@ -114,21 +117,30 @@ static double read_bandwidth(int threads, size_t bytes, int reps)
     return best;
 }
 
+enum peak_kind { PEAK_F32, PEAK_I8, PEAK_TBF, PEAK_TI8, N_PEAKS };
+static const char *const peak_names[N_PEAKS] = {"f32", "i8", "tbf", "ti8"};
+
 struct peak_arg {
-    int int8;
+    enum peak_kind kind;
     double rate;
 };
 
 static void *peak_run(void *v)
 {
     struct peak_arg *a = v;
-    a->rate = a->int8 ? gemm_peak_int8_gops(0.3) : gemm_peak_f32_gflops(0.3);
+    switch (a->kind) {
+    case PEAK_F32: a->rate = gemm_peak_f32_gflops(0.3); break;
+    case PEAK_I8: a->rate = gemm_peak_int8_gops(0.3); break;
+    case PEAK_TBF: a->rate = gemm_peak_amx_gops(false, 0.3); break;
+    default: a->rate = gemm_peak_amx_gops(true, 0.3); break;
+    }
     return NULL;
 }
 
 /* Compute peak of n threads at once (sum of their rates): 512-bit vpdpbusd
- * (int8 ops, a multiply-add = 2) or vfmadd231ps (FLOPs); best of reps. */
-static double compute_peak(int threads, int int8, int reps)
+ * (int8 ops, a multiply-add = 2), vfmadd231ps (FLOPs) or the AMX products;
+ * best of reps. */
+static double compute_peak(int threads, enum peak_kind kind, int reps)
 {
     double best = 0;
     for (int r = 0; r < reps; r++) {
@@ -136,7 +148,7 @@ static double compute_peak(int threads, int int8, int reps)
         struct peak_arg args[16];
         double sum = 0;
         for (int i = 0; i < threads; i++) {
-            args[i] = (struct peak_arg){int8, 0};
+            args[i] = (struct peak_arg){kind, 0};
             pthread_create(&th[i], NULL, peak_run, &args[i]);
         }
         for (int i = 0; i < threads; i++) {
@@ -229,13 +241,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench: -m MODEL required (prompt >= 8, gen >= 1)\n");
         return 1;
     }
-    double bw[4], gf[4], pk_f32[4], pk_i8[4];
+    double bw[4], gf[4], pk[4][N_PEAKS];
     for (int i = 0; i < n_thread_list; i++) {
         bw[i] = read_bandwidth(thread_list[i], (size_t)1 << 30, 5);
         openblas_set_num_threads(thread_list[i]);
         gf[i] = ops_sgemm_gflops(128, 2048, 2048, 10);
-        pk_f32[i] = compute_peak(thread_list[i], 0, 3);
-        pk_i8[i] = compute_peak(thread_list[i], 1, 3);
+        for (int k = 0; k < N_PEAKS; k++) pk[i][k] = compute_peak(thread_list[i], (enum peak_kind)k, 3);
     }
     FILE *js = json_path ? fopen(json_path, "w") : NULL;
     if (js) {
@@ -243,8 +254,9 @@ int main(int argc, char **argv)
         for (int i = 0; i < n_thread_list; i++)
             fprintf(js,
                     "%s{\"threads\": %d, \"read_gbps\": %.2f, \"sgemm_gflops\": %.1f, \"fma512_peak_gflops\": %.1f, "
-                    "\"vnni512_peak_gops\": %.1f}",
-                    i ? ", " : "", thread_list[i], bw[i], gf[i], pk_f32[i], pk_i8[i]);
+                    "\"vnni512_peak_gops\": %.1f, \"amx_bf16_peak_gops\": %.1f, \"amx_int8_peak_gops\": %.1f}",
+                    i ? ", " : "", thread_list[i], bw[i], gf[i], pk[i][PEAK_F32], pk[i][PEAK_I8], pk[i][PEAK_TBF],
+                    pk[i][PEAK_TI8]);
         fprintf(js, "], \"runs\": [");
     }
     int first = 1;
@@ -284,14 +296,20 @@ int main(int argc, char **argv)
                 return 1;
             }
             double dec_ceiling = bw[i] * 1e9 / bpt, pre_ceiling = gf[i] * 1e9 / fpt;
-            /* the compute the prefill kernel can use: the int8 VNNI peak for the integer gemm
-             * types, the AVX-512 FMA peak for float weights (0: not measured on this machine) */
+            /* the compute the prefill kernel runs on (0: not measured on this machine) */
             bool int8 = wt != QUANT_F32 && wt != QUANT_F16 && wt != QUANT_BF16;
-            double peak = int8 ? pk_i8[i] : pk_f32[i], peak_ceiling = peak * 1e9 / fpt;
+            struct gemm_scratch probe = {.no_amx = false};
+            enum quant_isa isa = quant_isa_active();
+            enum peak_kind kind = int8 ? PEAK_I8 : PEAK_F32;
+            if (int8 && m->layers[0].wq.layout == MODEL_LAYOUT_R16 && gemm_r16_uses_amx(isa, (size_t)n_prompt, &probe))
+                kind = PEAK_TI8;
+            else if ((wt == QUANT_F16 || wt == QUANT_BF16) && gemm_uses_amx(isa, wt, &probe))
+                kind = PEAK_TBF;
+            double peak = pk[i][kind], peak_ceiling = peak * 1e9 / fpt;
             printf("%-5s %-6s %3d | %9.1f %5.0f%% %6.0f%% | %9.2f %5.0f%% | %8.1f %8.1f %5.0f %-3s", quant_type_name(wt),
                    use_mmap ? "mmap" : "memory", thread_list[i], r.prefill_tps, 100 * r.prefill_tps / pre_ceiling,
                    peak > 0 ? 100 * r.prefill_tps / peak_ceiling : 0.0, r.decode_tps, 100 * r.decode_tps / dec_ceiling,
-                   bw[i], gf[i], peak, int8 ? "i8" : "f32");
+                   bw[i], gf[i], peak, peak_names[kind]);
             if (share)
                 printf(" | %8.1f %8.2f   %.2fx (%.2fx), %.2fx (%.2fx)", rs.prefill_tps, rs.decode_tps,
                        rs.prefill_tps / r.prefill_tps, fpt / (fpt - saved_f), rs.decode_tps / r.decode_tps,
@@ -301,12 +319,12 @@ int main(int argc, char **argv)
             if (js)
                 fprintf(js,
                         "%s{\"type\": \"%s\", \"load\": \"%s\", \"load_s\": %.3f, \"threads\": %d, \"prefill_tps\": %.2f, "
-                        "\"prefill_ceiling_tps\": %.2f, \"prefill_peak_tps\": %.2f, \"decode_tps\": %.3f, \"decode_ceiling_tps\": %.3f, "
+                        "\"prefill_ceiling_tps\": %.2f, \"prefill_peak_tps\": %.2f, \"prefill_peak_kind\": \"%s\", \"decode_tps\": %.3f, \"decode_ceiling_tps\": %.3f, "
                         "\"bytes_per_token\": %.0f, \"flops_per_token\": %.0f, \"share\": \"%s\", "
                         "\"share_prefill_tps\": %.2f, \"share_decode_tps\": %.3f, \"share_bytes_per_token\": %.0f, "
                         "\"share_flops_per_token\": %.0f}",
                         first ? "" : ", ", quant_type_name(wt), use_mmap ? "mmap" : "memory", tl, thread_list[i],
-                        r.prefill_tps, pre_ceiling, peak_ceiling, r.decode_tps, dec_ceiling, bpt, fpt, share ? share : "",
+                        r.prefill_tps, pre_ceiling, peak_ceiling, peak_names[kind], r.decode_tps, dec_ceiling, bpt, fpt, share ? share : "",
                         rs.prefill_tps, rs.decode_tps, bpt - saved_b, fpt - saved_f);
             first = 0;
         }
