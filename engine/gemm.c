@@ -972,6 +972,26 @@ struct r16_task {
     const struct gemm_scratch *s;
 };
 
+/* Group gi of the task (groups numbered across the matrices; *m, the matrix
+ * of the previous group, advances): its matrix, first row, row count and 16
+ * rows of the load-time layout (the matrix's last n_out % 16 rows are plain:
+ * packed into a zero-padded group in panel). */
+static const uint8_t *r16_group(const struct r16_task *g, long gi, size_t *m, uint8_t *panel,
+                                const struct gemm_mat **wp, size_t *r0p, int *nrp)
+{
+    while (gi >= g->gbase[*m + 1]) (*m)++;
+    const struct gemm_mat *w = &g->ms[*m];
+    size_t r0 = (size_t)(gi - g->gbase[*m]) * REPACK_ROWS;
+    int nr = w->n_out - r0 < REPACK_ROWS ? (int)(w->n_out - r0) : REPACK_ROWS;
+    const uint8_t *grp = (const uint8_t *)w->data + r0 * w->row_bytes;
+    if (nr < REPACK_ROWS) {
+        repack_r16_group(w->t, w->data, w->row_bytes, g->n_in, r0, (size_t)nr, panel);
+        grp = panel;
+    }
+    *wp = w, *r0p = r0, *nrp = nr;
+    return grp;
+}
+
 #ifdef GEMM_AVX512
 /* A group of the load-time layout as gemm_amx.h's operands: u8 codes of 32
  * columns as 8 quad vectors per block in codes (Q8_0: the group's bytes copied,
@@ -1040,15 +1060,10 @@ static void r16_amx_worker(const struct r16_task *g, long lo, long hi, uint8_t *
     size_t m = 0;
     gemm_amx_int8_begin();
     for (long gi = lo; gi < hi; gi++) {
-        while (gi >= g->gbase[m + 1]) m++;
-        const struct gemm_mat *w = &g->ms[m];
-        size_t r0 = (size_t)(gi - g->gbase[m]) * REPACK_ROWS;
-        int nr = w->n_out - r0 < REPACK_ROWS ? (int)(w->n_out - r0) : REPACK_ROWS;
-        const uint8_t *grp = (const uint8_t *)w->data + r0 * w->row_bytes;
-        if (nr < REPACK_ROWS) {
-            repack_r16_group(w->t, w->data, w->row_bytes, g->n_in, r0, (size_t)nr, panel);
-            grp = panel;
-        }
+        const struct gemm_mat *w;
+        size_t r0;
+        int nr;
+        const uint8_t *grp = r16_group(g, gi, &m, panel, &w, &r0, &nr);
         q.next = NULL;
         if (gi + 1 < hi) { /* the next group of this thread (maybe of the next matrix) */
             size_t m1 = gi + 1 >= g->gbase[m + 1] ? m + 1 : m;
@@ -1081,15 +1096,10 @@ static void r16_worker(void *p, int ith, int nth)
 #endif
     size_t m = 0;
     for (long gi = lo; gi < hi; gi++) {
-        while (gi >= g->gbase[m + 1]) m++;
-        const struct gemm_mat *w = &g->ms[m];
-        size_t r0 = (size_t)(gi - g->gbase[m]) * REPACK_ROWS;
-        int nr = w->n_out - r0 < REPACK_ROWS ? (int)(w->n_out - r0) : REPACK_ROWS;
-        const uint8_t *grp = (const uint8_t *)w->data + r0 * w->row_bytes;
-        if (nr < REPACK_ROWS) { /* the matrix's last rows are plain: a zero-padded group per call */
-            repack_r16_group(w->t, w->data, w->row_bytes, g->n_in, r0, (size_t)nr, panel);
-            grp = panel;
-        }
+        const struct gemm_mat *w;
+        size_t r0;
+        int nr;
+        const uint8_t *grp = r16_group(g, gi, &m, panel, &w, &r0, &nr);
         for (size_t t0 = 0; t0 < g->T; t0 += GEMM_NT_Q8) {
             int nt = g->T - t0 < GEMM_NT_Q8 ? (int)(g->T - t0) : GEMM_NT_Q8;
             float *y = w->y + t0 * w->n_out + r0;

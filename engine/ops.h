@@ -7,8 +7,9 @@
  *   - weights in the load-time layout (MODEL_LAYOUT_R16, model.h: Q8_0 / Q4_0 / Q4_K
  *     read into memory on an AVX2 or AVX-512 VNNI CPU): gemm_matmul_r16 at the
  *     active quant ISA for every T,
- *     1 to a prefill chunk (the same kernel, so a row's result does not depend
- *     on its batch); ops_matmul_many runs Q/K/V or gate/up as one task with the
+ *     1 to a prefill chunk (the same integers and float order at every T,
+ *     AMX-INT8 from 16 rows where the CPU has it, so a row's result does not
+ *     depend on its batch); ops_matmul_many runs Q/K/V or gate/up as one task with the
  *     activations quantised once. Measured faster than the per-call panels at
  *     48 and 128 rows (tools/gemm_rate, README) and than the matrix-vector
  *     kernels for decode (build/bench);

@@ -578,6 +578,15 @@ static size_t enc_json(const char *json, const char *s, int32_t *out, size_t cap
     return n;
 }
 
+/* s encodes with the tokenizer built from json to exactly want[0 .. n). */
+static void expect_enc(const char *json, const char *s, const int32_t *want, size_t n)
+{
+    int32_t ids[16];
+    size_t got = enc_json(json, s, ids, 16, NULL);
+    ASSERT_EQ(got, n);
+    for (size_t i = 0; i < n && i < got; i++) ASSERT_EQ(ids[i], want[i]);
+}
+
 static void test_tokenizer_json_cases(void)
 {
     /* byte-level BPE (GPT-2 style): "hello world" is cut into "hello" and
@@ -620,23 +629,11 @@ static void test_tokenizer_json_cases(void)
                               "\"content\":\"\\u2581\"}]}}";
     static const char sp2[] = "{\"model\":{\"type\":\"BPE\"," SPV "},\"pre_tokenizer\":{\"type\":\"Metaspace\","
                               "\"replacement\":\"\\u2581\",\"prepend_scheme\":\"always\",\"split\":true}}";
-    n = enc_json(sp1, "a b", ids, 16, NULL);
-    ASSERT_EQ(n, 3);
-    ASSERT_EQ(ids[0], 0);
-    ASSERT_EQ(ids[1], 4);
-    ASSERT_EQ(ids[2], 2);
-    n = enc_json(sp2, "a b", ids, 16, NULL);
-    ASSERT_EQ(n, 2);
-    ASSERT_EQ(ids[0], 3);
-    ASSERT_EQ(ids[1], 5);
+    expect_enc(sp1, "a b", (const int32_t[]){0, 4, 2}, 3);
+    expect_enc(sp2, "a b", (const int32_t[]){3, 5}, 2);
     /* a leading space: Metaspace does not prepend a second U+2581, Prepend does */
-    n = enc_json(sp2, " a", ids, 16, NULL);
-    ASSERT_EQ(n, 1);
-    ASSERT_EQ(ids[0], 3);
-    n = enc_json(sp1, " a", ids, 16, NULL);
-    ASSERT_EQ(n, 2);
-    ASSERT_EQ(ids[0], 0);
-    ASSERT_EQ(ids[1], 3);
+    expect_enc(sp2, " a", (const int32_t[]){3}, 1);
+    expect_enc(sp1, " a", (const int32_t[]){0, 3}, 2);
 
     /* an empty merge list (SentencePiece style, so no byte-level table):
      * nothing merges, every piece stays a token. Found by fuzz_safetensors:
@@ -644,12 +641,7 @@ static void test_tokenizer_json_cases(void)
     static const char sp0[] = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"\\u2581\":0,\"a\":1,\"b\":2},\"merges\":[]},"
                               "\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":\"\\u2581\","
                               "\"prepend_scheme\":\"always\",\"split\":true}}";
-    n = enc_json(sp0, "a b", ids, 16, NULL);
-    ASSERT_EQ(n, 4);
-    ASSERT_EQ(ids[0], 0);
-    ASSERT_EQ(ids[1], 1);
-    ASSERT_EQ(ids[2], 0);
-    ASSERT_EQ(ids[3], 2);
+    expect_enc(sp0, "a b", (const int32_t[]){0, 1, 0, 2}, 4);
 
     /* unsupported and malformed setups name the field */
     static const struct {
