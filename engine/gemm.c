@@ -56,7 +56,8 @@ bool gemm_supported(enum quant_isa isa, enum quant_type t)
 size_t gemm_act_bytes(size_t max_tokens, size_t max_in)
 {
     size_t q8 = align64(R16T(max_tokens) * max_in) + 2 * align64(max_tokens * (max_in / QUANT_BLOCK) * sizeof(float)) +
-                4 * align64(R16T(max_tokens) * (max_in / QUANT_BLOCK) * sizeof(float)); /* + AMX-INT8's [nb][T] */
+                4 * align64(R16T(max_tokens) * (max_in / QUANT_BLOCK) * sizeof(float)) + /* + AMX-INT8's [nb][T] */
+                align64(max_tokens * (max_in / 16) * sizeof(int16_t));                   /* + Q6_K's s16 */
     size_t bf = align64(max_tokens * max_in * sizeof(uint16_t));
     return max_size(max_size(q8, bf), align64(gemm_amx_act_bytes(max_tokens, max_in)));
 }
@@ -131,6 +132,7 @@ void gemm_quantize_act(const float *x, size_t n, int8_t *q, float *d, float *a)
 struct q8_acts {
     int8_t *q;    /* [T][n_in] */
     float *d, *a; /* [T][nb] */
+    int16_t *s16; /* [T][n_in / 16] sums of q over 16 columns (Q6_K's sub-blocks), or NULL */
     size_t n_in, nb;
 };
 
@@ -437,9 +439,17 @@ static void quant_worker(void *p, int ith, int nth)
     const struct gemm_task *g = p;
     long lo, hi;
     workers_split((long)g->T, ith, nth, &lo, &hi);
-    for (long t = lo; t < hi; t++)
-        gemm_quantize_act(g->x + (size_t)t * g->n_in, g->n_in, g->acts.q + (size_t)t * g->n_in,
-                          g->acts.d + (size_t)t * g->acts.nb, g->acts.a + (size_t)t * g->acts.nb);
+    for (long t = lo; t < hi; t++) {
+        int8_t *q = g->acts.q + (size_t)t * g->n_in;
+        gemm_quantize_act(g->x + (size_t)t * g->n_in, g->n_in, q, g->acts.d + (size_t)t * g->acts.nb,
+                          g->acts.a + (size_t)t * g->acts.nb);
+        if (g->acts.s16)
+            for (size_t j = 0; j < g->n_in / 16; j++) {
+                int sum = 0;
+                for (int i = 0; i < 16; i++) sum += q[j * 16 + (size_t)i];
+                g->acts.s16[(size_t)t * (g->n_in / 16) + j] = (int16_t)sum; /* |sum| <= 16 * 127 */
+            }
+    }
 }
 
 /* AMX-INT8's per-block token scales, [nb][R16(T)] (gemm_amx.h): d, a, -8 a and
@@ -666,6 +676,58 @@ static void r16_q4k_tile_scalar(const uint8_t *grp, const struct q8_acts *x, siz
     }
 }
 
+/* Q6_K's 6-bit code of column quad byte (a, b, h): ql quads A (blocks 0, 2 of
+ * the half) and B (1, 3), qh quad H; g = block of the half (repack.h) */
+static inline int q6k_code(int g, int a, int b, int h)
+{
+    switch (g) {
+    case 0: return (a & 15) | (h & 3) << 4;
+    case 1: return (b & 15) | (h >> 2 & 3) << 4;
+    case 2: return a >> 4 | (h >> 4 & 3) << 4;
+    default: return b >> 4 | (h >> 6) << 4;
+    }
+}
+
+/* Q6_K groups (repack.h): per sub-block j of 16 columns, in activation block b = j / 2,
+ * y += (d sc_j) * ((idot_j - 32 s16_j) * xd_b), in the AVX-512 kernel's order. */
+static void r16_q6k_tile_scalar(const uint8_t *grp, const struct q8_acts *x, size_t t0, int nt, float *y, size_t ys,
+                                int nr)
+{
+    const size_t nbk = x->n_in / QUANT_K, n16 = x->n_in / 16;
+    for (int tt = 0; tt < nt; tt++) {
+        const int8_t *xq = x->q + (t0 + (size_t)tt) * x->n_in;
+        const float *xd = x->d + (t0 + (size_t)tt) * x->nb;
+        const int16_t *s16 = x->s16 + (t0 + (size_t)tt) * n16;
+        for (int r = 0; r < nr; r++) {
+            float acc = 0;
+            for (size_t sb = 0; sb < nbk; sb++) {
+                const uint8_t *o = grp + sb * REPACK_R16_Q6K_BYTES;
+                uint16_t dh;
+                memcpy(&dh, o + REPACK_R16_Q6K_D + 2 * (size_t)r, 2);
+                float d = quant_f16_to_f32(dh);
+                for (int bi = 0; bi < 8; bi++) {
+                    int h = bi / 4, g = bi % 4;
+                    for (int s2 = 0; s2 < 2; s2++) {
+                        int j = 2 * bi + s2, sc = (int8_t)o[(j / 4) * 64 + r * 4 + j % 4];
+                        int32_t idot = 0;
+                        for (int q = 4 * s2; q < 4 * s2 + 4; q++)
+                            for (int jj = 0; jj < 4; jj++) {
+                                size_t at = (size_t)r * 4 + (size_t)jj;
+                                int a = o[REPACK_R16_Q6K_QL + (size_t)(16 * h + q) * 64 + at];
+                                int b = o[REPACK_R16_Q6K_QL + (size_t)(16 * h + 8 + q) * 64 + at];
+                                int hb = o[REPACK_R16_Q6K_QH + (size_t)(8 * h + q) * 64 + at];
+                                idot += q6k_code(g, a, b, hb) * xq[sb * QUANT_K + 32 * (size_t)bi + 4 * (size_t)q + at % 4];
+                            }
+                        float f = (float)(idot - 32 * s16[sb * 16 + (size_t)j]) * xd[sb * 8 + (size_t)bi];
+                        acc = fmaf(d * (float)sc, f, acc);
+                    }
+                }
+            }
+            y[(size_t)tt * ys + (size_t)r] = acc;
+        }
+    }
+}
+
 #ifdef GEMM_AVX512
 static ALWAYS_INLINE __m512i srl32(__m512i v, int n) { return _mm512_srl_epi32(v, _mm_cvtsi32_si128(n)); }
 
@@ -759,6 +821,93 @@ static void r16_q4k_tile_avx512_n(const uint8_t *grp, const struct q8_acts *x, s
     case 6: r16_q4k_tile_avx512(grp, x, t0, 6, y, ys, m); break;
     case 7: r16_q4k_tile_avx512(grp, x, t0, 7, y, ys, m); break;
     default: r16_q4k_tile_avx512(grp, x, t0, 8, y, ys, m); break;
+    }
+}
+
+/* The codes of 32-column block bi of a Q6_K super-block o for the 16 rows, one
+ * vector per column quad (repack.h). */
+static ALWAYS_INLINE void q6k_codes(const uint8_t *o, int bi, __m512i *c)
+{
+    const __m512i lo4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    const int h = bi / 4, g = bi % 4;
+#pragma GCC unroll 8
+    for (int q = 0; q < 8; q++) {
+        __m512i v = _mm512_loadu_si512((const void *)(o + REPACK_R16_Q6K_QL + (size_t)(16 * h + (g & 1) * 8 + q) * 64));
+        __m512i hb = _mm512_loadu_si512((const void *)(o + REPACK_R16_Q6K_QH + (size_t)(8 * h + q) * 64));
+        __m512i lo = _mm512_and_si512(g < 2 ? v : _mm512_srli_epi16(v, 4), lo4);
+        __m512i hi = g == 0 ? _mm512_slli_epi16(hb, 4) : g == 1 ? _mm512_slli_epi16(hb, 2) : g == 2 ? hb
+                                                                                             : _mm512_srli_epi16(hb, 2);
+        c[q] = _mm512_or_si512(lo, _mm512_and_si512(hi, m30));
+    }
+}
+
+static ALWAYS_INLINE void r16_q6k_tile_avx512(const uint8_t *grp, const struct q8_acts *x, size_t t0, const int NT,
+                                              float *y, size_t ys, __mmask16 msk)
+{
+    const size_t nbk = x->n_in / QUANT_K, n16 = x->n_in / 16;
+    __m512 acc[GEMM_NT_Q8];
+    const int8_t *xq[GEMM_NT_Q8];
+    const float *xd[GEMM_NT_Q8];
+    const int16_t *s16[GEMM_NT_Q8];
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) {
+        acc[t] = _mm512_setzero_ps();
+        xq[t] = x->q + (t0 + (size_t)t) * x->n_in;
+        xd[t] = x->d + (t0 + (size_t)t) * x->nb;
+        s16[t] = x->s16 + (t0 + (size_t)t) * n16;
+    }
+    for (size_t sb = 0; sb < nbk; sb++) {
+        const uint8_t *o = grp + sb * REPACK_R16_Q6K_BYTES;
+        const __m512 dv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(o + REPACK_R16_Q6K_D)));
+#pragma GCC unroll 8
+        for (int bi = 0; bi < 8; bi++) {
+            __m512i c[8];
+            q6k_codes(o, bi, c);
+            /* scales of sub-blocks 2 bi, 2 bi + 1: bytes 2 (bi % 2), + 1 of vector bi / 2's lanes */
+            __m512i sv = _mm512_loadu_si512((const void *)(o + (size_t)(bi / 2) * 64));
+            const int k0 = 2 * (bi % 2);
+            __m512 ds0 = _mm512_mul_ps(dv, _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(sv, 24 - 8 * k0), 24)));
+            __m512 ds1 =
+                _mm512_mul_ps(dv, _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(sv, 16 - 8 * k0), 24)));
+            const size_t b = sb * 8 + (size_t)bi, j = sb * 16 + 2 * (size_t)bi;
+#pragma GCC unroll 8
+            for (int t = 0; t < NT; t++) {
+                const int8_t *xb = xq[t] + b * QUANT_BLOCK;
+                __m512i ia = _mm512_setzero_si512(), ib = _mm512_setzero_si512();
+#pragma GCC unroll 4
+                for (int q = 0; q < 4; q++) {
+                    int32_t v0, v1;
+                    memcpy(&v0, xb + 4 * q, 4);
+                    memcpy(&v1, xb + 16 + 4 * q, 4);
+                    ia = _mm512_dpbusd_epi32(ia, c[q], _mm512_set1_epi32(v0));
+                    ib = _mm512_dpbusd_epi32(ib, c[q + 4], _mm512_set1_epi32(v1));
+                }
+                const __m512 xv = _mm512_set1_ps(xd[t][b]);
+                __m512 f0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(ia, _mm512_set1_epi32(32 * s16[t][j]))), xv);
+                acc[t] = _mm512_fmadd_ps(ds0, f0, acc[t]);
+                __m512 f1 =
+                    _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(ib, _mm512_set1_epi32(32 * s16[t][j + 1]))), xv);
+                acc[t] = _mm512_fmadd_ps(ds1, f1, acc[t]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; t++) _mm512_mask_storeu_ps(y + (size_t)t * ys, msk, acc[t]);
+}
+
+static void r16_q6k_tile_avx512_n(const uint8_t *grp, const struct q8_acts *x, size_t t0, int nt, float *y, size_t ys,
+                                  int nr)
+{
+    __mmask16 m = (__mmask16)((1u << nr) - 1);
+    switch (nt) {
+    case 1: r16_q6k_tile_avx512(grp, x, t0, 1, y, ys, m); break;
+    case 2: r16_q6k_tile_avx512(grp, x, t0, 2, y, ys, m); break;
+    case 3: r16_q6k_tile_avx512(grp, x, t0, 3, y, ys, m); break;
+    case 4: r16_q6k_tile_avx512(grp, x, t0, 4, y, ys, m); break;
+    case 5: r16_q6k_tile_avx512(grp, x, t0, 5, y, ys, m); break;
+    case 6: r16_q6k_tile_avx512(grp, x, t0, 6, y, ys, m); break;
+    case 7: r16_q6k_tile_avx512(grp, x, t0, 7, y, ys, m); break;
+    default: r16_q6k_tile_avx512(grp, x, t0, 8, y, ys, m); break;
     }
 }
 #endif
@@ -1050,49 +1199,73 @@ static void r16_amx_prepare(enum quant_type t, const uint8_t *grp, size_t n_in, 
         }
 }
 
-static void r16_amx_worker(const struct r16_task *g, long lo, long hi, uint8_t *panel)
+/* One group (Q8_0, Q4_0, Q4_K) on AMX-INT8 between gemm_amx_int8_begin / _end;
+ * gi of [.., hi) is this thread's group, m its matrix. */
+static void r16_amx_group(const struct r16_task *g, uint8_t *panel, long gi, long hi, size_t m,
+                          const struct gemm_mat *w, const uint8_t *grp, size_t r0, int nr)
 {
     uint8_t *codes = panel + r16_amx_tail_bytes(g->n_in);
     float *sv = (float *)(void *)(codes + r16_amx_codes_bytes(g->n_in));
     float *ov = (float *)(void *)((char *)sv + r16_amx_vec_bytes(g->n_in));
     int32_t *cbuf = (int32_t *)(void *)((char *)ov + r16_amx_vec_bytes(g->n_in));
     struct gemm_amx_q8 q = {.xq = g->acts.q, .xd = g->amx_s.d, .n_in = g->n_in, .nb = g->acts.nb, .T = g->T};
-    size_t m = 0;
-    gemm_amx_int8_begin();
-    for (long gi = lo; gi < hi; gi++) {
-        const struct gemm_mat *w;
-        size_t r0;
-        int nr;
-        const uint8_t *grp = r16_group(g, gi, &m, panel, &w, &r0, &nr);
-        q.next = NULL;
-        if (gi + 1 < hi) { /* the next group of this thread (maybe of the next matrix) */
-            size_t m1 = gi + 1 >= g->gbase[m + 1] ? m + 1 : m;
-            const struct gemm_mat *w1 = &g->ms[m1];
-            size_t r1 = (size_t)(gi + 1 - g->gbase[m1]) * REPACK_ROWS;
-            if (r1 + REPACK_ROWS <= w1->n_out) { /* a full group in place (a tail one is packed per call) */
-                q.next = (const char *)w1->data + r1 * w1->row_bytes;
-                q.next_bytes = REPACK_ROWS * w1->row_bytes;
-            }
+    if (gi + 1 < hi) { /* the next group of this thread (maybe of the next matrix) */
+        size_t m1 = gi + 1 >= g->gbase[m + 1] ? m + 1 : m;
+        const struct gemm_mat *w1 = &g->ms[m1];
+        size_t r1 = (size_t)(gi + 1 - g->gbase[m1]) * REPACK_ROWS;
+        if (r1 + REPACK_ROWS <= w1->n_out) { /* a full group in place (a tail one is packed per call) */
+            q.next = (const char *)w1->data + r1 * w1->row_bytes;
+            q.next_bytes = REPACK_ROWS * w1->row_bytes;
         }
-        r16_amx_prepare(w->t, grp, g->n_in, codes, sv, ov, &q);
-        q.xa = w->t == QUANT_Q4_K ? g->amx_s.a : w->t == QUANT_Q8_0 ? g->amx_s.a128 : g->amx_s.a8;
-        gemm_amx_int8_group(&q, w->y + r0, w->n_out, nr, cbuf);
     }
-    gemm_amx_int8_end();
+    r16_amx_prepare(w->t, grp, g->n_in, codes, sv, ov, &q);
+    q.xa = w->t == QUANT_Q4_K ? g->amx_s.a : w->t == QUANT_Q8_0 ? g->amx_s.a128 : g->amx_s.a8;
+    gemm_amx_int8_group(&q, w->y + r0, w->n_out, nr, cbuf);
 }
 #endif
+
+/* One group times every token, GEMM_NT_Q8 tokens per tile, at the task's ISA. */
+static void r16_group_tiles(const struct r16_task *g, const struct gemm_mat *w, const uint8_t *grp, size_t r0, int nr)
+{
+    for (size_t t0 = 0; t0 < g->T; t0 += GEMM_NT_Q8) {
+        int nt = g->T - t0 < GEMM_NT_Q8 ? (int)(g->T - t0) : GEMM_NT_Q8;
+        float *y = w->y + t0 * w->n_out + r0;
+        if (w->t == QUANT_Q4_K || w->t == QUANT_Q6_K) { /* AVX-512 or scalar (no AVX2 kernel: gemm_r16_supported) */
+#ifdef GEMM_AVX512
+            if (g->isa == QUANT_ISA_AVX512) {
+                (w->t == QUANT_Q4_K ? r16_q4k_tile_avx512_n : r16_q6k_tile_avx512_n)(grp, &g->acts, t0, nt, y,
+                                                                                     w->n_out, nr);
+                continue;
+            }
+#endif
+            (w->t == QUANT_Q4_K ? r16_q4k_tile_scalar : r16_q6k_tile_scalar)(grp, &g->acts, t0, nt, y, w->n_out, nr);
+            continue;
+        }
+#ifdef GEMM_AVX512
+        if (g->isa == QUANT_ISA_AVX512) {
+            r16_tile_avx512_n(w->t, grp, &g->acts, t0, nt, y, w->n_out, nr);
+            continue;
+        }
+#endif
+#ifdef GEMM_AVX2
+        if (g->isa == QUANT_ISA_AVX2) {
+            r16_tile_avx2_n(w->t, grp, &g->acts, t0, nt, y, w->n_out, nr);
+            continue;
+        }
+#endif
+        r16_tile_scalar(w->t, grp, &g->acts, t0, nt, y, w->n_out, nr);
+    }
+}
 
 static void r16_worker(void *p, int ith, int nth)
 {
     const struct r16_task *g = p;
     long lo, hi;
     workers_split(g->gbase[g->n], ith, nth, &lo, &hi);
+    if (lo >= hi) return;
     uint8_t *panel = (uint8_t *)g->s->panels + (size_t)ith * g->s->panel_stride;
 #ifdef GEMM_AVX512
-    if (g->amx) {
-        if (lo < hi) r16_amx_worker(g, lo, hi, panel);
-        return;
-    }
+    if (g->amx) gemm_amx_int8_begin();
 #endif
     size_t m = 0;
     for (long gi = lo; gi < hi; gi++) {
@@ -1100,34 +1273,17 @@ static void r16_worker(void *p, int ith, int nth)
         size_t r0;
         int nr;
         const uint8_t *grp = r16_group(g, gi, &m, panel, &w, &r0, &nr);
-        for (size_t t0 = 0; t0 < g->T; t0 += GEMM_NT_Q8) {
-            int nt = g->T - t0 < GEMM_NT_Q8 ? (int)(g->T - t0) : GEMM_NT_Q8;
-            float *y = w->y + t0 * w->n_out + r0;
-            if (w->t == QUANT_Q4_K) { /* AVX-512 or scalar (no AVX2 kernel: gemm_r16_supported) */
 #ifdef GEMM_AVX512
-                if (g->isa == QUANT_ISA_AVX512) {
-                    r16_q4k_tile_avx512_n(grp, &g->acts, t0, nt, y, w->n_out, nr);
-                    continue;
-                }
-#endif
-                r16_q4k_tile_scalar(grp, &g->acts, t0, nt, y, w->n_out, nr);
-                continue;
-            }
-#ifdef GEMM_AVX512
-            if (g->isa == QUANT_ISA_AVX512) {
-                r16_tile_avx512_n(w->t, grp, &g->acts, t0, nt, y, w->n_out, nr);
-                continue;
-            }
-#endif
-#ifdef GEMM_AVX2
-            if (g->isa == QUANT_ISA_AVX2) {
-                r16_tile_avx2_n(w->t, grp, &g->acts, t0, nt, y, w->n_out, nr);
-                continue;
-            }
-#endif
-            r16_tile_scalar(w->t, grp, &g->acts, t0, nt, y, w->n_out, nr);
+        if (g->amx && gemm_r16_uses_amx(g->isa, w->t, g->T, g->s)) { /* Q6_K: the VNNI tile */
+            r16_amx_group(g, panel, gi, hi, m, w, grp, r0, nr);
+            continue;
         }
+#endif
+        r16_group_tiles(g, w, grp, r0, nr);
     }
+#ifdef GEMM_AVX512
+    if (g->amx) gemm_amx_int8_end();
+#endif
 }
 
 bool gemm_r16_supported(enum quant_isa isa, enum quant_type t)
@@ -1135,7 +1291,7 @@ bool gemm_r16_supported(enum quant_isa isa, enum quant_type t)
     if (!repack_r16_type(t) || isa > quant_isa_max()) return false;
     if (isa == QUANT_ISA_SCALAR) return true;
 #ifdef GEMM_AVX2
-    if (isa == QUANT_ISA_AVX2) return t != QUANT_Q4_K; /* Q4_K: AVX-512 only (AVX2 keeps it plain) */
+    if (isa == QUANT_ISA_AVX2) return t != QUANT_Q4_K && t != QUANT_Q6_K; /* K-quants: AVX-512 only (AVX2 keeps them plain) */
 #endif
 #ifdef GEMM_AVX512
     return isa == QUANT_ISA_AVX512;
@@ -1144,13 +1300,13 @@ bool gemm_r16_supported(enum quant_isa isa, enum quant_type t)
 #endif
 }
 
-bool gemm_r16_uses_amx(enum quant_isa isa, size_t T, const struct gemm_scratch *s)
+bool gemm_r16_uses_amx(enum quant_isa isa, enum quant_type t, size_t T, const struct gemm_scratch *s)
 {
 #ifdef GEMM_AVX512
-    return isa == QUANT_ISA_AVX512 && T >= GEMM_AMX_INT8_MIN_TOKENS && !s->no_amx && isa <= quant_isa_max() &&
+    return (t == QUANT_Q8_0 || t == QUANT_Q4_0 || t == QUANT_Q4_K) && isa == QUANT_ISA_AVX512 && T >= GEMM_AMX_INT8_MIN_TOKENS && !s->no_amx && isa <= quant_isa_max() &&
            gemm_amx_int8_available();
 #else
-    (void)isa, (void)T, (void)s;
+    (void)isa, (void)t, (void)T, (void)s;
     return false;
 #endif
 }
@@ -1168,7 +1324,13 @@ void gemm_matmul_r16(enum quant_isa isa, struct workers *pool, const struct gemm
     g.acts.a = (float *)(void *)(a + qbytes + align64(T * nb * sizeof(float)));
     g.acts.n_in = n_in;
     g.acts.nb = nb;
-    g.amx = gemm_r16_uses_amx(isa, T, s);
+    g.acts.s16 = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (ms[i].t == QUANT_Q6_K) /* after the AMX-INT8 arrays (gemm_act_bytes) */
+            g.acts.s16 = (int16_t *)(void *)((char *)g.acts.a + align64(T * nb * sizeof(float)) +
+                                              4 * align64(R16T(T) * nb * sizeof(float)));
+    g.amx = false;
+    for (size_t i = 0; i < n; i++) g.amx = g.amx || gemm_r16_uses_amx(isa, ms[i].t, T, s);
     if (g.amx) {
         memset(a + T * n_in, 0, (R16T(T) - T) * n_in); /* the last A tile's padding rows */
         size_t sb = align64(R16T(T) * nb * sizeof(float));

@@ -4,7 +4,7 @@
  * ops_matmul is the one place weights are multiplied (and the only user of
  * OpenBLAS): y[t][o] = sum_i W[o][i] * x[t][i] for a batch of T activation
  * rows. Five paths, chosen by the weights' layout, T and the weight type:
- *   - weights in the load-time layout (MODEL_LAYOUT_R16, model.h: Q8_0 / Q4_0 / Q4_K
+ *   - weights in the load-time layout (MODEL_LAYOUT_R16, model.h: Q8_0 / Q4_0 / Q4_K / Q6_K
  *     read into memory on an AVX2 or AVX-512 VNNI CPU): gemm_matmul_r16 at the
  *     active quant ISA for every T,
  *     1 to a prefill chunk (the same integers and float order at every T,

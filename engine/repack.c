@@ -234,7 +234,10 @@ void repack_unpack_row(enum quant_type t, const void *panel, size_t n_in, int r,
 
 /* ---- load-time layout (repack.h) ---- */
 
-bool repack_r16_type(enum quant_type t) { return t == QUANT_Q8_0 || t == QUANT_Q4_0 || t == QUANT_Q4_K; }
+bool repack_r16_type(enum quant_type t)
+{
+    return t == QUANT_Q8_0 || t == QUANT_Q4_0 || t == QUANT_Q4_K || t == QUANT_Q6_K;
+}
 
 /* Q4_K: per super-block of 256 columns, 2304 bytes = 16 rows' blocks (repack.h). */
 static void r16_q4k_group(const void *data, size_t row_bytes, size_t n_in, size_t r0, size_t nr, void *out)
@@ -274,13 +277,51 @@ static void r16_q4k_unpack_row(const void *group, size_t n_in, int r, void *row)
     }
 }
 
+/* Q6_K: per super-block of 256 columns, 3360 bytes = 16 rows' blocks (repack.h):
+ * scales, ql and qh in 4-byte quads of 16 rows, d last. */
+static void r16_q6k_group(const void *data, size_t row_bytes, size_t n_in, size_t r0, size_t nr, void *out)
+{
+    for (size_t sb = 0; sb < n_in / QUANT_K; sb++) {
+        uint8_t *o = (uint8_t *)out + sb * REPACK_R16_Q6K_BYTES;
+        uint8_t *sc = o, *ql = o + REPACK_R16_Q6K_QL, *qh = o + REPACK_R16_Q6K_QH;
+        uint16_t *d = (uint16_t *)(void *)(o + REPACK_R16_Q6K_D);
+        for (size_t r = 0; r < REPACK_ROWS; r++) {
+            if (r >= nr) {
+                d[r] = 0;
+                for (int k = 0; k < 4; k++) memset(sc + k * 64 + r * 4, 0, 4);
+                for (int v = 0; v < 32; v++) memset(ql + v * 64 + r * 4, 0, 4);
+                for (int v = 0; v < 16; v++) memset(qh + v * 64 + r * 4, 0, 4);
+                continue;
+            }
+            const struct quant_block_q6_k *x =
+                (const struct quant_block_q6_k *)(const void *)((const char *)data + (r0 + r) * row_bytes) + sb;
+            d[r] = x->d;
+            for (int k = 0; k < 4; k++) memcpy(sc + k * 64 + r * 4, x->scales + 4 * k, 4);
+            for (int v = 0; v < 32; v++) memcpy(ql + v * 64 + r * 4, x->ql + 4 * v, 4);
+            for (int v = 0; v < 16; v++) memcpy(qh + v * 64 + r * 4, x->qh + 4 * v, 4);
+        }
+    }
+}
+
+static void r16_q6k_unpack_row(const void *group, size_t n_in, int r, void *row)
+{
+    for (size_t sb = 0; sb < n_in / QUANT_K; sb++) {
+        const uint8_t *o = (const uint8_t *)group + sb * REPACK_R16_Q6K_BYTES;
+        struct quant_block_q6_k *x = (struct quant_block_q6_k *)row + sb;
+        memcpy(&x->d, o + REPACK_R16_Q6K_D + (size_t)r * 2, 2);
+        for (int k = 0; k < 4; k++) memcpy(x->scales + 4 * k, o + k * 64 + r * 4, 4);
+        for (int v = 0; v < 32; v++) memcpy(x->ql + 4 * v, o + REPACK_R16_Q6K_QL + v * 64 + r * 4, 4);
+        for (int v = 0; v < 16; v++) memcpy(x->qh + 4 * v, o + REPACK_R16_Q6K_QH + v * 64 + r * 4, 4);
+    }
+}
+
 static size_t r16_code_bytes(enum quant_type t) { return t == QUANT_Q8_0 ? 512 : 256; }
 
 void repack_r16_group(enum quant_type t, const void *data, size_t row_bytes, size_t n_in, size_t r0, size_t nr,
                       void *out)
 {
-    if (t == QUANT_Q4_K) {
-        r16_q4k_group(data, row_bytes, n_in, r0, nr, out);
+    if (t == QUANT_Q4_K || t == QUANT_Q6_K) {
+        (t == QUANT_Q4_K ? r16_q4k_group : r16_q6k_group)(data, row_bytes, n_in, r0, nr, out);
         return;
     }
     size_t nb = n_in / QUANT_BLOCK, cb = r16_code_bytes(t);
@@ -311,8 +352,8 @@ void repack_r16_group(enum quant_type t, const void *data, size_t row_bytes, siz
 
 void repack_r16_unpack_row(enum quant_type t, const void *group, size_t n_in, int r, void *row)
 {
-    if (t == QUANT_Q4_K) {
-        r16_q4k_unpack_row(group, n_in, r, row);
+    if (t == QUANT_Q4_K || t == QUANT_Q6_K) {
+        (t == QUANT_Q4_K ? r16_q4k_unpack_row : r16_q6k_unpack_row)(group, n_in, r, row);
         return;
     }
     size_t nb = n_in / QUANT_BLOCK, cb = r16_code_bytes(t);

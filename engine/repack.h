@@ -73,9 +73,9 @@ void repack_unpack_row(enum quant_type t, const void *panel, size_t n_in, int r,
 
 /* ---- the load-time layout: groups of 16 rows, repacked once, in place ----
  *
- * Weights read into memory (not --mmap) of type Q8_0, Q4_0 or Q4_K are
+ * Weights read into memory (not --mmap) of type Q8_0, Q4_0, Q4_K or Q6_K are
  * rewritten at load (model.c) where the active quant ISA has a kernel for them
- * (gemm_r16_supported: AVX-512 VNNI for all three, AVX2 for Q8_0 / Q4_0; never
+ * (gemm_r16_supported: AVX-512 VNNI for all four, AVX2 for Q8_0 / Q4_0; never
  * with SASERVE_QUANT_ISA=scalar), group by group of REPACK_ROWS (16)
  * consecutive rows, into the same bytes: a group of 16 rows occupies exactly
  * 16 * row_bytes. Q8_0 / Q4_0, nb = n_in / 32 blocks:
@@ -94,6 +94,17 @@ void repack_unpack_row(enum quant_type t, const void *panel, size_t n_in, int r,
  *   uint8_t qs[32][16][4] (qs[v][r][j] = qs[4 v + j] of row r: vectors 8 p ..
  *   8 p + 7 hold sub-blocks 2 p (low nibbles) and 2 p + 1 (high nibbles));
  *   W = d sc_j q - dmin m_j for sub-block j.
+ * Q6_K, per super-block of 256 columns (REPACK_R16_Q6K_BYTES = 3360 = 16 x 210):
+ *   int8_t sc[4][16][4]  (sc[k][r][j] = scales[4 k + j] of row r: sub-block 4 k + j
+ *                         of 16 columns), at 0
+ *   uint8_t ql[32][16][4] (ql[v][r][j] = ql[4 v + j] of row r), at REPACK_R16_Q6K_QL
+ *   uint8_t qh[16][16][4] (qh[v][r][j] = qh[4 v + j] of row r), at REPACK_R16_Q6K_QH
+ *   uint16_t d[16]        (F16), at REPACK_R16_Q6K_D
+ *   so that for half h, column quad q of 32-column block g of the half (block
+ *   4 h + g of the super-block), A = ql[16 h + q], B = ql[16 h + 8 + q],
+ *   H = qh[8 h + q]: the 6-bit codes are g = 0: A & 15 | (H & 3) << 4;
+ *   1: B & 15 | (H >> 2 & 3) << 4; 2: A >> 4 | (H >> 4 & 3) << 4;
+ *   3: B >> 4 | (H >> 6) << 4 (ggml's order), and W = d sc_j (code - 32).
  * Memory: the file's size, no copy. The last n_out % 16 rows of a matrix stay
  * in the plain layout (gemm.c packs them per call into a zero-padded group in
  * scratch). Row rearrangements only: repack_r16_unpack_row gives back the
@@ -101,8 +112,12 @@ void repack_unpack_row(enum quant_type t, const void *panel, size_t n_in, int r,
 #define REPACK_R16_ROWS REPACK_ROWS
 
 #define REPACK_R16_Q4K_BYTES (16 * 144)
+#define REPACK_R16_Q6K_BYTES (16 * 210)
+#define REPACK_R16_Q6K_QL 256
+#define REPACK_R16_Q6K_QH (256 + 2048)
+#define REPACK_R16_Q6K_D (256 + 2048 + 1024)
 
-/* true if type t has the load-time layout (Q8_0, Q4_0, Q4_K). */
+/* true if type t has the load-time layout (Q8_0, Q4_0, Q4_K, Q6_K). */
 bool repack_r16_type(enum quant_type t);
 /* Rows [r0, r0 + nr) (nr <= 16; the rest zero: scale 0) of a plain matrix into
  * one group at out (16 * row_bytes bytes; out must not overlap the source). */

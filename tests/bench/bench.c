@@ -301,7 +301,7 @@ int main(int argc, char **argv)
             struct gemm_scratch probe = {.no_amx = false};
             enum quant_isa isa = quant_isa_active();
             enum peak_kind kind = int8 ? PEAK_I8 : PEAK_F32;
-            if (int8 && m->layers[0].wq.layout == MODEL_LAYOUT_R16 && gemm_r16_uses_amx(isa, (size_t)n_prompt, &probe))
+            if (int8 && m->layers[0].wq.layout == MODEL_LAYOUT_R16 && gemm_r16_uses_amx(isa, wt, (size_t)n_prompt, &probe))
                 kind = PEAK_TI8;
             else if ((wt == QUANT_F16 || wt == QUANT_BF16) && gemm_uses_amx(isa, wt, &probe))
                 kind = PEAK_TBF;

@@ -140,7 +140,8 @@ static float *run_gemm(enum quant_isa isa, int n_threads, enum quant_type t, con
 static void check_ref(enum quant_type t, enum quant_isa isa, const void *w, size_t rb, size_t n_in, size_t n_out,
                       const float *x, size_t T, const float *y, int *bad_)
 {
-    bool q8 = repack_kind_of(t) == REPACK_Q8, amx = gemm_uses_amx(isa, t, &(struct gemm_scratch){.no_amx = g_no_amx});
+    /* the integer kernels (per-call panels, and Q6_K's load-time layout) quantise x per block of 32 */
+    bool q8 = repack_kind_of(t) == REPACK_Q8 || t == QUANT_Q6_K, amx = gemm_uses_amx(isa, t, &(struct gemm_scratch){.no_amx = g_no_amx});
     int bad = *bad_;
     float *row = xmalloc(n_in * sizeof(float)), *xq = xmalloc(n_in * sizeof(float));
     int8_t *q = xmalloc(n_in);
@@ -292,14 +293,14 @@ static void test_unsupported(void)
 
 /* ---- the load-time layout (repack.h "R16", gemm_matmul_r16) ---- */
 
-static const enum quant_type r16_types[] = {QUANT_Q8_0, QUANT_Q4_0, QUANT_Q4_K};
+static const enum quant_type r16_types[] = {QUANT_Q8_0, QUANT_Q4_0, QUANT_Q4_K, QUANT_Q6_K};
 #define N_R16 (sizeof r16_types / sizeof r16_types[0])
 
 /* K per type: one block and more, not a multiple of the tile's 8 tokens x 16 rows */
 static const size_t *r16_ks(enum quant_type t)
 {
     static const size_t k32[3] = {32, 96, 1056}, k256[3] = {256, 768, 1280};
-    return t == QUANT_Q4_K ? k256 : k32;
+    return t == QUANT_Q4_K || t == QUANT_Q6_K ? k256 : k32;
 }
 
 /* A copy of plain matrix w with its full groups repacked in place, as model.c does. */
@@ -422,7 +423,7 @@ static void check_r16(enum quant_type t, enum quant_isa isa)
                     free(ys);
                 }
                 struct gemm_scratch probe = {.no_amx = false};
-                if (gemm_r16_uses_amx(isa, T, &probe)) {
+                if (gemm_r16_uses_amx(isa, t, T, &probe)) {
                     float *yv = run_r16_amx(isa, 2, t, wr, rb, n_in, n_out, x, T, true);
                     if (memcmp(y, yv, T * n_out * sizeof(float)) != 0 && bad++ < 3)
                         TEST_FAIL_("r16 %s: AMX-INT8 differs from the VNNI kernel (T %zu n_out %zu n_in %zu)",
@@ -447,7 +448,9 @@ static void check_r16(enum quant_type t, enum quant_isa isa)
             }
     if (isa == QUANT_ISA_AVX512)
         fprintf(stderr, "  r16 %s: %d shapes on AMX-INT8%s\n", quant_type_name(t), n_amx,
-                n_amx ? "" : " (the CPU lacks it, or SASERVE_AMX=off)");
+                t == QUANT_Q6_K ? " (Q6_K: the VNNI tile at every row count)"
+                : n_amx         ? ""
+                                : " (the CPU lacks it, or SASERVE_AMX=off)");
 }
 
 static void test_r16_kernels(void)

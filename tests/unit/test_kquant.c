@@ -507,8 +507,9 @@ static void test_conformance(void)
 static void test_in_memory(void)
 {
     if (!have_kquant()) return;
-    static const char *const names[] = {"tiny-pure-Q4_K", "tiny-mix-Q4_K_M"};
-    for (int fi = 0; fi < 2; fi++) {
+    static const char *const names[] = {"tiny-pure-Q4_K", "tiny-mix-Q4_K_M", "tiny-pure-Q6_K", "tiny-mix-Q5_K_M"};
+    static const enum quant_type r16_of[] = {QUANT_Q4_K, QUANT_Q4_K, QUANT_Q6_K, QUANT_Q6_K};
+    for (int fi = 0; fi < 4; fi++) {
         char p[700], r[700];
         snprintf(p, sizeof p, "%s/%s.gguf", kdir, names[fi]);
         uint32_t nv = 0, nv1 = 0;
@@ -521,7 +522,7 @@ static void test_in_memory(void)
         double d1 = l1 && ra && nv1 == nv ? max_abs_diff(l1, ra, nl) : INFINITY;
         fprintf(stderr, "  %-18s in memory: %zu matrices in the load-time layout; batch %.4g, decode %.4g vs .A\n",
                 names[fi], n_r16, da, d1);
-        if (gemm_r16_supported(quant_isa_active(), QUANT_Q4_K) && quant_isa_active() != QUANT_ISA_SCALAR)
+        if (gemm_r16_supported(quant_isa_active(), r16_of[fi]) && quant_isa_active() != QUANT_ISA_SCALAR)
             ASSERT_TRUE(n_r16 > 0);
         if (!(da <= 0.07)) TEST_FAIL_("%s in memory: batch logits max |diff| %.4g > 0.07", names[fi], da);
         if (!(d1 <= 0.07)) TEST_FAIL_("%s in memory: decode logits max |diff| %.4g > 0.07", names[fi], d1);
