@@ -24,6 +24,19 @@
 #endif
 
 #define GEMM_NT_Q8 8 /* tokens per integer tile */
+/* The integer tiles take their token count as a compile-time constant: CALL(n)
+ * for nt = n in 1 .. 7, CALL(8) otherwise. */
+#define NT_SWITCH8(nt, CALL)                                                   \
+    switch (nt) {                                                              \
+    case 1: CALL(1); break;                                                    \
+    case 2: CALL(2); break;                                                    \
+    case 3: CALL(3); break;                                                    \
+    case 4: CALL(4); break;                                                    \
+    case 5: CALL(5); break;                                                    \
+    case 6: CALL(6); break;                                                    \
+    case 7: CALL(7); break;                                                    \
+    default: CALL(8); break;                                                   \
+    }
 #define GEMM_NT_F 6  /* tokens per float tile */
 #define GEMM_NR_F 4  /* rows per float tile */
 /* the float kernel fetches each weight row this many floats ahead (0: off):
@@ -205,16 +218,9 @@ static void q8_tile_avx512_n(const uint8_t *panel, const struct q8_acts *x, size
                              int nr)
 {
     __mmask16 m = (__mmask16)((1u << nr) - 1);
-    switch (nt) {
-    case 1: q8_tile_avx512(panel, x, t0, 1, y, ys, m); break;
-    case 2: q8_tile_avx512(panel, x, t0, 2, y, ys, m); break;
-    case 3: q8_tile_avx512(panel, x, t0, 3, y, ys, m); break;
-    case 4: q8_tile_avx512(panel, x, t0, 4, y, ys, m); break;
-    case 5: q8_tile_avx512(panel, x, t0, 5, y, ys, m); break;
-    case 6: q8_tile_avx512(panel, x, t0, 6, y, ys, m); break;
-    case 7: q8_tile_avx512(panel, x, t0, 7, y, ys, m); break;
-    default: q8_tile_avx512(panel, x, t0, 8, y, ys, m); break;
-    }
+#define Q8_TILE(n) q8_tile_avx512(panel, x, t0, n, y, ys, m)
+    NT_SWITCH8(nt, Q8_TILE)
+#undef Q8_TILE
 }
 #endif
 
@@ -639,19 +645,19 @@ static void r16_q4k_scale_min(int j, const uint8_t *s, int *sc, int *m)
     }
 }
 
-/* Q4_K groups (repack.h): per sub-block j of 32 columns
+/* Q4_K and Q5_K groups (repack.h): per sub-block j of 32 columns
  * y += (d sc_j) * (idot * xd) + (-dmin m_j) * xa, in the AVX-512 kernel's order. */
 static void r16_q4k_tile_scalar(const uint8_t *grp, const struct q8_acts *x, size_t t0, int nt, float *y, size_t ys,
-                                int nr)
+                                int nr, bool q5)
 {
-    const size_t nbk = x->n_in / QUANT_K;
+    const size_t nbk = x->n_in / QUANT_K, sbb = q5 ? REPACK_R16_Q5K_BYTES : REPACK_R16_Q4K_BYTES;
     for (int tt = 0; tt < nt; tt++) {
         const int8_t *xq = x->q + (t0 + (size_t)tt) * x->n_in;
         const float *xd = x->d + (t0 + (size_t)tt) * x->nb, *xa = x->a + (t0 + (size_t)tt) * x->nb;
         for (int r = 0; r < nr; r++) {
             float acc = 0;
             for (size_t sb = 0; sb < nbk; sb++) {
-                const uint8_t *o = grp + sb * REPACK_R16_Q4K_BYTES;
+                const uint8_t *o = grp + sb * sbb;
                 const uint16_t *dd = (const uint16_t *)(const void *)o;
                 float d = quant_f16_to_f32(dd[r]), mn = -quant_f16_to_f32(dd[REPACK_ROWS + r]);
                 uint8_t sc12[12];
@@ -664,7 +670,10 @@ static void r16_q4k_tile_scalar(const uint8_t *grp, const struct q8_acts *x, siz
                     for (int i = 0; i < 8; i++)
                         for (int jj = 0; jj < 4; jj++) {
                             int v = o[256 + (size_t)(8 * (j / 2) + i) * 64 + (size_t)r * 4 + (size_t)jj];
-                            idot += (int32_t)((j % 2) ? v >> 4 : v & 0x0f) * xb[4 * i + jj];
+                            int c = (j % 2) ? v >> 4 : v & 0x0f;
+                            if (q5) /* the fifth bit: bit j of qh quad i */
+                                c |= (o[REPACK_R16_Q4K_BYTES + (size_t)i * 64 + (size_t)r * 4 + (size_t)jj] >> j & 1) << 4;
+                            idot += (int32_t)c * xb[4 * i + jj];
                         }
                     size_t b = sb * 8 + (size_t)j;
                     acc = fmaf(d * (float)sc, (float)idot * xd[b], acc);
@@ -747,10 +756,11 @@ static ALWAYS_INLINE void q4k_lane_scales(__m512i s0, __m512i s1, __m512i s2, in
     }
 }
 
-static ALWAYS_INLINE void r16_q4k_tile_avx512(const uint8_t *grp, const struct q8_acts *x, size_t t0, const int NT,
-                                              float *y, size_t ys, __mmask16 msk)
+static ALWAYS_INLINE void r16_q4k_tile_avx512(const bool Q5, const uint8_t *grp, const struct q8_acts *x, size_t t0,
+                                              const int NT, float *y, size_t ys, __mmask16 msk)
 {
-    const size_t nbk = x->n_in / QUANT_K;
+    const size_t nbk = x->n_in / QUANT_K, sbb = Q5 ? REPACK_R16_Q5K_BYTES : REPACK_R16_Q4K_BYTES;
+    const __m512i sixteen = _mm512_set1_epi8(16);
     const __m512i lo4 = _mm512_set1_epi8(0x0f), sgn = _mm512_set1_epi32((int)0x80000000u);
     __m512 acc[GEMM_NT_Q8];
     const int8_t *xq[GEMM_NT_Q8];
@@ -763,7 +773,7 @@ static ALWAYS_INLINE void r16_q4k_tile_avx512(const uint8_t *grp, const struct q
         xa[t] = x->a + (t0 + (size_t)t) * x->nb;
     }
     for (size_t sb = 0; sb < nbk; sb++) {
-        const uint8_t *o = grp + sb * REPACK_R16_Q4K_BYTES;
+        const uint8_t *o = grp + sb * sbb;
         __m512 dv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)o));
         __m512 mv = _mm512_castsi512_ps(_mm512_xor_si512(
             _mm512_castps_si512(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(o + 32)))), sgn));
@@ -783,6 +793,13 @@ static ALWAYS_INLINE void r16_q4k_tile_avx512(const uint8_t *grp, const struct q
             for (int i = 0; i < 8; i++) {
                 __m512i v = _mm512_loadu_si512((const void *)(qv + 64 * i));
                 __m512i lo = _mm512_and_si512(v, lo4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4);
+                if (Q5) { /* + 16 where bit 2 p (low nibbles) or 2 p + 1 (high) of qh quad i is set */
+                    __m512i h = _mm512_loadu_si512((const void *)(o + REPACK_R16_Q4K_BYTES + 64 * (size_t)i));
+                    lo = _mm512_mask_add_epi8(lo, _mm512_test_epi8_mask(h, _mm512_set1_epi8((char)(1 << (2 * p)))), lo,
+                                              sixteen);
+                    hi = _mm512_mask_add_epi8(hi, _mm512_test_epi8_mask(h, _mm512_set1_epi8((char)(2 << (2 * p)))), hi,
+                                              sixteen);
+                }
 #pragma GCC unroll 8
                 for (int t = 0; t < NT; t++) {
                     const int8_t *xb = xq[t] + sb * QUANT_K + 64 * (size_t)p + 4 * (size_t)i;
@@ -809,19 +826,18 @@ static ALWAYS_INLINE void r16_q4k_tile_avx512(const uint8_t *grp, const struct q
 }
 
 static void r16_q4k_tile_avx512_n(const uint8_t *grp, const struct q8_acts *x, size_t t0, int nt, float *y, size_t ys,
-                                  int nr)
+                                  int nr, bool q5)
 {
     __mmask16 m = (__mmask16)((1u << nr) - 1);
-    switch (nt) {
-    case 1: r16_q4k_tile_avx512(grp, x, t0, 1, y, ys, m); break;
-    case 2: r16_q4k_tile_avx512(grp, x, t0, 2, y, ys, m); break;
-    case 3: r16_q4k_tile_avx512(grp, x, t0, 3, y, ys, m); break;
-    case 4: r16_q4k_tile_avx512(grp, x, t0, 4, y, ys, m); break;
-    case 5: r16_q4k_tile_avx512(grp, x, t0, 5, y, ys, m); break;
-    case 6: r16_q4k_tile_avx512(grp, x, t0, 6, y, ys, m); break;
-    case 7: r16_q4k_tile_avx512(grp, x, t0, 7, y, ys, m); break;
-    default: r16_q4k_tile_avx512(grp, x, t0, 8, y, ys, m); break;
+#define Q4K_TILE(n) r16_q4k_tile_avx512(false, grp, x, t0, n, y, ys, m)
+#define Q5K_TILE(n) r16_q4k_tile_avx512(true, grp, x, t0, n, y, ys, m)
+    if (q5) {
+        NT_SWITCH8(nt, Q5K_TILE)
+    } else {
+        NT_SWITCH8(nt, Q4K_TILE)
     }
+#undef Q4K_TILE
+#undef Q5K_TILE
 }
 
 /* The codes of 32-column block bi of a Q6_K super-block o for the 16 rows, one
@@ -899,16 +915,9 @@ static void r16_q6k_tile_avx512_n(const uint8_t *grp, const struct q8_acts *x, s
                                   int nr)
 {
     __mmask16 m = (__mmask16)((1u << nr) - 1);
-    switch (nt) {
-    case 1: r16_q6k_tile_avx512(grp, x, t0, 1, y, ys, m); break;
-    case 2: r16_q6k_tile_avx512(grp, x, t0, 2, y, ys, m); break;
-    case 3: r16_q6k_tile_avx512(grp, x, t0, 3, y, ys, m); break;
-    case 4: r16_q6k_tile_avx512(grp, x, t0, 4, y, ys, m); break;
-    case 5: r16_q6k_tile_avx512(grp, x, t0, 5, y, ys, m); break;
-    case 6: r16_q6k_tile_avx512(grp, x, t0, 6, y, ys, m); break;
-    case 7: r16_q6k_tile_avx512(grp, x, t0, 7, y, ys, m); break;
-    default: r16_q6k_tile_avx512(grp, x, t0, 8, y, ys, m); break;
-    }
+#define Q6K_TILE(n) r16_q6k_tile_avx512(grp, x, t0, n, y, ys, m)
+    NT_SWITCH8(nt, Q6K_TILE)
+#undef Q6K_TILE
 }
 #endif
 
@@ -967,29 +976,20 @@ static ALWAYS_INLINE void r16_tile_avx512(const bool Q8, const uint8_t *grp, con
     for (int t = 0; t < NT; t++) _mm512_mask_storeu_ps(y + (size_t)t * ys, m, acc[t]);
 }
 
-#define R16_CASES(Q8)                                                          \
-    switch (nt) {                                                              \
-    case 1: r16_tile_avx512(Q8, grp, x, t0, 1, y, ys, m); break;               \
-    case 2: r16_tile_avx512(Q8, grp, x, t0, 2, y, ys, m); break;               \
-    case 3: r16_tile_avx512(Q8, grp, x, t0, 3, y, ys, m); break;               \
-    case 4: r16_tile_avx512(Q8, grp, x, t0, 4, y, ys, m); break;               \
-    case 5: r16_tile_avx512(Q8, grp, x, t0, 5, y, ys, m); break;               \
-    case 6: r16_tile_avx512(Q8, grp, x, t0, 6, y, ys, m); break;               \
-    case 7: r16_tile_avx512(Q8, grp, x, t0, 7, y, ys, m); break;               \
-    default: r16_tile_avx512(Q8, grp, x, t0, 8, y, ys, m); break;              \
-    }
-
 static void r16_tile_avx512_n(enum quant_type t, const uint8_t *grp, const struct q8_acts *x, size_t t0, int nt,
                               float *y, size_t ys, int nr)
 {
     __mmask16 m = (__mmask16)((1u << nr) - 1);
+#define Q8_0_TILE(n) r16_tile_avx512(true, grp, x, t0, n, y, ys, m)
+#define Q4_0_TILE(n) r16_tile_avx512(false, grp, x, t0, n, y, ys, m)
     if (t == QUANT_Q8_0) {
-        R16_CASES(true)
+        NT_SWITCH8(nt, Q8_0_TILE)
     } else {
-        R16_CASES(false)
+        NT_SWITCH8(nt, Q4_0_TILE)
     }
+#undef Q8_0_TILE
+#undef Q4_0_TILE
 }
-#undef R16_CASES
 #endif
 
 #ifdef GEMM_AVX2
@@ -1144,8 +1144,8 @@ static const uint8_t *r16_group(const struct r16_task *g, long gi, size_t *m, ui
 #ifdef GEMM_AVX512
 /* A group of the load-time layout as gemm_amx.h's operands: u8 codes of 32
  * columns as 8 quad vectors per block in codes (Q8_0: the group's bytes copied,
- * compact and cache-hot for the token tiles that follow; Q4_0, Q4_K: nibbles
- * unpacked) and the per-row scales in float. */
+ * compact and cache-hot for the token tiles that follow; Q4_0, Q4_K, Q5_K:
+ * nibbles unpacked, with Q5_K's fifth bit) and the per-row scales in float. */
 static void r16_amx_prepare(enum quant_type t, const uint8_t *grp, size_t n_in, uint8_t *codes, float *sv,
                             float *ov, struct gemm_amx_q8 *q)
 {
@@ -1153,11 +1153,12 @@ static void r16_amx_prepare(enum quant_type t, const uint8_t *grp, size_t n_in, 
     const __m512i lo4 = _mm512_set1_epi8(0x0f), sgn = _mm512_set1_epi32((int)0x80000000u);
     q->o = NULL;
     q->s = sv;
-    if (t == QUANT_Q4_K) {
+    if (t == QUANT_Q4_K || t == QUANT_Q5_K) {
+        const bool q5 = t == QUANT_Q5_K;
         q->o = ov;
         q->codes = codes;
         for (size_t sb = 0; sb < n_in / QUANT_K; sb++) {
-            const uint8_t *o = grp + sb * REPACK_R16_Q4K_BYTES;
+            const uint8_t *o = grp + sb * (q5 ? REPACK_R16_Q5K_BYTES : REPACK_R16_Q4K_BYTES);
             __m512 dv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)o));
             __m512 mv = _mm512_castsi512_ps(_mm512_xor_si512(
                 _mm512_castps_si512(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(o + 32)))),
@@ -1173,8 +1174,13 @@ static void r16_amx_prepare(enum quant_type t, const uint8_t *grp, size_t n_in, 
                 const uint8_t *qv = o + 256 + (size_t)(j / 2) * 512;
                 for (int i = 0; i < 8; i++) {
                     __m512i v = _mm512_loadu_si512((const void *)(qv + 64 * i));
-                    v = (j % 2) ? _mm512_srli_epi16(v, 4) : v;
-                    _mm512_store_si512((void *)(codes + b * 512 + 64 * (size_t)i), _mm512_and_si512(v, lo4));
+                    v = _mm512_and_si512((j % 2) ? _mm512_srli_epi16(v, 4) : v, lo4);
+                    if (q5) { /* + 16 where bit j of qh quad i is set */
+                        __m512i h = _mm512_loadu_si512((const void *)(o + REPACK_R16_Q4K_BYTES + 64 * (size_t)i));
+                        v = _mm512_mask_add_epi8(v, _mm512_test_epi8_mask(h, _mm512_set1_epi8((char)(1 << j))), v,
+                                                 _mm512_set1_epi8(16));
+                    }
+                    _mm512_store_si512((void *)(codes + b * 512 + 64 * (size_t)i), v);
                 }
             }
         }
@@ -1219,7 +1225,7 @@ static void r16_amx_group(const struct r16_task *g, uint8_t *panel, long gi, lon
         }
     }
     r16_amx_prepare(w->t, grp, g->n_in, codes, sv, ov, &q);
-    q.xa = w->t == QUANT_Q4_K ? g->amx_s.a : w->t == QUANT_Q8_0 ? g->amx_s.a128 : g->amx_s.a8;
+    q.xa = q.o ? g->amx_s.a : w->t == QUANT_Q8_0 ? g->amx_s.a128 : g->amx_s.a8; /* K-quants: xa = a */
     gemm_amx_int8_group(&q, w->y + r0, w->n_out, nr, cbuf);
 }
 #endif
@@ -1230,15 +1236,24 @@ static void r16_group_tiles(const struct r16_task *g, const struct gemm_mat *w, 
     for (size_t t0 = 0; t0 < g->T; t0 += GEMM_NT_Q8) {
         int nt = g->T - t0 < GEMM_NT_Q8 ? (int)(g->T - t0) : GEMM_NT_Q8;
         float *y = w->y + t0 * w->n_out + r0;
-        if (w->t == QUANT_Q4_K || w->t == QUANT_Q6_K) { /* AVX-512 or scalar (no AVX2 kernel: gemm_r16_supported) */
+        if (w->t == QUANT_Q4_K || w->t == QUANT_Q5_K) { /* AVX-512 or scalar (no AVX2 kernel: gemm_r16_supported) */
 #ifdef GEMM_AVX512
             if (g->isa == QUANT_ISA_AVX512) {
-                (w->t == QUANT_Q4_K ? r16_q4k_tile_avx512_n : r16_q6k_tile_avx512_n)(grp, &g->acts, t0, nt, y,
-                                                                                     w->n_out, nr);
+                r16_q4k_tile_avx512_n(grp, &g->acts, t0, nt, y, w->n_out, nr, w->t == QUANT_Q5_K);
                 continue;
             }
 #endif
-            (w->t == QUANT_Q4_K ? r16_q4k_tile_scalar : r16_q6k_tile_scalar)(grp, &g->acts, t0, nt, y, w->n_out, nr);
+            r16_q4k_tile_scalar(grp, &g->acts, t0, nt, y, w->n_out, nr, w->t == QUANT_Q5_K);
+            continue;
+        }
+        if (w->t == QUANT_Q6_K) { /* the same */
+#ifdef GEMM_AVX512
+            if (g->isa == QUANT_ISA_AVX512) {
+                r16_q6k_tile_avx512_n(grp, &g->acts, t0, nt, y, w->n_out, nr);
+                continue;
+            }
+#endif
+            r16_q6k_tile_scalar(grp, &g->acts, t0, nt, y, w->n_out, nr);
             continue;
         }
 #ifdef GEMM_AVX512
@@ -1291,7 +1306,7 @@ bool gemm_r16_supported(enum quant_isa isa, enum quant_type t)
     if (!repack_r16_type(t) || isa > quant_isa_max()) return false;
     if (isa == QUANT_ISA_SCALAR) return true;
 #ifdef GEMM_AVX2
-    if (isa == QUANT_ISA_AVX2) return t != QUANT_Q4_K && t != QUANT_Q6_K; /* K-quants: AVX-512 only (AVX2 keeps them plain) */
+    if (isa == QUANT_ISA_AVX2) return t == QUANT_Q8_0 || t == QUANT_Q4_0; /* K-quants: AVX-512 only (AVX2 keeps them plain) */
 #endif
 #ifdef GEMM_AVX512
     return isa == QUANT_ISA_AVX512;
@@ -1303,7 +1318,7 @@ bool gemm_r16_supported(enum quant_isa isa, enum quant_type t)
 bool gemm_r16_uses_amx(enum quant_isa isa, enum quant_type t, size_t T, const struct gemm_scratch *s)
 {
 #ifdef GEMM_AVX512
-    return (t == QUANT_Q8_0 || t == QUANT_Q4_0 || t == QUANT_Q4_K) && isa == QUANT_ISA_AVX512 && T >= GEMM_AMX_INT8_MIN_TOKENS && !s->no_amx && isa <= quant_isa_max() &&
+    return (t == QUANT_Q8_0 || t == QUANT_Q4_0 || t == QUANT_Q4_K || t == QUANT_Q5_K) && isa == QUANT_ISA_AVX512 && T >= GEMM_AMX_INT8_MIN_TOKENS && !s->no_amx && isa <= quant_isa_max() &&
            gemm_amx_int8_available();
 #else
     (void)isa, (void)t, (void)T, (void)s;

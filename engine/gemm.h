@@ -3,7 +3,7 @@
  *
  * Kernel families on panels of 16 weight rows (layouts in repack.h), packed
  * once per call into per-thread scratch and then used for every token (except
- * gemm_matmul_r16 below: Q8_0 / Q4_0 / Q4_K / Q6_K weights repacked once at load):
+ * gemm_matmul_r16 below: Q8_0 / Q4_0 / Q4_K / Q5_K / Q6_K weights repacked once at load):
  *   - float (F32, F16 weights x F32 activations): a 4-row x 6-token register
  *     tile of 16-lane AVX-512 FMA partial sums over a K chunk of 1024 columns,
  *     reduced and added to y once per chunk (F32 weights are read in place,
@@ -91,7 +91,7 @@ bool gemm_uses_amx(enum quant_isa isa, enum quant_type t, const struct gemm_scra
 void gemm_matmul(enum quant_isa isa, struct workers *pool, enum quant_type t, const void *data, size_t row_bytes,
                  size_t n_in, size_t n_out, const float *x, size_t T, float *y, const struct gemm_scratch *s);
 
-/* ---- weights in the load-time layout (repack.h: Q4_0 / Q8_0 / Q4_K / Q6_K groups of 16 rows) ----
+/* ---- weights in the load-time layout (repack.h: Q4_0 / Q8_0 / Q4_K / Q5_K / Q6_K groups of 16 rows) ----
  * One product for every row count, decode (1 row) to prefill chunks: the
  * activations are quantised per block of 32 as above (on the caller for 1-2
  * rows, else on the pool), then the threads split the 16-row groups of all the
@@ -100,14 +100,14 @@ void gemm_matmul(enum quant_isa isa, struct workers *pool, enum quant_type t, co
  * packing); a matrix's last n_out % 16 plain rows are packed per call into a
  * zero-padded group in the thread's panel scratch. Per block:
  *   y += d_w * (idot * d_x + z * a_x),  z = -8 (Q4_0) or -128 (Q8_0)
- * (Q4_K per sub-block j: y += (d sc_j) * (idot * d_x) + (-dmin m_j) * a_x;
+ * (Q4_K and Q5_K per sub-block j: y += (d sc_j) * (idot * d_x) + (-dmin m_j) * a_x;
  * Q6_K per sub-block j of 16 columns: y += (d sc_j) * ((idot - 32 s16) * d_x),
  * s16 the sum of the activation codes of those columns)
  * in the same order in the scalar, AVX2 and AVX-512 kernels (bit-identical),
  * and the same for a row whatever the other rows of the batch (batched =
  * alone). ISA: AVX-512 VNNI (16 rows per vector, vpdpbusd), AVX2 (+FMA, F16C:
  * two halves of 8 rows, up to 4 tokens, maddubs: exact for these codes; Q8_0
- * and Q4_0 only, so an AVX2 run keeps Q4_K and Q6_K plain), and scalar, each where
+ * and Q4_0 only, so an AVX2 run keeps the K-quants plain), and scalar, each where
  * compiled in and reported by the CPU. At AVX-512, products of 16 rows or
  * more run on AMX-INT8 where the CPU grants it (gemm_r16_uses_amx,
  * gemm_amx.h): TDPBSUD gives each block's idot for 16 tokens x 16 rows, the
@@ -115,7 +115,7 @@ void gemm_matmul(enum quant_isa isa, struct workers *pool, enum quant_type t, co
  * too is bit-identical to the scalar kernel. */
 #define GEMM_MAX_MATS 4
 struct gemm_mat {
-    enum quant_type t;  /* Q8_0, Q4_0, Q4_K or Q6_K (repack_r16_type) */
+    enum quant_type t;  /* Q8_0, Q4_0, Q4_K, Q5_K or Q6_K (repack_r16_type) */
     const void *data;   /* rows in the load-time layout (the tail rows plain) */
     size_t row_bytes, n_out;
     float *y;           /* [T][n_out] */
@@ -125,7 +125,7 @@ struct gemm_mat {
 bool gemm_r16_supported(enum quant_isa isa, enum quant_type t);
 
 /* true if gemm_matmul_r16 of T rows of a type-t matrix at isa with scratch s
- * runs on AMX-INT8: t Q8_0, Q4_0 or Q4_K (Q6_K's scales are per 16 columns,
+ * runs on AMX-INT8: t Q8_0, Q4_0, Q4_K or Q5_K (Q6_K's scales are per 16 columns,
  * half the 32-column tile product the kernel is built on: Q6_K stays on the
  * VNNI tile at every T), isa AVX512, T >= 16, !s->no_amx, and the CPU and kernel grant AMX-INT8
  * (SASERVE_AMX=off turns it off for the process). */

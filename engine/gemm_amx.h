@@ -19,7 +19,7 @@
  * accumulate a 32-row x 32-token square over a K chunk, kept between chunks
  * in the thread's accumulator scratch, and written to y transposed at the end.
  *
- * AMX-INT8 (gemm_amx_int8_group, for gemm.c's load-time Q8_0 / Q4_0 / Q4_K
+ * AMX-INT8 (gemm_amx_int8_group, for gemm.c's load-time Q8_0 / Q4_0 / Q4_K / Q5_K
  * groups of 16 rows, repack.h): TDPBSUD multiplies a 16-token x 32-column tile
  * of int8 activation codes (A) by the group's u8 weight codes of one block of
  * 32 columns (B: 8 column quads x 16 rows x 4, the load-time layout's Q8_0

@@ -243,7 +243,7 @@ static int open_split(struct model *m, const char *path, bool use_mmap, char *ms
     return rc;
 }
 
-/* Weights read into memory: Q8_0 / Q4_0 / Q4_K / Q6_K matrices into the load-time layout of
+/* Weights read into memory: Q8_0 / Q4_0 / Q4_K / Q5_K / Q6_K matrices into the load-time layout of
  * repack.h, in place (the copy is ours), where the active ISA has its kernel.
  * token_embd stays plain (rows are looked up one at a time), and so does a tied
  * output head, its alias. */

@@ -4,7 +4,7 @@
  *
  * Weights are views (struct model_weight) into the GGUF bytes: the read-only
  * mmap by default, or one malloc'd copy of the file with use_mmap = false.
- * In a copy, Q8_0, Q4_0, Q4_K and Q6_K matrices other than the token embedding table (and
+ * In a copy, Q8_0, Q4_0, Q4_K, Q5_K and Q6_K matrices other than the token embedding table (and
  * so a tied output head) are repacked in place at load into the row-interleaved
  * layout of repack.h (MODEL_LAYOUT_R16) where the active quant ISA (AVX2 or
  * AVX-512 VNNI) has its kernel (gemm_r16_supported): no extra memory, the

@@ -4,7 +4,7 @@
  * ops_matmul is the one place weights are multiplied (and the only user of
  * OpenBLAS): y[t][o] = sum_i W[o][i] * x[t][i] for a batch of T activation
  * rows. Five paths, chosen by the weights' layout, T and the weight type:
- *   - weights in the load-time layout (MODEL_LAYOUT_R16, model.h: Q8_0 / Q4_0 / Q4_K / Q6_K
+ *   - weights in the load-time layout (MODEL_LAYOUT_R16, model.h: Q8_0 / Q4_0 / Q4_K / Q5_K / Q6_K
  *     read into memory on an AVX2 or AVX-512 VNNI CPU): gemm_matmul_r16 at the
  *     active quant ISA for every T,
  *     1 to a prefill chunk (the same integers and float order at every T,
@@ -25,7 +25,8 @@
  *     own GEMM on 16-row panels packed per call (gemm.h, repack.h; F16 and
  *     BF16 on the AMX tile kernel where the CPU has it), F32
  *     excluded (OPS_GEMM_F32); Q8_0 / Q4_0 / Q4_K take this path only when mapped
- *     (--mmap) or in a tied token embedding table;
+ *     (--mmap) or in a tied token embedding table (mapped Q5_K / Q6_K take the
+ *     dequantise + sgemm path below);
  *   - otherwise, F32 weights: one cblas_sgemm straight on the mapped weights.
  *   - otherwise, other types: blocks of rows are dequantised to F32 in
  *     parallel, then multiplied with cblas_sgemm.

@@ -236,44 +236,65 @@ void repack_unpack_row(enum quant_type t, const void *panel, size_t n_in, int r,
 
 bool repack_r16_type(enum quant_type t)
 {
-    return t == QUANT_Q8_0 || t == QUANT_Q4_0 || t == QUANT_Q4_K || t == QUANT_Q6_K;
+    return t == QUANT_Q8_0 || t == QUANT_Q4_0 || t == QUANT_Q4_K || t == QUANT_Q5_K || t == QUANT_Q6_K;
 }
 
-/* Q4_K: per super-block of 256 columns, 2304 bytes = 16 rows' blocks (repack.h). */
-static void r16_q4k_group(const void *data, size_t row_bytes, size_t n_in, size_t r0, size_t nr, void *out)
+/* Q4_K / Q5_K: per super-block of 256 columns, 2304 / 2816 bytes = 16 rows'
+ * blocks (repack.h; Q5_K adds the qh quads after Q4_K's layout). */
+static void r16_q4k_group(enum quant_type t, const void *data, size_t row_bytes, size_t n_in, size_t r0, size_t nr,
+                          void *out)
 {
-    size_t nbk = n_in / QUANT_K;
-    for (size_t sb = 0; sb < nbk; sb++) {
-        uint8_t *o = (uint8_t *)out + sb * REPACK_R16_Q4K_BYTES;
+    const bool q5 = t == QUANT_Q5_K;
+    const size_t sbb = q5 ? REPACK_R16_Q5K_BYTES : REPACK_R16_Q4K_BYTES;
+    for (size_t sb = 0; sb < n_in / QUANT_K; sb++) {
+        uint8_t *o = (uint8_t *)out + sb * sbb;
         uint16_t *d = (uint16_t *)(void *)o, *dm = d + REPACK_ROWS;
-        uint8_t *sc = o + 64, *qs = o + 256;
+        uint8_t *sc = o + 64, *qs = o + 256, *qh = o + REPACK_R16_Q4K_BYTES;
         for (size_t r = 0; r < REPACK_ROWS; r++) {
             if (r >= nr) {
                 d[r] = dm[r] = 0;
                 for (int k = 0; k < 3; k++) memset(sc + k * 64 + r * 4, 0, 4);
                 for (int v = 0; v < 32; v++) memset(qs + v * 64 + r * 4, 0, 4);
+                for (int v = 0; q5 && v < 8; v++) memset(qh + v * 64 + r * 4, 0, 4);
                 continue;
             }
-            const struct quant_block_q4_k *x =
-                (const struct quant_block_q4_k *)(const void *)((const char *)data + (r0 + r) * row_bytes) + sb;
-            d[r] = x->d;
-            dm[r] = x->dmin;
-            for (int k = 0; k < 3; k++) memcpy(sc + k * 64 + r * 4, x->scales + 4 * k, 4);
-            for (int v = 0; v < 32; v++) memcpy(qs + v * 64 + r * 4, x->qs + 4 * v, 4);
+            const char *row = (const char *)data + (r0 + r) * row_bytes;
+            const uint8_t *xsc, *xqs, *xqh = NULL;
+            if (q5) {
+                const struct quant_block_q5_k *x = (const struct quant_block_q5_k *)(const void *)row + sb;
+                d[r] = x->d, dm[r] = x->dmin, xsc = x->scales, xqs = x->qs, xqh = x->qh;
+            } else {
+                const struct quant_block_q4_k *x = (const struct quant_block_q4_k *)(const void *)row + sb;
+                d[r] = x->d, dm[r] = x->dmin, xsc = x->scales, xqs = x->qs;
+            }
+            for (int k = 0; k < 3; k++) memcpy(sc + k * 64 + r * 4, xsc + 4 * k, 4);
+            for (int v = 0; v < 32; v++) memcpy(qs + v * 64 + r * 4, xqs + 4 * v, 4);
+            for (int v = 0; q5 && v < 8; v++) memcpy(qh + v * 64 + r * 4, xqh + 4 * v, 4);
         }
     }
 }
 
-static void r16_q4k_unpack_row(const void *group, size_t n_in, int r, void *row)
+static void r16_q4k_unpack_row(enum quant_type t, const void *group, size_t n_in, int r, void *row)
 {
+    const bool q5 = t == QUANT_Q5_K;
+    const size_t sbb = q5 ? REPACK_R16_Q5K_BYTES : REPACK_R16_Q4K_BYTES;
     for (size_t sb = 0; sb < n_in / QUANT_K; sb++) {
-        const uint8_t *o = (const uint8_t *)group + sb * REPACK_R16_Q4K_BYTES;
+        const uint8_t *o = (const uint8_t *)group + sb * sbb;
         const uint16_t *d = (const uint16_t *)(const void *)o;
-        struct quant_block_q4_k *x = (struct quant_block_q4_k *)row + sb;
-        x->d = d[r];
-        x->dmin = d[REPACK_ROWS + r];
-        for (int k = 0; k < 3; k++) memcpy(x->scales + 4 * k, o + 64 + k * 64 + r * 4, 4);
-        for (int v = 0; v < 32; v++) memcpy(x->qs + 4 * v, o + 256 + v * 64 + r * 4, 4);
+        uint16_t *xd, *xdm;
+        uint8_t *xsc, *xqs, *xqh = NULL;
+        if (q5) {
+            struct quant_block_q5_k *x = (struct quant_block_q5_k *)row + sb;
+            xd = &x->d, xdm = &x->dmin, xsc = x->scales, xqs = x->qs, xqh = x->qh;
+        } else {
+            struct quant_block_q4_k *x = (struct quant_block_q4_k *)row + sb;
+            xd = &x->d, xdm = &x->dmin, xsc = x->scales, xqs = x->qs;
+        }
+        *xd = d[r];
+        *xdm = d[REPACK_ROWS + r];
+        for (int k = 0; k < 3; k++) memcpy(xsc + 4 * k, o + 64 + k * 64 + r * 4, 4);
+        for (int v = 0; v < 32; v++) memcpy(xqs + 4 * v, o + 256 + v * 64 + r * 4, 4);
+        for (int v = 0; q5 && v < 8; v++) memcpy(xqh + 4 * v, o + REPACK_R16_Q4K_BYTES + v * 64 + r * 4, 4);
     }
 }
 
@@ -320,8 +341,12 @@ static size_t r16_code_bytes(enum quant_type t) { return t == QUANT_Q8_0 ? 512 :
 void repack_r16_group(enum quant_type t, const void *data, size_t row_bytes, size_t n_in, size_t r0, size_t nr,
                       void *out)
 {
-    if (t == QUANT_Q4_K || t == QUANT_Q6_K) {
-        (t == QUANT_Q4_K ? r16_q4k_group : r16_q6k_group)(data, row_bytes, n_in, r0, nr, out);
+    if (t == QUANT_Q4_K || t == QUANT_Q5_K) {
+        r16_q4k_group(t, data, row_bytes, n_in, r0, nr, out);
+        return;
+    }
+    if (t == QUANT_Q6_K) {
+        r16_q6k_group(data, row_bytes, n_in, r0, nr, out);
         return;
     }
     size_t nb = n_in / QUANT_BLOCK, cb = r16_code_bytes(t);
@@ -352,8 +377,12 @@ void repack_r16_group(enum quant_type t, const void *data, size_t row_bytes, siz
 
 void repack_r16_unpack_row(enum quant_type t, const void *group, size_t n_in, int r, void *row)
 {
-    if (t == QUANT_Q4_K || t == QUANT_Q6_K) {
-        (t == QUANT_Q4_K ? r16_q4k_unpack_row : r16_q6k_unpack_row)(group, n_in, r, row);
+    if (t == QUANT_Q4_K || t == QUANT_Q5_K) {
+        r16_q4k_unpack_row(t, group, n_in, r, row);
+        return;
+    }
+    if (t == QUANT_Q6_K) {
+        r16_q6k_unpack_row(group, n_in, r, row);
         return;
     }
     size_t nb = n_in / QUANT_BLOCK, cb = r16_code_bytes(t);

@@ -73,9 +73,9 @@ void repack_unpack_row(enum quant_type t, const void *panel, size_t n_in, int r,
 
 /* ---- the load-time layout: groups of 16 rows, repacked once, in place ----
  *
- * Weights read into memory (not --mmap) of type Q8_0, Q4_0, Q4_K or Q6_K are
+ * Weights read into memory (not --mmap) of type Q8_0, Q4_0, Q4_K, Q5_K or Q6_K are
  * rewritten at load (model.c) where the active quant ISA has a kernel for them
- * (gemm_r16_supported: AVX-512 VNNI for all four, AVX2 for Q8_0 / Q4_0; never
+ * (gemm_r16_supported: AVX-512 VNNI for all five, AVX2 for Q8_0 / Q4_0; never
  * with SASERVE_QUANT_ISA=scalar), group by group of REPACK_ROWS (16)
  * consecutive rows, into the same bytes: a group of 16 rows occupies exactly
  * 16 * row_bytes. Q8_0 / Q4_0, nb = n_in / 32 blocks:
@@ -94,6 +94,10 @@ void repack_unpack_row(enum quant_type t, const void *panel, size_t n_in, int r,
  *   uint8_t qs[32][16][4] (qs[v][r][j] = qs[4 v + j] of row r: vectors 8 p ..
  *   8 p + 7 hold sub-blocks 2 p (low nibbles) and 2 p + 1 (high nibbles));
  *   W = d sc_j q - dmin m_j for sub-block j.
+ * Q5_K, per super-block (REPACK_R16_Q5K_BYTES = 2816 = 16 x 176): Q4_K's 2304
+ *   bytes, then uint8_t qh[8][16][4] (qh[v][r][j] = qh[4 v + j] of row r): the
+ *   code of column 4 i + j of sub-block s is its nibble | (bit s of qh quad i,
+ *   byte j) << 4, 0..31; W as Q4_K's.
  * Q6_K, per super-block of 256 columns (REPACK_R16_Q6K_BYTES = 3360 = 16 x 210):
  *   int8_t sc[4][16][4]  (sc[k][r][j] = scales[4 k + j] of row r: sub-block 4 k + j
  *                         of 16 columns), at 0
@@ -112,12 +116,13 @@ void repack_unpack_row(enum quant_type t, const void *panel, size_t n_in, int r,
 #define REPACK_R16_ROWS REPACK_ROWS
 
 #define REPACK_R16_Q4K_BYTES (16 * 144)
+#define REPACK_R16_Q5K_BYTES (16 * 176)
 #define REPACK_R16_Q6K_BYTES (16 * 210)
 #define REPACK_R16_Q6K_QL 256
 #define REPACK_R16_Q6K_QH (256 + 2048)
 #define REPACK_R16_Q6K_D (256 + 2048 + 1024)
 
-/* true if type t has the load-time layout (Q8_0, Q4_0, Q4_K, Q6_K). */
+/* true if type t has the load-time layout (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K). */
 bool repack_r16_type(enum quant_type t);
 /* Rows [r0, r0 + nr) (nr <= 16; the rest zero: scale 0) of a plain matrix into
  * one group at out (16 * row_bytes bytes; out must not overlap the source). */

@@ -141,7 +141,7 @@ static void check_ref(enum quant_type t, enum quant_isa isa, const void *w, size
                       const float *x, size_t T, const float *y, int *bad_)
 {
     /* the integer kernels (per-call panels, and Q6_K's load-time layout) quantise x per block of 32 */
-    bool q8 = repack_kind_of(t) == REPACK_Q8 || t == QUANT_Q6_K, amx = gemm_uses_amx(isa, t, &(struct gemm_scratch){.no_amx = g_no_amx});
+    bool q8 = repack_kind_of(t) == REPACK_Q8 || t == QUANT_Q5_K || t == QUANT_Q6_K, amx = gemm_uses_amx(isa, t, &(struct gemm_scratch){.no_amx = g_no_amx});
     int bad = *bad_;
     float *row = xmalloc(n_in * sizeof(float)), *xq = xmalloc(n_in * sizeof(float));
     int8_t *q = xmalloc(n_in);
@@ -293,14 +293,14 @@ static void test_unsupported(void)
 
 /* ---- the load-time layout (repack.h "R16", gemm_matmul_r16) ---- */
 
-static const enum quant_type r16_types[] = {QUANT_Q8_0, QUANT_Q4_0, QUANT_Q4_K, QUANT_Q6_K};
+static const enum quant_type r16_types[] = {QUANT_Q8_0, QUANT_Q4_0, QUANT_Q4_K, QUANT_Q5_K, QUANT_Q6_K};
 #define N_R16 (sizeof r16_types / sizeof r16_types[0])
 
 /* K per type: one block and more, not a multiple of the tile's 8 tokens x 16 rows */
 static const size_t *r16_ks(enum quant_type t)
 {
     static const size_t k32[3] = {32, 96, 1056}, k256[3] = {256, 768, 1280};
-    return t == QUANT_Q4_K || t == QUANT_Q6_K ? k256 : k32;
+    return t == QUANT_Q4_K || t == QUANT_Q5_K || t == QUANT_Q6_K ? k256 : k32;
 }
 
 /* A copy of plain matrix w with its full groups repacked in place, as model.c does. */

@@ -507,9 +507,10 @@ static void test_conformance(void)
 static void test_in_memory(void)
 {
     if (!have_kquant()) return;
-    static const char *const names[] = {"tiny-pure-Q4_K", "tiny-mix-Q4_K_M", "tiny-pure-Q6_K", "tiny-mix-Q5_K_M"};
-    static const enum quant_type r16_of[] = {QUANT_Q4_K, QUANT_Q4_K, QUANT_Q6_K, QUANT_Q6_K};
-    for (int fi = 0; fi < 4; fi++) {
+    static const char *const names[] = {"tiny-pure-Q4_K", "tiny-mix-Q4_K_M", "tiny-pure-Q5_K", "tiny-pure-Q6_K",
+                                        "tiny-mix-Q5_K_M"};
+    static const enum quant_type r16_of[] = {QUANT_Q4_K, QUANT_Q4_K, QUANT_Q5_K, QUANT_Q6_K, QUANT_Q5_K};
+    for (int fi = 0; fi < 5; fi++) {
         char p[700], r[700];
         snprintf(p, sizeof p, "%s/%s.gguf", kdir, names[fi]);
         uint32_t nv = 0, nv1 = 0;
