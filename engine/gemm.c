@@ -1205,7 +1205,7 @@ static void r16_amx_prepare(enum quant_type t, const uint8_t *grp, size_t n_in, 
         }
 }
 
-/* One group (Q8_0, Q4_0, Q4_K) on AMX-INT8 between gemm_amx_int8_begin / _end;
+/* One group (Q8_0, Q4_0, Q4_K, Q5_K) on AMX-INT8 between gemm_amx_int8_begin / _end;
  * gi of [.., hi) is this thread's group, m its matrix. */
 static void r16_amx_group(const struct r16_task *g, uint8_t *panel, long gi, long hi, size_t m,
                           const struct gemm_mat *w, const uint8_t *grp, size_t r0, int nr)
