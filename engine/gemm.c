@@ -39,8 +39,10 @@
     }
 #define GEMM_NT_F 6  /* tokens per float tile */
 #define GEMM_NR_F 4  /* rows per float tile */
-/* the float kernel fetches each weight row this many floats ahead (0: off):
- * 8 sequences of the 110M F32 model 4.4x -> 4.7-4.9x one (bench_step --batch) */
+/* the float kernel's tiles of 2 or more tokens fetch each weight row this many
+ * floats ahead (0: off): 8 sequences of the 110M F32 model 4.4x -> 4.7-4.9x one
+ * (bench_step --batch); a 1-token tile (decode of one sequence, bandwidth-bound)
+ * is left to the hardware prefetcher, as before */
 #define GEMM_F32_PF 256
 #define GEMM_ROWS_OUTER_T 16 /* float kernel: up to this many rows, rows outside tokens (f32_panel_run) */
 #define GEMM_KCF 1024 /* float kernel K chunk (columns): a 6-token x 4-row tile stays in L1 */
@@ -263,7 +265,7 @@ static ALWAYS_INLINE void f32_tile_avx512(const float *w, size_t wstride, const 
     const float *w0 = w, *w1 = w + wstride, *w2 = w + 2 * wstride, *w3 = w + 3 * wstride;
     size_t i = k0;
     for (; i + 16 <= k1; i += 16) {
-        if (GEMM_F32_PF) {
+        if (GEMM_F32_PF && NT > 1) {
             _mm_prefetch((const char *)(w0 + i + GEMM_F32_PF), _MM_HINT_T0);
             _mm_prefetch((const char *)(w1 + i + GEMM_F32_PF), _MM_HINT_T0);
             _mm_prefetch((const char *)(w2 + i + GEMM_F32_PF), _MM_HINT_T0);

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # make bench [MODEL=110M|1.1B|path.gguf]
-# A shape name benches F32, F16, BF16, Q8_0, Q4_0 and Q4_K files of that shape (generated
-# with random weights on first use under models/gen/, which git ignores; speed
-# does not depend on weight values). A path benches that one file.
+# A shape name benches F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K and Q6_K files of that
+# shape (generated with random weights on first use under models/gen/, which git
+# ignores, the K-quants by `saserve quantize` of the F16 file; speed does not depend
+# on weight values). A path benches that one file.
 # Writes build/bench-results/<name>.json and .md.
 set -euo pipefail
 BUILD=${BUILD:-build}
@@ -23,11 +24,11 @@ case "$target" in
   *.gguf) files=("$target"); name=$(basename "$target" .gguf) ;;
   *)
     name="llama-$target"
-    for t in F32 F16 BF16 Q8_0 Q4_0 Q4_K; do
+    for t in F32 F16 BF16 Q8_0 Q4_0 Q4_K Q5_K Q6_K; do
       f="models/gen/llama-${target,,}-${t,,}.gguf"
-      if [ ! -s "$f" ] && [ "$t" = Q4_K ]; then # no random K-quant writer: quantise the random F16 file
+      if [ ! -s "$f" ] && [[ "$t" == *_K ]]; then # no random K-quant writer: quantise the random F16 file
         echo "bench: generating $f (saserve quantize of the F16 file)" >&2
-        "$BUILD/saserve" quantize "models/gen/llama-${target,,}-f16.gguf" "$f" Q4_K >&2
+        "$BUILD/saserve" quantize "models/gen/llama-${target,,}-f16.gguf" "$f" "$t" >&2
       elif [ ! -s "$f" ]; then
         echo "bench: generating $f (random weights)" >&2
         "$BUILD/tools/gguf_random" -o "$f" --shape "$target" --type "$t" --vocab-from "$vocab" >&2
