@@ -68,11 +68,30 @@ bool gemm_supported(enum quant_isa isa, enum quant_type t)
 #endif
 }
 
+/* The integer kernels' activation scratch for T rows of n_in, offsets from
+ * gemm_scratch.act: the codes q (whole 16-row tiles: AMX-INT8's last A tile
+ * reads them), d and a [T][nb], AMX-INT8's four [nb][R16(T)] scale arrays
+ * (gemm_matmul_r16), Q6_K's per-16-column code sums. */
+struct act_layout {
+    size_t d, a, amx, amx_stride, s16, end;
+};
+
+static struct act_layout act_layout(size_t T, size_t n_in)
+{
+    const size_t nb = n_in / QUANT_BLOCK;
+    struct act_layout l;
+    l.d = align64(R16T(T) * n_in);
+    l.a = l.d + align64(T * nb * sizeof(float));
+    l.amx = l.a + align64(T * nb * sizeof(float));
+    l.amx_stride = align64(R16T(T) * nb * sizeof(float));
+    l.s16 = l.amx + 4 * l.amx_stride;
+    l.end = l.s16 + align64(T * (n_in / 16) * sizeof(int16_t));
+    return l;
+}
+
 size_t gemm_act_bytes(size_t max_tokens, size_t max_in)
 {
-    size_t q8 = align64(R16T(max_tokens) * max_in) + 2 * align64(max_tokens * (max_in / QUANT_BLOCK) * sizeof(float)) +
-                4 * align64(R16T(max_tokens) * (max_in / QUANT_BLOCK) * sizeof(float)) + /* + AMX-INT8's [nb][T] */
-                align64(max_tokens * (max_in / 16) * sizeof(int16_t));                   /* + Q6_K's s16 */
+    size_t q8 = act_layout(max_tokens, max_in).end;
     size_t bf = align64(max_tokens * max_in * sizeof(uint16_t));
     return max_size(max_size(q8, bf), align64(gemm_amx_act_bytes(max_tokens, max_in)));
 }
@@ -150,6 +169,14 @@ struct q8_acts {
     int16_t *s16; /* [T][n_in / 16] sums of q over 16 columns (Q6_K's sub-blocks), or NULL */
     size_t n_in, nb;
 };
+
+/* q, d and a of the layout above in the scratch at base (s16 left NULL). */
+static struct q8_acts q8_acts_at(void *base, const struct act_layout *l, size_t n_in)
+{
+    char *p = base;
+    return (struct q8_acts){.q = (int8_t *)p, .d = (float *)(void *)(p + l->d), .a = (float *)(void *)(p + l->a),
+                            .n_in = n_in, .nb = n_in / QUANT_BLOCK};
+}
 
 static void q8_tile_scalar(const uint8_t *panel, const struct q8_acts *x, size_t t0, int nt, float *y, size_t ys,
                            int nr)
@@ -578,13 +605,8 @@ void gemm_matmul(enum quant_isa isa, struct workers *pool, enum quant_type t, co
     struct gemm_task g = {.isa = isa, .t = t, .data = data, .row_bytes = row_bytes, .n_in = n_in, .n_out = n_out,
                           .T = T, .x = x, .y = y, .s = s};
     if (repack_kind_of(t) == REPACK_Q8) {
-        size_t nb = n_in / QUANT_BLOCK;
-        char *a = s->act;
-        g.acts.q = (int8_t *)a;
-        g.acts.d = (float *)(void *)(a + align64(T * n_in));
-        g.acts.a = (float *)(void *)(a + align64(T * n_in) + align64(T * nb * sizeof(float)));
-        g.acts.n_in = n_in;
-        g.acts.nb = nb;
+        struct act_layout l = act_layout(T, n_in);
+        g.acts = q8_acts_at(s->act, &l, n_in);
         workers_run(pool, quant_worker, &g);
     } else if (gemm_uses_bf16(isa, t)) {
         g.bf16 = true;
@@ -1112,9 +1134,15 @@ static void r16_tile_avx2_n(enum quant_type t, const uint8_t *grp, const struct 
 #undef R16_CASES2
 #endif
 
+/* The types whose groups AMX-INT8 runs (gemm_r16_uses_amx). */
+static bool r16_amx_type(enum quant_type t)
+{
+    return t == QUANT_Q8_0 || t == QUANT_Q4_0 || t == QUANT_Q4_K || t == QUANT_Q5_K;
+}
+
 struct r16_task {
     enum quant_isa isa;
-    bool amx; /* AMX-INT8 (gemm_amx.h) instead of the ISA's tile */
+    bool amx; /* AMX-INT8 (gemm_amx.h) for the groups of r16_amx_type, instead of the ISA's tile */
     struct amx_scales amx_s;
     const struct gemm_mat *ms;
     size_t n, n_in, T;
@@ -1127,12 +1155,18 @@ struct r16_task {
  * of the previous group, advances): its matrix, first row, row count and 16
  * rows of the load-time layout (the matrix's last n_out % 16 rows are plain:
  * packed into a zero-padded group in panel). */
+static const struct gemm_mat *r16_locate(const struct r16_task *g, long gi, size_t *m, size_t *r0)
+{
+    while (gi >= g->gbase[*m + 1]) (*m)++;
+    *r0 = (size_t)(gi - g->gbase[*m]) * REPACK_ROWS;
+    return &g->ms[*m];
+}
+
 static const uint8_t *r16_group(const struct r16_task *g, long gi, size_t *m, uint8_t *panel,
                                 const struct gemm_mat **wp, size_t *r0p, int *nrp)
 {
-    while (gi >= g->gbase[*m + 1]) (*m)++;
-    const struct gemm_mat *w = &g->ms[*m];
-    size_t r0 = (size_t)(gi - g->gbase[*m]) * REPACK_ROWS;
+    size_t r0;
+    const struct gemm_mat *w = r16_locate(g, gi, m, &r0);
     int nr = w->n_out - r0 < REPACK_ROWS ? (int)(w->n_out - r0) : REPACK_ROWS;
     const uint8_t *grp = (const uint8_t *)w->data + r0 * w->row_bytes;
     if (nr < REPACK_ROWS) {
@@ -1218,9 +1252,8 @@ static void r16_amx_group(const struct r16_task *g, uint8_t *panel, long gi, lon
     int32_t *cbuf = (int32_t *)(void *)((char *)ov + r16_amx_vec_bytes(g->n_in));
     struct gemm_amx_q8 q = {.xq = g->acts.q, .xd = g->amx_s.d, .n_in = g->n_in, .nb = g->acts.nb, .T = g->T};
     if (gi + 1 < hi) { /* the next group of this thread (maybe of the next matrix) */
-        size_t m1 = gi + 1 >= g->gbase[m + 1] ? m + 1 : m;
-        const struct gemm_mat *w1 = &g->ms[m1];
-        size_t r1 = (size_t)(gi + 1 - g->gbase[m1]) * REPACK_ROWS;
+        size_t m1 = m, r1;
+        const struct gemm_mat *w1 = r16_locate(g, gi + 1, &m1, &r1);
         if (r1 + REPACK_ROWS <= w1->n_out) { /* a full group in place (a tail one is packed per call) */
             q.next = (const char *)w1->data + r1 * w1->row_bytes;
             q.next_bytes = REPACK_ROWS * w1->row_bytes;
@@ -1291,7 +1324,7 @@ static void r16_worker(void *p, int ith, int nth)
         int nr;
         const uint8_t *grp = r16_group(g, gi, &m, panel, &w, &r0, &nr);
 #ifdef GEMM_AVX512
-        if (g->amx && gemm_r16_uses_amx(g->isa, w->t, g->T, g->s)) { /* Q6_K: the VNNI tile */
+        if (g->amx && r16_amx_type(w->t)) { /* Q6_K: the VNNI tile */
             r16_amx_group(g, panel, gi, hi, m, w, grp, r0, nr);
             continue;
         }
@@ -1319,11 +1352,12 @@ bool gemm_r16_supported(enum quant_isa isa, enum quant_type t)
 
 bool gemm_r16_uses_amx(enum quant_isa isa, enum quant_type t, size_t T, const struct gemm_scratch *s)
 {
+    if (!r16_amx_type(t)) return false;
 #ifdef GEMM_AVX512
-    return (t == QUANT_Q8_0 || t == QUANT_Q4_0 || t == QUANT_Q4_K || t == QUANT_Q5_K) && isa == QUANT_ISA_AVX512 && T >= GEMM_AMX_INT8_MIN_TOKENS && !s->no_amx && isa <= quant_isa_max() &&
+    return isa == QUANT_ISA_AVX512 && T >= GEMM_AMX_INT8_MIN_TOKENS && !s->no_amx && isa <= quant_isa_max() &&
            gemm_amx_int8_available();
 #else
-    (void)isa, (void)t, (void)T, (void)s;
+    (void)isa, (void)T, (void)s;
     return false;
 #endif
 }
@@ -1334,27 +1368,18 @@ void gemm_matmul_r16(enum quant_isa isa, struct workers *pool, const struct gemm
     struct r16_task g = {.isa = isa, .ms = ms, .n = n, .n_in = n_in, .T = T, .s = s};
     for (size_t i = 0; i < n; i++)
         g.gbase[i + 1] = g.gbase[i] + (long)((ms[i].n_out + REPACK_ROWS - 1) / REPACK_ROWS);
-    size_t nb = n_in / QUANT_BLOCK, qbytes = align64(R16T(T) * n_in);
+    struct act_layout l = act_layout(T, n_in);
     char *a = s->act;
-    g.acts.q = (int8_t *)a;
-    g.acts.d = (float *)(void *)(a + qbytes);
-    g.acts.a = (float *)(void *)(a + qbytes + align64(T * nb * sizeof(float)));
-    g.acts.n_in = n_in;
-    g.acts.nb = nb;
-    g.acts.s16 = NULL;
-    for (size_t i = 0; i < n; i++)
-        if (ms[i].t == QUANT_Q6_K) /* after the AMX-INT8 arrays (gemm_act_bytes) */
-            g.acts.s16 = (int16_t *)(void *)((char *)g.acts.a + align64(T * nb * sizeof(float)) +
-                                              4 * align64(R16T(T) * nb * sizeof(float)));
-    g.amx = false;
-    for (size_t i = 0; i < n; i++) g.amx = g.amx || gemm_r16_uses_amx(isa, ms[i].t, T, s);
+    g.acts = q8_acts_at(a, &l, n_in);
+    for (size_t i = 0; i < n; i++) {
+        if (ms[i].t == QUANT_Q6_K) g.acts.s16 = (int16_t *)(void *)(a + l.s16);
+        g.amx = g.amx || gemm_r16_uses_amx(isa, ms[i].t, T, s);
+    }
     if (g.amx) {
         memset(a + T * n_in, 0, (R16T(T) - T) * n_in); /* the last A tile's padding rows */
-        size_t sb = align64(R16T(T) * nb * sizeof(float));
-        char *p = (char *)g.acts.a + align64(T * nb * sizeof(float));
-        g.amx_s = (struct amx_scales){.acts = &g.acts, .T = T, .d = (float *)(void *)p,
-                                      .a = (float *)(void *)(p + sb), .a8 = (float *)(void *)(p + 2 * sb),
-                                      .a128 = (float *)(void *)(p + 3 * sb)};
+        float *f = (float *)(void *)(a + l.amx);
+        size_t st = l.amx_stride / sizeof(float);
+        g.amx_s = (struct amx_scales){.acts = &g.acts, .T = T, .d = f, .a = f + st, .a8 = f + 2 * st, .a128 = f + 3 * st};
     }
     struct gemm_task qt = {.x = x, .n_in = n_in, .T = T, .acts = g.acts};
     if (T > 2)

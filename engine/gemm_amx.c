@@ -314,22 +314,23 @@ void gemm_amx_int8_end(void) { _tile_release(); }
 /* C tile (token m, row n) of block b into c (16 x 16 int32), on tile set 0
  * (tmm0-2) or 1 (tmm3-5): tiles are not renamed, so the next block's loads
  * overlap this block's product only on the other set */
+#define INT8_BLOCK(ta, tb, tc)                                                 \
+    do {                                                                       \
+        _tile_zero(tc);                                                        \
+        _tile_loadd(ta, g->xq + t0 * g->n_in + b * 32, g->n_in);               \
+        _tile_loadd(tb, g->codes + b * 512, 64);                               \
+        _tile_dpbsud(tc, ta, tb);                                              \
+        _tile_stored(tc, c, 64);                                               \
+    } while (0)
+
 static inline void int8_block(int set, const struct gemm_amx_q8 *g, size_t t0, size_t b, int32_t *c)
 {
-    if (set == 0) {
-        _tile_zero(2);
-        _tile_loadd(0, g->xq + t0 * g->n_in + b * 32, g->n_in);
-        _tile_loadd(1, g->codes + b * 512, 64);
-        _tile_dpbsud(2, 0, 1);
-        _tile_stored(2, c, 64);
-    } else {
-        _tile_zero(5);
-        _tile_loadd(3, g->xq + t0 * g->n_in + b * 32, g->n_in);
-        _tile_loadd(4, g->codes + b * 512, 64);
-        _tile_dpbsud(5, 3, 4);
-        _tile_stored(5, c, 64);
-    }
+    if (set == 0) /* tile numbers are immediates */
+        INT8_BLOCK(0, 1, 2);
+    else
+        INT8_BLOCK(3, 4, 5);
 }
+#undef INT8_BLOCK
 
 /* acc[t] (16 rows of token t) += block b's scaled dot products c[t], in the
  * VNNI kernels' float order (gemm.h); xd, xa: block b's scales of the tile's
